@@ -1,0 +1,45 @@
+//! levee's policy semantics as plain, dependency-light Rust.
+//!
+//! The same code runs in two places: inside the host as the **native**
+//! built-in policies (what serves when no plugin is configured, or when a
+//! plugin fails), and inside the example Wasm plugins in `plugins/`, which
+//! are thin WIT glue around these functions. One implementation means a
+//! plugin built from this crate and the native fallback decide identically
+//! on identical inputs, which the host's tests check.
+//!
+//! Every policy is deterministic: randomness (jitter) is an explicit
+//! argument, so the host can seed it and tests can replay it.
+//!
+//! # Layout
+//! - [`types`]: mirrors of the WIT records and variants.
+//! - [`limits`]: sizes both sides agree on.
+//! - [`retry`]: `retry-backoff`, exponential backoff with full jitter.
+//! - [`routing`]: `route-affinity`, ring order, healthy first, zone preference.
+//! - [`checkpoint`]: `checkpoint-interval`, every N records / M bytes / T ms.
+
+pub mod checkpoint;
+pub mod limits;
+pub mod retry;
+pub mod routing;
+pub mod types;
+
+pub use checkpoint::{CheckpointConfig, CheckpointInterval};
+pub use retry::{RetryBackoff, RetryConfig};
+pub use routing::{RouteAffinity, RoutingConfig};
+pub use types::*;
+
+/// Parses a policy's JSON config, naming the problem on failure. An empty
+/// string means "all defaults".
+pub fn parse_config<T: serde::de::DeserializeOwned + Default>(json: &str) -> Result<T, String> {
+    if json.len() > limits::CONFIG_BYTES_MAX {
+        return Err(format!(
+            "config is {} bytes, more than the {} allowed",
+            json.len(),
+            limits::CONFIG_BYTES_MAX
+        ));
+    }
+    if json.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(json).map_err(|e| format!("invalid config: {e}"))
+}
