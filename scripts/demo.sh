@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# levee's main job on an embedded default: builds levee and the example Wasm
+# policy plugins (installing what it needs, idempotently), then runs
+# `levee demo`, which starts three real key-value replicas on loopback, puts
+# levee in front of them and narrates a failure scenario.
+# Extra arguments go to `levee demo` (e.g. --keep).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build-plugins.sh
+cargo build --release --locked -p levee
+exec target/release/levee demo --plugin-dir plugins/dist "$@"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with rustup:
+#   installs what it needs (idempotently), builds the Wasm plugins from
+#   source, then runs fmt, clippy and every test (unit, property, crash,
+#   end-to-end against real processes, the status page in headless Chromium).
+# CI (.ci/run) runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Packages the tests use: chromium for the status-page check, sqlite is
+# bundled by rusqlite, the wasm toolchain is handled by build-plugins.sh.
+bash scripts/ensure-apt.sh chromium ca-certificates
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "==> building the policy plugins (Wasm components)"
+bash scripts/build-plugins.sh
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> cargo test"
+cargo test --workspace --locked
