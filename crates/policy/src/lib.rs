@@ -13,33 +13,26 @@
 //! # Layout
 //! - [`types`]: mirrors of the WIT records and variants.
 //! - [`limits`]: sizes both sides agree on.
+//! - [`config`]: JSON config parsing with errors that name the field.
 //! - [`retry`]: `retry-backoff`, exponential backoff with full jitter.
 //! - [`routing`]: `route-affinity`, ring order, healthy first, zone preference.
 //! - [`checkpoint`]: `checkpoint-interval`, every N records / M bytes / T ms.
 
 pub mod checkpoint;
+pub mod config;
 pub mod limits;
 pub mod retry;
 pub mod routing;
 pub mod types;
 
 pub use checkpoint::{CheckpointConfig, CheckpointInterval};
-pub use retry::{RetryBackoff, RetryConfig};
+pub use config::ConfigError;
+pub use retry::{GiveUpReason, RetryBackoff, RetryConfig, RetryPlan, RetryTarget};
 pub use routing::{RouteAffinity, RoutingConfig};
 pub use types::*;
 
 /// Parses a policy's JSON config, naming the problem on failure. An empty
-/// string means "all defaults".
+/// string means "all defaults". See [`config::parse`] for the typed error.
 pub fn parse_config<T: serde::de::DeserializeOwned + Default>(json: &str) -> Result<T, String> {
-    if json.len() > limits::CONFIG_BYTES_MAX {
-        return Err(format!(
-            "config is {} bytes, more than the {} allowed",
-            json.len(),
-            limits::CONFIG_BYTES_MAX
-        ));
-    }
-    if json.trim().is_empty() {
-        return Ok(T::default());
-    }
-    serde_json::from_str(json).map_err(|e| format!("invalid config: {e}"))
+    Ok(config::parse(json)?)
 }
