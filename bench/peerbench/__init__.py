@@ -1,0 +1,17 @@
+"""The peer benchmark's machinery: levee, HAProxy, nginx and the bare upstream
+measured side by side in one run, on the same replicas and the same keys.
+
+Why Python and not bash: the harness has to read ports that processes pick
+for themselves, poll for readiness with a bound, sum the peak RSS of a
+process tree, and stop everything it started by PID even when a step fails
+half-way. Those are a few lines each here and fragile in bash.
+
+Modules, one concept each:
+- `procs`: starting processes (pinned, logged) and stopping them by PID.
+- `probe`: tiny HTTP client for preloading, readiness and correctness checks.
+- `replicas`: the three `levee kv-replica` upstreams and their fault knob.
+- `levee`: the levee configuration this benchmark runs (the one integration point).
+- `targets`: how each peer is started (direct, HAProxy, nginx, levee).
+- `wrk`: running wrk and reading its result line.
+- `report`: the Markdown table, the ratios and the goals.
+"""

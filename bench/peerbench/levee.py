@@ -1,0 +1,59 @@
+"""The levee configuration the benchmark runs: the one place that knows
+levee's config schema (host/src/config.rs) and URL scheme.
+
+Two flavours serve the same service over the same three replicas and differ
+only in `policies`: "wasm" binds the example plugins built into
+`plugins/dist/` (retry-backoff, route-affinity), "native" binds nothing, so
+levee's built-in implementations of the same policies run. Everything else
+is left at levee's defaults, which is what an operator would get.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .replicas import Replica
+
+SERVICE = "bench"
+FLAVOURS = ("wasm", "native")
+# Answers 200 on the admin listener once levee is ready to serve.
+READY_PATH = "/readyz"
+REPO_DIR = Path(__file__).resolve().parent.parent.parent
+PLUGIN_DIR = REPO_DIR / "plugins" / "dist"
+WASM_POLICIES = {
+    "retry": {"plugin": "retry-backoff"},
+    "routing": {"plugin": "route-affinity"},
+}
+
+
+def path_prefix() -> str:
+    """Data-plane requests are /<service>/<path on the replica>."""
+    return f"/{SERVICE}/kv/"
+
+
+def config(
+    flavour: str,
+    replicas: list[Replica],
+    port: int,
+    admin_port: int,
+    data_dir: Path,
+    write_quorum: int = 2,
+) -> dict:
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown levee flavour {flavour!r}, expected one of {FLAVOURS}")
+    service = {
+        "name": SERVICE,
+        "nodes": [{"id": replica.name, "url": replica.url} for replica in replicas],
+        "replicas": len(replicas),
+        "write_quorum": write_quorum,
+        # /bench/kv/<key>: segment 0 is "kv", segment 1 the key.
+        "key": {"path_segment": 1},
+    }
+    if flavour == "wasm":
+        service["policies"] = WASM_POLICIES
+    return {
+        "listeners": {"data": f"127.0.0.1:{port}", "admin": f"127.0.0.1:{admin_port}"},
+        "data_dir": str(data_dir),
+        "plugin_dir": str(PLUGIN_DIR),
+        "services": [service],
+    }

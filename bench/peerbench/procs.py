@@ -1,0 +1,222 @@
+"""Processes the benchmark starts, and the guarantee that it stops them.
+
+Every process is started through `Processes.spawn`, which records its PID;
+`Processes.stop_all` (run from a `finally` and from the signal handlers in
+`peers.py`) stops each one by that PID, never by name, because other work
+shares this machine. As a second line of defence each child asks the kernel
+to kill it if the harness itself dies (PR_SET_PDEATHSIG), so a `kill -9` of
+the harness does not leave servers bound to loopback ports.
+
+Output goes to one log file per process rather than a pipe: a pipe nobody
+drains blocks a chatty server mid-benchmark, a file never does, and the file
+is there to read when a start fails.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+# How long a process gets to exit after SIGTERM before SIGKILL.
+STOP_GRACE_S = 5.0
+# Poll interval for every bounded wait in this module.
+POLL_INTERVAL_S = 0.02
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StartError(RuntimeError):
+    """A process exited or stayed silent instead of starting."""
+
+
+def child_setup(cpus: set[int] | None):
+    """Runs in the child between fork and exec."""
+
+    def setup():
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if cpus:
+            # Same effect as `taskset -c`: threads created later inherit it.
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+class Spawned:
+    """One started process, its log, and what we can read about it."""
+
+    def __init__(self, name: str, popen: subprocess.Popen, log_path: Path):
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines_max: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines_max:])
+
+    def wait_for_line(self, pattern: str, timeout_s: float) -> re.Match:
+        """Waits until the log has a line matching `pattern`, bounded."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                text = self.log_path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            match = regex.search(text)
+            if match:
+                return match
+            if self.popen.poll() is not None:
+                raise StartError(
+                    f"{self.name} exited with {self.popen.returncode} before "
+                    f"printing /{pattern}/:\n{self.log_tail()}"
+                )
+            time.sleep(POLL_INTERVAL_S)
+        raise StartError(
+            f"{self.name} printed no /{pattern}/ within {timeout_s} s:\n{self.log_tail()}"
+        )
+
+    def tree_pids(self) -> list[int]:
+        """This process and its direct children (nginx's workers)."""
+        return [self.pid] + children_of(self.pid)
+
+    def peak_rss_bytes(self) -> int:
+        """Sum of VmHWM over the process tree: the memory it really touched."""
+        return sum(peak_rss_of(pid) for pid in self.tree_pids())
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the tree has used so far (all threads)."""
+        return sum(cpu_seconds_of(pid) for pid in self.tree_pids())
+
+    def pin_all_threads(self, cpus: set[int]):
+        """Re-pins every thread of the tree (like `taskset -a -p`)."""
+        for pid in self.tree_pids():
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    os.sched_setaffinity(int(tid), cpus)
+                except ProcessLookupError:
+                    pass  # the thread ended meanwhile
+
+
+def children_of(pid: int) -> list[int]:
+    children_path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(child) for child in children_path.read_text().split()]
+    except OSError:
+        return []
+
+
+def peak_rss_of(pid: int) -> int:
+    """VmHWM of one process in bytes, 0 if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmHWM:\s+(\d+)\s+kB$", status, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """utime + stime of one process (all its threads), 0 if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The command name (field 2) may contain spaces; fields resume after ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime_ticks, stime_ticks = int(fields[11]), int(fields[12])
+    return (utime_ticks + stime_ticks) / CLOCK_TICKS_PER_S
+
+
+class Processes:
+    """The registry of everything started; a context manager that stops all."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self._live: list[Spawned] = []
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_all()
+
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        cpus: set[int] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Spawned:
+        log_path = self.log_dir / f"{name}.log"
+        log_file = open(log_path, "wb")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        try:
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                preexec_fn=child_setup(cpus),
+            )
+        finally:
+            log_file.close()
+        spawned = Spawned(name, popen, log_path)
+        self._live.append(spawned)
+        return spawned
+
+    def stop(self, spawned: Spawned):
+        """SIGTERM, a bounded wait, then SIGKILL; always by PID."""
+        if spawned in self._live:
+            self._live.remove(spawned)
+        if spawned.popen.poll() is not None:
+            return
+        children = children_of(spawned.pid)
+        spawned.popen.send_signal(signal.SIGTERM)
+        try:
+            spawned.popen.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            spawned.popen.kill()
+            spawned.popen.wait(timeout=STOP_GRACE_S)
+        for child in children:
+            _kill_if_alive(child)
+
+    def stop_all(self):
+        for spawned in list(reversed(self._live)):
+            try:
+                self.stop(spawned)
+            except Exception as error:  # keep stopping the others
+                print(f"warning: could not stop {spawned.name} ({spawned.pid}): {error}")
+
+
+def _kill_if_alive(pid: int):
+    """Children a master left behind (it should have reaped them)."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(POLL_INTERVAL_S)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

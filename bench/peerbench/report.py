@@ -1,0 +1,173 @@
+"""The Markdown report: the side-by-side table, the ratios and the goals.
+
+Ratios rather than absolute numbers are the point: absolute requests per
+second on a shared two-core VM say little, but two proxies measured in the
+same run, against the same replicas, with the same load, compare fairly.
+Goals are checked and stated plainly, met or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .wrk import WrkResult
+
+MIB = 1024 * 1024
+# The issue's goals.
+RSS_BYTES_GOAL = 128 * MIB
+WASM_COST_GOAL = 0.05  # Wasm may cost at most 5% of native throughput
+SLOW_REPLICA_P50_GOAL = 0.20  # a slow replica may add at most 20% to write p50
+
+
+@dataclass
+class Row:
+    name: str
+    description: str
+    result: WrkResult
+    # Of the process tree serving the target (direct: the replica itself).
+    peak_rss_bytes: int
+    # CPU time the target's processes used during the measured run.
+    cpu_s: float
+    # Throughput of every round, to show how steady the numbers are.
+    rounds_rps: list[float]
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s * 1_000_000 / self.result.requests if self.result.requests else 0.0
+
+
+@dataclass
+class WriteRow:
+    name: str
+    result: WrkResult
+
+
+def _ms(us: int) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}×" if denominator else "n/a"
+
+
+def _find(rows: list[Row], name: str) -> Row | None:
+    return next((row for row in rows if row.name == name), None)
+
+
+def gets_table(rows: list[Row]) -> list[str]:
+    haproxy = _find(rows, "haproxy")
+    direct = _find(rows, "direct")
+    lines = [
+        "| target | req/s | p50 ms | p99 ms | peak RSS MiB | vs HAProxy | vs direct "
+        "| CPU µs/req | errors | req/s per round |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        result = row.result
+        lines.append(
+            f"| {row.description} | {result.rps:,.0f} | {_ms(result.p50_us)} | "
+            f"{_ms(result.p99_us)} | {row.peak_rss_bytes / MIB:.1f} | "
+            f"{_ratio(result.rps, haproxy.result.rps) if haproxy else 'n/a'} | "
+            f"{_ratio(result.rps, direct.result.rps) if direct else 'n/a'} | "
+            f"{row.cpu_us_per_request:.1f} | {result.errors} | "
+            f"{' / '.join(f'{rps:,.0f}' for rps in row.rounds_rps)} |"
+        )
+    return lines
+
+
+def writes_table(rows: list[WriteRow]) -> list[str]:
+    lines = [
+        "| replicas | req/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        result = row.result
+        lines.append(
+            f"| {row.name} | {result.rps:,.0f} | {_ms(result.p50_us)} | "
+            f"{_ms(result.p99_us)} | {result.errors} |"
+        )
+    return lines
+
+
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def goals(rows: list[Row], writes: list[WriteRow]) -> list[str]:
+    lines = ["| goal | measured | |", "|---|---|---|"]
+    wasm = _find(rows, "levee-wasm")
+    native = _find(rows, "levee-native")
+    for peer in ("haproxy", "nginx"):
+        other = _find(rows, peer)
+        if wasm and other:
+            ratio = wasm.result.rps / other.result.rps
+            lines.append(
+                f"| levee (Wasm) throughput ≥ {peer} | {ratio:.2f}× "
+                f"({wasm.result.rps:,.0f} vs {other.result.rps:,.0f} req/s) | {_met(ratio >= 1.0)} |"
+            )
+    for row in (wasm, native):
+        if row:
+            lines.append(
+                f"| {row.name} peak RSS < 128 MiB | {row.peak_rss_bytes / MIB:.1f} MiB | "
+                f"{_met(row.peak_rss_bytes < RSS_BYTES_GOAL)} |"
+            )
+    if wasm and native:
+        cost = 1 - wasm.result.rps / native.result.rps
+        lines.append(
+            f"| Wasm policies cost < 5% throughput vs native | {cost * 100:+.1f}% "
+            f"(ratio {wasm.result.rps / native.result.rps:.3f}) | {_met(cost < WASM_COST_GOAL)} |"
+        )
+    if len(writes) == 2:
+        fast, slow = writes
+        added = slow.result.p50_us / fast.result.p50_us - 1 if fast.result.p50_us else float("inf")
+        lines.append(
+            f"| a 500 ms replica adds ≤ 20% to quorum-write p50 | {added * 100:+.1f}% "
+            f"({_ms(slow.result.p50_us)} vs {_ms(fast.result.p50_us)} ms) | "
+            f"{_met(added <= SLOW_REPLICA_P50_GOAL)} |"
+        )
+    return lines
+
+
+def wasm_vs_native(rows: list[Row]) -> str:
+    wasm = _find(rows, "levee-wasm")
+    native = _find(rows, "levee-native")
+    if not (wasm and native):
+        return ""
+    return (
+        f"Wasm vs native throughput: **{wasm.result.rps / native.result.rps:.3f}** "
+        f"({wasm.result.rps:,.0f} vs {native.result.rps:,.0f} req/s)."
+    )
+
+
+def slow_vs_fast(writes: list[WriteRow]) -> str:
+    if len(writes) != 2:
+        return ""
+    fast, slow = writes
+    return (
+        f"Quorum-write p50 slow/fast: **{_ratio(slow.result.p50_us, fast.result.p50_us)}** "
+        f"(p99 {_ratio(slow.result.p99_us, fast.result.p99_us)})."
+    )
+
+
+def render(
+    title: str,
+    preamble: list[str],
+    rows: list[Row],
+    writes: list[WriteRow],
+    get_connections: int,
+    write_connections: int,
+) -> str:
+    lines = [f"# {title}", "", *preamble, "", f"## GET, {get_connections} connections", ""]
+    lines += gets_table(rows)
+    lines += ["", wasm_vs_native(rows)]
+    if writes:
+        lines += [
+            "",
+            f"## Quorum writes through levee (PUT, W=2 of N=3, {write_connections} connections)",
+            "",
+        ]
+        lines += writes_table(writes)
+        lines += ["", slow_vs_fast(writes)]
+    lines += ["", "## Goals", ""]
+    lines += goals(rows, writes)
+    return "\n".join(lines) + "\n"

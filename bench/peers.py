@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""levee vs HAProxy vs nginx vs the bare upstream, side by side in one run.
+
+Run through `bench/peers.sh`, which installs the tools and builds levee and
+the plugins first. This file is the plan of the run; the machinery is in
+`peerbench/`:
+
+1. Start three `levee kv-replica` upstreams and PUT the same keys on each.
+2. Start every GET target (direct, HAProxy, nginx, levee native, levee
+   Wasm) and check each returns the preloaded values.
+3. Measure them in rounds, one target at a time, in the same order each
+   round, so a burst of outside load (the machine is shared) hits one
+   round of every target rather than all rounds of one. Each target keeps
+   its best round: outside noise only ever makes a run slower.
+4. Measure quorum writes through levee with all replicas fast, then with
+   one replica slowed by 500 ms.
+5. Print the Markdown report and save it under `bench/results/`.
+
+Every process is stopped by PID on the way out, whatever happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from peerbench import levee, probe, replicas, report, targets, wrk
+from peerbench.procs import Processes
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+SLOW_REPLICA_DELAY_MS = 500
+# A proxy's peak RSS is read after all its rounds; RSS only grows.
+GET_TARGETS = ("direct", "haproxy", "nginx", "levee-native", "levee-wasm")
+DESCRIPTIONS = {
+    "direct": "direct to one replica (no proxy)",
+    "haproxy": "HAProxy 2.6, `balance hdr(x-key)` consistent",
+    "nginx": "nginx 1.22, `hash $http_x_key consistent`",
+    "levee-native": "levee, native policies",
+    "levee-wasm": "levee, Wasm policies",
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which CPUs wrk, the target under test and the replicas may use."""
+
+    name: str
+    wrk_cpus: set[int] | None
+    target_cpus: set[int] | None
+    upstream_cpus: set[int] | None
+
+    def describe(self) -> str:
+        if self.target_cpus is None:
+            return "no pinning: the kernel schedules wrk, the target and the replicas freely"
+        return (
+            f"pinned: wrk and the replicas on CPU {_cpus(self.wrk_cpus)}, the target under "
+            f"test alone on CPU {_cpus(self.target_cpus)} (for `direct`, the measured "
+            f"replica moves there for its run)"
+        )
+
+
+def _cpus(cpus: set[int] | None) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus or ()))
+
+
+def layouts() -> dict[str, Layout]:
+    cpus = sorted(os.sched_getaffinity(0))
+    shared = Layout("shared", None, None, None)
+    if len(cpus) < 2:
+        return {"shared": shared, "split": shared}
+    first, second = {cpus[0]}, {cpus[1]}
+    return {"shared": shared, "split": Layout("split", first, second, first)}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levee-bin", type=Path, default=REPO_DIR / "target/release/levee")
+    parser.add_argument("--duration-s", type=int, default=10, help="measured wrk run per target")
+    parser.add_argument("--warmup-s", type=int, default=2, help="discarded wrk run before each")
+    parser.add_argument("--rounds", type=int, default=2, help="GET rounds over all targets")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections for GET")
+    parser.add_argument("--write-connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--proxy-threads", type=int, default=1,
+                        help="haproxy nbthread, nginx worker_processes, levee tokio workers")
+    parser.add_argument("--replica-threads", type=int, default=1,
+                        help="tokio worker threads of each kv-replica")
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--layout", choices=("split", "shared"), default="split")
+    parser.add_argument("--targets", default=",".join(GET_TARGETS),
+                        help=f"comma-separated subset of {','.join(GET_TARGETS)}")
+    parser.add_argument("--no-writes", action="store_true", help="skip the quorum-write part")
+    parser.add_argument("--out", type=Path, default=None, help="report file (default: "
+                        "bench/results/peers-<date>.md)")
+    args = parser.parse_args()
+    args.targets = [name for name in args.targets.split(",") if name]
+    unknown = set(args.targets) - set(GET_TARGETS)
+    if unknown:
+        parser.error(f"unknown targets {sorted(unknown)}; known: {', '.join(GET_TARGETS)}")
+    for name in ("duration_s", "warmup_s", "rounds", "connections", "write_connections",
+                 "wrk_threads", "proxy_threads", "replica_threads", "keys"):
+        if not 1 <= getattr(args, name) <= 100_000:
+            parser.error(f"--{name.replace('_', '-')} must be between 1 and 100000")
+    if args.keys < targets.VERIFY_KEYS_SPAN:
+        parser.error(f"--keys must be at least {targets.VERIFY_KEYS_SPAN}")
+    return args
+
+
+def stop_on_signals():
+    """SIGTERM/SIGINT/SIGHUP become SystemExit, so `finally` stops processes."""
+
+    def handler(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def start_target(name, procs, args, layout, reps, work_dir) -> targets.Running:
+    if name == "direct":
+        return targets.direct(reps)
+    if name == "haproxy":
+        return targets.haproxy(procs, reps, work_dir, layout.target_cpus, args.proxy_threads)
+    if name == "nginx":
+        return targets.nginx(procs, reps, work_dir, layout.target_cpus, args.proxy_threads)
+    flavour = name.removeprefix("levee-")
+    return targets.levee_target(
+        procs, args.levee_bin, reps, work_dir, layout.target_cpus, args.proxy_threads, flavour, name
+    )
+
+
+def measure(running: targets.Running, load: wrk.Load, warmup_s: int, layout: Layout):
+    """One warmup (discarded) and one measured wrk run; returns the result
+    and the CPU seconds the target itself used during the measured run."""
+    moved = running.name == "direct" and layout.target_cpus is not None
+    if moved:
+        running.process.pin_all_threads(layout.target_cpus)
+    try:
+        wrk.run(running.url, replace(load, duration_s=warmup_s), layout.wrk_cpus)
+        cpu_before = running.process.cpu_seconds()
+        result = wrk.run(running.url, load, layout.wrk_cpus)
+        cpu_used = running.process.cpu_seconds() - cpu_before
+    finally:
+        if moved:
+            running.process.pin_all_threads(layout.upstream_cpus)
+    return result, cpu_used
+
+
+def run_gets(procs, args, layout, reps, work_dir):
+    load = wrk.Load("get.lua", args.connections, args.wrk_threads, args.duration_s, args.keys)
+    running = []
+    for name in args.targets:
+        print(f"==> starting {name}", flush=True)
+        running.append(start_target(name, procs, args, layout, reps, work_dir))
+    best: dict[str, tuple[wrk.WrkResult, float]] = {}
+    rounds: dict[str, list[float]] = {name: [] for name in args.targets}
+    for round_index in range(args.rounds):
+        for target in running:
+            target_load = replace(load, path_prefix=target.path_prefix)
+            result, cpu_s = measure(target, target_load, args.warmup_s, layout)
+            rounds[target.name].append(result.rps)
+            print(
+                f"    round {round_index + 1} {target.name:<13} {result.rps:>9,.0f} req/s  "
+                f"p50 {result.p50_us / 1000:6.2f} ms  p99 {result.p99_us / 1000:6.2f} ms  "
+                f"errors {result.errors}  target CPU {cpu_s:.1f} s",
+                flush=True,
+            )
+            if target.name not in best or result.rps > best[target.name][0].rps:
+                best[target.name] = (result, cpu_s)
+    rows = [
+        report.Row(
+            name=target.name,
+            description=DESCRIPTIONS[target.name],
+            result=best[target.name][0],
+            peak_rss_bytes=target.process.peak_rss_bytes(),
+            cpu_s=best[target.name][1],
+            rounds_rps=rounds[target.name],
+        )
+        for target in running
+    ]
+    for target in running:
+        if target.owned:
+            procs.stop(target.process)
+    return rows
+
+
+def run_writes(procs, args, layout, reps, work_dir) -> list[report.WriteRow]:
+    print("==> starting levee for quorum writes", flush=True)
+    running = targets.levee_target(
+        procs, args.levee_bin, reps, work_dir, layout.target_cpus, args.proxy_threads,
+        "wasm", "levee-writes",
+    )
+    load = wrk.Load(
+        "put.lua", args.write_connections, args.wrk_threads, args.duration_s, args.keys,
+        running.path_prefix,
+    )
+    rows = []
+    fast, _ = measure(running, load, args.warmup_s, layout)
+    targets.verify_written(running)
+    rows.append(report.WriteRow("all 3 fast", fast))
+    print(f"    writes, all fast: {fast.rps:,.0f} req/s p50 {fast.p50_us / 1000:.2f} ms "
+          f"p99 {fast.p99_us / 1000:.2f} ms errors {fast.errors}", flush=True)
+    slowed = reps[-1]
+    replicas.set_delay(slowed, SLOW_REPLICA_DELAY_MS)
+    try:
+        slow, _ = measure(running, load, args.warmup_s, layout)
+    finally:
+        replicas.set_delay(slowed, 0)
+    rows.append(report.WriteRow(f"{slowed.name} slowed by {SLOW_REPLICA_DELAY_MS} ms", slow))
+    print(f"    writes, one slow: {slow.rps:,.0f} req/s p50 {slow.p50_us / 1000:.2f} ms "
+          f"p99 {slow.p99_us / 1000:.2f} ms errors {slow.errors}", flush=True)
+    procs.stop(running.process)
+    return rows
+
+
+def command_output(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (done.stdout + done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def preamble(args, layout: Layout, load_before: str, load_after: str, elapsed_s: float):
+    commit = command_output(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"])
+    return [
+        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs (shared with other work), "
+        f"Linux {platform.release()}, everything on loopback. "
+        f"Load average before/after: {load_before} / {load_after}.",
+        f"levee commit {commit} (`cargo build --release -p levee`); "
+        f"{command_output(['haproxy', '-v'])}; {command_output(['nginx', '-v'])}; "
+        f"{command_output(['wrk', '-v'])}.",
+        f"Load: wrk, {args.wrk_threads} threads, GET /kv/<key> over {args.keys} keys "
+        f"(64-byte values, preloaded on all 3 replicas), {args.warmup_s} s warmup + "
+        f"{args.duration_s} s measured per target, best of {args.rounds} rounds, "
+        f"one target at a time.",
+        f"Threads: HAProxy `nbthread {args.proxy_threads}`, nginx `worker_processes "
+        f"{args.proxy_threads}`, levee `TOKIO_WORKER_THREADS={args.proxy_threads}`; each of "
+        f"the 3 kv-replicas `TOKIO_WORKER_THREADS={args.replica_threads}`.",
+        f"CPU layout: {layout.describe()}.",
+        f"Whole measurement took {elapsed_s:.0f} s.",
+    ]
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def main() -> int:
+    stop_on_signals()
+    args = parse_args()
+    if not args.levee_bin.is_file():
+        print(f"error: {args.levee_bin} not found; build it with "
+              f"`cargo build --release -p levee`", file=sys.stderr)
+        return 2
+    layout = layouts()[args.layout]
+    started = time.monotonic()
+    load_before = loadavg()
+    with tempfile.TemporaryDirectory(prefix="levee-peers-") as work, Processes(Path(work)) as procs:
+        work_dir = Path(work)
+        print(f"==> starting 3 kv-replicas, preloading {args.keys} keys on each", flush=True)
+        reps = replicas.start_all(
+            procs, args.levee_bin, work_dir, layout.upstream_cpus, args.replica_threads
+        )
+        replicas.preload(reps, args.keys)
+        rows = run_gets(procs, args, layout, reps, work_dir)
+        writes = [] if args.no_writes else run_writes(procs, args, layout, reps, work_dir)
+    elapsed_s = time.monotonic() - started
+    today = datetime.date.today().isoformat()
+    text = report.render(
+        f"levee peer benchmark, {today}",
+        preamble(args, layout, load_before, loadavg(), elapsed_s),
+        rows,
+        writes,
+        args.connections,
+        args.write_connections,
+    )
+    out = args.out or BENCH_DIR / "results" / f"peers-{today}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print()
+    print(text)
+    print(f"(saved to {out})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (probe.ProbeError, wrk.WrkError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
