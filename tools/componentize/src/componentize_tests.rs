@@ -1,0 +1,115 @@
+//! Tests of the componentizer on modules shaped like real plugins
+//! (`wit_component::dummy_module` builds one for any world, with the world
+//! embedded the way `wit-bindgen` embeds it) and on modules that break the
+//! sandbox's rules.
+
+use super::*;
+use std::path::Path;
+use wit_component::StringEncoding;
+use wit_parser::{LiftLowerAbi, ManglingAndAbi};
+
+/// The repo's contract plus, optionally, a test package using it.
+fn resolve_with(extra_wit: Option<&str>) -> Resolve {
+    let mut resolve = Resolve::default();
+    let wit_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+    resolve.push_dir(&wit_dir).expect("the repo's WIT parses");
+    if let Some(wit) = extra_wit {
+        resolve.push_str("test.wit", wit).expect("test WIT parses");
+    }
+    resolve
+}
+
+fn world(resolve: &Resolve, name: &str) -> WorldId {
+    let (id, _) = resolve.worlds.iter().find(|(_, w)| w.name == name).expect("world exists");
+    id
+}
+
+fn module_for(resolve: &Resolve, world_name: &str) -> Vec<u8> {
+    let abi = ManglingAndAbi::Legacy(LiftLowerAbi::Sync);
+    let mut module = wit_component::dummy_module(resolve, world(resolve, world_name), abi);
+    wit_component::embed_component_metadata(
+        &mut module,
+        resolve,
+        world(resolve, world_name),
+        StringEncoding::UTF8,
+    )
+    .unwrap();
+    module
+}
+
+#[test]
+fn each_policy_world_becomes_a_component() {
+    let resolve = resolve_with(None);
+    let cases = [
+        ("retry-policy", "levee:policy/retry@0.1.0"),
+        ("routing-policy", "levee:policy/routing@0.1.0"),
+        ("checkpoint-policy", "levee:policy/checkpoint@0.1.0"),
+    ];
+    for (world_name, export) in cases {
+        let component = componentize(&module_for(&resolve, world_name)).unwrap();
+        assert_eq!(component.world, export);
+        assert!(wasmparser::Parser::is_component(&component.bytes));
+    }
+}
+
+#[test]
+fn wasi_imports_are_refused_by_name() {
+    use wasm_encoder::{EntityType, ImportSection, Module, TypeSection, ValType};
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32; 4], [ValType::I32]);
+    let mut imports = ImportSection::new();
+    imports.import("wasi_snapshot_preview1", "fd_write", EntityType::Function(0));
+    let mut module = Module::new();
+    module.section(&types).section(&imports);
+    let mut core = module.finish();
+    let resolve = resolve_with(None);
+    let retry = world(&resolve, "retry-policy");
+    wit_component::embed_component_metadata(&mut core, &resolve, retry, StringEncoding::UTF8)
+        .unwrap();
+    match componentize(&core) {
+        Err(ComponentizeError::WasiImport { module, name }) => {
+            assert_eq!((module.as_str(), name.as_str()), ("wasi_snapshot_preview1", "fd_write"));
+        }
+        other => panic!("expected a WASI refusal, got {:?}", other.map(|c| c.world)),
+    }
+}
+
+#[test]
+fn foreign_interface_imports_are_refused() {
+    let wit = "package test:zoo;
+        interface clock { now: func() -> u64; }
+        world sneaky { import clock; export levee:policy/retry@0.1.0; }";
+    let resolve = resolve_with(Some(wit));
+    match componentize(&module_for(&resolve, "sneaky")) {
+        Err(ComponentizeError::ForbiddenImport(name)) => assert_eq!(name, "test:zoo/clock"),
+        other => panic!("expected a forbidden import, got {:?}", other.map(|c| c.world)),
+    }
+}
+
+#[test]
+fn two_policy_exports_are_refused() {
+    let wit = "package test:zoo;
+        world greedy {
+            import levee:policy/host@0.1.0;
+            export levee:policy/retry@0.1.0;
+            export levee:policy/routing@0.1.0;
+        }";
+    let resolve = resolve_with(Some(wit));
+    match componentize(&module_for(&resolve, "greedy")) {
+        Err(ComponentizeError::WrongExports(exports)) => assert_eq!(exports.len(), 2),
+        other => panic!("expected wrong exports, got {:?}", other.map(|c| c.world)),
+    }
+}
+
+#[test]
+fn garbage_and_empty_input_are_errors() {
+    for bytes in [&b""[..], b"not wasm at all", b"\0asm\x01\0\0\0\xff\xff"] {
+        assert!(componentize(bytes).is_err(), "{bytes:?}");
+    }
+}
+
+#[test]
+fn a_module_without_a_world_is_an_error() {
+    let core = wasm_encoder::Module::new().finish();
+    assert!(matches!(componentize(&core), Err(ComponentizeError::Encode(_))));
+}
