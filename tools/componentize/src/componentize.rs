@@ -53,7 +53,7 @@ pub fn componentize(core: &[u8]) -> Result<Component, ComponentizeError> {
     let bytes = ComponentEncoder::default()
         .validate(true)
         .module(core)
-        .and_then(|encoder| encoder.encode())
+        .and_then(|mut encoder| encoder.encode())
         .map_err(ComponentizeError::Encode)?;
     let world = check_component(&bytes)?;
     Ok(Component { bytes, world })
@@ -81,11 +81,16 @@ fn check_component(bytes: &[u8]) -> Result<String, ComponentizeError> {
     let (resolve, world) = match wit_component::decode(bytes).map_err(ComponentizeError::Decode)? {
         DecodedWasm::Component(resolve, world) => (resolve, world),
         DecodedWasm::WitPackage(..) => {
-            return Err(ComponentizeError::Decode(anyhow::anyhow!("got a WIT package")));
+            return Err(ComponentizeError::Decode(anyhow::anyhow!(
+                "got a WIT package"
+            )));
         }
     };
     let (imports, exports) = world_names(&resolve, world);
-    if let Some(forbidden) = imports.iter().find(|name| !ALLOWED_IMPORTS.contains(&name.as_str())) {
+    if let Some(forbidden) = imports
+        .iter()
+        .find(|name| !ALLOWED_IMPORTS.contains(&name.as_str()))
+    {
         return Err(ComponentizeError::ForbiddenImport(forbidden.clone()));
     }
     match exports.as_slice() {
@@ -100,7 +105,10 @@ fn world_names(resolve: &Resolve, world: WorldId) -> (Vec<String>, Vec<String>) 
         WorldKey::Interface(id) => resolve.id_of(*id).unwrap_or_else(|| "<anonymous>".into()),
     };
     let world = &resolve.worlds[world];
-    (world.imports.keys().map(name).collect(), world.exports.keys().map(name).collect())
+    (
+        world.imports.keys().map(name).collect(),
+        world.exports.keys().map(name).collect(),
+    )
 }
 
 #[cfg(test)]
