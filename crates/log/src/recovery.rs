@@ -159,9 +159,11 @@ fn repair_at(
     let count_from = if header_ok { problem.offset } else { 0 };
     let mut records_dropped =
         count_valid_records_in_file(&problem.segment, count_from, problem.expected_lsn)?;
-    for (_, path) in later {
-        records_dropped +=
-            count_valid_records_in_file(path, SEGMENT_HEADER_BYTES as u64, problem.expected_lsn)?;
+    for (first_lsn, path) in later {
+        // A later segment's records start at its own first LSN, which
+        // bounds how large an LSN at a given offset can plausibly be.
+        let min_lsn = problem.expected_lsn.max(*first_lsn);
+        records_dropped += count_valid_records_in_file(path, SEGMENT_HEADER_BYTES as u64, min_lsn)?;
     }
     let broken_copy = if !header_ok {
         Some(move_aside(&problem.segment)?)
