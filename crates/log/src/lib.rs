@@ -58,3 +58,6 @@ pub struct Record {
     pub kind: u8,
     pub payload: Vec<u8>,
 }
+
+#[cfg(test)]
+mod poison_tests;
