@@ -31,6 +31,8 @@ pub mod scan;
 mod segment;
 mod state;
 mod status;
+#[doc(hidden)]
+pub mod testkit;
 mod verify;
 mod writer;
 
