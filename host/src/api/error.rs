@@ -1,0 +1,142 @@
+//! `AppError`: every way a request can fail, mapped to a status and a JSON
+//! body `{"error": "<code>", "reason": "<human text>"}`.
+//!
+//! Handlers return `Result<Response, AppError>`, so a failure path cannot
+//! forget to answer. The `reason` is written for the client: it says what
+//! was wrong with *their* request or which limit was hit, never a stack
+//! trace, file path or internal error text. Internal failures are logged
+//! with detail here and answered with a generic reason.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// A request failure, as the client will see it.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed (e.g. no routing key).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Authentication is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// No such service, key or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// The method is not served on this path.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request body is larger than the service allows.
+    #[error("request body is larger than the {limit_bytes} bytes this service accepts")]
+    PayloadTooLarge { limit_bytes: u64 },
+    /// The request is valid but conflicts with current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A limit was hit (concurrency, log full); the client may retry later.
+    #[error("{0}")]
+    Overloaded(String),
+    /// levee is starting or shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Every attempt failed without an HTTP answer from a replica.
+    #[error("{0}")]
+    BadGateway(String),
+    /// The request's deadline expired before a replica answered.
+    #[error("{0}")]
+    GatewayTimeout(String),
+    /// A bug or an environment failure; `detail` is logged, not sent.
+    #[error("internal error")]
+    Internal { detail: String },
+}
+
+impl AppError {
+    /// Wraps an internal failure: the detail goes to the log only.
+    pub fn internal(detail: impl std::fmt::Display) -> AppError {
+        AppError::Internal {
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Overloaded(_) | AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            AppError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code in the `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest(_) => "bad_request",
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::NotFound(_) => "not_found",
+            AppError::MethodNotAllowed(_) => "method_not_allowed",
+            AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::Conflict(_) => "conflict",
+            AppError::Overloaded(_) => "overloaded",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::BadGateway(_) => "bad_gateway",
+            AppError::GatewayTimeout(_) => "gateway_timeout",
+            AppError::Internal { .. } => "internal",
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal { detail } = &self {
+            tracing::error!(%detail, "internal error answering a request");
+        }
+        let body = serde_json::json!({ "error": self.code(), "reason": self.to_string() });
+        let mut response = (self.status(), body.to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn render(error: AppError) -> (StatusCode, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn errors_render_as_json_with_reason() {
+        let (status, body) = render(AppError::BadRequest("missing routing key".into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "bad_request", "reason": "missing routing key"})
+        );
+        let (status, body) = render(AppError::PayloadTooLarge { limit_bytes: 10 }).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            body["reason"],
+            "request body is larger than the 10 bytes this service accepts"
+        );
+    }
+
+    #[tokio::test]
+    async fn internal_detail_is_not_leaked() {
+        let (status, body) = render(AppError::internal("open /secret/path: EACCES")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["reason"], "internal error");
+        assert!(!body.to_string().contains("secret"));
+    }
+}

@@ -1,0 +1,498 @@
+//! The proxy (read) path: ring → routing policy → attempts → retry policy →
+//! hedging, under limits no policy can exceed.
+//!
+//! One request, step by step:
+//! 1. The ring gives the key's N replicas in preference order; the routing
+//!    policy orders them (the native `route-affinity` keeps ring order and
+//!    skips unhealthy nodes) and may ask for a hedge.
+//! 2. Attempt the first node. A response that is not 5xx or 429 is final
+//!    and streamed back. For GET/HEAD with a hedge delay, if the first
+//!    attempt has not answered after the delay, a second attempt goes to the
+//!    next node; the first final answer wins and the loser is cancelled
+//!    (its future dropped, closing its connection).
+//! 3. On a failure the host first checks its own limits: attempts left
+//!    (`max_attempts`, host cap 10), time left before the total deadline,
+//!    the retry budget, and idempotency. Only if all allow a retry is the
+//!    retry policy asked; its delay is clamped to the deadline and its
+//!    target resolved against the plan (`same` is turned into `next` for a
+//!    non-idempotent request, which may never hit the same replica twice).
+//! 4. When retries end, the client gets the last replica response if there
+//!    was one (e.g. the replica's own 503), else 502 (504 if the last
+//!    failure was a timeout) with the reason.
+//!
+//! Every attempt updates the node's passive health; an ejected node is
+//! skipped when choosing where to send an attempt unless nothing else is
+//! left. Every response carries `x-levee-attempts` (attempts started,
+//! hedges included) and `x-request-id`.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, StatusCode, Uri};
+use levee_policy::{
+    AttemptOutcome, AttemptResult, ErrorKind, RequestInfo, RetryContext, RetryDecision, Target,
+};
+
+use crate::api::error::AppError;
+use crate::clock;
+use crate::config::ATTEMPTS_MAX;
+use crate::health::Verdict;
+use crate::inbound::{IDEMPOTENCY_KEY, Inbound, X_REQUEST_ID};
+use crate::ring::REPLICAS_MAX;
+use crate::service::Service;
+use crate::upstream::{self, AttemptError, RESPONSE_BODY_BYTES_MAX, UpstreamBody, UpstreamClient};
+
+/// The response header counting attempts.
+pub static X_LEVEE_ATTEMPTS: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-levee-attempts");
+
+/// The routing plan resolved to node indices, without allocation.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    nodes: [usize; REPLICAS_MAX],
+    len: usize,
+    hedge_delay_ms: Option<u64>,
+}
+
+impl Plan {
+    fn get(&self, position: usize) -> usize {
+        debug_assert!(position < self.len);
+        self.nodes[position % self.len]
+    }
+
+    fn position_of(&self, node: usize) -> Option<usize> {
+        self.nodes[..self.len].iter().position(|&n| n == node)
+    }
+}
+
+/// One finished attempt.
+struct Attempt {
+    node: usize,
+    result: Result<hyper::Response<Incoming>, AttemptError>,
+    elapsed_ms: u64,
+}
+
+impl Attempt {
+    /// Final: an HTTP answer that is neither 5xx nor 429.
+    fn is_final(&self) -> bool {
+        match &self.result {
+            Ok(response) => !is_retryable_status(response.status()),
+            Err(_) => false,
+        }
+    }
+
+    fn wit_result(&self) -> AttemptResult {
+        match &self.result {
+            Ok(response) => AttemptResult::Status(response.status().as_u16()),
+            Err(error) => AttemptResult::Error(error.kind),
+        }
+    }
+}
+
+fn is_retryable_status(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// What one round (an attempt plus maybe its hedge) produced.
+enum Round {
+    Final(Attempt),
+    /// Every attempt of the round failed; this is the last one to finish.
+    Failed(Attempt),
+}
+
+/// Forwards `inbound` to the service's replicas with retries and hedging.
+pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Response, AppError> {
+    let service = inbound.service().clone();
+    let budget_now_ms = clock::now_ms();
+    service.budget.record_request(budget_now_ms);
+    let info = request_info(&service, &inbound);
+    let plan = plan(&service, &inbound, &info, budget_now_ms);
+    let run = Run {
+        client,
+        service: &service,
+        inbound: &inbound,
+        info: &info,
+        plan,
+        attempts: AtomicU32::new(0),
+        deadline_ms: inbound.started_ms + service.spec.timeouts.total_ms,
+        max_attempts: service.spec.max_attempts.min(ATTEMPTS_MAX),
+    };
+    let last = run.execute().await;
+    run.respond(last)
+}
+
+/// The state of one request's attempts.
+struct Run<'a> {
+    client: &'a UpstreamClient,
+    service: &'a Service,
+    inbound: &'a Inbound,
+    info: &'a RequestInfo,
+    plan: Plan,
+    /// Attempts started (interior mutability because in-flight attempt
+    /// futures borrow the run while a hedge is being counted).
+    attempts: AtomicU32,
+    deadline_ms: u64,
+    max_attempts: u32,
+}
+
+impl Run<'_> {
+    /// Attempts until a final answer or until a limit or the policy stops.
+    async fn execute(&self) -> Attempt {
+        let mut position = 0usize;
+        let mut node = self.available_from(position);
+        // Bounded: each iteration starts at least one attempt, and attempts
+        // are capped by max_attempts (<= ATTEMPTS_MAX).
+        loop {
+            let failed = match self.round(node, position).await {
+                Round::Final(attempt) => return attempt,
+                Round::Failed(attempt) => attempt,
+            };
+            let Some((delay_ms, target)) = self.retry_decision(&failed) else {
+                return failed;
+            };
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            }
+            position = self.resolve_target(target, failed.node, position);
+            node = self.available_from(position);
+            position = self.plan.position_of(node).unwrap_or(position);
+            drop(failed);
+        }
+    }
+
+    /// The first node at or after `position` (wrapping) that health lets
+    /// through; the one at `position` when none does.
+    fn available_from(&self, position: usize) -> usize {
+        let now_ms = clock::now_ms();
+        for step in 0..self.plan.len {
+            let node = self.plan.get((position + step) % self.plan.len);
+            if self.service.nodes[node].health.try_acquire(now_ms) {
+                return node;
+            }
+        }
+        self.plan.get(position % self.plan.len)
+    }
+
+    /// One attempt on `node`, hedged to the next node for reads when the
+    /// plan asks for it and limits allow.
+    async fn round(&self, node: usize, position: usize) -> Round {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let hedge = self.hedge_target(node, position);
+        let Some((hedge_node, delay)) = hedge else {
+            let attempt = self.attempt(node).await;
+            return if attempt.is_final() {
+                Round::Final(attempt)
+            } else {
+                Round::Failed(attempt)
+            };
+        };
+        let mut first = pin!(self.attempt(node));
+        tokio::select! {
+            attempt = &mut first => {
+                return if attempt.is_final() { Round::Final(attempt) } else { Round::Failed(attempt) };
+            }
+            () = tokio::time::sleep(delay) => {}
+        }
+        if !self.service.budget.try_withdraw(clock::now_ms()) {
+            let attempt = first.await;
+            return if attempt.is_final() {
+                Round::Final(attempt)
+            } else {
+                Round::Failed(attempt)
+            };
+        }
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let mut second = pin!(self.attempt(hedge_node));
+        tokio::select! {
+            attempt = &mut first => {
+                if attempt.is_final() { return Round::Final(attempt); }
+                let other = second.await;
+                if other.is_final() { Round::Final(other) } else { Round::Failed(other) }
+            }
+            attempt = &mut second => {
+                if attempt.is_final() { return Round::Final(attempt); }
+                let other = first.await;
+                if other.is_final() { Round::Final(other) } else { Round::Failed(other) }
+            }
+        }
+    }
+
+    /// Where and when to hedge, if at all: reads only, a delay from the plan
+    /// or the service, another node to go to, an attempt left, and time to
+    /// wait for the hedge before the deadline.
+    fn hedge_target(&self, node: usize, position: usize) -> Option<(usize, Duration)> {
+        let delay_ms = self.plan.hedge_delay_ms?;
+        if !self.inbound.is_read()
+            || self.plan.len < 2
+            || self.attempts.load(Ordering::Relaxed) >= self.max_attempts
+        {
+            return None;
+        }
+        if clock::now_ms() + delay_ms >= self.deadline_ms {
+            return None;
+        }
+        let from = self.plan.position_of(node).unwrap_or(position);
+        let hedge_node = self.plan.get((from + 1) % self.plan.len);
+        (hedge_node != node).then_some((hedge_node, Duration::from_millis(delay_ms)))
+    }
+
+    /// Sends the request to one node, recording the outcome in its health.
+    async fn attempt(&self, node: usize) -> Attempt {
+        let started_ms = clock::now_ms();
+        let remaining_ms = self.deadline_ms.saturating_sub(started_ms).max(1);
+        let timeout_ms = self.service.spec.timeouts.per_try_ms.min(remaining_ms);
+        let result = match self.build_request(node) {
+            Ok(request) => {
+                self.client
+                    .send(request, Duration::from_millis(timeout_ms))
+                    .await
+            }
+            Err(()) => Err(AttemptError {
+                kind: ErrorKind::Other,
+            }),
+        };
+        let finished_ms = clock::now_ms();
+        let elapsed_ms = finished_ms - started_ms;
+        let verdict = match &result {
+            Ok(response) if response.status().is_server_error() => Verdict::Failure,
+            Ok(_) => Verdict::Success,
+            Err(_) => Verdict::Failure,
+        };
+        self.service.nodes[node]
+            .health
+            .record(verdict, elapsed_ms, finished_ms);
+        Attempt {
+            node,
+            result,
+            elapsed_ms,
+        }
+    }
+
+    fn build_request(&self, node: usize) -> Result<Request<UpstreamBody>, ()> {
+        let target = &self.service.nodes[node];
+        let uri = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(self.inbound.path_and_query.as_str())
+            .build()
+            .map_err(|_| ())?;
+        let mut request = Request::new(UpstreamBody::new(self.inbound.body.clone()));
+        *request.method_mut() = self.inbound.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = self.inbound.headers.clone();
+        Ok(request)
+    }
+
+    /// The host's limits, then the retry policy: `Some((delay_ms, target))`
+    /// to retry, `None` to give up.
+    fn retry_decision(&self, failed: &Attempt) -> Option<(u64, Target)> {
+        let now_ms = clock::now_ms();
+        let deadline_remaining_ms = self.deadline_ms.saturating_sub(now_ms);
+        if self.attempts.load(Ordering::Relaxed) >= self.max_attempts || deadline_remaining_ms == 0
+        {
+            return None;
+        }
+        let idempotent = self.inbound.is_idempotent();
+        if !idempotent {
+            // Never send a non-idempotent request twice to the same replica;
+            // one that never connected is the only failure known not to
+            // have reached a replica, so it is the only one eligible.
+            let connect_failure = matches!(
+                failed.result,
+                Err(AttemptError {
+                    kind: ErrorKind::Connect
+                })
+            );
+            if !connect_failure {
+                return None;
+            }
+        }
+        let budget_remaining = self.service.budget.remaining(now_ms);
+        if budget_remaining == 0 {
+            return None;
+        }
+        let outcome = AttemptOutcome {
+            node_id: self.service.nodes[failed.node].spec.id.clone(),
+            attempt: self.attempts.load(Ordering::Relaxed),
+            result: failed.wit_result(),
+            elapsed_ms: u32::try_from(failed.elapsed_ms).unwrap_or(u32::MAX),
+            retry_after_ms: failed
+                .result
+                .as_ref()
+                .ok()
+                .and_then(|r| upstream::retry_after_ms(r.headers())),
+        };
+        let context = RetryContext {
+            budget_remaining,
+            deadline_remaining_ms: u32::try_from(deadline_remaining_ms).unwrap_or(u32::MAX),
+            max_attempts: self.max_attempts,
+            candidates: (0..self.plan.len)
+                .map(|p| self.service.nodes[self.plan.get(p)].spec.id.clone())
+                .collect(),
+        };
+        let RetryDecision::Retry { delay_ms, target } = self
+            .service
+            .policies
+            .decide_retry(self.info, &outcome, &context)
+        else {
+            return None;
+        };
+        let delay_ms = u64::from(delay_ms);
+        // The delay and at least a millisecond of attempt must fit.
+        if delay_ms >= deadline_remaining_ms || !self.service.budget.try_withdraw(now_ms) {
+            return None;
+        }
+        let target = if !idempotent && target == Target::Same {
+            Target::Next
+        } else {
+            target
+        };
+        Some((delay_ms, target))
+    }
+
+    /// The plan position the next attempt should start from.
+    fn resolve_target(&self, target: Target, failed_node: usize, position: usize) -> usize {
+        let current = self.plan.position_of(failed_node).unwrap_or(position);
+        let next = (current + 1) % self.plan.len;
+        match target {
+            Target::Same => current,
+            Target::Next => next,
+            Target::Node(id) => (0..self.plan.len)
+                .find(|&p| self.service.nodes[self.plan.get(p)].spec.id == id)
+                .unwrap_or(next),
+        }
+    }
+
+    /// The client's answer from the last attempt.
+    fn respond(&self, last: Attempt) -> Result<Response, AppError> {
+        let attempts = HeaderValue::from(self.attempts.load(Ordering::Relaxed));
+        match last.result {
+            Ok(response) => {
+                let body_bytes_max = RESPONSE_BODY_BYTES_MAX;
+                let mut response = upstream::relay_response(response, body_bytes_max)
+                    .map_err(AppError::BadGateway)?;
+                let headers = response.headers_mut();
+                headers.insert(X_LEVEE_ATTEMPTS.clone(), attempts);
+                headers.insert(X_REQUEST_ID.clone(), self.inbound.request_id.clone());
+                Ok(response.map(Body::new))
+            }
+            Err(error) => {
+                let node = &self.service.nodes[last.node].spec.id;
+                let reason = format!(
+                    "no replica of {} answered after {} attempt(s); last: {} on node {node}",
+                    self.service.name(),
+                    self.attempts.load(Ordering::Relaxed),
+                    describe(error.kind)
+                );
+                let error = if error.kind == ErrorKind::Timeout {
+                    AppError::GatewayTimeout(reason)
+                } else {
+                    AppError::BadGateway(reason)
+                };
+                let mut response = axum::response::IntoResponse::into_response(error);
+                response
+                    .headers_mut()
+                    .insert(X_LEVEE_ATTEMPTS.clone(), attempts);
+                response
+                    .headers_mut()
+                    .insert(X_REQUEST_ID.clone(), self.inbound.request_id.clone());
+                Ok(response)
+            }
+        }
+    }
+}
+
+fn describe(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Connect => "connection failed",
+        ErrorKind::Timeout => "timed out",
+        ErrorKind::Reset => "connection reset",
+        ErrorKind::Protocol => "malformed HTTP response",
+        ErrorKind::Other => "request failed",
+    }
+}
+
+/// The plugin-facing description of the request.
+fn request_info(service: &Service, inbound: &Inbound) -> RequestInfo {
+    use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, HEADERS_MAX};
+    let mut headers = Vec::new();
+    if let Some(key) = inbound.headers.get(&IDEMPOTENCY_KEY) {
+        headers.push((
+            IDEMPOTENCY_KEY.as_str().to_owned(),
+            header_text(key, HEADER_VALUE_BYTES_MAX),
+        ));
+    }
+    for (name, value) in &inbound.headers {
+        if headers.len() >= HEADERS_MAX {
+            break;
+        }
+        if name != IDEMPOTENCY_KEY {
+            headers.push((
+                name.as_str().to_owned(),
+                header_text(value, HEADER_VALUE_BYTES_MAX),
+            ));
+        }
+    }
+    RequestInfo {
+        service: service.name().to_owned(),
+        method: inbound.method.as_str().to_owned(),
+        path: inbound.path_and_query.clone(),
+        routing_key: inbound.routing_key().to_owned(),
+        idempotent: inbound.is_idempotent(),
+        headers,
+    }
+}
+
+/// A header value as text, lossy and truncated at a char boundary.
+fn header_text(value: &HeaderValue, bytes_max: usize) -> String {
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let mut end = text.len().min(bytes_max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Asks the routing policy to order the key's replicas.
+fn plan(service: &Service, inbound: &Inbound, info: &RequestInfo, now_ms: u64) -> Plan {
+    let preference = service.preference(inbound.routing_key().as_bytes());
+    let candidates: Vec<levee_policy::Node> = preference
+        .iter()
+        .map(|i| service.node_view(i, now_ms))
+        .collect();
+    let route = service.policies.route(info, &candidates);
+    let mut plan = Plan {
+        nodes: [0; REPLICAS_MAX],
+        len: 0,
+        hedge_delay_ms: None,
+    };
+    for id in route.order.iter() {
+        if plan.len == REPLICAS_MAX {
+            break;
+        }
+        let Some(node) = preference.iter().find(|&i| service.nodes[i].spec.id == *id) else {
+            continue;
+        };
+        if plan.position_of(node).is_none() {
+            plan.nodes[plan.len] = node;
+            plan.len += 1;
+        }
+    }
+    if plan.len == 0 {
+        for node in preference.iter() {
+            plan.nodes[plan.len] = node;
+            plan.len += 1;
+        }
+    }
+    assert!(plan.len > 0, "a service has at least one node");
+    plan.hedge_delay_ms = route
+        .hedge_delay_ms
+        .map(u64::from)
+        .or(service.spec.hedge_delay_ms);
+    plan
+}
