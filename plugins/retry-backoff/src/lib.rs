@@ -1,0 +1,50 @@
+//! The `retry-backoff` policy as a component: WIT glue around
+//! [`levee_policy::RetryBackoff`], the same code the host runs as its native
+//! retry policy. Keeping the logic out of the plugin is what lets the host's
+//! tests demand identical decisions from both on identical inputs.
+//!
+//! Jitter comes from the host's `random-u64`, called exactly once per
+//! `decide` (whether or not the decision retries), so a seeded host replays a
+//! plugin's decisions exactly and can compare them with the native policy
+//! given the same random value.
+
+mod convert;
+
+wit_bindgen::generate!({
+    world: "retry-policy",
+    path: "../../wit",
+});
+
+use exports::levee::policy::retry::{Decision, Guest};
+use levee::policy::host;
+use levee::policy::types::{AttemptOutcome, RequestInfo, RetryContext};
+use levee_policy::RetryBackoff;
+use std::cell::RefCell;
+
+thread_local! {
+    /// The configured policy; defaults until `configure` succeeds. A later
+    /// `configure` replaces it, a failed one leaves it untouched.
+    static POLICY: RefCell<RetryBackoff> = RefCell::new(RetryBackoff::default());
+}
+
+struct RetryBackoffPlugin;
+
+impl Guest for RetryBackoffPlugin {
+    fn configure(config: String) -> Result<(), String> {
+        let policy = RetryBackoff::from_json(&config)?;
+        POLICY.with(|slot| *slot.borrow_mut() = policy);
+        Ok(())
+    }
+
+    fn decide(request: RequestInfo, outcome: AttemptOutcome, context: RetryContext) -> Decision {
+        let random = host::random_u64();
+        let request = convert::request_info(request);
+        let outcome = convert::attempt_outcome(outcome);
+        let context = convert::retry_context(context);
+        let decision =
+            POLICY.with(|slot| slot.borrow().decide(&request, &outcome, &context, random));
+        convert::decision(decision)
+    }
+}
+
+export!(RetryBackoffPlugin);
