@@ -1,1 +1,318 @@
-fn main() {}
+//! Side-by-side benchmark, one run, one table:
+//!
+//! 1. Durable appends per second with 1, 8 and 64 concurrent writers
+//!    (threads), 256-byte records, for
+//!    (a) levee-log with `SyncMode::Always` (group commit),
+//!    (b) SQLite in WAL mode with `synchronous=FULL`, one row per record,
+//!    one transaction per insert, one connection shared behind a mutex
+//!    (SQLite allows one writer at a time; serialising in-process
+//!    avoids its sleeping busy-handler, which is SQLite's best case),
+//!    (c) the physical limit: one thread writing 64 records (same bytes as
+//!    levee's) with one `write` and then `fdatasync`, over and over;
+//!    plus the same with as many records per fsync as there are writers.
+//! 2. Recovery speed: `Log::open` plus a full `read_from(1)` scan versus a
+//!    plain sequential `read` of the same segment files, with the page
+//!    cache warm and (via posix_fadvise DONTNEED) cold.
+//!
+//! Every cell runs for a fixed time (`LEVEE_BENCH_SECS`, default 3 s); all
+//! files live in fresh directories under one parent (`LEVEE_BENCH_DIR`,
+//! default the system temp dir), so they share a disk.
+//!
+//! Run: `cargo bench -p levee-log --bench append`
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use levee_log::format::encode_record;
+use levee_log::{Log, LogOptions, SyncMode};
+
+const RECORD_PAYLOAD_BYTES: usize = 256;
+const WRITER_COUNTS: [usize; 3] = [1, 8, 64];
+const RAW_RECORDS_PER_FSYNC: usize = 64;
+const RECOVERY_LOG_BYTES: u64 = 512 << 20;
+const RECOVERY_RUNS: usize = 3;
+
+fn main() {
+    let seconds: u64 = std::env::var("LEVEE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let cell = Duration::from_secs(seconds);
+    let parent = std::env::var_os("LEVEE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    std::fs::create_dir_all(&parent).expect("create bench parent dir");
+    println!(
+        "levee-log append benchmark: {RECORD_PAYLOAD_BYTES}-byte records, {seconds} s per cell, files under {}",
+        parent.display()
+    );
+    println!();
+    // `LEVEE_BENCH_ONLY=recovery` skips the append table (for profiling).
+    if std::env::var("LEVEE_BENCH_ONLY").is_ok_and(|only| only == "recovery") {
+        recovery(&parent);
+        return;
+    }
+
+    let raw_64 = raw_limit(&parent, RAW_RECORDS_PER_FSYNC, cell);
+    println!(
+        "{:>7} | {:>12} {:>9} | {:>12} | {:>14} {:>14} | {:>8} {:>9} {:>9}",
+        "writers",
+        "levee rec/s",
+        "rec/fsync",
+        "sqlite rec/s",
+        "raw-N rec/s",
+        "raw-64 rec/s",
+        "÷sqlite",
+        "÷raw-64",
+        "÷raw-N"
+    );
+    println!("{}", "-".repeat(113));
+    for writers in WRITER_COUNTS {
+        let levee = levee_appends(&parent, writers, cell);
+        let sqlite = sqlite_appends(&parent, writers, cell);
+        let raw_n = raw_limit(&parent, writers, cell);
+        println!(
+            "{:>7} | {:>12.0} {:>9.1} | {:>12.0} | {:>14.0} {:>14.0} | {:>7.1}x {:>8.2}x {:>8.2}x",
+            writers,
+            levee.records_per_sec,
+            levee.records_per_fsync,
+            sqlite,
+            raw_n,
+            raw_64,
+            levee.records_per_sec / sqlite,
+            levee.records_per_sec / raw_64,
+            levee.records_per_sec / raw_n,
+        );
+    }
+    println!();
+    println!(
+        "raw-N: one thread, N records (N = writers) per write + fdatasync; raw-64: 64 per fdatasync."
+    );
+    println!();
+    recovery(&parent);
+}
+
+struct LeveeResult {
+    records_per_sec: f64,
+    records_per_fsync: f64,
+}
+
+fn payload() -> Vec<u8> {
+    (0..RECORD_PAYLOAD_BYTES).map(|i| (i * 31) as u8).collect()
+}
+
+/// Runs `writers` threads calling `append_one` until the deadline; returns
+/// the total number of completed appends per second.
+fn run_writers(writers: usize, cell: Duration, append_one: impl Fn() + Sync) -> f64 {
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..writers {
+            scope.spawn(|| {
+                let mut mine = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    append_one();
+                    mine += 1;
+                }
+                done.fetch_add(mine, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(cell);
+        stop.store(true, Ordering::Relaxed);
+    });
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn levee_appends(parent: &Path, writers: usize, cell: Duration) -> LeveeResult {
+    let dir = tempfile::tempdir_in(parent).unwrap();
+    let options = LogOptions {
+        sync: SyncMode::Always,
+        ..LogOptions::default()
+    };
+    let (log, _) = Log::open(dir.path(), options).unwrap();
+    let payload = payload();
+    let records_per_sec = run_writers(writers, cell, || {
+        log.append_blocking(1, payload.clone()).unwrap();
+    });
+    let stats = log.stats();
+    LeveeResult {
+        records_per_sec,
+        records_per_fsync: stats.records_written as f64 / stats.fsyncs.max(1) as f64,
+    }
+}
+
+fn sqlite_appends(parent: &Path, writers: usize, cell: Duration) -> f64 {
+    let dir = tempfile::tempdir_in(parent).unwrap();
+    let connection = rusqlite::Connection::open(dir.path().join("bench.db")).unwrap();
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    connection.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE log (lsn INTEGER PRIMARY KEY, kind INTEGER, payload BLOB);").unwrap();
+    let connection = Mutex::new(connection);
+    let payload = payload();
+    run_writers(writers, cell, || {
+        let connection = connection.lock().unwrap();
+        // Autocommit: one transaction (and one WAL fsync) per insert.
+        connection
+            .prepare_cached("INSERT INTO log (kind, payload) VALUES (1, ?1)")
+            .unwrap()
+            .execute([&payload])
+            .unwrap();
+    })
+}
+
+/// One thread: write `records_per_sync` encoded records in one `write`,
+/// then fdatasync, repeatedly, to a growing file (as the log does).
+fn raw_limit(parent: &Path, records_per_sync: usize, cell: Duration) -> f64 {
+    let dir = tempfile::tempdir_in(parent).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("raw"))
+        .unwrap();
+    let payload = payload();
+    let mut batch = Vec::new();
+    let mut lsn = 1;
+    let started = Instant::now();
+    let mut records = 0u64;
+    while started.elapsed() < cell {
+        batch.clear();
+        for _ in 0..records_per_sync {
+            encode_record(&mut batch, lsn, 1, &payload);
+            lsn += 1;
+        }
+        file.write_all(&batch).unwrap();
+        file.sync_data().unwrap();
+        records += records_per_sync as u64;
+    }
+    records as f64 / started.elapsed().as_secs_f64()
+}
+
+fn recovery(parent: &Path) {
+    let dir = tempfile::tempdir_in(parent).unwrap();
+    let options = LogOptions {
+        sync: SyncMode::Never,
+        ..LogOptions::default()
+    };
+    {
+        let (log, _) = Log::open(dir.path(), options.clone()).unwrap();
+        let record_bytes = 20 + RECORD_PAYLOAD_BYTES as u64;
+        let payload = payload();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..RECOVERY_LOG_BYTES / record_bytes / 4 {
+                        log.append_blocking(1, payload.clone()).unwrap();
+                    }
+                });
+            }
+        });
+        log.sync().unwrap();
+    }
+    let segments = segment_files(dir.path());
+    let bytes: u64 = segments
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let mb = bytes as f64 / (1 << 20) as f64;
+    println!(
+        "recovery: {mb:.0} MiB in {} segments of 64 MiB, {RECORD_PAYLOAD_BYTES}-byte records (best of {RECOVERY_RUNS})",
+        segments.len()
+    );
+    println!(
+        "{:>6} | {:>16} | {:>26} | {:>6} | {:>10} {:>15}",
+        "cache",
+        "plain read MB/s",
+        "open + read_from(1) MB/s",
+        "ratio",
+        "open MB/s",
+        "read_from MB/s"
+    );
+    println!("{}", "-".repeat(93));
+    for cold in [false, true] {
+        let mut plain = f64::MAX;
+        let mut levee = f64::MAX;
+        let mut payload_bytes = 0u64;
+        let mut open_part = 0.0;
+        for _ in 0..RECOVERY_RUNS {
+            prepare_cache(&segments, cold);
+            let started = Instant::now();
+            plain_read(&segments);
+            plain = plain.min(started.elapsed().as_secs_f64());
+            prepare_cache(&segments, cold);
+            let started = Instant::now();
+            let (log, _) = Log::open(dir.path(), options.clone()).unwrap();
+            let opened = started.elapsed().as_secs_f64();
+            payload_bytes = log
+                .read_from(1)
+                .unwrap()
+                .map(|r| r.unwrap().payload.len() as u64)
+                .sum::<u64>();
+            let total = started.elapsed().as_secs_f64();
+            if total < levee {
+                (levee, open_part) = (total, opened);
+            }
+        }
+        assert!(payload_bytes > 0);
+        println!(
+            "{:>6} | {:>16.0} | {:>26.0} | {:>5.2}x | {:>10.0} {:>15.0}",
+            if cold { "cold" } else { "warm" },
+            mb / plain,
+            mb / levee,
+            plain / levee,
+            mb / open_part,
+            mb / (levee - open_part),
+        );
+    }
+    println!();
+    println!(
+        "ratio = levee recovery speed / plain read speed (1.00x = as fast as reading the files)."
+    );
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Warm: read everything once. Cold: ask the kernel to drop the files'
+/// clean pages (no root needed).
+fn prepare_cache(files: &[PathBuf], cold: bool) {
+    for path in files {
+        let file = File::open(path).unwrap();
+        if cold {
+            // SAFETY: valid descriptor; advisory call with no memory effects.
+            let rc =
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert_eq!(rc, 0);
+        } else {
+            plain_read(std::slice::from_ref(path));
+        }
+    }
+}
+
+fn plain_read(files: &[PathBuf]) -> u64 {
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    for path in files {
+        let mut file = File::open(path).unwrap();
+        loop {
+            let read = file.read(&mut buffer).unwrap();
+            if read == 0 {
+                break;
+            }
+            total += read as u64;
+        }
+    }
+    std::hint::black_box(total)
+}

@@ -27,18 +27,27 @@ fn a_failed_fsync_poisons_the_log_and_is_not_retried() {
     let LogError::Poisoned(reason) = &error else {
         panic!("expected Poisoned, got {error}");
     };
-    assert!(reason.contains("fdatasync") && reason.contains("errno 5"), "{reason}");
+    assert!(
+        reason.contains("fdatasync") && reason.contains("errno 5"),
+        "{reason}"
+    );
     assert!(reason.contains(".log"), "names the file: {reason}");
     assert!(error.is_unavailable());
 
     // Every later write is refused, without another fsync being attempted.
     for _ in 0..3 {
-        assert!(matches!(log.append_blocking(0, b"later".to_vec()), Err(LogError::Poisoned(_))));
+        assert!(matches!(
+            log.append_blocking(0, b"later".to_vec()),
+            Err(LogError::Poisoned(_))
+        ));
     }
     assert!(matches!(log.sync(), Err(LogError::Poisoned(_))));
     let stats = log.stats();
     assert!(stats.poisoned.is_some());
-    assert_eq!(stats.fsyncs, fsyncs_before, "the failed sync did not count as success");
+    assert_eq!(
+        stats.fsyncs, fsyncs_before,
+        "the failed sync did not count as success"
+    );
     assert_eq!(stats.synced_lsn, 1);
     // Reads of what was acknowledged still work.
     let records: Vec<_> = log.read_from(1).unwrap().map(Result::unwrap).collect();
@@ -60,7 +69,9 @@ async fn async_appenders_waiting_on_a_failed_fsync_all_get_poisoned() {
     let mut tasks = Vec::new();
     for i in 0..16u8 {
         let log = log.clone();
-        tasks.push(tokio::spawn(async move { log.append(i, vec![i; 100]).await }));
+        tasks.push(tokio::spawn(
+            async move { log.append(i, vec![i; 100]).await },
+        ));
     }
     let mut poisoned = 0;
     for task in tasks {

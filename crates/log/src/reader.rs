@@ -12,7 +12,7 @@
 //! reading; `next()` after `None` picks up newer records again (tailing).
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ use crate::state::Shared;
 use crate::{LogError, Lsn, Record};
 
 /// Read buffer per reader.
-const READ_BUFFER_BYTES: usize = 128 << 10;
+const READ_BUFFER_BYTES: usize = 1 << 20;
 
 /// An iterator over records, oldest first. See the module docs.
 pub struct LogReader {
@@ -248,10 +248,9 @@ fn read_record_body(
             header.lsn, header.payload_bytes
         )));
     }
-    let mut payload = vec![0u8; header.payload_bytes as usize];
-    let payload_len = read_fully(&mut cursor.reader, &mut payload)
+    let payload = read_payload(&mut cursor.reader, header.payload_bytes as usize)
         .map_err(|e| LogError::io("read", &cursor.path, e))?;
-    if payload_len < payload.len() {
+    if payload.len() < header.payload_bytes as usize {
         return Err(corrupt(format!(
             "segment ends inside the payload of LSN {lsn}"
         )));
@@ -303,6 +302,26 @@ pub(crate) fn skip_to(
         offset += header.record_bytes() as u64;
     }
     Ok(offset)
+}
+
+/// Reads up to `bytes` bytes into a new vector, copying straight out of the
+/// read buffer (no zero-fill, no intermediate copy). Shorter only at EOF.
+fn read_payload(reader: &mut BufReader<File>, bytes: usize) -> std::io::Result<Vec<u8>> {
+    let mut payload = Vec::with_capacity(bytes);
+    while payload.len() < bytes {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let take = available.len().min(bytes - payload.len());
+        payload.extend_from_slice(&available[..take]);
+        reader.consume(take);
+    }
+    Ok(payload)
 }
 
 /// Like `read_exact`, but returns how much was read when the file ends.

@@ -33,7 +33,12 @@ pub fn crash_payload_is_intact(payload: &[u8]) -> bool {
     let Some(header) = payload.first_chunk::<HEADER_BYTES>() else {
         return false;
     };
-    let word = |range: std::ops::Range<usize>| header[range].iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+    let word = |range: std::ops::Range<usize>| {
+        header[range]
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| acc << 8 | u64::from(b))
+    };
     if word(0..4) as u32 != MAGIC {
         return false;
     }

@@ -24,7 +24,10 @@ fn appends_get_contiguous_lsns_and_read_back_across_rotations() {
         assert_eq!(record.payload, payload_for(lsn, (lsn as usize * 7) % 300));
     }
     let stats = log.stats();
-    assert!(stats.segments.len() > 5, "4 KiB segments must rotate: {stats:?}");
+    assert!(
+        stats.segments.len() > 5,
+        "4 KiB segments must rotate: {stats:?}"
+    );
     for pair in stats.segments.windows(2) {
         assert_eq!(pair[0].last_lsn + 1, pair[1].first_lsn);
         assert!(pair[0].bytes <= 4096);
@@ -61,7 +64,10 @@ fn limits_are_enforced_with_clear_errors() {
     };
     let (log, _) = open(dir.path(), options);
     match log.append_blocking(0, vec![0; 1025]) {
-        Err(LogError::RecordTooLarge { bytes: 1025, max: 1024 }) => {}
+        Err(LogError::RecordTooLarge {
+            bytes: 1025,
+            max: 1024,
+        }) => {}
         other => panic!("expected RecordTooLarge, got {other:?}"),
     }
     log.append_blocking(0, vec![0; 1024]).unwrap();
@@ -140,14 +146,23 @@ fn checkpoints_round_trip_and_bound_compaction() {
     assert!(second.path.exists());
     assert!(log.stats().reclaimable_bytes_by_checkpoint > 0);
     match log.read_from(1) {
-        Err(LogError::Compacted { requested: 1, first_available }) => {
+        Err(LogError::Compacted {
+            requested: 1,
+            first_available,
+        }) => {
             assert_eq!(first_available, report.first_lsn)
         }
         other => panic!("expected Compacted, got {:?}", other.map(|_| ())),
     }
     // Invalid checkpoint LSNs are refused.
-    assert!(matches!(log.write_checkpoint(101, &0u64), Err(LogError::InvalidArgument(_))));
-    assert!(matches!(log.write_checkpoint(90, &0u64), Err(LogError::InvalidArgument(_))));
+    assert!(matches!(
+        log.write_checkpoint(101, &0u64),
+        Err(LogError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        log.write_checkpoint(90, &0u64),
+        Err(LogError::InvalidArgument(_))
+    ));
     drop(log);
     let (log, report) = open(dir.path(), small_options());
     assert_eq!(report.checkpoint.unwrap().covers_lsn, 100);
@@ -175,7 +190,13 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
     assert_eq!(report.checkpoint.as_ref().unwrap().covers_lsn, 10);
     assert_eq!(report.checkpoints_skipped.len(), 1);
     assert!(report.checkpoints_skipped[0].reason.contains("checksum"));
-    assert!(report.checkpoints_skipped[0].moved_to.as_ref().unwrap().exists());
+    assert!(
+        report.checkpoints_skipped[0]
+            .moved_to
+            .as_ref()
+            .unwrap()
+            .exists()
+    );
     assert_eq!(report.records_replayable, 20);
     let (info, state) = log.latest_checkpoint::<String>().unwrap().unwrap();
     assert_eq!((info.covers_lsn, state.as_str()), (10, "ten"));
@@ -217,7 +238,11 @@ async fn async_appends_from_many_tasks_group_commit() {
         tasks.push(tokio::spawn(async move {
             let mut lsns = Vec::new();
             for i in 0..20u64 {
-                lsns.push(log.append(task as u8, payload_for(task * 1000 + i, 64)).await.unwrap());
+                lsns.push(
+                    log.append(task as u8, payload_for(task * 1000 + i, 64))
+                        .await
+                        .unwrap(),
+                );
             }
             lsns
         }));
@@ -230,7 +255,10 @@ async fn async_appends_from_many_tasks_group_commit() {
     assert_eq!(all, (1..=640).collect::<Vec<_>>());
     let stats = log.stats();
     assert_eq!(stats.synced_lsn, 640);
-    assert!(stats.fsyncs < 640, "concurrent appends must share fsyncs: {stats:?}");
+    assert!(
+        stats.fsyncs < 640,
+        "concurrent appends must share fsyncs: {stats:?}"
+    );
     let records = read_all(&log, 1);
     assert_eq!(records.len(), 640);
 }
@@ -248,7 +276,8 @@ fn a_queue_smaller_than_the_offered_load_back_pressures_without_loss() {
             let log = log.clone();
             scope.spawn(move || {
                 for i in 0..30 {
-                    log.append_blocking(0, payload_for(thread * 100 + i, 900)).unwrap();
+                    log.append_blocking(0, payload_for(thread * 100 + i, 900))
+                        .unwrap();
                 }
             });
         }
@@ -261,7 +290,13 @@ fn relaxed_sync_modes_ack_and_read_back() {
     for sync in [SyncMode::EveryMs(5), SyncMode::Never] {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (log, _) = open(dir.path(), LogOptions { sync, ..small_options() });
+            let (log, _) = open(
+                dir.path(),
+                LogOptions {
+                    sync,
+                    ..small_options()
+                },
+            );
             for i in 0..100u64 {
                 log.append_blocking(0, payload_for(i, 100)).unwrap();
             }
@@ -269,7 +304,13 @@ fn relaxed_sync_modes_ack_and_read_back() {
             assert_eq!(log.sync().unwrap(), 100);
             assert_eq!(log.stats().synced_lsn, 100);
         }
-        let (log, report) = open(dir.path(), LogOptions { sync, ..small_options() });
+        let (log, report) = open(
+            dir.path(),
+            LogOptions {
+                sync,
+                ..small_options()
+            },
+        );
         assert_eq!(report.last_lsn, 100);
         assert_eq!(read_all(&log, 1).len(), 100);
     }
@@ -303,14 +344,40 @@ fn inspect_and_dump_describe_a_healthy_log() {
     }
     let report = inspect(dir.path()).unwrap();
     assert!(report.ok && report.opens_without_repair, "{report}");
-    assert_eq!((report.first_lsn, report.last_lsn, report.records), (Some(1), Some(40), 40));
-    assert!(report.segments.iter().all(|s| s.status == SegmentStatus::Ok));
-    assert_eq!(report.latest_valid_checkpoint.as_ref().unwrap().covers_lsn, 25);
+    assert_eq!(
+        (report.first_lsn, report.last_lsn, report.records),
+        (Some(1), Some(40), 40)
+    );
+    assert!(
+        report
+            .segments
+            .iter()
+            .all(|s| s.status == SegmentStatus::Ok)
+    );
+    assert_eq!(
+        report.latest_valid_checkpoint.as_ref().unwrap().covers_lsn,
+        25
+    );
     let text = report.to_string();
-    assert!(text.contains("status: OK") && text.contains("covers LSN 25"), "{text}");
+    assert!(
+        text.contains("status: OK") && text.contains("covers LSN 25"),
+        "{text}"
+    );
     serde_json::to_string(&report).unwrap();
-    let dumped: Vec<_> = dump(dir.path(), 30, 5).unwrap().map(Result::unwrap).collect();
-    assert_eq!(dumped.iter().map(|r| r.lsn).collect::<Vec<_>>(), vec![30, 31, 32, 33, 34]);
+    let dumped: Vec<_> = dump(dir.path(), 30, 5)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        dumped.iter().map(|r| r.lsn).collect::<Vec<_>>(),
+        vec![30, 31, 32, 33, 34]
+    );
     assert_eq!(dumped[0].payload, payload_for(29, 250));
     assert_eq!(dump(dir.path(), 1, 1000).unwrap().count(), 40);
+}
+
+#[test]
+fn log_is_send_sync_and_clone() {
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync_clone::<levee_log::Log>();
 }

@@ -17,7 +17,8 @@ fn build_log() -> (tempfile::TempDir, Vec<levee_log::SegmentInfo>) {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = open(dir.path(), small_options());
     for lsn in 1..=RECORDS {
-        log.append_blocking(0, payload_for(lsn, PAYLOAD_BYTES)).unwrap();
+        log.append_blocking(0, payload_for(lsn, PAYLOAD_BYTES))
+            .unwrap();
     }
     let segments = log.stats().segments;
     assert!(segments.len() >= 4);
@@ -29,7 +30,11 @@ fn record_offset(segment: &levee_log::SegmentInfo, lsn: u64) -> u64 {
 }
 
 fn flip_bit(path: &Path, offset: u64, bit: u8) {
-    let mut file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut byte = [0u8; 1];
     file.seek(SeekFrom::Start(offset)).unwrap();
     file.read_exact(&mut byte).unwrap();
@@ -47,7 +52,11 @@ fn repair_options() -> LogOptions {
 
 fn expect_corrupt(dir: &Path) -> (std::path::PathBuf, u64, String) {
     match Log::open(dir, small_options()) {
-        Err(LogError::Corrupt { segment, offset, reason }) => (segment, offset, reason),
+        Err(LogError::Corrupt {
+            segment,
+            offset,
+            reason,
+        }) => (segment, offset, reason),
         Err(other) => panic!("expected Corrupt, got {other}"),
         Ok((_, report)) => panic!("expected Corrupt, opened: {report}"),
     }
@@ -66,14 +75,25 @@ fn a_flipped_bit_in_an_earlier_segment_is_refused_then_repaired() {
     assert_eq!(segment, damaged.path);
     assert_eq!(offset, bad_offset);
     assert!(reason.contains("checksum"), "{reason}");
-    let message = LogError::Corrupt { segment, offset, reason }.to_string();
-    assert!(message.contains(&format!("offset {bad_offset}")) && message.contains("repair"), "{message}");
+    let message = LogError::Corrupt {
+        segment,
+        offset,
+        reason,
+    }
+    .to_string();
+    assert!(
+        message.contains(&format!("offset {bad_offset}")) && message.contains("repair"),
+        "{message}"
+    );
 
     // inspect says the same, read-only, and dump stops there with the error.
     let report = inspect(dir.path()).unwrap();
     assert!(!report.ok && !report.opens_without_repair);
     assert_eq!(report.problem.as_ref().unwrap().offset, bad_offset);
-    assert_eq!(report.segments[1].status, SegmentStatus::Corrupt { offset: bad_offset });
+    assert_eq!(
+        report.segments[1].status,
+        SegmentStatus::Corrupt { offset: bad_offset }
+    );
     assert_eq!(report.segments[2].status, SegmentStatus::NotExamined);
     assert!(report.to_string().contains("CORRUPT"));
     let dumped: Vec<_> = dump(dir.path(), 1, usize::MAX).unwrap().collect();
@@ -84,14 +104,22 @@ fn a_flipped_bit_in_an_earlier_segment_is_refused_then_repaired() {
     let (log, report) = open(dir.path(), repair_options());
     let repair = report.repair.as_ref().expect("repair reported");
     assert_eq!(repair.offset, bad_offset);
-    assert_eq!(repair.records_dropped, RECORDS - bad_lsn, "all valid records after the bad one");
+    assert_eq!(
+        repair.records_dropped,
+        RECORDS - bad_lsn,
+        "all valid records after the bad one"
+    );
     assert_eq!(repair.segments_moved_aside.len(), segments.len() - 2);
     assert!(repair.segments_moved_aside.iter().all(|p| p.exists()));
     assert!(repair.broken_copy.as_ref().unwrap().exists());
     assert_eq!(report.last_lsn, bad_lsn - 1);
     let records = read_all(&log, 1);
     assert_eq!(records.len() as u64, bad_lsn - 1);
-    assert!(records.iter().all(|r| r.payload == payload_for(r.lsn, PAYLOAD_BYTES)));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.payload == payload_for(r.lsn, PAYLOAD_BYTES))
+    );
     assert_eq!(log.append_blocking(0, b"x".to_vec()).unwrap(), bad_lsn);
     drop(log);
     // The repaired log opens cleanly without repair.
@@ -150,14 +178,18 @@ fn repair_that_drops_checkpointed_records_falls_back_to_an_older_checkpoint() {
     let segments = {
         let (log, _) = open(dir.path(), small_options());
         for lsn in 1..=RECORDS {
-            log.append_blocking(0, payload_for(lsn, PAYLOAD_BYTES)).unwrap();
+            log.append_blocking(0, payload_for(lsn, PAYLOAD_BYTES))
+                .unwrap();
         }
         log.write_checkpoint(10, &10u64).unwrap();
         log.write_checkpoint(100, &100u64).unwrap();
         log.stats().segments
     };
     // Damage a record at LSN ~50: the checkpoint at 100 covers lost records.
-    let damaged = segments.iter().find(|s| s.first_lsn <= 50 && 50 <= s.last_lsn).unwrap();
+    let damaged = segments
+        .iter()
+        .find(|s| s.first_lsn <= 50 && 50 <= s.last_lsn)
+        .unwrap();
     flip_bit(&damaged.path, record_offset(damaged, 50) + 25, 2);
     let (_, report) = open(dir.path(), repair_options());
     assert_eq!(report.last_lsn, 49);
@@ -165,7 +197,11 @@ fn repair_that_drops_checkpointed_records_falls_back_to_an_older_checkpoint() {
     let skipped = &report.checkpoints_skipped;
     assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0].covers_lsn, 100);
-    assert!(skipped[0].reason.contains("missing"), "{}", skipped[0].reason);
+    assert!(
+        skipped[0].reason.contains("missing"),
+        "{}",
+        skipped[0].reason
+    );
 }
 
 #[test]

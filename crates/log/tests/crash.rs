@@ -23,7 +23,10 @@ const CHILD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const CYCLE_RUN_MAX: Duration = Duration::from_secs(30);
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Rng(u64);
@@ -51,7 +54,10 @@ fn parse(line: &str) -> Line {
         Some("READY") => Line::Ready,
         Some("A") => {
             let lsn = words.next().and_then(|w| w.parse().ok()).expect("lsn");
-            let hash = words.next().and_then(|w| u64::from_str_radix(w, 16).ok()).expect("hash");
+            let hash = words
+                .next()
+                .and_then(|w| u64::from_str_radix(w, 16).ok())
+                .expect("hash");
             Line::Ack(lsn, hash)
         }
         _ => panic!("unexpected line from child: {line:?}"),
@@ -85,7 +91,9 @@ fn spawn_child(dir: &Path, seed: u64) -> (Child, mpsc::Receiver<String>) {
 /// returns every ack it printed (including those still in the pipe).
 fn run_and_kill(dir: &Path, rng: &mut Rng, cycle: u64) -> Vec<(u64, u64)> {
     let (mut child, lines) = spawn_child(dir, rng.next());
-    let ready = lines.recv_timeout(CHILD_READY_TIMEOUT).expect("child did not start");
+    let ready = lines
+        .recv_timeout(CHILD_READY_TIMEOUT)
+        .expect("child did not start");
     assert!(matches!(parse(&ready), Line::Ready), "first line: {ready}");
     // Kill either after a random number of acks or a random delay, so that
     // kills land both mid-batch and between batches, and sometimes before
@@ -98,7 +106,10 @@ fn run_and_kill(dir: &Path, rng: &mut Rng, cycle: u64) -> Vec<(u64, u64)> {
         if acks.len() as u64 >= acks_before_kill || started.elapsed() >= delay {
             break;
         }
-        assert!(started.elapsed() < CYCLE_RUN_MAX, "cycle {cycle}: child too slow");
+        assert!(
+            started.elapsed() < CYCLE_RUN_MAX,
+            "cycle {cycle}: child too slow"
+        );
         match lines.recv_timeout(Duration::from_millis(1)) {
             Ok(line) => {
                 if let Line::Ack(lsn, hash) = parse(&line) {
@@ -138,17 +149,32 @@ fn verify(dir: &Path, acked: &BTreeMap<u64, u64>, cycle: u64) {
     let mut present = BTreeMap::new();
     for record in log.read_from(first_lsn).unwrap() {
         let record = record.unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
-        assert!(crash_payload_is_intact(&record.payload), "cycle {cycle}: LSN {} damaged", record.lsn);
+        assert!(
+            crash_payload_is_intact(&record.payload),
+            "cycle {cycle}: LSN {} damaged",
+            record.lsn
+        );
         present.insert(record.lsn, fnv1a64(&record.payload));
     }
     let expected_lsns: Vec<u64> = (first_lsn..=report.last_lsn).collect();
-    assert_eq!(present.keys().copied().collect::<Vec<_>>(), expected_lsns, "contiguous");
+    assert_eq!(
+        present.keys().copied().collect::<Vec<_>>(),
+        expected_lsns,
+        "contiguous"
+    );
     for (&lsn, &hash) in acked {
         if lsn < first_lsn {
-            assert!(lsn <= covers, "cycle {cycle}: acked LSN {lsn} compacted but not checkpointed");
+            assert!(
+                lsn <= covers,
+                "cycle {cycle}: acked LSN {lsn} compacted but not checkpointed"
+            );
             continue;
         }
-        assert_eq!(present.get(&lsn), Some(&hash), "cycle {cycle}: acknowledged LSN {lsn} lost or changed");
+        assert_eq!(
+            present.get(&lsn),
+            Some(&hash),
+            "cycle {cycle}: acknowledged LSN {lsn} lost or changed"
+        );
     }
 }
 
@@ -164,7 +190,10 @@ fn every_acknowledged_record_survives_sigkill() {
     for cycle in 0..cycles {
         for (lsn, hash) in run_and_kill(dir.path(), &mut rng, cycle) {
             if let Some(previous) = acked.insert(lsn, hash) {
-                assert_eq!(previous, hash, "cycle {cycle}: LSN {lsn} acknowledged twice with different data");
+                assert_eq!(
+                    previous, hash,
+                    "cycle {cycle}: LSN {lsn} acknowledged twice with different data"
+                );
             }
         }
         // Inspect first (read-only), then recover and verify.

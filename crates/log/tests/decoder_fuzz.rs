@@ -16,7 +16,12 @@ use proptest::prelude::*;
 fn valid_segment(records: u64, seed: u64) -> Vec<u8> {
     let mut bytes = encode_segment_header(1).to_vec();
     for lsn in 1..=records {
-        encode_record(&mut bytes, lsn, lsn as u8, &common::payload_for(seed + lsn, (lsn as usize * 13) % 200));
+        encode_record(
+            &mut bytes,
+            lsn,
+            lsn as u8,
+            &common::payload_for(seed + lsn, (lsn as usize * 13) % 200),
+        );
     }
     bytes
 }
@@ -43,7 +48,10 @@ fn exercise(bytes: &[u8]) {
     if let Some(found) = find_valid_record(bytes, 0, bytes.len(), 1, 0) {
         let start = found.offset as usize;
         assert!(start + RECORD_HEADER_BYTES <= bytes.len());
-        assert!(matches!(decode_record(&bytes[start..]), Decoded::Record { .. }));
+        assert!(matches!(
+            decode_record(&bytes[start..]),
+            Decoded::Record { .. }
+        ));
     }
 }
 
@@ -94,7 +102,10 @@ fn open_survives_garbage_files() {
         std::fs::write(dir.path().join("seg-00000000000000000001.log"), &bytes).unwrap();
         let _ = levee_log::inspect(dir.path()).unwrap();
         for repair in [false, true] {
-            let options = levee_log::LogOptions { repair, ..levee_log::LogOptions::default() };
+            let options = levee_log::LogOptions {
+                repair,
+                ..levee_log::LogOptions::default()
+            };
             if let Ok((log, _)) = levee_log::Log::open(dir.path(), options) {
                 for record in log.read_from(1).unwrap() {
                     record.unwrap();

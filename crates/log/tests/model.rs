@@ -26,10 +26,15 @@ fn options() -> LogOptions {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { bytes: usize, kind: u8 },
+    Append {
+        bytes: usize,
+        kind: u8,
+    },
     Checkpoint,
     /// Compact with the host needing LSNs from `first_lsn + hold_back` on.
-    Compact { hold_back: u64 },
+    Compact {
+        hold_back: u64,
+    },
     Reopen,
 }
 
@@ -65,7 +70,10 @@ fn check(log: &Log, model: &Model) {
         None => (None, None),
     };
     assert_eq!(covers, model.checkpoint);
-    assert_eq!(state, model.checkpoint, "checkpoint state is what was written");
+    assert_eq!(
+        state, model.checkpoint,
+        "checkpoint state is what was written"
+    );
     // Compaction never deleted what the checkpoint needs.
     let replay_from = model.checkpoint.map_or(1, |c| c + 1);
     assert!(stats.first_lsn <= replay_from);
@@ -75,13 +83,21 @@ fn check(log: &Log, model: &Model) {
         assert_eq!(records.len(), expected.len());
         for (record, &(kind, seed, size)) in records.iter().zip(expected) {
             assert_eq!(record.kind, kind);
-            assert_eq!(record.payload, payload_for(seed, size), "LSN {}", record.lsn);
+            assert_eq!(
+                record.payload,
+                payload_for(seed, size),
+                "LSN {}",
+                record.lsn
+            );
         }
     }
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
 }
 
 proptest! {

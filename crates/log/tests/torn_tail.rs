@@ -27,7 +27,8 @@ fn build_log(count: u64) -> (tempfile::TempDir, PathBuf, Vec<(u64, u64)>) {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = open(dir.path(), options());
     for lsn in 1..=count {
-        log.append_blocking(1, payload_for(lsn, size_for(lsn))).unwrap();
+        log.append_blocking(1, payload_for(lsn, size_for(lsn)))
+            .unwrap();
     }
     let stats = log.stats();
     let last = stats.segments.last().unwrap().clone();
@@ -63,18 +64,30 @@ fn assert_recovers_prefix(dir: &Path, keep_lsn: u64, cut_at: u64, file_len: u64)
     let records = read_all(&log, 1);
     assert_eq!(records.len() as u64, keep_lsn);
     for record in &records {
-        assert_eq!(record.payload, payload_for(record.lsn, size_for(record.lsn)));
+        assert_eq!(
+            record.payload,
+            payload_for(record.lsn, size_for(record.lsn))
+        );
     }
     if cut_at < file_len {
-        let torn = report.torn_tail.as_ref().unwrap_or_else(|| panic!("cut at {cut_at}: no torn tail reported"));
+        let torn = report
+            .torn_tail
+            .as_ref()
+            .unwrap_or_else(|| panic!("cut at {cut_at}: no torn tail reported"));
         assert_eq!(torn.offset, cut_at);
         assert_eq!(torn.bytes_cut, file_len - cut_at);
         assert!(torn.broken_copy.exists());
-        assert_eq!(std::fs::metadata(&torn.broken_copy).unwrap().len(), file_len - cut_at);
+        assert_eq!(
+            std::fs::metadata(&torn.broken_copy).unwrap().len(),
+            file_len - cut_at
+        );
     } else {
         assert!(report.torn_tail.is_none());
     }
-    assert_eq!(log.append_blocking(0, b"after".to_vec()).unwrap(), keep_lsn + 1);
+    assert_eq!(
+        log.append_blocking(0, b"after".to_vec()).unwrap(),
+        keep_lsn + 1
+    );
     drop(log);
     let (_, report) = open(dir, options());
     assert!(report.torn_tail.is_none(), "second open finds a clean log");
@@ -90,7 +103,12 @@ fn truncation_at_every_offset_of_the_last_records_keeps_the_valid_prefix() {
     for cut in first_cut..file_len {
         let copy = copy_dir(dir.path());
         let damaged = copy.path().join(segment.file_name().unwrap());
-        OpenOptions::new().write(true).open(&damaged).unwrap().set_len(cut).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&damaged)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
         // The records that end at or before the cut survive; the cut record
         // (if the cut is not on a boundary) is the torn tail.
         let keep = offsets
@@ -119,7 +137,8 @@ fn zeros_after_the_last_record_are_a_torn_tail() {
         // as a preallocated or partially flushed file would look.
         let mut file = OpenOptions::new().write(true).open(&damaged).unwrap();
         file.seek(SeekFrom::Start(from)).unwrap();
-        file.write_all(&vec![0u8; (file_len - from + zero_bytes) as usize]).unwrap();
+        file.write_all(&vec![0u8; (file_len - from + zero_bytes) as usize])
+            .unwrap();
         let new_len = file_len + zero_bytes;
         drop(file);
         assert_recovers_prefix(copy.path(), first_zeroed_lsn - 1, from, new_len);
@@ -135,20 +154,36 @@ fn garbage_after_the_last_record_is_a_torn_tail() {
         let damaged = copy.path().join(segment.file_name().unwrap());
         let records_replaced = 1 + (seed as usize % 3);
         let (first_replaced_lsn, from) = offsets[offsets.len() - records_replaced];
-        let garbage = payload_for(10_000 + seed, (file_len - from) as usize + seed as usize * 37);
+        let garbage = payload_for(
+            10_000 + seed,
+            (file_len - from) as usize + seed as usize * 37,
+        );
         let mut file = OpenOptions::new().write(true).open(&damaged).unwrap();
         file.seek(SeekFrom::Start(from)).unwrap();
         file.write_all(&garbage).unwrap();
         drop(file);
-        assert_recovers_prefix(copy.path(), first_replaced_lsn - 1, from, from + garbage.len() as u64);
+        assert_recovers_prefix(
+            copy.path(),
+            first_replaced_lsn - 1,
+            from,
+            from + garbage.len() as u64,
+        );
     }
 }
 
 #[test]
 fn leftover_temp_files_from_an_interrupted_rotation_are_removed() {
     let (dir, _, _) = build_log(10);
-    std::fs::write(dir.path().join("seg-00000000000000000999.log.tmp"), b"LEVEELOG partial").unwrap();
-    std::fs::write(dir.path().join("checkpoint-00000000000000000005.ckpt.tmp"), b"partial").unwrap();
+    std::fs::write(
+        dir.path().join("seg-00000000000000000999.log.tmp"),
+        b"LEVEELOG partial",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("checkpoint-00000000000000000005.ckpt.tmp"),
+        b"partial",
+    )
+    .unwrap();
     let (log, report) = open(dir.path(), options());
     assert_eq!(report.temp_files_removed, 2);
     assert_eq!(report.last_lsn, 10);

@@ -66,7 +66,10 @@ fn replay(log: &Log) -> Result<(), String> {
     let checkpoint = log.latest_checkpoint::<u64>().map_err(|e| e.to_string())?;
     let from = match checkpoint {
         Some((info, state)) if state != info.covers_lsn => {
-            return Err(format!("checkpoint state {state} != covers {}", info.covers_lsn));
+            return Err(format!(
+                "checkpoint state {state} != covers {}",
+                info.covers_lsn
+            ));
         }
         Some((info, _)) => info.covers_lsn + 1,
         None => 1,
@@ -100,7 +103,11 @@ fn append_loop(log: &Log, seed: u64, writer: u32, appends_max: u64) {
         // so a kill never leaves half a line that looks like an ack.
         let line = format!("A {lsn} {hash:016x}\n");
         let mut stdout = std::io::stdout().lock();
-        if stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+        if stdout
+            .write_all(line.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             std::process::exit(5);
         }
         drop(stdout);
