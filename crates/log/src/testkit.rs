@@ -8,16 +8,23 @@
 const MAGIC: u32 = 0x1EE5_C0DE;
 const HEADER_BYTES: usize = 24;
 
+/// Filler bytes every payload has at least, so that damage to the header
+/// fields also shows as a filler mismatch.
+const FILLER_BYTES_MIN: usize = 8;
+
 /// Builds the payload for the `seq`-th append of `writer`, `bytes` long
-/// (at least the 24-byte header).
+/// (at least the 24-byte header plus 8 filler bytes).
 pub fn crash_payload(seed: u64, writer: u32, seq: u64, bytes: usize) -> Vec<u8> {
-    let bytes = bytes.max(HEADER_BYTES);
+    let bytes = bytes.max(HEADER_BYTES + FILLER_BYTES_MIN);
     let mut payload = Vec::with_capacity(bytes);
     payload.extend_from_slice(&MAGIC.to_le_bytes());
     payload.extend_from_slice(&writer.to_le_bytes());
     payload.extend_from_slice(&seq.to_le_bytes());
     payload.extend_from_slice(&seed.to_le_bytes());
-    let mut state = seed ^ (u64::from(writer) << 40) ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut state = seed
+        ^ u64::from(writer).wrapping_mul(0xA076_1D64_78BD_642F)
+        ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        | 1;
     while payload.len() < bytes {
         state ^= state << 13;
         state ^= state >> 7;
@@ -33,6 +40,9 @@ pub fn crash_payload_is_intact(payload: &[u8]) -> bool {
     let Some(header) = payload.first_chunk::<HEADER_BYTES>() else {
         return false;
     };
+    if payload.len() < HEADER_BYTES + FILLER_BYTES_MIN {
+        return false;
+    }
     let word = |range: std::ops::Range<usize>| {
         header[range]
             .iter()
@@ -59,13 +69,14 @@ mod tests {
 
     #[test]
     fn payloads_verify_and_damage_is_seen() {
-        for bytes in [0, 24, 25, 1000] {
+        for bytes in [0, 24, 33, 1000] {
             let payload = crash_payload(7, 3, 99, bytes);
             assert!(crash_payload_is_intact(&payload));
-            let mut damaged = payload.clone();
-            let last = damaged.len() - 1;
-            damaged[last] ^= 1;
-            assert!(!crash_payload_is_intact(&damaged));
+            for at in 0..payload.len() {
+                let mut damaged = payload.clone();
+                damaged[at] ^= 1;
+                assert!(!crash_payload_is_intact(&damaged), "byte {at} of {bytes}");
+            }
         }
     }
 }
