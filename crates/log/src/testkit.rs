@@ -21,10 +21,13 @@ pub fn crash_payload(seed: u64, writer: u32, seq: u64, bytes: usize) -> Vec<u8> 
     payload.extend_from_slice(&writer.to_le_bytes());
     payload.extend_from_slice(&seq.to_le_bytes());
     payload.extend_from_slice(&seed.to_le_bytes());
-    let mut state = seed
-        ^ u64::from(writer).wrapping_mul(0xA076_1D64_78BD_642F)
-        ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        | 1;
+    // A bijective mix of all three inputs: flipping any bit of any of
+    // them changes the filler.
+    let mut state = splitmix64(
+        seed ^ u64::from(writer).wrapping_mul(0xA076_1D64_78BD_642F)
+            ^ splitmix64(seq.wrapping_add(0x9E37_79B9_7F4A_7C15)),
+    )
+    .max(1);
     while payload.len() < bytes {
         state ^= state << 13;
         state ^= state >> 7;
@@ -54,6 +57,13 @@ pub fn crash_payload_is_intact(payload: &[u8]) -> bool {
     }
     let (writer, seq, seed) = (word(4..8) as u32, word(8..16), word(16..24));
     crash_payload(seed, writer, seq, payload.len()) == payload
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 /// FNV-1a, 64 bit: the child reports it for each acknowledged payload.
