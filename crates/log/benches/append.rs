@@ -70,7 +70,16 @@ fn main() {
         "÷raw-N"
     );
     println!("{}", "-".repeat(113));
-    for writers in WRITER_COUNTS {
+    // `LEVEE_BENCH_WRITERS=1,64` overrides the writer counts.
+    let writer_counts: Vec<usize> = std::env::var("LEVEE_BENCH_WRITERS")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| WRITER_COUNTS.to_vec());
+    for writers in writer_counts {
         let levee = levee_appends(&parent, writers, cell);
         let sqlite = sqlite_appends(&parent, writers, cell);
         let raw_n = raw_limit(&parent, writers, cell);
