@@ -16,8 +16,10 @@ from .replicas import Replica
 
 SERVICE = "bench"
 FLAVOURS = ("wasm", "native")
-# Answers 200 on the admin listener once levee is ready to serve.
-READY_PATH = "/readyz"
+# Answers 200 on the data listener once levee is ready to serve.
+READY_PATH = "/_levee/healthz"
+# `levee serve` prints this first; the config binds port 0 so the OS picks.
+LISTENING_PATTERN = r"listening data=(\S+):(\d+) admin=(\S+):(\d+)"
 REPO_DIR = Path(__file__).resolve().parent.parent.parent
 PLUGIN_DIR = REPO_DIR / "plugins" / "dist"
 WASM_POLICIES = {
@@ -31,14 +33,7 @@ def path_prefix() -> str:
     return f"/{SERVICE}/kv/"
 
 
-def config(
-    flavour: str,
-    replicas: list[Replica],
-    port: int,
-    admin_port: int,
-    data_dir: Path,
-    write_quorum: int = 2,
-) -> dict:
+def config(flavour: str, replicas: list[Replica], data_dir: Path, write_quorum: int = 2) -> dict:
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown levee flavour {flavour!r}, expected one of {FLAVOURS}")
     service = {
@@ -52,7 +47,7 @@ def config(
     if flavour == "wasm":
         service["policies"] = WASM_POLICIES
     return {
-        "listeners": {"data": f"127.0.0.1:{port}", "admin": f"127.0.0.1:{admin_port}"},
+        "listeners": {"data": "127.0.0.1:0", "admin": "127.0.0.1:0"},
         "data_dir": str(data_dir),
         "plugin_dir": str(PLUGIN_DIR),
         "services": [service],

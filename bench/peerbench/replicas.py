@@ -61,7 +61,7 @@ def _start_one(procs, levee_bin, work_dir, name, cpus, threads):
         name,
         [str(levee_bin), "kv-replica", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         cpus=cpus,
-        env={"TOKIO_WORKER_THREADS": str(threads), "RUST_LOG": "warn"},
+        env={"TOKIO_WORKER_THREADS": str(threads), "LEVEE_LOG": "warn"},
     )
     return name, spawned
 

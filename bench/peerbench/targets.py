@@ -129,20 +129,19 @@ def levee_target(
     the policy set (see `levee.FLAVOURS`), `name` its process and dir."""
     instance_dir = work_dir / name
     instance_dir.mkdir()
-    port = free_port()
-    admin_port = free_port()
-    config = levee.config(flavour, replicas, port, admin_port, instance_dir)
     config_path = instance_dir / "levee.json"
-    config_path.write_text(json.dumps(config, indent=2))
+    config_path.write_text(json.dumps(levee.config(flavour, replicas, instance_dir), indent=2))
     spawned = procs.spawn(
         name,
         [str(levee_bin), "serve", "--config", str(config_path)],
         cpus=cpus,
-        env={"TOKIO_WORKER_THREADS": str(threads), "RUST_LOG": "warn"},
+        # No per-request logging: none of the peers logs requests in this run.
+        env={"TOKIO_WORKER_THREADS": str(threads), "LEVEE_LOG": "warn"},
     )
-    running = Running(name, "127.0.0.1", port, levee.path_prefix(), spawned)
-    probe.wait_status("127.0.0.1", admin_port, levee.READY_PATH, 200, START_TIMEOUT_S)
-    return _await_serving(running)
+    match = spawned.wait_for_line(levee.LISTENING_PATTERN, START_TIMEOUT_S)
+    host, port = match.group(1), int(match.group(2))
+    probe.wait_status(host, port, levee.READY_PATH, 200, START_TIMEOUT_S)
+    return _await_serving(Running(name, host, port, levee.path_prefix(), spawned))
 
 
 def _await_serving(running: Running) -> Running:
