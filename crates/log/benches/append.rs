@@ -14,9 +14,12 @@
 //!    plain sequential `read` of the same segment files, with the page
 //!    cache warm and (via posix_fadvise DONTNEED) cold.
 //!
-//! Every cell runs for a fixed time (`LEVEE_BENCH_SECS`, default 3 s); all
-//! files live in fresh directories under one parent (`LEVEE_BENCH_DIR`,
-//! default the system temp dir), so they share a disk.
+//! Every cell gets a fixed time (`LEVEE_BENCH_SECS`, default 3 s), taken
+//! in 250 ms slices that alternate between the systems: a shared or
+//! virtual disk's fsync latency drifts over seconds, and interleaving makes
+//! every system see the same drift. All files live in fresh directories
+//! under one parent (`LEVEE_BENCH_DIR`, default the system temp dir), so
+//! they share a disk.
 //!
 //! Run: `cargo bench -p levee-log --bench append`
 
@@ -37,16 +40,20 @@ const RAW_RECORDS_PER_FSYNC: usize = 64;
 const RECOVERY_LOG_BYTES: u64 = 512 << 20;
 const RECOVERY_RUNS: usize = 3;
 
+/// Length of one measurement slice; the systems take turns slice by slice.
+const SLICE: Duration = Duration::from_millis(250);
+
 fn main() {
     let seconds: u64 = std::env::var("LEVEE_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let cell = Duration::from_secs(seconds);
     let parent = std::env::var_os("LEVEE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     std::fs::create_dir_all(&parent).expect("create bench parent dir");
     println!(
-        "levee-log append benchmark: {RECORD_PAYLOAD_BYTES}-byte records, {seconds} s per cell, files under {}",
+        "levee-log append benchmark: {RECORD_PAYLOAD_BYTES}-byte records, {seconds} s per cell \
+         (interleaved {} ms slices), files under {}",
+        SLICE.as_millis(),
         parent.display()
     );
     println!();
@@ -55,21 +62,19 @@ fn main() {
         recovery(&parent);
         return;
     }
-
-    let raw_64 = raw_limit(&parent, RAW_RECORDS_PER_FSYNC, cell);
     println!(
-        "{:>7} | {:>12} {:>9} | {:>12} | {:>14} {:>14} | {:>8} {:>9} {:>9}",
+        "{:>7} | {:>12} {:>9} | {:>12} | {:>12} {:>12} | {:>8} {:>8} {:>8}",
         "writers",
         "levee rec/s",
         "rec/fsync",
         "sqlite rec/s",
-        "raw-N rec/s",
         "raw-64 rec/s",
+        "raw-N rec/s",
         "÷sqlite",
         "÷raw-64",
         "÷raw-N"
     );
-    println!("{}", "-".repeat(113));
+    println!("{}", "-".repeat(109));
     // `LEVEE_BENCH_WRITERS=1,64` overrides the writer counts.
     let writer_counts: Vec<usize> = std::env::var("LEVEE_BENCH_WRITERS")
         .ok()
@@ -79,43 +84,92 @@ fn main() {
                 .collect()
         })
         .unwrap_or_else(|| WRITER_COUNTS.to_vec());
+    let slices = (Duration::from_secs(seconds).as_millis() / SLICE.as_millis()).max(1);
     for writers in writer_counts {
-        let levee = levee_appends(&parent, writers, cell);
-        let sqlite = sqlite_appends(&parent, writers, cell);
-        let raw_n = raw_limit(&parent, writers, cell);
+        let row = append_row(&parent, writers, slices as usize);
         println!(
-            "{:>7} | {:>12.0} {:>9.1} | {:>12.0} | {:>14.0} {:>14.0} | {:>7.1}x {:>8.2}x {:>8.2}x",
+            "{:>7} | {:>12.0} {:>9.1} | {:>12.0} | {:>12.0} {:>12.0} | {:>7.1}x {:>7.2}x {:>7.2}x",
             writers,
-            levee.records_per_sec,
-            levee.records_per_fsync,
-            sqlite,
-            raw_n,
-            raw_64,
-            levee.records_per_sec / sqlite,
-            levee.records_per_sec / raw_64,
-            levee.records_per_sec / raw_n,
+            row.levee.rate(),
+            row.levee_records_per_fsync,
+            row.sqlite.rate(),
+            row.raw_64.rate(),
+            row.raw_n.rate(),
+            row.levee.rate() / row.sqlite.rate(),
+            row.levee.rate() / row.raw_64.rate(),
+            row.levee.rate() / row.raw_n.rate(),
         );
     }
     println!();
     println!(
-        "raw-N: one thread, N records (N = writers) per write + fdatasync; raw-64: 64 per fdatasync."
+        "raw-64: one thread, one write of 64 records + fdatasync, repeated (the physical limit);"
     );
+    println!("raw-N: the same with N = writers records per fdatasync.");
     println!();
     recovery(&parent);
 }
 
-struct LeveeResult {
-    records_per_sec: f64,
-    records_per_fsync: f64,
+/// Completed operations and the time they took.
+#[derive(Default)]
+struct Tally {
+    ops: u64,
+    seconds: f64,
+}
+
+impl Tally {
+    fn add(&mut self, (ops, seconds): (u64, f64)) {
+        self.ops += ops;
+        self.seconds += seconds;
+    }
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+}
+
+struct Row {
+    levee: Tally,
+    levee_records_per_fsync: f64,
+    sqlite: Tally,
+    raw_64: Tally,
+    raw_n: Tally,
+}
+
+/// Measures one writer count: the four systems take turns in short
+/// slices, so that the shared disk's changing fsync latency hits each of
+/// them alike.
+fn append_row(parent: &Path, writers: usize, slices: usize) -> Row {
+    let levee = LeveeTarget::new(parent);
+    let sqlite = SqliteTarget::new(parent);
+    let mut raw_64 = RawTarget::new(parent, RAW_RECORDS_PER_FSYNC);
+    let mut raw_n = RawTarget::new(parent, writers);
+    let mut row = Row {
+        levee: Tally::default(),
+        levee_records_per_fsync: 0.0,
+        sqlite: Tally::default(),
+        raw_64: Tally::default(),
+        raw_n: Tally::default(),
+    };
+    for _ in 0..slices {
+        row.levee
+            .add(run_writers(writers, SLICE, || levee.append()));
+        row.sqlite
+            .add(run_writers(writers, SLICE, || sqlite.append()));
+        row.raw_64.add(raw_64.run(SLICE));
+        row.raw_n.add(raw_n.run(SLICE));
+    }
+    let stats = levee.log.stats();
+    row.levee_records_per_fsync = stats.records_written as f64 / stats.fsyncs.max(1) as f64;
+    row
 }
 
 fn payload() -> Vec<u8> {
     (0..RECORD_PAYLOAD_BYTES).map(|i| (i * 31) as u8).collect()
 }
 
-/// Runs `writers` threads calling `append_one` until the deadline; returns
-/// the total number of completed appends per second.
-fn run_writers(writers: usize, cell: Duration, append_one: impl Fn() + Sync) -> f64 {
+/// Runs `writers` threads calling `append_one` for `slice`; returns the
+/// completed appends and the elapsed time (including the last appends in
+/// flight when the slice ended).
+fn run_writers(writers: usize, slice: Duration, append_one: impl Fn() + Sync) -> (u64, f64) {
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
     let started = Instant::now();
@@ -130,76 +184,122 @@ fn run_writers(writers: usize, cell: Duration, append_one: impl Fn() + Sync) -> 
                 done.fetch_add(mine, Ordering::Relaxed);
             });
         }
-        std::thread::sleep(cell);
+        std::thread::sleep(slice);
         stop.store(true, Ordering::Relaxed);
     });
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    (
+        done.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+    )
 }
 
-fn levee_appends(parent: &Path, writers: usize, cell: Duration) -> LeveeResult {
-    let dir = tempfile::tempdir_in(parent).unwrap();
-    let options = LogOptions {
-        sync: SyncMode::Always,
-        ..LogOptions::default()
-    };
-    let (log, _) = Log::open(dir.path(), options).unwrap();
-    let payload = payload();
-    let records_per_sec = run_writers(writers, cell, || {
-        log.append_blocking(1, payload.clone()).unwrap();
-    });
-    let stats = log.stats();
-    LeveeResult {
-        records_per_sec,
-        records_per_fsync: stats.records_written as f64 / stats.fsyncs.max(1) as f64,
+struct LeveeTarget {
+    _dir: tempfile::TempDir,
+    log: Log,
+    payload: Vec<u8>,
+}
+
+impl LeveeTarget {
+    fn new(parent: &Path) -> Self {
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        let options = LogOptions {
+            sync: SyncMode::Always,
+            ..LogOptions::default()
+        };
+        let (log, _) = Log::open(dir.path(), options).unwrap();
+        LeveeTarget {
+            _dir: dir,
+            log,
+            payload: payload(),
+        }
+    }
+
+    fn append(&self) {
+        self.log.append_blocking(1, self.payload.clone()).unwrap();
     }
 }
 
-fn sqlite_appends(parent: &Path, writers: usize, cell: Duration) -> f64 {
-    let dir = tempfile::tempdir_in(parent).unwrap();
-    let connection = rusqlite::Connection::open(dir.path().join("bench.db")).unwrap();
-    let mode: String = connection
-        .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-    connection.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE log (lsn INTEGER PRIMARY KEY, kind INTEGER, payload BLOB);").unwrap();
-    let connection = Mutex::new(connection);
-    let payload = payload();
-    run_writers(writers, cell, || {
-        let connection = connection.lock().unwrap();
+struct SqliteTarget {
+    _dir: tempfile::TempDir,
+    connection: Mutex<rusqlite::Connection>,
+    payload: Vec<u8>,
+}
+
+impl SqliteTarget {
+    fn new(parent: &Path) -> Self {
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        let connection = rusqlite::Connection::open(dir.path().join("bench.db")).unwrap();
+        let mode: String = connection
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        connection
+            .execute_batch(
+                "PRAGMA synchronous=FULL; \
+                 CREATE TABLE log (lsn INTEGER PRIMARY KEY, kind INTEGER, payload BLOB);",
+            )
+            .unwrap();
+        SqliteTarget {
+            _dir: dir,
+            connection: Mutex::new(connection),
+            payload: payload(),
+        }
+    }
+
+    fn append(&self) {
+        let connection = self.connection.lock().unwrap();
         // Autocommit: one transaction (and one WAL fsync) per insert.
         connection
             .prepare_cached("INSERT INTO log (kind, payload) VALUES (1, ?1)")
             .unwrap()
-            .execute([&payload])
+            .execute([&self.payload])
             .unwrap();
-    })
+    }
 }
 
-/// One thread: write `records_per_sync` encoded records in one `write`,
-/// then fdatasync, repeatedly, to a growing file (as the log does).
-fn raw_limit(parent: &Path, records_per_sync: usize, cell: Duration) -> f64 {
-    let dir = tempfile::tempdir_in(parent).unwrap();
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.path().join("raw"))
-        .unwrap();
-    let payload = payload();
-    let mut batch = Vec::new();
-    let mut lsn = 1;
-    let started = Instant::now();
-    let mut records = 0u64;
-    while started.elapsed() < cell {
-        batch.clear();
-        for _ in 0..records_per_sync {
-            encode_record(&mut batch, lsn, 1, &payload);
-            lsn += 1;
+/// One thread: `records_per_sync` encoded records in one `write`, then
+/// fdatasync, to a growing file (as the log does).
+struct RawTarget {
+    _dir: tempfile::TempDir,
+    file: File,
+    records_per_sync: usize,
+    batch: Vec<u8>,
+    next_lsn: u64,
+}
+
+impl RawTarget {
+    fn new(parent: &Path, records_per_sync: usize) -> Self {
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("raw"))
+            .unwrap();
+        RawTarget {
+            _dir: dir,
+            file,
+            records_per_sync,
+            batch: Vec::new(),
+            next_lsn: 1,
         }
-        file.write_all(&batch).unwrap();
-        file.sync_data().unwrap();
-        records += records_per_sync as u64;
     }
-    records as f64 / started.elapsed().as_secs_f64()
+
+    fn run(&mut self, slice: Duration) -> (u64, f64) {
+        let payload = payload();
+        let started = Instant::now();
+        let mut records = 0u64;
+        while started.elapsed() < slice {
+            self.batch.clear();
+            for _ in 0..self.records_per_sync {
+                encode_record(&mut self.batch, self.next_lsn, 1, &payload);
+                self.next_lsn += 1;
+            }
+            self.file.write_all(&self.batch).unwrap();
+            self.file.sync_data().unwrap();
+            records += self.records_per_sync as u64;
+        }
+        (records, started.elapsed().as_secs_f64())
+    }
 }
 
 fn recovery(parent: &Path) {
