@@ -27,7 +27,8 @@ use crate::{LogError, LogOptions, Lsn};
 
 /// The durable append-only log. Cheap to clone (an `Arc` inside); every
 /// clone is the same log. The writer thread stops, after syncing everything
-/// queued, when the last clone is dropped.
+/// queued, when the last clone is dropped; that drop therefore blocks for
+/// one fdatasync (do it outside async code, or call `sync` first).
 #[derive(Clone)]
 pub struct Log {
     inner: Arc<Inner>,
