@@ -137,8 +137,8 @@ fn run_and_kill(dir: &Path, rng: &mut Rng, cycle: u64) -> Vec<(u64, u64)> {
 
 fn verify(dir: &Path, acked: &BTreeMap<u64, u64>, cycle: u64) {
     let options = LogOptions {
-        segment_bytes_max: 64 << 10,
-        record_bytes_max: 4096,
+        segment_bytes_max: 256 << 10,
+        record_bytes_max: 32 << 10,
         sync: SyncMode::Always,
         ..LogOptions::default()
     };

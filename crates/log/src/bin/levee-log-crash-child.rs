@@ -18,8 +18,8 @@ use levee_log::{Log, LogOptions, SyncMode};
 /// Small segments so that rotation and compaction happen within a cycle.
 fn options() -> LogOptions {
     LogOptions {
-        segment_bytes_max: 64 << 10,
-        record_bytes_max: 4096,
+        segment_bytes_max: 256 << 10,
+        record_bytes_max: LARGE_PAYLOAD_BYTES_MAX as u32,
         log_bytes_max: 1 << 30,
         sync: SyncMode::Always,
         ..LogOptions::default()
@@ -27,6 +27,11 @@ fn options() -> LogOptions {
 }
 
 const CHECKPOINT_EVERY_APPENDS: u64 = 40;
+/// Most payloads are small; one in `LARGE_EVERY` is up to this large, so
+/// that batches span many pages and a SIGKILL can land inside a `write`
+/// (the kernel stops copying at a page boundary), leaving a real torn tail.
+const LARGE_PAYLOAD_BYTES_MAX: usize = 32 << 10;
+const LARGE_EVERY: u64 = 8;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -90,7 +95,12 @@ fn append_loop(log: &Log, seed: u64, writer: u32, appends_max: u64) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let payload = crash_payload(seed, writer, seq, (rng % 2048) as usize);
+        let bytes = if rng % LARGE_EVERY == 0 {
+            (rng >> 8) as usize % LARGE_PAYLOAD_BYTES_MAX
+        } else {
+            (rng >> 8) as usize % 2048
+        };
+        let payload = crash_payload(seed, writer, seq, bytes);
         let hash = fnv1a64(&payload);
         let lsn = match log.append_blocking((writer % 256) as u8, payload) {
             Ok(lsn) => lsn,
