@@ -95,7 +95,7 @@ fn append_loop(log: &Log, seed: u64, writer: u32, appends_max: u64) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let bytes = if rng % LARGE_EVERY == 0 {
+        let bytes = if rng.is_multiple_of(LARGE_EVERY) {
             (rng >> 8) as usize % LARGE_PAYLOAD_BYTES_MAX
         } else {
             (rng >> 8) as usize % 2048
