@@ -1,0 +1,55 @@
+//! `bindgen!` output for the three worlds of `wit/levee-policy.wit`.
+//!
+//! Why three invocations: a world is the unit `bindgen!` generates a typed
+//! instance for, and levee loads plugins of three different worlds. The
+//! worlds share the `types` and `host` interfaces, so the retry world
+//! generates them once and the other two map onto those modules with
+//! `with:`. That way there is exactly one Rust type per WIT type and one
+//! `Host` implementation serves every plugin (see [`crate::host`]).
+//!
+//! Nothing here is public: the rest of the crate converts between these
+//! generated types and the plain-Rust types of `levee_policy` at the
+//! boundary ([`crate::convert`]), so callers never see `bindgen!` output.
+
+/// The `retry-policy` world, plus the shared `types` and `host` interfaces.
+pub(crate) mod retry {
+    wasmtime::component::bindgen!({
+        world: "retry-policy",
+        path: "../../wit",
+    });
+}
+
+/// The `routing-policy` world; shared interfaces come from [`retry`].
+pub(crate) mod routing {
+    wasmtime::component::bindgen!({
+        world: "routing-policy",
+        path: "../../wit",
+        with: {
+            "levee:policy/types": super::retry::levee::policy::types,
+            "levee:policy/host": super::retry::levee::policy::host,
+        },
+    });
+}
+
+/// The `checkpoint-policy` world; shared interfaces come from [`retry`].
+pub(crate) mod checkpoint {
+    wasmtime::component::bindgen!({
+        world: "checkpoint-policy",
+        path: "../../wit",
+        with: {
+            "levee:policy/types": super::retry::levee::policy::types,
+            "levee:policy/host": super::retry::levee::policy::host,
+        },
+    });
+}
+
+/// The `checkpoint` export's own types (`action`).
+pub(crate) use checkpoint::exports::levee::policy::checkpoint as wit_checkpoint;
+/// The `retry` export's own types (`decision`, `retry-plan`, `target`).
+pub(crate) use retry::exports::levee::policy::retry as wit_retry;
+/// The shared `host` interface (the plugin's only imports).
+pub(crate) use retry::levee::policy::host as wit_host;
+/// The shared `types` interface.
+pub(crate) use retry::levee::policy::types as wit_types;
+/// The `routing` export's own types (`route-plan`).
+pub(crate) use routing::exports::levee::policy::routing as wit_routing;

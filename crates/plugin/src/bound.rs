@@ -1,0 +1,271 @@
+//! [`BoundPlugin`]: a component version bound to a config and [`Limits`],
+//! with its instance pool and counters. This is what a guarded policy
+//! holds and swaps.
+//!
+//! Every call goes through [`BoundPlugin::with_instance`]: lease an
+//! instance, arm the CPU deadline, call, validate the answer, then either
+//! recycle the instance (valid answer) or discard it (anything else), and
+//! count the outcome. Failures in a row beyond
+//! [`Limits::consecutive_failures_max`] quarantine the version
+//! ([`Component::quarantine`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use levee_policy::limits::CONFIG_BYTES_MAX;
+use levee_policy::{
+    AttemptOutcome, CheckpointAction, LogStats, Node, RequestInfo, RetryContext, RetryDecision,
+    RoutePlan,
+};
+
+use crate::component::Component;
+use crate::convert;
+use crate::engine::deadline_ticks;
+use crate::error::{Failure, LoadError};
+use crate::host::{PluginTag, short_version};
+use crate::kind::PolicyKind;
+use crate::limits::Limits;
+use crate::pool::{Instance, InstantiateError, Pool, Recipe, WorldInstance};
+use crate::runtime::Runtime;
+use crate::stats::{Counters, Stats};
+
+/// A component version + config + limits + instance pool + counters.
+pub struct BoundPlugin {
+    component: Arc<Component>,
+    pool: Pool,
+    counters: Arc<Counters>,
+    call_deadline_ticks: u64,
+}
+
+impl Component {
+    /// Binds this version to a config (the JSON handed to `configure`) and
+    /// limits: validates the limits, creates the pool and one configured
+    /// instance, so a config the plugin rejects fails here, with the
+    /// plugin's reason. **Blocking** (instantiation).
+    pub fn bind(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        config_json: &str,
+        limits: Limits,
+    ) -> Result<Arc<BoundPlugin>, LoadError> {
+        limits.validate(runtime.caps())?;
+        if config_json.len() > CONFIG_BYTES_MAX {
+            return Err(LoadError::ConfigTooLarge {
+                size_bytes: config_json.len(),
+                max_bytes: CONFIG_BYTES_MAX,
+            });
+        }
+        let counters = Arc::new(Counters::default());
+        let tag = Arc::new(PluginTag {
+            name: self.name_arc().clone(),
+            version: self.version_arc().clone(),
+        });
+        let call_deadline_ticks = deadline_ticks(limits.call_timeout_ms, runtime.epoch_tick_ms());
+        let recipe = Recipe {
+            engine: runtime.engine().clone(),
+            compiled: self.compiled().clone(),
+            tag,
+            env: runtime.env().clone(),
+            counters: counters.clone(),
+            limits,
+            config: config_json.to_string(),
+            epoch_tick_ms: runtime.epoch_tick_ms(),
+        };
+        let pool = Pool::new(recipe);
+        pool.prime().map_err(|e| match e {
+            InstantiateError::ConfigRejected(reason) => LoadError::ConfigRejected(reason),
+            InstantiateError::Failed(failure) => LoadError::Instantiate(failure.to_string()),
+        })?;
+        Ok(Arc::new(BoundPlugin {
+            component: self.clone(),
+            pool,
+            counters,
+            call_deadline_ticks,
+        }))
+    }
+}
+
+impl BoundPlugin {
+    pub fn component(&self) -> &Arc<Component> {
+        &self.component
+    }
+
+    pub fn name(&self) -> &str {
+        self.component.name()
+    }
+
+    pub fn version(&self) -> &str {
+        self.component.version()
+    }
+
+    pub fn kind(&self) -> PolicyKind {
+        self.component.kind()
+    }
+
+    /// The JSON handed to `configure`.
+    pub fn config(&self) -> &str {
+        &self.pool.recipe().config
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.pool.recipe().limits
+    }
+
+    /// Whether the version is quarantined (calls are not made).
+    pub fn is_quarantined(&self) -> bool {
+        self.component.is_quarantined()
+    }
+
+    /// A snapshot of the counters and pool.
+    pub fn stats(&self) -> Stats {
+        let (pool_idle, pool_live) = self.pool.occupancy();
+        Stats {
+            name: self.name().to_string(),
+            version: self.version().to_string(),
+            kind: self.kind(),
+            quarantined: self.is_quarantined(),
+            quarantine_reason: self.component.quarantine_reason(),
+            pool_idle,
+            pool_live,
+            counters: self.counters.snapshot(),
+        }
+    }
+
+    pub(crate) fn record_quarantined_call(&self) {
+        self.counters.record_quarantined_call();
+    }
+
+    /// The plugin's retry decision, before host sanitization.
+    pub(crate) fn call_retry(
+        &self,
+        request: &RequestInfo,
+        outcome: &AttemptOutcome,
+        context: &RetryContext,
+    ) -> Result<RetryDecision, Failure> {
+        let (request, outcome, context) = (
+            convert::request(request),
+            convert::outcome(outcome),
+            convert::retry_context(context),
+        );
+        let limits = self.limits();
+        self.with_instance(|instance| {
+            let Instance {
+                store,
+                world: WorldInstance::Retry(world),
+            } = instance
+            else {
+                return Err(kind_mismatch(PolicyKind::Retry));
+            };
+            let answer =
+                world
+                    .levee_policy_retry()
+                    .call_decide(&mut *store, &request, &outcome, &context);
+            let decision = answer.map_err(|e| instance.classify(&e))?;
+            Ok(convert::retry_decision(decision, limits))
+        })
+    }
+
+    /// The plugin's route plan, before host sanitization.
+    pub(crate) fn call_route(
+        &self,
+        request: &RequestInfo,
+        candidates: &[Node],
+    ) -> Result<RoutePlan, Failure> {
+        let request = convert::request(request);
+        let candidates: Vec<_> = candidates.iter().map(convert::node).collect();
+        let limits = self.limits();
+        self.with_instance(|instance| {
+            let Instance {
+                store,
+                world: WorldInstance::Routing(world),
+            } = instance
+            else {
+                return Err(kind_mismatch(PolicyKind::Routing));
+            };
+            let answer =
+                world
+                    .levee_policy_routing()
+                    .call_route(&mut *store, &request, &candidates);
+            let plan = answer.map_err(|e| instance.classify(&e))?;
+            convert::route_plan(plan, limits)
+        })
+    }
+
+    /// The plugin's checkpoint action.
+    pub(crate) fn call_checkpoint(&self, stats: &LogStats) -> Result<CheckpointAction, Failure> {
+        let stats = convert::log_stats(stats);
+        self.with_instance(|instance| {
+            let Instance {
+                store,
+                world: WorldInstance::Checkpoint(world),
+            } = instance
+            else {
+                return Err(kind_mismatch(PolicyKind::Checkpoint));
+            };
+            let answer = world
+                .levee_policy_checkpoint()
+                .call_decide(&mut *store, stats);
+            let action = answer.map_err(|e| instance.classify(&e))?;
+            Ok(convert::checkpoint_action(action))
+        })
+    }
+
+    /// Runs one call on a leased instance and accounts for it.
+    fn with_instance<T>(
+        &self,
+        call: impl FnOnce(&mut Instance) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let started = Instant::now();
+        let result = self.pool.acquire().and_then(|mut lease| {
+            let instance = lease.instance();
+            instance.begin_call(self.call_deadline_ticks);
+            let result = call(instance);
+            if result.is_ok() {
+                lease.recycle();
+            }
+            // Otherwise the lease drops here and the instance is discarded.
+            result
+        });
+        let latency = started.elapsed();
+        match &result {
+            Ok(_) => self.counters.record_ok(latency),
+            Err(failure) => self.on_failure(failure, latency),
+        }
+        result
+    }
+
+    fn on_failure(&self, failure: &Failure, latency: std::time::Duration) {
+        let streak = self.counters.record_failure(failure, latency);
+        let threshold = self.limits().consecutive_failures_max;
+        tracing::debug!(plugin = self.name(), version = short_version(self.version()), %failure, streak, "plugin call failed; native policy answers");
+        if streak >= threshold {
+            let reason = format!("{streak} consecutive failures, the last: {failure}");
+            if self.component.quarantine(&reason) {
+                tracing::warn!(
+                    plugin = self.name(),
+                    version = short_version(self.version()),
+                    %reason,
+                    "plugin version quarantined; the native policy serves until a new version is bound"
+                );
+            }
+        }
+    }
+}
+
+fn kind_mismatch(expected: PolicyKind) -> Failure {
+    // Guarded policies check the kind at bind time, so this is a bug; fail
+    // the call (native answers) rather than the process.
+    debug_assert!(false, "a {expected} call reached a plugin of another kind");
+    Failure::InvalidOutput(format!("internal: the bound plugin is not a {expected}"))
+}
+
+impl std::fmt::Debug for BoundPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundPlugin")
+            .field("name", &self.name())
+            .field("version", &self.version())
+            .field("kind", &self.kind())
+            .field("config", &self.config())
+            .finish_non_exhaustive()
+    }
+}

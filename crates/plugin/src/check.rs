@@ -1,0 +1,93 @@
+//! [`check`]: what `levee plugin check FILE [--config JSON]` reports.
+//!
+//! Runs exactly the load path a real install takes (header checks,
+//! compilation or cache, world and import validation, type checks) and,
+//! with a config, one instantiation plus `configure`, so "check passes"
+//! means "install and bind would pass".
+
+use std::fmt;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::component::CacheOutcome;
+use crate::error::LoadError;
+use crate::kind::PolicyKind;
+use crate::limits::Limits;
+use crate::runtime::Runtime;
+
+/// The outcome of a successful [`check`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckReport {
+    /// The world the component implements.
+    pub world: PolicyKind,
+    /// SHA-256 of the bytes, hex.
+    pub version: String,
+    pub size_bytes: usize,
+    pub compile_ms: f64,
+    pub cache: CacheOutcome,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    /// Whether a config was given and accepted by `configure`.
+    pub config_accepted: bool,
+    /// Time for the instantiation + `configure`, when a config was given.
+    pub instantiate_ms: Option<f64>,
+}
+
+/// Validates `bytes` as a policy plugin and, if `config` is given, binds it
+/// with default [`Limits`] to check that `configure` accepts it.
+/// **Blocking.**
+pub fn check(
+    runtime: &Runtime,
+    bytes: &[u8],
+    config: Option<&str>,
+) -> Result<CheckReport, LoadError> {
+    let component = runtime.compile("check", bytes)?;
+    let instantiate_ms = match config {
+        Some(config) => {
+            let started = Instant::now();
+            component.bind(runtime, config, Limits::default())?;
+            Some(started.elapsed().as_secs_f64() * 1e3)
+        }
+        None => None,
+    };
+    Ok(CheckReport {
+        world: component.kind(),
+        version: component.version().to_string(),
+        size_bytes: component.size_bytes(),
+        compile_ms: component.compile_ms(),
+        cache: component.cache().clone(),
+        exports: component.exports().to_vec(),
+        imports: component.imports().to_vec(),
+        config_accepted: config.is_some(),
+        instantiate_ms,
+    })
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "ok: implements world {}", self.world)?;
+        writeln!(f, "version:  {}", self.version)?;
+        writeln!(f, "size:     {} bytes", self.size_bytes)?;
+        let cache = if self.cache.is_hit() {
+            " (cache hit)"
+        } else {
+            ""
+        };
+        writeln!(f, "compile:  {:.1} ms{cache}", self.compile_ms)?;
+        writeln!(f, "exports:  {}", self.exports.join(", "))?;
+        writeln!(
+            f,
+            "imports:  {}",
+            if self.imports.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.imports.join(", ")
+            }
+        )?;
+        match self.instantiate_ms {
+            Some(ms) => write!(f, "config:   accepted (instantiate + configure {ms:.2} ms)"),
+            None => write!(f, "config:   not checked (pass --config JSON)"),
+        }
+    }
+}

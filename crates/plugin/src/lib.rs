@@ -1,0 +1,92 @@
+//! levee's sandboxed policy plugin runtime.
+//!
+//! Policies (retry, routing, checkpoint) can be replaced at run time by
+//! WebAssembly components implementing a world of `wit/levee-policy.wit`.
+//! This crate loads them safely and calls them on the request path:
+//! compiled once per version (SHA-256 of the bytes) and cached on disk,
+//! validated against the world on load, instantiated from a bounded pool,
+//! fenced by CPU, memory and output-size limits, and always backed by the
+//! native policy of the same kind, which answers whenever a plugin is
+//! absent, fails, or has been quarantined after repeated failures.
+//!
+//! # Using it
+//! ```no_run
+//! use std::sync::Arc;
+//! use levee_plugin::{Limits, RetryPolicy, Runtime, RuntimeOptions};
+//! # fn demo(bytes: &[u8], data_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+//! // Once per process.
+//! let runtime = Runtime::new(RuntimeOptions::for_data_dir(data_dir))?;
+//! // Per service: the guarded policy, native until a plugin is bound.
+//! let retry = RetryPolicy::new(&runtime, levee_policy::RetryBackoff::default());
+//! // Loading is blocking: do it in `spawn_blocking`.
+//! let component = runtime.compile_as("retry-backoff", bytes, levee_plugin::PolicyKind::Retry)?;
+//! let bound = component.bind(&runtime, r#"{"max_attempts": 4}"#, Limits::default())?;
+//! retry.bind(Some(bound))?; // atomic hot swap
+//! // On the request path (synchronous, microseconds, never fails):
+//! # let (request, outcome, context) = (Default::default(), levee_policy::AttemptOutcome {
+//! #     node_id: "a".into(), attempt: 1, result: levee_policy::AttemptResult::Status(503),
+//! #     elapsed_ms: 3, retry_after_ms: None }, Default::default());
+//! let decided = retry.decide(&request, &outcome, &context);
+//! println!("{:?} from {}", decided.value, decided.source.label());
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`runtime`]: [`Runtime`] and [`RuntimeOptions`]: engine, ticker,
+//!   linker, compile + caches.
+//! - [`engine`]: the wasmtime configuration, [`EngineCaps`], the epoch
+//!   ticker.
+//! - `cache` (+ `hmac`): the authenticated on-disk compiled-code cache.
+//! - `validate`: header, world and import checks on load.
+//! - [`component`]: [`Component`], one compiled version; quarantine state.
+//! - `bound`: [`BoundPlugin`], a version bound to a config and limits.
+//! - `pool`: the per-binding instance pool and call-failure
+//!   classification.
+//! - [`limits`]: [`Limits`], the fence around one plugin.
+//! - `host`: the store data and the WIT `host` import (log, clock, rng).
+//! - [`env`]: [`HostEnv`], the seedable clock and random source.
+//! - `convert`, `sanitize`: the boundary between WIT types and
+//!   `levee_policy` types, and the host invariants on every answer.
+//! - [`policy`]: [`RetryPolicy`], [`RoutingPolicy`], [`CheckpointPolicy`],
+//!   [`Decided`], [`Source`].
+//! - [`registry`]: [`Registry`], named plugins, history, rollback.
+//! - [`check`](mod@check): what `levee plugin check` reports.
+//! - [`stats`]: [`Stats`] snapshots for the admin API and metrics.
+//! - [`error`]: [`LoadError`], [`Failure`], [`RuntimeError`],
+//!   [`RegistryError`].
+//! - `bindings`: the `bindgen!` output (private).
+
+mod bindings;
+mod bound;
+mod cache;
+pub mod check;
+pub mod component;
+mod convert;
+pub mod engine;
+pub mod env;
+pub mod error;
+mod hmac;
+mod host;
+pub mod kind;
+pub mod limits;
+pub mod policy;
+mod pool;
+pub mod registry;
+pub mod runtime;
+mod sanitize;
+pub mod stats;
+mod validate;
+
+pub use bound::BoundPlugin;
+pub use check::{CheckReport, check};
+pub use component::{CacheOutcome, Component, ComponentInfo};
+pub use engine::EngineCaps;
+pub use env::{Clock, HostEnv, HostRng, ManualClock, SystemClock};
+pub use error::{Failure, LoadError, RegistryError, RuntimeError};
+pub use host::LOG_MESSAGE_BYTES_MAX;
+pub use kind::PolicyKind;
+pub use limits::Limits;
+pub use policy::{CheckpointPolicy, Decided, RetryPolicy, RoutingPolicy, Source};
+pub use registry::{PluginInfo, PluginStatus, Registry};
+pub use runtime::{Runtime, RuntimeOptions};
+pub use stats::{CounterSnapshot, Stats};
