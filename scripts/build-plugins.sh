@@ -111,7 +111,7 @@ ensure_debian_packages() {
     ((EUID == 0)) || sudo=(sudo)
     log "installing Debian packages: ${missing[*]}"
     "${sudo[@]}" apt-get update
-    "${sudo[@]}" apt-get install -y "${missing[@]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 }
 
 # Route 3: Debian's rustc/cargo build std for wasm32 from rust-web-src.

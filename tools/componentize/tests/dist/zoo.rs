@@ -1,0 +1,242 @@
+//! Every zoo plugin loads (its world is real) and then misbehaves exactly
+//! as documented, under fences like the host's.
+
+use crate::convert;
+use crate::harness::retry::RetryPolicy;
+use crate::harness::retry::exports::levee::policy::retry::Decision;
+use crate::harness::wit;
+use crate::harness::{self, instantiate_checkpoint, instantiate_retry, instantiate_routing};
+use levee_policy::{AttemptOutcome, AttemptResult, RequestInfo, RetryBackoff, RetryContext};
+use wasmtime::{Store, Trap};
+
+fn request() -> RequestInfo {
+    RequestInfo {
+        service: "kv".into(),
+        method: "POST".into(),
+        path: "/kv/a".into(),
+        routing_key: "a".into(),
+        idempotent: false,
+        headers: vec![],
+    }
+}
+
+fn outcome(attempt: u32, status: u16) -> AttemptOutcome {
+    AttemptOutcome {
+        node_id: "n1".into(),
+        attempt,
+        result: AttemptResult::Status(status),
+        elapsed_ms: 4,
+        retry_after_ms: None,
+    }
+}
+
+fn context() -> RetryContext {
+    RetryContext {
+        budget_remaining: 5,
+        deadline_remaining_ms: 10_000,
+        max_attempts: 5,
+        candidates: vec!["n1".into(), "n2".into()],
+    }
+}
+
+fn decide(
+    store: &mut Store<harness::HostState>,
+    plugin: &RetryPolicy,
+    request: &RequestInfo,
+    outcome: &AttemptOutcome,
+) -> wasmtime::Result<Decision> {
+    let answer = plugin.levee_policy_retry().call_decide(
+        &mut *store,
+        &convert::request_info(request),
+        &convert::attempt_outcome(outcome),
+        &convert::retry_context(&context()),
+    );
+    harness::refuel(store);
+    answer
+}
+
+/// Loads a retry-world zoo plugin and makes one `decide` call.
+fn decide_once(
+    name: &str,
+    config: &str,
+) -> (Store<harness::HostState>, wasmtime::Result<Decision>) {
+    let (mut store, plugin) = instantiate_retry(name, config, 3);
+    let answer = decide(&mut store, &plugin, &request(), &outcome(1, 503));
+    (store, answer)
+}
+
+#[test]
+fn infinite_loop_runs_until_the_cpu_fence() {
+    let (_, answer) = decide_once("zoo/infinite-loop", "{}");
+    assert_eq!(harness::trap_of(&answer.unwrap_err()), Trap::OutOfFuel);
+}
+
+#[test]
+fn memory_bomb_is_stopped_by_the_memory_cap() {
+    let (store, answer) = decide_once("zoo/memory-bomb", "{}");
+    let trap = harness::trap_of(&answer.unwrap_err());
+    assert_ne!(
+        trap,
+        Trap::OutOfFuel,
+        "the CPU fence fired before the memory cap"
+    );
+    assert!(
+        store.data().cap.refused_growth,
+        "never reached the memory cap"
+    );
+}
+
+#[test]
+fn panic_traps() {
+    let (_, answer) = decide_once("zoo/panic", "{}");
+    assert_eq!(
+        harness::trap_of(&answer.unwrap_err()),
+        Trap::UnreachableCodeReached
+    );
+}
+
+#[test]
+fn deep_recursion_overflows_a_stack() {
+    let (store, answer) = decide_once("zoo/deep-recursion", "{}");
+    let trap = harness::trap_of(&answer.unwrap_err());
+    // The shadow stack in linear memory underflows address 0 (an
+    // out-of-bounds access) or wasmtime's native stack limit trips first.
+    assert!(
+        matches!(trap, Trap::MemoryOutOfBounds | Trap::StackOverflow),
+        "{trap:?}"
+    );
+    assert!(
+        !store.data().cap.refused_growth,
+        "it should overflow, not allocate"
+    );
+}
+
+#[test]
+fn huge_string_by_default_cannot_fit_the_memory_cap() {
+    let (store, answer) = decide_once("zoo/huge-string", "{}");
+    harness::trap_of(&answer.unwrap_err());
+    assert!(store.data().cap.refused_growth);
+}
+
+#[test]
+fn huge_string_returns_the_configured_size() {
+    let (_, answer) = decide_once("zoo/huge-string", r#"{"reason_bytes": 1048576}"#);
+    match answer.unwrap() {
+        Decision::GiveUp(reason) => assert_eq!(reason.len(), 1 << 20),
+        other => panic!("expected a huge give-up reason, got {other:?}"),
+    }
+}
+
+#[test]
+fn huge_list_returns_the_configured_length_and_traps_by_default() {
+    let candidates: Vec<wit::Node> = ["n1", "n2"]
+        .iter()
+        .map(|id| wit::Node {
+            id: id.to_string(),
+            address: "http://127.0.0.1:1".into(),
+            zone: None,
+            weight: 1,
+            healthy: true,
+            failure_rate_permille: 0,
+            latency_ms: 1,
+        })
+        .collect();
+    let request = convert::request_info(&request());
+    let (mut store, plugin) = instantiate_routing("zoo/huge-list", r#"{"order_len": 10000}"#);
+    let plan = plugin
+        .levee_policy_routing()
+        .call_route(&mut store, &request, &candidates)
+        .unwrap();
+    assert_eq!(plan.order.len(), 10_000);
+    assert_eq!(plan.order[..3], ["n1", "n2", "zoo-node-0"]);
+
+    // A million ids outrun the CPU fence (or the memory cap) first.
+    let (mut store, plugin) = instantiate_routing("zoo/huge-list", "{}");
+    let answer = plugin
+        .levee_policy_routing()
+        .call_route(&mut store, &request, &candidates);
+    let trap = harness::trap_of(&answer.unwrap_err());
+    assert!(
+        trap == Trap::OutOfFuel || store.data().cap.refused_growth,
+        "{trap:?}"
+    );
+}
+
+#[test]
+fn wrong_world_is_a_checkpoint_policy_not_a_retry_policy() {
+    let mut store = harness::store(1);
+    let component = harness::component("zoo/wrong-world");
+    let as_retry = RetryPolicy::instantiate(&mut store, &component, &harness::linker());
+    assert!(
+        as_retry.is_err(),
+        "a checkpoint component instantiated as a retry policy"
+    );
+    let (mut store, plugin) = instantiate_checkpoint("zoo/wrong-world", "{}");
+    let stats = convert::log_stats(&levee_policy::LogStats::default());
+    let action = plugin
+        .levee_policy_checkpoint()
+        .call_decide(&mut store, stats)
+        .unwrap();
+    assert_eq!(
+        convert::action(action),
+        levee_policy::CheckpointAction::Checkpoint
+    );
+}
+
+#[test]
+fn bad_config_rejects_every_config() {
+    for config in ["{}", "", r#"{"max_attempts": 3}"#] {
+        let mut store = harness::store(1);
+        let component = harness::component("zoo/bad-config");
+        let plugin = RetryPolicy::instantiate(&mut store, &component, &harness::linker()).unwrap();
+        let answer = plugin
+            .levee_policy_retry()
+            .call_configure(&mut store, config)
+            .unwrap();
+        let reason = answer.expect_err("bad-config accepted a config");
+        assert!(reason.contains("rejects every config"), "{reason}");
+    }
+}
+
+#[test]
+fn flaky_traps_on_even_attempts_and_is_retry_backoff_otherwise() {
+    let config = r#"{"max_attempts": 6}"#;
+    let native = RetryBackoff::from_json(config).unwrap();
+    let get = RequestInfo {
+        method: "GET".into(),
+        idempotent: true,
+        ..request()
+    };
+    for attempt in 1..=5 {
+        // A trapped instance is dead (the host replaces it): one per call.
+        let (mut store, plugin) = instantiate_retry("zoo/flaky", config, u64::from(attempt));
+        let answer = decide(&mut store, &plugin, &get, &outcome(attempt, 503));
+        assert_eq!(store.data().random_calls, 1, "random-u64 once per decide");
+        if attempt % 2 == 0 {
+            assert_eq!(
+                harness::trap_of(&answer.unwrap_err()),
+                Trap::UnreachableCodeReached
+            );
+        } else {
+            let random = store.data().last_random;
+            let expected = native.decide(&get, &outcome(attempt, 503), &context(), random);
+            assert_eq!(convert::decision(answer.unwrap()), expected);
+        }
+    }
+}
+
+#[test]
+fn retry_fixed_retries_everything_at_once_and_says_so() {
+    let (mut store, plugin) = instantiate_retry("zoo/retry-fixed", r#"{"max_attempts": 3}"#, 5);
+    // A 500 on a POST: retry-backoff would give up on both counts.
+    let answer = decide(&mut store, &plugin, &request(), &outcome(1, 500)).unwrap();
+    let expected = levee_policy::RetryDecision::Retry {
+        delay_ms: 0,
+        target: levee_policy::Target::Next,
+    };
+    assert_eq!(convert::decision(answer), expected);
+    assert_eq!(store.data().random_calls, 1);
+    assert_eq!(store.data().logs, ["retry-fixed: retry now"]);
+    let native = RetryBackoff::default().decide(&request(), &outcome(1, 500), &context(), 0);
+    assert!(matches!(native, levee_policy::RetryDecision::GiveUp(_)));
+}
