@@ -20,8 +20,6 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::state::AppState;
 
-/// How long in-flight requests get to finish at shutdown.
-pub const DRAIN_MS: u64 = 10_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +44,10 @@ pub enum Command {
         /// Leave the demo's processes and files running/in place.
         #[arg(long)]
         keep: bool,
+        /// Where the example policy plugins are (default: `LEVEE_PLUGIN_DIR`,
+        /// else `plugins/dist` of the repository the binary was built in).
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
     },
     /// Policy plugin tools.
     Plugin {
@@ -72,23 +74,34 @@ pub enum PluginCommand {
     /// Compile, validate and configure a plugin without serving.
     Check {
         file: PathBuf,
-        /// The JSON `config` to pass to the plugin's `configure`.
-        #[arg(long, default_value = "{}")]
-        config: String,
+        /// A JSON `config` to pass to the plugin's `configure` (it is then
+        /// also instantiated); without it only compilation is checked.
+        #[arg(long)]
+        config: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
-    /// Summarise a log directory (segments, LSN range, checkpoints).
-    Inspect { dir: PathBuf },
-    /// Print records from an LSN on.
+    /// Verify and summarise a log directory (segments, LSN range,
+    /// checkpoints). Exit status 1 when damage beyond a torn tail is found.
+    Inspect {
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records from an LSN on, one JSON object per line. Exit status
+    /// 1 when a corrupt record is reached.
     Dump {
         dir: PathBuf,
         #[arg(long)]
         from: u64,
         #[arg(long, default_value_t = 100)]
-        limit: u64,
+        limit: usize,
     },
 }
 
@@ -130,15 +143,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::KvReplica { listen, data_dir } => crate::replica::run(listen, &data_dir)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Demo { keep: _ } => {
-            anyhow::bail!("`levee demo` is not available yet")
+        Command::Demo { keep, plugin_dir } => {
+            crate::demo::run(crate::demo::DemoOptions { keep, plugin_dir }).await
         }
         Command::Plugin {
-            command: PluginCommand::Check { file, config },
-        } => plugin_check(&file, &config),
+            command: PluginCommand::Check { file, config, json },
+        } => plugin_check(file, config, json).await,
         Command::Log {
-            command: LogCommand::Inspect { dir },
-        } => log_inspect(&dir),
+            command: LogCommand::Inspect { dir, json },
+        } => log_inspect(&dir, json),
         Command::Log {
             command: LogCommand::Dump { dir, from, limit },
         } => log_dump(&dir, from, limit),
@@ -149,9 +162,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// termination signal, then drains.
 pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    // An admin listener reachable from other machines needs a token: refuse
+    // before binding anything.
+    crate::api::auth::AdminAuth::from_env_or_config(config.admin_token.as_deref(), config.listeners.admin)?;
     let data = tokio::net::TcpListener::bind(config.listeners.data).await?;
     let admin = tokio::net::TcpListener::bind(config.listeners.admin).await?;
-    let state = AppState::new(config.clone())?;
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(
@@ -162,9 +177,20 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         )?;
         stdout.flush()?;
     }
+    // Probes get an answer ("alive, not ready") while recovery runs.
+    let (booted, boot_done) = tokio::sync::oneshot::channel();
+    let booting = crate::boot::serve_while_booting(admin, boot_done);
+    let state = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || AppState::new(config)).await??
+    };
+    crate::control::start(&state).await?;
     for service in state.services.load().values() {
         crate::health::spawn_active_checks(service, state.client.clone(), state.shutdown_signal());
     }
+    let write_tasks = crate::write::spawn_background(state.writes.clone(), state.clone());
+    let _ = booted.send(());
+    let admin = booting.await?;
     state.set_ready(true);
     tracing::info!(services = config.services.len(), "levee ready");
     let signals = state.clone();
@@ -179,16 +205,18 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         crate::data_app(state.clone()),
         &limits,
         state.shutdown_signal(),
-        DRAIN_MS,
+        config.shutdown_grace_ms,
     );
     let admin_loop = crate::listener::serve(
         admin,
         crate::admin_app(state.clone()),
         &limits,
         state.shutdown_signal(),
-        DRAIN_MS,
+        config.shutdown_grace_ms,
     );
     tokio::join!(data_loop, admin_loop);
+    // The write path's last checkpoint, then a log fsync.
+    crate::shutdown::finish(&state, write_tasks).await;
     Ok(())
 }
 
@@ -209,14 +237,90 @@ pub async fn termination() {
     }
 }
 
-fn plugin_check(_file: &Path, _config: &str) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("plugin check: the plugin runtime is not wired in yet")
+/// Largest plugin file `plugin check` reads.
+const PLUGIN_FILE_BYTES_MAX: u64 = levee_plugin::runtime::COMPONENT_BYTES_MAX_DEFAULT as u64;
+/// Most records `log dump` prints in one run.
+const DUMP_LIMIT_MAX: usize = 10_000_000;
+
+/// `levee plugin check`: compile (and with a config, instantiate and
+/// configure) a plugin exactly as `serve` would, without serving.
+async fn plugin_check(
+    file: PathBuf,
+    config: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::metadata(&file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+        .len();
+    if bytes > PLUGIN_FILE_BYTES_MAX {
+        anyhow::bail!(
+            "{} is {bytes} bytes, more than the {PLUGIN_FILE_BYTES_MAX} a plugin may be",
+            file.display()
+        );
+    }
+    let component =
+        std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let checked = tokio::task::spawn_blocking(move || {
+        let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default())?;
+        anyhow::Ok(levee_plugin::check(&runtime, &component, config.as_deref()))
+    })
+    .await??;
+    match checked {
+        Ok(report) if json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Ok(report) => print!("{report}"),
+        Err(error) => {
+            eprintln!("plugin check failed: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn log_inspect(_dir: &Path) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("log inspect: the durable log is not wired in yet")
+/// `levee log inspect`: read-only verification of a log directory.
+fn log_inspect(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let report = levee_log::inspect(dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    // A torn tail is what a crash leaves and the next open cuts; anything
+    // else (corrupt records, damaged checkpoints) needs an operator.
+    let torn_tail_only = report
+        .problem
+        .as_ref()
+        .is_some_and(|p| p.kind == levee_log::ProblemKind::TornTail)
+        && report.checkpoints.iter().all(|c| c.valid);
+    Ok(if report.ok || torn_tail_only {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn log_dump(_dir: &Path, _from: u64, _limit: u64) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("log dump: the durable log is not wired in yet")
+/// `levee log dump`: records from `from` on as JSON lines
+/// `{"lsn", "kind", "bytes", "payload_hex"}`.
+fn log_dump(dir: &Path, from: u64, limit: usize) -> anyhow::Result<ExitCode> {
+    let limit = limit.min(DUMP_LIMIT_MAX);
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    for record in levee_log::dump(dir, from, limit)? {
+        match record {
+            Ok(record) => {
+                let line = serde_json::json!({
+                    "lsn": record.lsn,
+                    "kind": record.kind,
+                    "bytes": record.payload.len(),
+                    "payload_hex": hex::encode(&record.payload),
+                });
+                writeln!(stdout, "{line}")?;
+            }
+            Err(error) => {
+                stdout.flush()?;
+                eprintln!("log dump stopped: {error}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

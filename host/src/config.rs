@@ -63,6 +63,14 @@ pub struct Config {
     pub server: ServerLimits,
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    /// How long shutdown waits for in-flight requests to finish before it
+    /// drops their connections (then it flushes the log and checkpoints).
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+    /// Service changes made through the admin API, restored from the log at
+    /// start (`service_changes`). Runtime state: never read from the file.
+    #[serde(skip)]
+    pub service_overlay: crate::service_changes::ServiceOverlay,
 }
 
 /// Where levee listens. Port 0 lets the OS pick (the bound addresses are
@@ -158,6 +166,10 @@ pub struct ServiceSpec {
     /// Ring virtual nodes per unit of node weight. Default 160.
     #[serde(default = "default_vnodes_per_weight")]
     pub vnodes_per_weight: u32,
+    /// Bounds on hinted writes kept for a replica that missed them
+    /// (`age_ms_max`, `bytes_max`); see `write::hints::HintLimits`.
+    #[serde(default)]
+    pub hints: crate::write::hints::HintLimits,
 }
 
 /// One replica of a service.
@@ -294,6 +306,9 @@ pub struct PolicyRef {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("levee-data")
 }
+fn default_shutdown_grace_ms() -> u64 {
+    crate::shutdown::GRACE_MS_DEFAULT
+}
 fn default_max_attempts() -> u32 {
     3
 }
@@ -420,6 +435,12 @@ impl Config {
             1,
             1_000_000,
         );
+        errors.range(
+            "shutdown_grace_ms",
+            self.shutdown_grace_ms,
+            0,
+            crate::shutdown::GRACE_MS_MAX,
+        );
         if self.services.len() > SERVICES_MAX {
             errors.add("services", format!("at most {SERVICES_MAX} services"));
         }
@@ -511,6 +532,10 @@ impl ServiceSpec {
         self.validate_key(path, errors);
         self.validate_timing(path, errors);
         self.validate_policies(path, errors);
+        self.hints
+            .validate_into(&format!("{path}.hints"), |field, message| {
+                errors.add(field, message)
+            });
         errors.range(
             &format!("{path}.body_bytes_max"),
             self.body_bytes_max,

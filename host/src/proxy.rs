@@ -121,6 +121,7 @@ pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Respon
         attempts: AtomicU32::new(0),
         deadline_ms: inbound.started_ms + service.spec.timeouts.total_ms,
         max_attempts: service.spec.max_attempts.min(ATTEMPTS_MAX),
+        policy_versions: Default::default(),
     };
     let last = run.execute().await;
     run.respond(last)
@@ -138,6 +139,8 @@ struct Run<'a> {
     attempts: AtomicU32,
     deadline_ms: u64,
     max_attempts: u32,
+    /// Who made the retry decisions (`x-levee-policy-version`).
+    policy_versions: crate::policy_header::PolicyVersions,
 }
 
 impl Run<'_> {
@@ -335,11 +338,9 @@ impl Run<'_> {
                 .map(|p| self.service.nodes[self.plan.get(p)].spec.id.clone())
                 .collect(),
         };
-        let RetryDecision::Retry { delay_ms, target } = self
-            .service
-            .policies
-            .decide_retry(self.info, &outcome, &context)
-        else {
+        let decided = self.service.policies.decide_retry(self.info, &outcome, &context);
+        self.policy_versions.note(&decided.source);
+        let RetryDecision::Retry { delay_ms, target } = decided.value else {
             return None;
         };
         let delay_ms = u64::from(delay_ms);
@@ -379,6 +380,7 @@ impl Run<'_> {
                 let headers = response.headers_mut();
                 headers.insert(X_LEVEE_ATTEMPTS.clone(), attempts);
                 headers.insert(X_REQUEST_ID.clone(), self.inbound.request_id.clone());
+                self.policy_versions.write(headers);
                 Ok(response.map(Body::new))
             }
             Err(error) => {
@@ -401,6 +403,7 @@ impl Run<'_> {
                 response
                     .headers_mut()
                     .insert(X_REQUEST_ID.clone(), self.inbound.request_id.clone());
+                self.policy_versions.write(response.headers_mut());
                 Ok(response)
             }
         }
@@ -495,4 +498,206 @@ fn plan(service: &Service, inbound: &Inbound, info: &RequestInfo, now_ms: u64) -
         .map(u64::from)
         .or(service.spec.hedge_delay_ms);
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::ServiceSpec;
+    use crate::replica::{Faults, Replica};
+
+    /// A real kv replica served in-process on a loopback port.
+    struct LiveReplica {
+        address: SocketAddr,
+        replica: Arc<Replica>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn live_replica() -> LiveReplica {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::open(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = crate::replica::router(Arc::clone(&replica));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        LiveReplica {
+            address,
+            replica,
+            _dir: dir,
+        }
+    }
+
+    fn service(replicas: &[&LiveReplica], extra: serde_json::Value) -> Arc<Service> {
+        let mut spec = json!({
+            "name": "kv",
+            "nodes": replicas.iter().enumerate()
+                .map(|(i, r)| json!({"id": format!("r{i}"), "url": format!("http://{}", r.address)}))
+                .collect::<Vec<_>>(),
+            "key": {"path_segment": 1},
+        });
+        for (field, value) in extra.as_object().cloned().unwrap_or_default() {
+            spec[field] = value;
+        }
+        let spec: ServiceSpec = serde_json::from_value(spec).unwrap();
+        spec.validate().unwrap();
+        let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default()).unwrap();
+        Arc::new(Service::build(spec, &runtime).unwrap())
+    }
+
+    async fn send(
+        service: &Arc<Service>,
+        method: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, u32, String) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("/kv/kv/{key}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from("payload")).unwrap();
+        let inbound = Inbound::read(service, request, &format!("/kv/{key}"), clock::now_ms())
+            .await
+            .unwrap();
+        let response = forward(&UpstreamClient::new(), inbound).await.unwrap();
+        let status = response.status();
+        let attempts = response.headers()[&X_LEVEE_ATTEMPTS]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            attempts,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    fn fail_once(status: u16) -> Faults {
+        Faults {
+            fail_status: Some(status),
+            fail_count: Some(1),
+            ..Faults::default()
+        }
+    }
+
+    /// The replicas of `key` in preference order.
+    fn order(service: &Service, key: &str) -> Vec<usize> {
+        service.preference(key.as_bytes()).iter().collect()
+    }
+
+    #[tokio::test]
+    async fn a_post_without_idempotency_key_is_not_retried() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(&live, json!({}));
+        let order = order(&service, "k");
+        live[order[0]].replica.set_faults(fail_once(503));
+        let (status, attempts, _) = send(&service, "POST", "k", &[]).await;
+        assert_eq!((status, attempts), (StatusCode::SERVICE_UNAVAILABLE, 1));
+        assert_eq!(
+            live[order[1]].replica.kv_requests(),
+            0,
+            "no second replica saw it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_post_with_idempotency_key_is_retried_on_the_next_replica() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(&live, json!({}));
+        let order = order(&service, "k");
+        live[order[0]].replica.set_faults(fail_once(503));
+        let (status, attempts, body) =
+            send(&service, "POST", "k", &[("idempotency-key", "abc")]).await;
+        assert_eq!(
+            (status, attempts, body.as_str()),
+            (StatusCode::OK, 2, "ok\n")
+        );
+        assert_eq!(live[order[0]].replica.kv_requests(), 1);
+        assert_eq!(live[order[1]].replica.kv_requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn attempts_never_exceed_max_attempts() {
+        let (a, b, c) = (
+            live_replica().await,
+            live_replica().await,
+            live_replica().await,
+        );
+        let live = [&a, &b, &c];
+        let service = service(&live, json!({"max_attempts": 2}));
+        for replica in live {
+            replica.replica.set_faults(Faults {
+                fail_status: Some(503),
+                ..Faults::default()
+            });
+        }
+        let (status, attempts, _) = send(&service, "GET", "k", &[]).await;
+        assert_eq!((status, attempts), (StatusCode::SERVICE_UNAVAILABLE, 2));
+        let total: u64 = live.iter().map(|r| r.replica.kv_requests()).sum();
+        assert_eq!(total, 2);
+    }
+
+    #[tokio::test]
+    async fn a_dead_cluster_answers_502_with_the_reason() {
+        // Ports that refuse connections: bound, then released.
+        let dead: Vec<u16> = (0..2)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .collect();
+        let spec: ServiceSpec = serde_json::from_value(json!({
+            "name": "kv",
+            "nodes": dead.iter().enumerate().map(|(i, port)| json!({"id": format!("d{i}"), "url": format!("http://127.0.0.1:{port}")})).collect::<Vec<_>>(),
+            "key": {"path_segment": 1},
+        }))
+        .unwrap();
+        let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default()).unwrap();
+        let service = Arc::new(Service::build(spec, &runtime).unwrap());
+        let (status, attempts, body) = send(&service, "GET", "k", &[]).await;
+        assert_eq!((status, attempts), (StatusCode::BAD_GATEWAY, 2));
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], "bad_gateway");
+        assert!(
+            body["reason"].as_str().unwrap().starts_with(
+                "no replica of kv answered after 2 attempt(s); last: connection failed"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_per_try_timeout_moves_on_to_the_next_replica() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(
+            &live,
+            json!({"timeouts": {"per_try_ms": 100, "total_ms": 60000}}),
+        );
+        let order = order(&service, "k");
+        live[order[0]].replica.set_faults(Faults {
+            delay_ms: 30_000,
+            ..Faults::default()
+        });
+        live[order[1]].replica.set_faults(Faults::default());
+        let (status, attempts, _) = send(&service, "GET", "k", &[]).await;
+        assert_eq!(
+            (status, attempts),
+            (StatusCode::NOT_FOUND, 2),
+            "the timed-out primary was abandoned"
+        );
+    }
 }

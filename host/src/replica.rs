@@ -28,7 +28,8 @@
 //!   `DELETE /_fault` clears them; `GET /_fault` shows them.
 //! - `GET /_stats`: `{"kv_requests", "injected_failures", "by_method"}`.
 //! - `GET /_log`: the last 4096 `/kv` requests, oldest first:
-//!   `[{"seq", "method", "path", "at_ms", "status", "request_id"}]`
+//!   `[{"seq", "method", "path", "at_ms", "status", "request_id",
+//!   "header_names"}]`
 //!   (`at_ms` is monotonic milliseconds since the replica started).
 //! - `GET /_dump`: `{"keys": {key: {"sha256", "bytes", "lsn"}}, "tombstones":
 //!   {key: lsn}}`, sorted by key, for comparing replicas.
@@ -90,6 +91,8 @@ struct LogEntry {
     at_ms: u64,
     status: u16,
     request_id: Option<String>,
+    /// Names of the request's headers (to check what a proxy forwarded).
+    header_names: Vec<String>,
 }
 
 /// One replica's state.
@@ -127,6 +130,16 @@ impl Replica {
             temp_counter: AtomicU64::new(0),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }))
+    }
+
+    /// Replaces the fault settings (what `POST /_fault` does).
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().expect("faults lock") = faults;
+    }
+
+    /// `/kv` requests served so far, injected failures included.
+    pub fn kv_requests(&self) -> u64 {
+        self.kv_requests.load(Ordering::Acquire)
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -175,6 +188,11 @@ impl Replica {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(128).collect());
+        let header_names = headers
+            .keys()
+            .take(64)
+            .map(|name| name.as_str().to_owned())
+            .collect();
         let entry = LogEntry {
             seq,
             method: method.to_string(),
@@ -182,6 +200,7 @@ impl Replica {
             at_ms: self.elapsed_ms(),
             status,
             request_id,
+            header_names,
         };
         let mut log = self.log.lock().expect("log lock");
         if log.len() == REQUEST_LOG_MAX {

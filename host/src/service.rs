@@ -66,7 +66,10 @@ pub struct Service {
 
 impl Service {
     /// Builds a service from a spec that passed [`ServiceSpec::validate`].
-    pub fn build(spec: ServiceSpec) -> Result<Service, ServiceError> {
+    pub fn build(
+        spec: ServiceSpec,
+        runtime: &levee_plugin::Runtime,
+    ) -> Result<Service, ServiceError> {
         let ring = Ring::new(
             spec.nodes.iter().map(|n| (n.id.as_str(), n.weight)),
             spec.vnodes_per_weight,
@@ -80,7 +83,7 @@ impl Service {
             .iter()
             .map(|node| build_node(&spec, node))
             .collect::<Result<Vec<_>, _>>()?;
-        let policies = Policies::build(&spec)?;
+        let policies = Policies::build(&spec, runtime)?;
         let key_header = match &spec.key {
             KeyRule::Header(name) => Some(HeaderName::from_bytes(name.as_bytes()).map_err(
                 |e| ServiceError::Policy {
@@ -195,19 +198,33 @@ impl Drop for InFlight {
     }
 }
 
-/// The retry and routing policies bound to a service.
-///
-/// Integration point with `levee_plugin`: today the native `levee_policy`
-/// logic with the binding's `config`; when a plugin is bound, the guarded
-/// plugin policy (which falls back to this same native logic).
-#[derive(Debug)]
+/// The retry and routing policies of a service: the guarded
+/// `levee_plugin` policies, which call the bound plugin when there is one
+/// and the native `levee_policy` logic (configured from the binding's
+/// `config`) otherwise or when the plugin fails. Plugins are bound after the
+/// service is built (they compile off the async threads), through
+/// [`bind_policy`]; until then the native policy answers.
 pub struct Policies {
-    retry: levee_policy::RetryBackoff,
-    routing: levee_policy::RouteAffinity,
+    pub retry: levee_plugin::RetryPolicy,
+    pub routing: levee_plugin::RoutingPolicy,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name =
+            |plugin: Option<Arc<levee_plugin::BoundPlugin>>| plugin.map(|p| p.name().to_owned());
+        f.debug_struct("Policies")
+            .field("retry", &name(self.retry.plugin()))
+            .field("routing", &name(self.routing.plugin()))
+            .finish()
+    }
 }
 
 impl Policies {
-    fn build(spec: &ServiceSpec) -> Result<Policies, ServiceError> {
+    fn build(
+        spec: &ServiceSpec,
+        runtime: &levee_plugin::Runtime,
+    ) -> Result<Policies, ServiceError> {
         let config_of = |binding: &Option<crate::config::PolicyRef>| {
             binding
                 .as_ref()
@@ -223,12 +240,18 @@ impl Policies {
             .map_err(|reason| error("retry", reason))?;
         let routing = levee_policy::RouteAffinity::from_json(&config_of(&spec.policies.routing))
             .map_err(|reason| error("routing", reason))?;
-        Ok(Policies { retry, routing })
+        Ok(Policies {
+            retry: levee_plugin::RetryPolicy::new(runtime, retry),
+            routing: levee_plugin::RoutingPolicy::new(routing),
+        })
     }
 
     /// Orders the candidates (the key's replicas in ring order).
     pub fn route(&self, request: &RequestInfo, candidates: &[Node]) -> RoutePlan {
-        self.routing.route(request, candidates)
+        let started = std::time::Instant::now();
+        let decided = self.routing.route(request, candidates);
+        crate::metrics::policy_decided(&decided.source, started.elapsed());
+        decided.value
     }
 
     /// Decides about a failed attempt.
@@ -237,7 +260,27 @@ impl Policies {
         request: &RequestInfo,
         outcome: &AttemptOutcome,
         context: &RetryContext,
-    ) -> RetryDecision {
-        self.retry.decide(request, outcome, context, rand::random())
+    ) -> levee_plugin::Decided<RetryDecision> {
+        let started = std::time::Instant::now();
+        let decided = self.retry.decide(request, outcome, context);
+        crate::metrics::policy_decided(&decided.source, started.elapsed());
+        decided
+    }
+}
+
+/// Binds (or with `None` unbinds) a plugin of `kind` for `service`. Retry
+/// and routing plugins live in the service; the checkpoint policy is one
+/// per levee (the log is), so it is bound on the write plane.
+pub fn bind_policy(
+    state: &crate::state::AppState,
+    service: &Service,
+    kind: levee_plugin::PolicyKind,
+    plugin: Option<Arc<levee_plugin::BoundPlugin>>,
+) -> Result<(), levee_plugin::LoadError> {
+    use levee_plugin::PolicyKind;
+    match kind {
+        PolicyKind::Retry => service.policies.retry.bind(plugin).map(drop),
+        PolicyKind::Routing => service.policies.routing.bind(plugin).map(drop),
+        PolicyKind::Checkpoint => state.writes.checkpoints.policy.bind(plugin).map(drop),
     }
 }

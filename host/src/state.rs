@@ -29,6 +29,14 @@ pub type ServiceMap = BTreeMap<String, Arc<Service>>;
 pub enum StateError {
     #[error(transparent)]
     Service(#[from] ServiceError),
+    #[error("starting the plugin runtime: {0}")]
+    Runtime(#[from] levee_plugin::RuntimeError),
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteSetupError),
+    #[error(transparent)]
+    ServiceChanges(#[from] crate::service_changes::ChangeError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }
 
 /// Shared application state; clone freely.
@@ -44,6 +52,14 @@ pub struct AppInner {
     pub services: ArcSwap<ServiceMap>,
     /// The pooled upstream client shared by every service.
     pub client: UpstreamClient,
+    /// The Wasm plugin runtime (engine, epoch ticker, compile caches) that
+    /// every service's policies and the plugin registry share.
+    pub runtime: levee_plugin::Runtime,
+    /// The write path: the durable log (`writes.log`, `<data_dir>/log`,
+    /// opened and recovered at start), hint ledger, handoff, checkpoints.
+    pub writes: Arc<crate::write::WritePlane>,
+    /// The control plane: admin auth, plugin registry and store (`control`).
+    pub control: crate::control::ControlPlane,
     /// False until start-up (recovery) finishes and after shutdown begins.
     ready: AtomicBool,
     /// Flips to `true` once when shutdown starts.
@@ -60,12 +76,23 @@ impl Deref for AppState {
 impl AppState {
     /// Builds the state from a validated configuration.
     pub fn new(config: Config) -> Result<AppState, StateError> {
-        let services = build_services(&config)?;
+        let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::for_data_dir(
+            &config.data_dir,
+        ))?;
+        let control = crate::control::ControlPlane::new(&config, &runtime)?;
+        let log = crate::write::open_log(&config)?;
+        // Services changed through the admin API live in the log.
+        let config = crate::service_changes::recover(&log, config)?;
+        let services = build_services(&config, &runtime)?;
         let (shutdown, _) = watch::channel(false);
+        let writes = crate::write::WritePlane::open(log, &config)?;
         Ok(AppState(Arc::new(AppInner {
             config: ArcSwap::from_pointee(config),
             services: ArcSwap::from_pointee(services),
             client: UpstreamClient::new(),
+            runtime,
+            writes: Arc::new(writes),
+            control,
             ready: AtomicBool::new(false),
             shutdown,
         })))
@@ -109,10 +136,18 @@ impl AppState {
 }
 
 /// Builds every configured service.
-pub fn build_services(config: &Config) -> Result<ServiceMap, ServiceError> {
+pub fn build_services(
+    config: &Config,
+    runtime: &levee_plugin::Runtime,
+) -> Result<ServiceMap, ServiceError> {
     config
         .services
         .iter()
-        .map(|spec| Ok((spec.name.clone(), Arc::new(Service::build(spec.clone())?))))
+        .map(|spec| {
+            Ok((
+                spec.name.clone(),
+                Arc::new(Service::build(spec.clone(), runtime)?),
+            ))
+        })
         .collect()
 }

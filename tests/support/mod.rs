@@ -62,10 +62,17 @@ impl Proc {
             }
             for _ in lines {}
         });
-        let mut proc = Proc { child: Some(child), banner: String::new(), stderr_path: stderr_path.to_owned() };
+        let mut proc = Proc {
+            child: Some(child),
+            banner: String::new(),
+            stderr_path: stderr_path.to_owned(),
+        };
         match receiver.recv_timeout(START_TIMEOUT) {
             Ok(banner) => proc.banner = banner,
-            Err(_) => panic!("levee {args:?} printed no address; stderr:\n{}", proc.stderr()),
+            Err(_) => panic!(
+                "levee {args:?} printed no address; stderr:\n{}",
+                proc.stderr()
+            ),
         }
         proc
     }
@@ -122,13 +129,26 @@ impl Replica {
         let dir = tempfile::tempdir().expect("replica dir");
         let data = dir.path().join("data");
         let proc = Proc::spawn(
-            &["kv-replica", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
+            &[
+                "kv-replica",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
             &dir.path().join("stderr.log"),
         );
-        let address = proc.banner.strip_prefix("listening ").and_then(|a| a.parse().ok()).unwrap_or_else(|| {
-            panic!("unexpected replica banner {:?}", proc.banner)
-        });
-        Replica { id: id.to_owned(), proc, address, dir }
+        let address = proc
+            .banner
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected replica banner {:?}", proc.banner));
+        Replica {
+            id: id.to_owned(),
+            proc,
+            address,
+            dir,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -137,7 +157,13 @@ impl Replica {
 
     /// Sets the replica's fault knobs (see `levee::replica`).
     pub async fn fault(&self, faults: Value) {
-        let (status, _, body) = call(Method::POST, &format!("{}/_fault", self.url()), &[], faults.to_string()).await;
+        let (status, _, body) = call(
+            Method::POST,
+            &format!("{}/_fault", self.url()),
+            &[],
+            faults.to_string(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "setting faults: {body}");
     }
 
@@ -147,12 +173,18 @@ impl Replica {
 
     /// `kv_requests` served (including injected failures).
     pub async fn kv_requests(&self) -> u64 {
-        self.json("/_stats").await["kv_requests"].as_u64().expect("kv_requests")
+        self.json("/_stats").await["kv_requests"]
+            .as_u64()
+            .expect("kv_requests")
     }
 
     /// The replica's request log, oldest first.
     pub async fn request_log(&self) -> Vec<Value> {
-        self.json("/_log").await.as_array().cloned().expect("log array")
+        self.json("/_log")
+            .await
+            .as_array()
+            .cloned()
+            .expect("log array")
     }
 
     pub async fn dump(&self) -> Value {
@@ -161,7 +193,13 @@ impl Replica {
 
     /// Writes a value straight into this replica, bypassing levee.
     pub async fn put(&self, key: &str, value: &str) {
-        let (status, _, _) = call(Method::PUT, &format!("{}/kv/{key}", self.url()), &[], value.to_owned()).await;
+        let (status, _, _) = call(
+            Method::PUT,
+            &format!("{}/kv/{key}", self.url()),
+            &[],
+            value.to_owned(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
     }
 
@@ -187,21 +225,36 @@ impl Levee {
     pub async fn start(mut config: Value) -> Levee {
         let dir = tempfile::tempdir().expect("levee dir");
         let object = config.as_object_mut().expect("config object");
-        object.entry("listeners").or_insert(json!({"data": "127.0.0.1:0", "admin": "127.0.0.1:0"}));
-        object.entry("data_dir").or_insert(json!(dir.path().join("data")));
+        object
+            .entry("listeners")
+            .or_insert(json!({"data": "127.0.0.1:0", "admin": "127.0.0.1:0"}));
+        object
+            .entry("data_dir")
+            .or_insert(json!(dir.path().join("data")));
         object.entry("fsync").or_insert(json!("always"));
         let config_path = dir.path().join("levee.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let proc = Proc::spawn(&["serve", "--config", config_path.to_str().unwrap()], &dir.path().join("stderr.log"));
+        let proc = Proc::spawn(
+            &["serve", "--config", config_path.to_str().unwrap()],
+            &dir.path().join("stderr.log"),
+        );
         let (data, admin) = parse_levee_banner(&proc.banner);
-        let levee = Levee { proc, data, admin, dir, config_path };
+        let levee = Levee {
+            proc,
+            data,
+            admin,
+            dir,
+            config_path,
+        };
         levee.wait_ready().await;
         levee
     }
 
     async fn wait_ready(&self) {
         for _ in 0..READY_POLLS {
-            if let Some((StatusCode::OK, _, _)) = try_call(Method::GET, &self.admin_url("/healthz"), &[], "").await {
+            if let Some((StatusCode::OK, _, _)) =
+                try_call(Method::GET, &self.admin_url("/healthz"), &[], "").await
+            {
                 return;
             }
             tokio::time::sleep(READY_POLL_PAUSE).await;
@@ -245,7 +298,9 @@ impl Cluster {
     /// service `kv` keyed by the path segment after `/kv/`. `service`
     /// fields override the defaults.
     pub async fn start(nodes: usize, service: Value) -> Cluster {
-        let replicas: Vec<Replica> = (0..nodes).map(|i| Replica::spawn(&format!("r{i}"))).collect();
+        let replicas: Vec<Replica> = (0..nodes)
+            .map(|i| Replica::spawn(&format!("r{i}")))
+            .collect();
         let mut spec = json!({
             "name": "kv",
             "nodes": replicas.iter().map(|r| json!({"id": r.id, "url": r.url()})).collect::<Vec<_>>(),
@@ -261,7 +316,8 @@ impl Cluster {
     /// The replicas of `key` in preference order, computed the documented
     /// way (so the tests also check placement is reproducible).
     pub fn preference(&self, key: &str, replicas: usize) -> Vec<usize> {
-        let ring = levee::ring::Ring::new(self.replicas.iter().map(|r| (r.id.as_str(), 1)), 160).unwrap();
+        let ring =
+            levee::ring::Ring::new(self.replicas.iter().map(|r| (r.id.as_str(), 1)), 160).unwrap();
         ring.preference(key.as_bytes(), replicas).iter().collect()
     }
 
@@ -277,7 +333,13 @@ impl Cluster {
     }
 
     pub async fn get(&self, key: &str) -> (StatusCode, HeaderMap, String) {
-        call(Method::GET, &self.levee.url(&format!("/kv/kv/{key}")), &[], "").await
+        call(
+            Method::GET,
+            &self.levee.url(&format!("/kv/kv/{key}")),
+            &[],
+            "",
+        )
+        .await
     }
 }
 
@@ -323,13 +385,21 @@ pub async fn try_call(
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.ok()?.to_bytes();
-        Some((status, headers, String::from_utf8_lossy(&bytes).into_owned()))
+        Some((
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
     };
-    tokio::time::timeout(CALL_TIMEOUT, exchange).await.ok().flatten()
+    tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The `reason` of a levee JSON error body.
 pub fn reason(body: &str) -> String {
-    let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not a JSON error: {body}"));
+    let value: Value =
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("not a JSON error: {body}"));
     value["reason"].as_str().expect("reason").to_owned()
 }

@@ -57,8 +57,8 @@ async fn dispatch(state: AppState, request: Request<Body>) -> Result<Response, A
     let upstream_path = upstream_path.to_owned();
     let inbound = Inbound::read(&service, request, &upstream_path, started_ms).await?;
     if is_replicated_write(&inbound.method) {
-        // The write path (fan-out to N replicas, W acks) plugs in here.
-        return proxy::forward(&state.client, inbound).await;
+        return crate::write::fanout::write(state.writes.clone(), state.client.clone(), inbound)
+            .await;
     }
     proxy::forward(&state.client, inbound).await
 }
@@ -66,7 +66,10 @@ async fn dispatch(state: AppState, request: Request<Body>) -> Result<Response, A
 /// Methods that the write path replicates to all N replicas. The others are
 /// forwarded to one replica at a time by the proxy path.
 pub fn is_replicated_write(method: &Method) -> bool {
-    *method == Method::PUT || *method == Method::DELETE
+    matches!(
+        *method,
+        Method::PUT | Method::POST | Method::PATCH | Method::DELETE
+    )
 }
 
 /// Splits `/{service}/{rest}` into the service name and `/{rest}`.
@@ -94,6 +97,98 @@ fn split_service(path: &str) -> Result<(&str, &str), AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// State over a real (temporary) data directory; the node's port is
+    /// never contacted by these tests, which all fail before the proxy.
+    fn state(dir: &std::path::Path) -> AppState {
+        let config = crate::config::Config::from_json(
+            &serde_json::json!({
+                "data_dir": dir,
+                "services": [{
+                    "name": "kv",
+                    "nodes": [{"id": "a", "url": "http://127.0.0.1:9"}],
+                    "key": {"header": "x-key"},
+                    "body_bytes_max": 16,
+                }],
+            })
+            .to_string(),
+        )
+        .unwrap();
+        AppState::new(config).unwrap()
+    }
+
+    async fn call(app: &Router, request: Request<Body>) -> (StatusCode, String) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn reason(body: &str) -> String {
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_before_any_replica_is_contacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(state(dir.path()));
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let (status, body) = call(&app, get("/nope/x")).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::NOT_FOUND, "no service named \"nope\"".into())
+        );
+        let (status, body) = call(&app, get("/kv/x")).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (
+                StatusCode::BAD_REQUEST,
+                "missing routing key: expected header x-key".into()
+            )
+        );
+        let oversized = Request::post("/kv/x")
+            .header("x-key", "k")
+            .body(Body::from(vec![0u8; 17]))
+            .unwrap();
+        let (status, body) = call(&app, oversized).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        let long_key = Request::get("/kv/x")
+            .header("x-key", "k".repeat(1025))
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = call(&app, long_key).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (
+                StatusCode::BAD_REQUEST,
+                "routing key (header x-key) is 1025 bytes, more than 1024".into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn levee_health_follows_readiness() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let app = router(state.clone());
+        let health = || Request::get("/_levee/healthz").body(Body::empty()).unwrap();
+        assert_eq!(
+            call(&app, health()).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        state.set_ready(true);
+        assert_eq!(call(&app, health()).await.0, StatusCode::OK);
+        state.begin_shutdown();
+        assert_eq!(
+            call(&app, health()).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 
     #[test]
     fn paths_split_into_service_and_upstream_path() {
