@@ -1,0 +1,189 @@
+//! End-to-end tests of the write path: a real `levee serve` in front of
+//! real `levee kv-replica` processes; replicas fail by being killed
+//! (SIGKILL) or through their fault knobs. No assertion depends on timing.
+
+mod support;
+mod write_support;
+
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use write_support::{acks, put, start, wait_converged, write};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_acknowledged_by_all_three_replicas_and_stored_on_each() {
+    let cluster = start(3, json!({})).await;
+    let (status, headers, body) = put(&cluster.levee, "alice", "wonderland").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // W=2: the answer may come before the third ack; all three get it anyway.
+    let acks = acks(&headers);
+    assert!(acks == "2/3" || acks == "3/3", "{acks}");
+    assert!(headers.contains_key("x-levee-lsn"));
+    let dump = wait_converged(&cluster, 1).await;
+    assert_eq!(dump["keys"]["alice"]["bytes"], 10);
+    let (status, _, body) = cluster.get("alice").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "wonderland"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_with_one_replica_down_is_acknowledged_by_two_of_three() {
+    let mut cluster = start(3, json!({})).await;
+    cluster.replicas[1].proc.kill();
+    for i in 0..5 {
+        let (status, headers, body) =
+            put(&cluster.levee, &format!("key-{i}"), &format!("value-{i}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(acks(&headers), "2/3");
+    }
+    for i in 0..5 {
+        let (status, _, body) = cluster.get(&format!("key-{i}")).await;
+        assert_eq!((status, body), (StatusCode::OK, format!("value-{i}")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_with_two_replicas_down_fails_with_503_naming_them() {
+    let mut cluster = start(3, json!({})).await;
+    cluster.replicas[0].proc.kill();
+    cluster.replicas[2].proc.kill();
+    let (status, headers, body) = put(&cluster.levee, "bob", "builder").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(acks(&headers), "1/3");
+    let error: Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(error["error"], "write_quorum_failed");
+    assert_eq!(
+        (error["acks"].as_u64(), error["required"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let reason = error["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("r0: ") && reason.contains("r2: "),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("r1: "),
+        "the live replica is not a failure: {reason}"
+    );
+    let outcomes = error["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 3);
+    for outcome in outcomes {
+        let acknowledged = outcome["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("acknowledged");
+        assert_eq!(acknowledged, outcome["node"] == "r1", "{outcome}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_is_answered_at_w_acks_and_the_slow_replica_still_gets_the_write() {
+    let cluster = start(3, json!({})).await;
+    // r2 answers every write after 1.5 s: the client gets its answer from
+    // r0 and r1, and r2's copy lands in the background.
+    cluster.replicas[2]
+        .fault(json!({"delay_ms": 1500, "methods": ["PUT"]}))
+        .await;
+    let (status, headers, body) = put(&cluster.levee, "carol", "slow but sure").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        acks(&headers),
+        "2/3",
+        "answered before the slow replica acknowledged"
+    );
+    let dump = wait_converged(&cluster, 1).await;
+    assert!(dump["keys"]["carol"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_writes_are_retried_on_the_same_replica_and_a_plain_post_is_not() {
+    let cluster = start(3, json!({"max_attempts": 3})).await;
+    let fail_once = json!({"fail_status": 503, "fail_count": 1});
+
+    // PUT is idempotent: r0's one failure is retried on r0 within the request.
+    cluster.replicas[0].fault(fail_once.clone()).await;
+    let (status, headers, _) = put(&cluster.levee, "put-key", "v").await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_acks(&cluster, "put-key", &headers).await;
+    assert_eq!(
+        put_attempts_on(&cluster.replicas[0], "/kv/put-key").await,
+        2,
+        "failed once, retried once"
+    );
+
+    // POST without an Idempotency-Key: r0 fails once and is NOT retried by
+    // the request (only hinted handoff will bring the write to it later,
+    // under a derived Idempotency-Key).
+    cluster.replicas[0].fault(fail_once.clone()).await;
+    let (status, headers, body) = write(&cluster.levee, Method::POST, "post-key", "v", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        acks(&headers),
+        "2/3",
+        "r0 failed and was not retried within the request"
+    );
+
+    // POST with an Idempotency-Key may be retried on the same replica.
+    cluster.replicas[0].fault(fail_once).await;
+    let (status, headers, _) = write(
+        &cluster.levee,
+        Method::POST,
+        "keyed-post",
+        "v",
+        &[("idempotency-key", "op-42")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_acks(&cluster, "keyed-post", &headers).await;
+    assert_eq!(
+        put_attempts_on(&cluster.replicas[0], "/kv/keyed-post").await,
+        2
+    );
+}
+
+/// With W=2 the answer may precede r0's retry; wait until r0 holds the key.
+async fn wait_for_acks(cluster: &support::Cluster, key: &str, headers: &hyper::HeaderMap) {
+    let acks = acks(headers);
+    assert!(acks == "2/3" || acks == "3/3", "{acks}");
+    for _ in 0..write_support::CONVERGE_POLLS {
+        if let Some(dump) = write_support::try_dump(&cluster.replicas[0]).await
+            && dump["keys"][key].is_object()
+        {
+            return;
+        }
+        tokio::time::sleep(write_support::CONVERGE_POLL_PAUSE).await;
+    }
+    panic!("r0 never got {key}");
+}
+
+/// How many requests for `path` the replica has seen (its request log).
+async fn put_attempts_on(replica: &support::Replica, path: &str) -> usize {
+    replica
+        .request_log()
+        .await
+        .iter()
+        .filter(|entry| entry["path"] == path)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_are_replicated_and_leave_tombstones_everywhere() {
+    let cluster = start(3, json!({})).await;
+    assert_eq!(put(&cluster.levee, "dave", "x").await.0, StatusCode::OK);
+    let (status, _, body) = write(&cluster.levee, Method::DELETE, "dave", "", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let dump = wait_converged(&cluster, 0).await;
+    assert!(dump["tombstones"]["dave"].is_u64(), "{dump}");
+    assert_eq!(cluster.get("dave").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definitive_rejection_by_the_replicas_is_relayed_not_hidden_behind_503() {
+    let cluster = start(3, json!({})).await;
+    for replica in &cluster.replicas {
+        replica
+            .fault(json!({"fail_status": 422, "methods": ["PUT"]}))
+            .await;
+    }
+    let (status, headers, _) = put(&cluster.levee, "erin", "bad").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(acks(&headers), "0/3");
+}
