@@ -8,10 +8,11 @@ the plugins first. This file is the plan of the run; the machinery is in
 1. Start three `levee kv-replica` upstreams and PUT the same keys on each.
 2. Start every GET target (direct, HAProxy, nginx, levee native, levee
    Wasm) and check each returns the preloaded values.
-3. Measure them in rounds, one target at a time, in the same order each
-   round, so a burst of outside load (the machine is shared) hits one
+3. Measure them in rounds, one target at a time, each round in a rotated
+   order, so a burst of outside load (the machine is shared) hits one
    round of every target rather than all rounds of one. Each target keeps
    its best round: outside noise only ever makes a run slower.
+   Then profile each levee once with `perf` (see peerbench/profile.py).
 4. Measure quorum writes through levee with all replicas fast, then with
    one replica slowed by 500 ms.
 5. Print the Markdown report and save it under `bench/results/`.
@@ -25,6 +26,7 @@ import argparse
 import datetime
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,13 +35,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from peerbench import levee, probe, replicas, report, targets, wrk
+from peerbench import cpu, levee, probe, profile, replicas, report, targets, wrk
 from peerbench.procs import Processes
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 SLOW_REPLICA_DELAY_MS = 500
-# A proxy's peak RSS is read after all its rounds; RSS only grows.
 GET_TARGETS = ("direct", "haproxy", "nginx", "levee-native", "levee-wasm")
 DESCRIPTIONS = {
     "direct": "direct to one replica (no proxy)",
@@ -87,7 +88,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--levee-bin", type=Path, default=REPO_DIR / "target/release/levee")
     parser.add_argument("--duration-s", type=int, default=10, help="measured wrk run per target")
     parser.add_argument("--warmup-s", type=int, default=2, help="discarded wrk run before each")
-    parser.add_argument("--rounds", type=int, default=2, help="GET rounds over all targets")
+    parser.add_argument("--rounds", type=int, default=3, help="GET rounds over all targets")
+    parser.add_argument("--write-rounds", type=int, default=2,
+                        help="rounds of (all fast, one slow) quorum writes")
+    parser.add_argument("--profile-s", type=int, default=5,
+                        help="perf profile of each levee after the rounds (0: skip)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections for GET")
     parser.add_argument("--write-connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -107,7 +112,10 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.targets) - set(GET_TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}; known: {', '.join(GET_TARGETS)}")
-    for name in ("duration_s", "warmup_s", "rounds", "connections", "write_connections",
+    if not 0 <= args.profile_s <= 600:
+        parser.error("--profile-s must be between 0 and 600")
+    for name in ("duration_s", "warmup_s", "rounds", "write_rounds", "connections",
+                 "write_connections",
                  "wrk_threads", "proxy_threads", "replica_threads", "keys"):
         if not 1 <= getattr(args, name) <= 100_000:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 100000")
@@ -120,6 +128,8 @@ def stop_on_signals():
     """SIGTERM/SIGINT/SIGHUP become SystemExit, so `finally` stops processes."""
 
     def handler(signum, _frame):
+        print(f"==> interrupted by signal {signum}: stopping what this run started",
+              file=sys.stderr, flush=True)
         raise SystemExit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -139,21 +149,47 @@ def start_target(name, procs, args, layout, reps, work_dir) -> targets.Running:
     )
 
 
-def measure(running: targets.Running, load: wrk.Load, warmup_s: int, layout: Layout):
+def measure(running, load, warmup_s, layout, reps) -> tuple[wrk.WrkResult, cpu.Usage]:
     """One warmup (discarded) and one measured wrk run; returns the result
-    and the CPU seconds the target itself used during the measured run."""
+    and where the CPU went during the measured run."""
     moved = running.name == "direct" and layout.target_cpus is not None
     if moved:
         running.process.pin_all_threads(layout.target_cpus)
+    upstreams = [replica.process for replica in reps if replica.process is not running.process]
     try:
         wrk.run(running.url, replace(load, duration_s=warmup_s), layout.wrk_cpus)
-        cpu_before = running.process.cpu_seconds()
+        before = cpu.snapshot(running.process, upstreams)
         result = wrk.run(running.url, load, layout.wrk_cpus)
-        cpu_used = running.process.cpu_seconds() - cpu_before
+        used = cpu.usage(before, cpu.snapshot(running.process, upstreams))
     finally:
         if moved:
             running.process.pin_all_threads(layout.upstream_cpus)
-    return result, cpu_used
+    return result, used
+
+
+def describe_round(label: str, result: wrk.WrkResult, used: cpu.Usage) -> str:
+    busy = " ".join(f"cpu{index} {fraction:4.0%}" for index, fraction in sorted(used.busy.items()))
+    return (
+        f"    {label:<22} {result.rps:>9,.0f} req/s  p50 {result.p50_us / 1000:6.2f} ms  "
+        f"p99 {result.p99_us / 1000:6.2f} ms  errors {report.errors_text(result)}  "
+        f"[{busy}, target {used.target_s / used.elapsed_s:.2f} cores, "
+        f"foreign {used.foreign_cores:.2f} cores]"
+    )
+
+
+@dataclass
+class Rounds:
+    """Every round of every target, and each target's best one."""
+
+    best: dict[str, tuple[wrk.WrkResult, cpu.Usage]]
+    rps: dict[str, list[float]]
+    requests: dict[str, int]
+
+    def record(self, name: str, result: wrk.WrkResult, used: cpu.Usage):
+        self.rps.setdefault(name, []).append(result.rps)
+        self.requests[name] = self.requests.get(name, 0) + result.requests
+        if name not in self.best or result.rps > self.best[name][0].rps:
+            self.best[name] = (result, used)
 
 
 def run_gets(procs, args, layout, reps, work_dir):
@@ -162,36 +198,85 @@ def run_gets(procs, args, layout, reps, work_dir):
     for name in args.targets:
         print(f"==> starting {name}", flush=True)
         running.append(start_target(name, procs, args, layout, reps, work_dir))
-    best: dict[str, tuple[wrk.WrkResult, float]] = {}
-    rounds: dict[str, list[float]] = {name: [] for name in args.targets}
+    rounds = Rounds({}, {}, {})
     for round_index in range(args.rounds):
-        for target in running:
+        # Each round starts one target later, so no target is always the
+        # one measured right after (or before) the same neighbour.
+        shift = round_index % len(running)
+        for target in running[shift:] + running[:shift]:
             target_load = replace(load, path_prefix=target.path_prefix)
-            result, cpu_s = measure(target, target_load, args.warmup_s, layout)
-            rounds[target.name].append(result.rps)
-            print(
-                f"    round {round_index + 1} {target.name:<13} {result.rps:>9,.0f} req/s  "
-                f"p50 {result.p50_us / 1000:6.2f} ms  p99 {result.p99_us / 1000:6.2f} ms  "
-                f"errors {result.errors}  target CPU {cpu_s:.1f} s",
-                flush=True,
-            )
-            if target.name not in best or result.rps > best[target.name][0].rps:
-                best[target.name] = (result, cpu_s)
+            result, used = measure(target, target_load, args.warmup_s, layout, reps)
+            rounds.record(target.name, result, used)
+            print(describe_round(f"round {round_index + 1} {target.name}", result, used), flush=True)
+    notes = [plugin_note(target, rounds.requests[target.name]) for target in running if target.admin]
+    profiles = profile_levees(running, load, args, layout, work_dir)
+    # Peak RSS is read last: VmHWM only grows, so it covers every round.
     rows = [
         report.Row(
             name=target.name,
             description=DESCRIPTIONS[target.name],
-            result=best[target.name][0],
+            result=rounds.best[target.name][0],
             peak_rss_bytes=target.process.peak_rss_bytes(),
-            cpu_s=best[target.name][1],
-            rounds_rps=rounds[target.name],
+            usage=rounds.best[target.name][1],
+            rounds_rps=rounds.rps[target.name],
         )
         for target in running
     ]
     for target in running:
         if target.owned:
             procs.stop(target.process)
-    return rows
+    return rows, [note for note in notes if note], profiles
+
+
+def profile_levees(running, load, args, layout, work_dir) -> dict[str, profile.Profile | None]:
+    """One extra run per levee under `perf record` (see peerbench/profile.py)."""
+    levees = [target for target in running if target.admin]
+    if not levees or args.profile_s == 0:
+        return {}
+    if not profile.available():
+        print("    (perf not usable here: no profile)", flush=True)
+        return {target.name: None for target in levees}
+    profiles = {}
+    for target in levees:
+        out = work_dir / f"{target.name}.perf.data"
+        recording = profile.start(target.process.pid, args.profile_s, out)
+        wrk.run(
+            target.url,
+            replace(load, duration_s=args.profile_s, path_prefix=target.path_prefix),
+            layout.wrk_cpus,
+        )
+        profiles[target.name] = profile.finish(recording, out, timeout_s=args.profile_s + 30)
+        found = profiles[target.name]
+        print(
+            f"    profile {target.name}: "
+            + (f"{found.samples} samples, policy share {found.policy_share:.1f}%" if found
+               else "failed"),
+            flush=True,
+        )
+    return profiles
+
+
+def plugin_note(target: targets.Running, measured_requests: int) -> str:
+    """What levee says its plugins did: proof that the Wasm row ran Wasm."""
+    calls = levee.plugin_calls(target.admin)
+    if not calls:
+        return ""
+    parts = [
+        f"`{name}` {plugin.calls:,} calls, {plugin.fallbacks} fallbacks, "
+        f"{plugin.traps} traps, {plugin.timeouts} timeouts"
+        for name, plugin in sorted(calls.items())
+    ]
+    routing = calls.get(levee.WASM_POLICIES["routing"]["plugin"])
+    if routing and (routing.calls < measured_requests or routing.fallbacks):
+        parts.append(
+            f"**warning**: the routing plugin answered fewer requests than were measured "
+            f"({measured_requests:,}) or fell back"
+        )
+    return (
+        f"{target.name} plugins (from `/admin/plugins`): " + "; ".join(parts)
+        + ". The retry plugin is consulted only after a failed attempt, so it has no calls "
+        "on a healthy run; the routing plugin orders the replicas of every request."
+    )
 
 
 def run_writes(procs, args, layout, reps, work_dir) -> list[report.WriteRow]:
@@ -204,23 +289,33 @@ def run_writes(procs, args, layout, reps, work_dir) -> list[report.WriteRow]:
         "put.lua", args.write_connections, args.wrk_threads, args.duration_s, args.keys,
         running.path_prefix,
     )
-    rows = []
-    fast, _ = measure(running, load, args.warmup_s, layout)
-    targets.verify_written(running)
-    rows.append(report.WriteRow("all 3 fast", fast))
-    print(f"    writes, all fast: {fast.rps:,.0f} req/s p50 {fast.p50_us / 1000:.2f} ms "
-          f"p99 {fast.p99_us / 1000:.2f} ms errors {fast.errors}", flush=True)
     slowed = reps[-1]
-    replicas.set_delay(slowed, SLOW_REPLICA_DELAY_MS)
-    try:
-        slow, _ = measure(running, load, args.warmup_s, layout)
-    finally:
-        replicas.set_delay(slowed, 0)
-    rows.append(report.WriteRow(f"{slowed.name} slowed by {SLOW_REPLICA_DELAY_MS} ms", slow))
-    print(f"    writes, one slow: {slow.rps:,.0f} req/s p50 {slow.p50_us / 1000:.2f} ms "
-          f"p99 {slow.p99_us / 1000:.2f} ms errors {slow.errors}", flush=True)
+    conditions = ("all 3 fast", f"{slowed.name} slowed by {SLOW_REPLICA_DELAY_MS} ms")
+    results: dict[str, list[wrk.WrkResult]] = {condition: [] for condition in conditions}
+    # Fast and slow alternate, like the GET rounds, so outside load (disk
+    # too: every write is fsynced) spreads over both conditions.
+    for round_index in range(args.write_rounds):
+        fast, used = measure(running, load, args.warmup_s, layout, reps)
+        if round_index == 0:
+            targets.verify_written(running)
+        results[conditions[0]].append(fast)
+        print(describe_round(f"round {round_index + 1} writes fast", fast, used), flush=True)
+        replicas.set_delay(slowed, SLOW_REPLICA_DELAY_MS)
+        try:
+            slow, used = measure(running, load, args.warmup_s, layout, reps)
+        finally:
+            replicas.set_delay(slowed, 0)
+        results[conditions[1]].append(slow)
+        print(describe_round(f"round {round_index + 1} writes slow", slow, used), flush=True)
     procs.stop(running.process)
-    return rows
+    return [
+        report.WriteRow(
+            condition,
+            max(runs, key=lambda result: result.rps),
+            [result.p50_us for result in runs],
+        )
+        for condition, runs in results.items()
+    ]
 
 
 def command_output(argv: list[str]) -> str:
@@ -228,7 +323,9 @@ def command_output(argv: list[str]) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
-    return (done.stdout + done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
+    # `wrk -v` prints its version and exits 1: take the first line either way.
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "?"
 
 
 def cpu_model() -> str:
@@ -242,7 +339,8 @@ def cpu_model() -> str:
 
 
 def preamble(args, layout: Layout, load_before: str, load_after: str, elapsed_s: float):
-    commit = command_output(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"])
+    # "-dirty": the tree had uncommitted changes (others work in it too).
+    commit = command_output(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"])
     return [
         f"Machine: {cpu_model()}, {os.cpu_count()} CPUs (shared with other work), "
         f"Linux {platform.release()}, everything on loopback. "
@@ -253,7 +351,8 @@ def preamble(args, layout: Layout, load_before: str, load_after: str, elapsed_s:
         f"Load: wrk, {args.wrk_threads} threads, GET /kv/<key> over {args.keys} keys "
         f"(64-byte values, preloaded on all 3 replicas), {args.warmup_s} s warmup + "
         f"{args.duration_s} s measured per target, best of {args.rounds} rounds, "
-        f"one target at a time.",
+        f"one target at a time. Quorum writes: {args.write_connections} connections, "
+        f"best of {args.write_rounds} rounds.",
         f"Threads: HAProxy `nbthread {args.proxy_threads}`, nginx `worker_processes "
         f"{args.proxy_threads}`, levee `TOKIO_WORKER_THREADS={args.proxy_threads}`; each of "
         f"the 3 kv-replicas `TOKIO_WORKER_THREADS={args.replica_threads}`.",
@@ -281,12 +380,15 @@ def main() -> int:
     load_before = loadavg()
     with tempfile.TemporaryDirectory(prefix="levee-peers-") as work, Processes(Path(work)) as procs:
         work_dir = Path(work)
+        # A private copy: others rebuilding target/release mid-run must not
+        # change the binary between the targets of one run.
+        args.levee_bin = Path(shutil.copy2(args.levee_bin, work_dir / "levee"))
         print(f"==> starting 3 kv-replicas, preloading {args.keys} keys on each", flush=True)
         reps = replicas.start_all(
             procs, args.levee_bin, work_dir, layout.upstream_cpus, args.replica_threads
         )
         replicas.preload(reps, args.keys)
-        rows = run_gets(procs, args, layout, reps, work_dir)
+        rows, notes, profiles = run_gets(procs, args, layout, reps, work_dir)
         writes = [] if args.no_writes else run_writes(procs, args, layout, reps, work_dir)
     elapsed_s = time.monotonic() - started
     today = datetime.date.today().isoformat()
@@ -294,6 +396,8 @@ def main() -> int:
         f"levee peer benchmark, {today}",
         preamble(args, layout, load_before, loadavg(), elapsed_s),
         rows,
+        notes,
+        profiles,
         writes,
         args.connections,
         args.write_connections,

@@ -10,8 +10,11 @@ is left at levee's defaults, which is what an operator would get.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import probe
 from .replicas import Replica
 
 SERVICE = "bench"
@@ -51,4 +54,56 @@ def config(flavour: str, replicas: list[Replica], data_dir: Path, write_quorum: 
         "data_dir": str(data_dir),
         "plugin_dir": str(PLUGIN_DIR),
         "services": [service],
+    }
+
+
+@dataclass(frozen=True)
+class PluginCalls:
+    """What levee's admin API says the bound plugins did."""
+
+    calls: int
+    fallbacks: int
+    traps: int
+    timeouts: int
+
+
+def _plugins(admin: tuple[str, int]) -> list[dict]:
+    conn = probe.Connection(*admin)
+    try:
+        status, body = conn.request("GET", "/admin/plugins")
+    finally:
+        conn.close()
+    if status != 200:
+        raise probe.ProbeError(f"GET /admin/plugins: {status} {body[:200]!r}")
+    return json.loads(body)
+
+
+def check_bindings(flavour: str, admin: tuple[str, int]):
+    """Refuses to measure a "wasm" levee whose plugins are not bound and
+    active (it would silently be measuring the native fallback), and a
+    "native" one with any plugin bound to the service."""
+    bound = {
+        plugin["name"]
+        for plugin in _plugins(admin)
+        if SERVICE in plugin.get("services", []) and plugin.get("status") == "active"
+    }
+    wanted = {binding["plugin"] for binding in WASM_POLICIES.values()} if flavour == "wasm" else set()
+    if bound != wanted:
+        raise probe.ProbeError(
+            f"levee-{flavour}: plugins bound to {SERVICE!r} are {sorted(bound)}, "
+            f"expected {sorted(wanted)}"
+        )
+
+
+def plugin_calls(admin: tuple[str, int]) -> dict[str, PluginCalls]:
+    """Per plugin bound to the benchmark's service: calls and failures."""
+    return {
+        plugin["name"]: PluginCalls(
+            calls=plugin.get("calls", 0),
+            fallbacks=plugin.get("fallbacks", 0),
+            traps=plugin.get("traps", 0),
+            timeouts=plugin.get("timeouts", 0),
+        )
+        for plugin in _plugins(admin)
+        if SERVICE in plugin.get("services", [])
     }

@@ -200,23 +200,49 @@ class Processes:
             _kill_if_alive(child)
 
     def stop_all(self):
-        for spawned in list(reversed(self._live)):
+        """Stops everything still running: SIGTERM to all first, so their
+        graceful shutdowns overlap, then each gets the rest of one grace
+        period before SIGKILL."""
+        live = [spawned for spawned in reversed(self._live) if spawned.popen.poll() is None]
+        children = {spawned.pid: children_of(spawned.pid) for spawned in live}
+        for spawned in live:
             try:
-                self.stop(spawned)
-            except Exception as error:  # keep stopping the others
-                print(f"warning: could not stop {spawned.name} ({spawned.pid}): {error}")
+                spawned.popen.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_GRACE_S
+        for spawned in live:
+            try:
+                spawned.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"warning: {spawned.name} ({spawned.pid}) ignored SIGTERM for "
+                      f"{STOP_GRACE_S} s; killing it", flush=True)
+                spawned.popen.kill()
+                spawned.popen.wait(timeout=STOP_GRACE_S)
+            for child in children[spawned.pid]:
+                _kill_if_alive(child)
+        self._live.clear()
 
 
 def _kill_if_alive(pid: int):
-    """Children a master left behind (it should have reaped them)."""
+    """Children a master left behind (it should have stopped them)."""
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _is_running(pid):
             return
         time.sleep(POLL_INTERVAL_S)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _is_running(pid: int) -> bool:
+    """False once the process is gone or a zombie: an orphaned zombie waits
+    for init to reap it, which in a container may take a while."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat[stat.rindex(")") + 2 :].split()[0]
+    return state not in ("Z", "X")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .cpu import Usage
+from .profile import Profile
 from .wrk import WrkResult
 
 MIB = 1024 * 1024
@@ -26,20 +28,29 @@ class Row:
     result: WrkResult
     # Of the process tree serving the target (direct: the replica itself).
     peak_rss_bytes: int
-    # CPU time the target's processes used during the measured run.
-    cpu_s: float
+    # Where the CPU went during the measured (best) run.
+    usage: Usage
     # Throughput of every round, to show how steady the numbers are.
     rounds_rps: list[float]
 
     @property
     def cpu_us_per_request(self) -> float:
-        return self.cpu_s * 1_000_000 / self.result.requests if self.result.requests else 0.0
+        return self.usage.target_s * 1_000_000 / self.result.requests if self.result.requests else 0.0
 
 
 @dataclass
 class WriteRow:
     name: str
+    # The round with the highest throughput, as for GET.
     result: WrkResult
+    rounds_p50_us: list[int]
+
+
+def errors_text(result: WrkResult) -> str:
+    if not result.errors:
+        return "0"
+    kinds = ", ".join(f"{kind} {count}" for kind, count in result.errors_by_kind.items())
+    return f"{result.errors} ({kinds})"
 
 
 def _ms(us: int) -> str:
@@ -69,22 +80,80 @@ def gets_table(rows: list[Row]) -> list[str]:
             f"{_ms(result.p99_us)} | {row.peak_rss_bytes / MIB:.1f} | "
             f"{_ratio(result.rps, haproxy.result.rps) if haproxy else 'n/a'} | "
             f"{_ratio(result.rps, direct.result.rps) if direct else 'n/a'} | "
-            f"{row.cpu_us_per_request:.1f} | {result.errors} | "
+            f"{row.cpu_us_per_request:.1f} | {errors_text(result)} | "
             f"{' / '.join(f'{rps:,.0f}' for rps in row.rounds_rps)} |"
         )
     return lines
 
 
+def cpu_table(rows: list[Row]) -> list[str]:
+    """Per request CPU of each party in the best round, and how busy each
+    core was: tells which side limited the throughput."""
+    cpus = sorted({cpu for row in rows for cpu in row.usage.busy})
+    lines = [
+        "| target | target µs/req | replicas µs/req | wrk µs/req | "
+        + " | ".join(f"CPU{cpu} busy" for cpu in cpus)
+        + " | foreign load, cores |",
+        "|---|---:|---:|---:|" + "---:|" * len(cpus) + "---:|",
+    ]
+    for row in rows:
+        usage, requests = row.usage, max(row.result.requests, 1)
+        per_request = [usage.target_s, usage.upstream_s, usage.wrk_s]
+        lines.append(
+            f"| {row.name} | "
+            + " | ".join(f"{seconds * 1_000_000 / requests:.1f}" for seconds in per_request)
+            + " | "
+            + " | ".join(f"{usage.busy.get(cpu, 0.0):.0%}" for cpu in cpus)
+            + f" | {usage.foreign_cores:.2f} |"
+        )
+    return lines
+
+
+def profile_table(profiles: dict[str, Profile | None]) -> list[str]:
+    names = [name for name, found in profiles.items() if found]
+    if not names:
+        return ["(no profile: `perf` is not usable here)"]
+    groups = list(profiles[names[0]].shares)
+    lines = [
+        "| share of levee's CPU samples | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for group in groups:
+        lines.append(
+            f"| {group} | " + " | ".join(f"{profiles[name].shares[group]:.1f}%" for name in names)
+            + " |"
+        )
+    lines.append(
+        "| **all policy work** | "
+        + " | ".join(f"**{profiles[name].policy_share:.1f}%**" for name in names) + " |"
+    )
+    lines.append("| samples | " + " | ".join(str(profiles[name].samples) for name in names) + " |")
+    return lines
+
+
+def profile_cost(profiles: dict[str, Profile | None]) -> str:
+    wasm, native = profiles.get("levee-wasm"), profiles.get("levee-native")
+    if not (wasm and native):
+        return ""
+    return (
+        f"Policy work is {wasm.policy_share:.1f}% of levee's CPU with the Wasm plugins and "
+        f"{native.policy_share:.1f}% with the native policies: the plugins cost about "
+        f"{wasm.policy_share - native.policy_share:.1f}% of levee's CPU per request. This "
+        f"figure does not depend on outside load, unlike the throughput ratio."
+    )
+
+
 def writes_table(rows: list[WriteRow]) -> list[str]:
     lines = [
-        "| replicas | req/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|",
+        "| replicas | req/s | p50 ms | p99 ms | errors | p50 ms per round |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         result = row.result
         lines.append(
             f"| {row.name} | {result.rps:,.0f} | {_ms(result.p50_us)} | "
-            f"{_ms(result.p99_us)} | {result.errors} |"
+            f"{_ms(result.p99_us)} | {errors_text(result)} | "
+            f"{' / '.join(_ms(p50_us) for p50_us in row.rounds_p50_us)} |"
         )
     return lines
 
@@ -153,13 +222,28 @@ def render(
     title: str,
     preamble: list[str],
     rows: list[Row],
+    notes: list[str],
+    profiles: dict[str, Profile | None],
     writes: list[WriteRow],
     get_connections: int,
     write_connections: int,
 ) -> str:
     lines = [f"# {title}", "", *preamble, "", f"## GET, {get_connections} connections", ""]
     lines += gets_table(rows)
-    lines += ["", wasm_vs_native(rows)]
+    for paragraph in [wasm_vs_native(rows), *notes]:
+        if paragraph:
+            lines += ["", paragraph]
+    lines += ["", "Where the CPU went in each target's best round (replicas: the three "
+              "kv-replicas except a `direct` target itself; foreign: busy time of "
+              "processes outside this run):", ""]
+    lines += cpu_table(rows)
+    if profiles:
+        lines += ["", "Where levee's CPU goes (`perf record`, 999 Hz, self time grouped by "
+                  "code, one extra run per levee under the same load):", ""]
+        lines += profile_table(profiles)
+        cost = profile_cost(profiles)
+        if cost:
+            lines += ["", cost]
     if writes:
         lines += [
             "",

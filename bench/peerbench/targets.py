@@ -41,6 +41,8 @@ class Running:
     process: Spawned
     # True when the harness must stop it after the measurement.
     owned: bool = True
+    # levee only: its admin listener, for checking which policies ran.
+    admin: tuple[str, int] | None = None
 
     @property
     def url(self) -> str:
@@ -140,8 +142,11 @@ def levee_target(
     )
     match = spawned.wait_for_line(levee.LISTENING_PATTERN, START_TIMEOUT_S)
     host, port = match.group(1), int(match.group(2))
+    admin = (match.group(3), int(match.group(4)))
     probe.wait_status(host, port, levee.READY_PATH, 200, START_TIMEOUT_S)
-    return _await_serving(Running(name, host, port, levee.path_prefix(), spawned))
+    running = Running(name, host, port, levee.path_prefix(), spawned, admin=admin)
+    levee.check_bindings(flavour, admin)
+    return _await_serving(running)
 
 
 def _await_serving(running: Running) -> Running:

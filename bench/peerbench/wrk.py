@@ -46,7 +46,9 @@ class WrkResult:
     p50_us: int
     p99_us: int
     max_us: int
-    errors: int  # connect + read + write + timeout + non-2xx/3xx answers
+    errors: int  # connect + read + write + timeout + non-2xx answers
+    # The same errors by kind, only the non-zero ones: {"status": 12, ...}.
+    errors_by_kind: dict[str, int]
 
     @property
     def rps(self) -> float:
@@ -89,22 +91,18 @@ def parse(stdout: str, url: str) -> WrkResult:
     for line in stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
             fields = json.loads(line[len(RESULT_PREFIX):])
-            errors = sum(
-                fields[name]
-                for name in (
-                    "errors_connect",
-                    "errors_read",
-                    "errors_write",
-                    "errors_status",
-                    "errors_timeout",
-                )
-            )
+            by_kind = {
+                kind: fields[f"errors_{kind}"]
+                for kind in ("connect", "read", "write", "status", "timeout")
+                if fields[f"errors_{kind}"]
+            }
             return WrkResult(
                 requests=fields["requests"],
                 duration_us=fields["duration_us"],
                 p50_us=fields["p50_us"],
                 p99_us=fields["p99_us"],
                 max_us=fields["max_us"],
-                errors=errors,
+                errors=sum(by_kind.values()),
+                errors_by_kind=by_kind,
             )
     raise WrkError(f"wrk against {url} printed no result line:\n{stdout}")
