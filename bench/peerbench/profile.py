@@ -45,6 +45,18 @@ OTHER = "other (std, libc, vdso, ...)"
 # the Wasm flavour, the native implementation in the native one. The
 # difference between the two flavours' shares is what Wasm costs.
 POLICY_PREFIX = "policy:"
+# Work both levee flavours do identically per request (same syscalls, same
+# HTTP handling, same request path): its share of each profile scales
+# inversely with the total, which gives the flavours' cost ratio without
+# trusting wall-clock CPU time on a busy machine.
+SAME_WORK = (
+    "kernel (syscalls, TCP, wakeups)",
+    "tokio runtime",
+    "hyper, hyper-util, http, httparse",
+    "axum, tower",
+    "bytes",
+    "levee request path",
+)
 # Lines of `perf report --stdio`: "  12.34%  dso  [.] symbol".
 LINE = re.compile(r"^\s*([\d.]+)%\s+(\S.*?)\s+\[[.k]\]\s+(.*)$")
 
@@ -58,6 +70,17 @@ class Profile:
     @property
     def policy_share(self) -> float:
         return sum(share for name, share in self.shares.items() if name.startswith(POLICY_PREFIX))
+
+
+def same_work_share(found: Profile) -> float:
+    return sum(found.shares.get(name, 0.0) for name in SAME_WORK)
+
+
+def cost_ratio(baseline: Profile, other: Profile) -> float | None:
+    """CPU per request of `other` relative to `baseline`, assuming both do
+    the SAME_WORK groups identically. None when a profile is empty."""
+    base, alt = same_work_share(baseline), same_work_share(other)
+    return base / alt if alt > 0 and base > 0 else None
 
 
 def available() -> bool:
