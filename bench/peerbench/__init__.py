@@ -13,5 +13,7 @@ Modules, one concept each:
 - `levee`: the levee configuration this benchmark runs (the one integration point).
 - `targets`: how each peer is started (direct, HAProxy, nginx, levee).
 - `wrk`: running wrk and reading its result line.
+- `cpu`: where the CPU went during a run (ours per process, and foreign).
+- `profile`: `perf record` of each levee, samples grouped by what they run.
 - `report`: the Markdown table, the ratios and the goals.
 """
