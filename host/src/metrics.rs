@@ -199,8 +199,14 @@ fn describe_all() {
         PLUGIN_TRAPS_TOTAL,
         "Plugin calls that trapped or exceeded their fences."
     );
-    describe_counter!(PLUGIN_QUARANTINED_CALLS_TOTAL, "Calls answered natively because the plugin is quarantined.");
-    describe_gauge!(PLUGIN_QUARANTINED, "1 while the plugin's current version is quarantined.");
+    describe_counter!(
+        PLUGIN_QUARANTINED_CALLS_TOTAL,
+        "Calls answered natively because the plugin is quarantined."
+    );
+    describe_gauge!(
+        PLUGIN_QUARANTINED,
+        "1 while the plugin's current version is quarantined."
+    );
     describe_counter!(
         PLUGIN_LOADS_TOTAL,
         "Plugin load attempts, by source and result."
@@ -364,16 +370,27 @@ pub fn policy_decided(source: &levee_plugin::Source, elapsed: Duration) {
     match source {
         Source::Native => {}
         Source::Plugin { name, version } => plugin_call(name, version, elapsed),
-        Source::Fallback { name, version, failure } => {
+        Source::Fallback {
+            name,
+            version,
+            failure,
+        } => {
             plugin_call(name, version, elapsed);
             let labels = plugin_labels(name, version);
             counter!(PLUGIN_FALLBACKS_TOTAL, &labels).increment(1);
-            if matches!(failure, Failure::Trap(_) | Failure::Timeout | Failure::MemoryLimit) {
+            if matches!(
+                failure,
+                Failure::Trap(_) | Failure::Timeout | Failure::MemoryLimit
+            ) {
                 counter!(PLUGIN_TRAPS_TOTAL, &labels).increment(1);
             }
         }
         Source::Quarantined { name, version } => {
-            counter!(PLUGIN_QUARANTINED_CALLS_TOTAL, &plugin_labels(name, version)).increment(1);
+            counter!(
+                PLUGIN_QUARANTINED_CALLS_TOTAL,
+                &plugin_labels(name, version)
+            )
+            .increment(1);
         }
     }
 }
@@ -385,13 +402,20 @@ fn plugin_call(plugin: &str, version: &str, elapsed: Duration) {
 }
 
 fn plugin_labels(plugin: &str, version: &str) -> [(&'static str, String); 2] {
-    [("plugin", plugin.to_string()), ("version", version_label(version))]
+    [
+        ("plugin", plugin.to_string()),
+        ("version", version_label(version)),
+    ]
 }
 
 /// Whether the current version of `plugin` is quarantined, mirrored at
 /// scrape time.
 pub fn plugin_quarantined(plugin: &str, version: &str, quarantined: bool) {
-    gauge!(PLUGIN_QUARANTINED, &plugin_labels(plugin, version)).set(if quarantined { 1.0 } else { 0.0 });
+    gauge!(PLUGIN_QUARANTINED, &plugin_labels(plugin, version)).set(if quarantined {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 /// Where a plugin load came from.
@@ -491,7 +515,10 @@ mod tests {
     fn recorded_families_render() {
         install(); // Before recording: samples sent to no recorder are lost.
         request_finished("svc", "GET", 200, Duration::from_millis(3));
-        let source = levee_plugin::Source::Plugin { name: "retry".into(), version: "0123456789abcdef0123".into() };
+        let source = levee_plugin::Source::Plugin {
+            name: "retry".into(),
+            version: "0123456789abcdef0123".into(),
+        };
         policy_decided(&source, Duration::from_micros(20));
         log_fsync_batch(4);
         let text = render();

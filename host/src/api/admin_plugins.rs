@@ -1,0 +1,234 @@
+//! `/admin/plugins`: list, upload, delete and roll back policy plugins.
+//!
+//! An upload is the component's bytes as the request body (any content
+//! type), at most 32 MiB (413 beyond, refused by `Content-Length` before
+//! reading). It goes through [`crate::plugins::PluginHost::install`]:
+//! compiled, checked against every service bound to it, persisted, swapped.
+//! A refusal is 400 (bad name), 413 (too big) or 422 (not a component, wrong
+//! world, a bound service's config rejected), with the exact reason; the
+//! previous version keeps serving either way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use levee_plugin::{BoundPlugin, PluginInfo, PluginStatus, PolicyKind};
+use serde::Serialize;
+
+use crate::api::admin::read_body;
+use crate::api::admin_error::AdminError;
+use crate::metrics::LoadSource;
+use crate::plugins::policy_refs;
+use crate::state::AppState;
+
+/// One plugin as the admin API and the status page show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginView {
+    pub name: String,
+    /// The world of the current version (`retry-policy`, ...).
+    pub world: Option<PolicyKind>,
+    /// SHA-256 of the current version, hex.
+    pub version: Option<String>,
+    /// When the current version was loaded (Unix epoch, ms).
+    pub loaded_at_ms: Option<u64>,
+    pub status: PluginStatus,
+    pub quarantine_reason: Option<String>,
+    pub size_bytes: Option<usize>,
+    /// Counters of the current version, summed over its bindings.
+    pub calls: u64,
+    pub fallbacks: u64,
+    pub traps: u64,
+    pub timeouts: u64,
+    pub quarantined_calls: u64,
+    /// Services whose configuration names this plugin.
+    pub services: Vec<String>,
+    /// What each binding runs right now (during a swap, briefly, two
+    /// bindings may show different versions).
+    pub bindings: Vec<BindingView>,
+    /// Versions `rollback` can return to, newest first.
+    pub previous_versions: Vec<String>,
+    pub last_error: Option<String>,
+    pub last_error_at_ms: Option<u64>,
+}
+
+/// One service's use of a plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct BindingView {
+    pub service: String,
+    pub kind: PolicyKind,
+    /// The version bound in that service's slot, `None` while unbound.
+    pub version: Option<String>,
+}
+
+/// `GET /admin/plugins`.
+pub async fn list(State(state): State<AppState>) -> Json<Vec<PluginView>> {
+    Json(views(&state))
+}
+
+/// `GET /admin/plugins/{name}`.
+pub async fn one(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PluginView>, AdminError> {
+    views(&state)
+        .into_iter()
+        .find(|view| view.name == name)
+        .map(Json)
+        .ok_or_else(|| AdminError::NotFound(format!("no plugin named {:?}", truncated(&name))))
+}
+
+/// `PUT /admin/plugins/{name}`.
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AdminError> {
+    let host = &state.control.plugins;
+    if let Err(reason) = crate::config::validate_plugin_name(&name) {
+        return Err(AdminError::BadRequest(format!(
+            "invalid plugin name {:?}: {reason}",
+            truncated(&name)
+        )));
+    }
+    let bytes = read_body(&headers, body, host.upload_bytes_max()).await?;
+    if bytes.is_empty() {
+        return Err(AdminError::BadRequest(
+            "empty body: send the component's bytes".into(),
+        ));
+    }
+    let installed = host
+        .install(&state, &name, bytes, LoadSource::Upload)
+        .await?;
+    Ok(Json(installed).into_response())
+}
+
+/// `DELETE /admin/plugins/{name}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, AdminError> {
+    state.control.plugins.remove(&state, &name).await?;
+    Ok(Json(serde_json::json!({ "deleted": name })).into_response())
+}
+
+/// `POST /admin/plugins/{name}/rollback`.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, AdminError> {
+    let installed = state.control.plugins.rollback(&state, &name).await?;
+    Ok(Json(installed).into_response())
+}
+
+/// Every plugin the registry knows, plus any a service names that is not
+/// loaded (shown as failed, so a typo in a binding is visible).
+pub fn views(state: &AppState) -> Vec<PluginView> {
+    let registry = state.control.plugins.registry();
+    let bindings = current_bindings(state);
+    let mut views: BTreeMap<String, PluginView> = registry
+        .list()
+        .into_iter()
+        .map(|info| (info.name.clone(), view_of(info)))
+        .collect();
+    for (plugin, uses) in bindings {
+        let view = views
+            .entry(plugin.clone())
+            .or_insert_with(|| missing(&plugin));
+        for (binding, bound) in uses {
+            if let Some(bound) = &bound
+                && Some(bound.version()) == view.version.as_deref()
+            {
+                add_counters(view, bound);
+            }
+            view.services.push(binding.service.clone());
+            view.bindings.push(binding);
+        }
+        view.services.sort();
+        view.services.dedup();
+    }
+    views.into_values().collect()
+}
+
+fn view_of(info: PluginInfo) -> PluginView {
+    let current = info.current.as_ref();
+    PluginView {
+        name: info.name.clone(),
+        world: current.map(|c| c.kind),
+        version: current.map(|c| c.version.clone()),
+        loaded_at_ms: current.map(|c| c.loaded_at_unix_ms),
+        status: info.status,
+        quarantine_reason: current.and_then(|c| c.quarantine_reason.clone()),
+        size_bytes: current.map(|c| c.size_bytes),
+        calls: 0,
+        fallbacks: 0,
+        traps: 0,
+        timeouts: 0,
+        quarantined_calls: 0,
+        services: Vec::new(),
+        bindings: Vec::new(),
+        previous_versions: info.previous_versions,
+        last_error: info.last_error,
+        last_error_at_ms: info.last_error_at_unix_ms,
+    }
+}
+
+fn missing(name: &str) -> PluginView {
+    let mut view = view_of(PluginInfo {
+        name: name.to_string(),
+        status: PluginStatus::Failed,
+        current: None,
+        previous_versions: Vec::new(),
+        last_error: None,
+        last_error_at_unix_ms: None,
+    });
+    view.last_error =
+        Some("not loaded: no such plugin in the plugin directory or the store".into());
+    view
+}
+
+fn add_counters(view: &mut PluginView, bound: &BoundPlugin) {
+    let counters = bound.stats().counters;
+    view.calls += counters.calls;
+    view.fallbacks += counters.fallbacks;
+    view.traps += counters.traps;
+    view.timeouts += counters.timeouts;
+    view.quarantined_calls += counters.quarantined_calls;
+}
+
+/// A service binding and the plugin its slot holds.
+type BindingSlot = (BindingView, Option<Arc<BoundPlugin>>);
+
+/// Per plugin name: each service binding and what its slot holds.
+fn current_bindings(state: &AppState) -> BTreeMap<String, Vec<BindingSlot>> {
+    let mut bindings: BTreeMap<String, Vec<BindingSlot>> = BTreeMap::new();
+    for service in state.services.load().values() {
+        for (kind, policy) in policy_refs(&service.spec) {
+            let bound = match kind {
+                PolicyKind::Retry => service.policies.retry.plugin(),
+                PolicyKind::Routing => service.policies.routing.plugin(),
+                PolicyKind::Checkpoint => state.writes.checkpoints.policy.plugin(),
+            }
+            .filter(|bound| bound.name() == policy.plugin);
+            let view = BindingView {
+                service: service.name().to_string(),
+                kind,
+                version: bound.as_ref().map(|b| b.version().to_string()),
+            };
+            bindings
+                .entry(policy.plugin.clone())
+                .or_default()
+                .push((view, bound));
+        }
+    }
+    bindings
+}
+
+/// Bounds a name echoed back in an error: it is untrusted input.
+fn truncated(name: &str) -> String {
+    name.chars().take(80).collect()
+}

@@ -1,0 +1,354 @@
+//! `/admin/services`: read, add, replace and delete services at run time,
+//! and look up a key's replicas.
+//!
+//! A `PUT` body is a service object of the configuration file's schema
+//! (`name` may be omitted; if present it must match the path). It is
+//! validated exactly like the file (field-level errors, 422), its plugin
+//! bindings are bound (a missing plugin or a rejected config is 422), then
+//! the change is appended to the durable log and fsynced
+//! ([`crate::service_changes`]), and only then swapped in: the new ring,
+//! node table and policies serve new requests, requests in flight finish on
+//! the service they started with. Hint cursors are keyed by service and node
+//! id, so a node that stays keeps its cursor and backlog across the change.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::api::admin::read_body;
+use crate::api::admin_error::{AdminError, FieldProblem};
+use crate::api::admin_state::{ServiceView, service_view};
+use crate::config::{ConfigError, ServiceSpec, validate_service_name};
+use crate::inbound::ROUTING_KEY_BYTES_MAX;
+use crate::service::Service;
+use crate::service_changes::{KIND_SERVICE_CHANGE, ServiceChange, apply_to_config};
+use crate::state::AppState;
+
+/// Largest service definition accepted.
+pub const SERVICE_BODY_BYTES_MAX: u64 = 1024 * 1024;
+
+/// `GET /admin/services`: every service's spec, in configuration order.
+pub async fn list(State(state): State<AppState>) -> Json<Vec<ServiceSpec>> {
+    Json(state.config.load().services.clone())
+}
+
+/// `GET /admin/services/{name}`: spec, node health and ring shares.
+pub async fn one(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceView>, AdminError> {
+    let service = existing(&state, &name)?;
+    Ok(Json(service_view(&state, &service)))
+}
+
+/// `PUT /admin/services/{name}`: 201 when added, 200 when replaced.
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AdminError> {
+    check_name(&name)?;
+    let bytes = read_body(&headers, body, SERVICE_BODY_BYTES_MAX).await?;
+    let spec = parse_spec(&name, &bytes)?;
+    let host = &state.control.plugins;
+    let _changes = host.lock().await;
+    let next = apply_to_config(
+        &state.config.load(),
+        &ServiceChange::Put {
+            spec: Box::new(spec.clone()),
+        },
+    );
+    next.validate()
+        .map_err(|error| unprocessable("invalid configuration after the change", error))?;
+    let bound = host.bind_for(&spec).await?;
+    let service = Arc::new(Service::build(spec.clone(), &state.runtime).map_err(|e| {
+        AdminError::Unprocessable {
+            reason: e.to_string(),
+            fields: Vec::new(),
+        }
+    })?);
+    for (kind, plugin) in bound {
+        crate::service::bind_policy(&state, &service, kind, Some(plugin))
+            .map_err(AdminError::internal)?;
+    }
+    let added = state.service(&name).is_none();
+    commit(
+        &state,
+        ServiceChange::Put {
+            spec: Box::new(spec),
+        },
+        Some(service.clone()),
+    )
+    .await?;
+    crate::health::spawn_active_checks(&service, state.client.clone(), state.shutdown_signal());
+    tracing::info!(service = %name, added, "service changed through the admin API");
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(service_view(&state, &service))).into_response())
+}
+
+/// `DELETE /admin/services/{name}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, AdminError> {
+    check_name(&name)?;
+    let _changes = state.control.plugins.lock().await;
+    existing(&state, &name)?;
+    commit(&state, ServiceChange::Delete { name: name.clone() }, None).await?;
+    tracing::info!(service = %name, "service deleted through the admin API");
+    Ok(Json(serde_json::json!({ "deleted": name })).into_response())
+}
+
+/// Makes `change` durable, then visible: log append (fsynced), running
+/// configuration, service table, and only then the ledger registration
+/// that lets a checkpoint claim to cover it (see `service_changes`).
+async fn commit(
+    state: &AppState,
+    change: ServiceChange,
+    service: Option<Arc<Service>>,
+) -> Result<(), AdminError> {
+    let payload = change.encode().map_err(AdminError::internal)?;
+    let ticket = state.writes.ledger.begin_append();
+    let lsn = state
+        .writes
+        .log
+        .append(KIND_SERVICE_CHANGE, payload)
+        .await
+        .map_err(|error| {
+            if error.is_unavailable() {
+                AdminError::Unavailable(format!("the durable log refuses writes: {error}"))
+            } else {
+                AdminError::internal(error)
+            }
+        })?;
+    state.config.rcu(|config| apply_to_config(config, &change));
+    let name = change.name().to_string();
+    state.services.rcu(|services| {
+        let mut next = (**services).clone();
+        match &service {
+            Some(service) => next.insert(name.clone(), service.clone()),
+            None => next.remove(&name),
+        };
+        next
+    });
+    ticket.register(lsn, &[]);
+    state.writes.appended();
+    Ok(())
+}
+
+/// `GET /admin/services/{name}/ring?key=K`: the key's preference list.
+/// The key is taken from the raw query, not percent-decoded, exactly as the
+/// data plane's `query` key rule sees it.
+pub async fn ring(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, AdminError> {
+    let service = existing(&state, &name)?;
+    let key = raw_query_value(uri.query().unwrap_or(""), "key")
+        .ok_or_else(|| AdminError::BadRequest("missing ?key=<routing key>".into()))?;
+    if key.is_empty() || key.len() > ROUTING_KEY_BYTES_MAX {
+        return Err(AdminError::BadRequest(format!(
+            "key must be 1 to {ROUTING_KEY_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(Json(preference_view(&service, key)).into_response())
+}
+
+/// The key's replicas, primary first.
+#[derive(Debug, Serialize)]
+pub struct PreferenceView {
+    pub service: String,
+    pub key: String,
+    /// The key's position on the ring (first 8 bytes of SHA-1, big-endian).
+    pub position: u64,
+    pub replicas: usize,
+    pub preference: Vec<PreferenceEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PreferenceEntry {
+    pub node: String,
+    pub url: String,
+    pub zone: Option<String>,
+    pub healthy: bool,
+}
+
+fn preference_view(service: &Service, key: &str) -> PreferenceView {
+    let now_ms = crate::clock::now_ms();
+    let preference = service
+        .preference(key.as_bytes())
+        .iter()
+        .map(|index| {
+            let node = &service.nodes[index];
+            PreferenceEntry {
+                node: node.spec.id.clone(),
+                url: node.spec.url.clone(),
+                zone: node.spec.zone.clone(),
+                healthy: node.health.is_healthy(now_ms),
+            }
+        })
+        .collect();
+    PreferenceView {
+        service: service.name().to_string(),
+        key: key.to_string(),
+        position: crate::ring::position_of(key.as_bytes()),
+        replicas: service.replicas(),
+        preference,
+    }
+}
+
+fn raw_query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').take(256).find_map(|pair| {
+        pair.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
+}
+
+fn check_name(name: &str) -> Result<(), AdminError> {
+    validate_service_name(name).map_err(|reason| {
+        let shown: String = name.chars().take(80).collect();
+        AdminError::BadRequest(format!("invalid service name {shown:?}: {reason}"))
+    })
+}
+
+fn existing(state: &AppState, name: &str) -> Result<Arc<Service>, AdminError> {
+    state.service(name).ok_or_else(|| {
+        let shown: String = name.chars().take(80).collect();
+        AdminError::NotFound(format!("no service named {shown:?}"))
+    })
+}
+
+/// The body as a service spec named `name`, with every problem named.
+fn parse_spec(name: &str, bytes: &[u8]) -> Result<ServiceSpec, AdminError> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| AdminError::BadRequest(format!("body is not JSON: {e}")))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(AdminError::Unprocessable {
+            reason: "expected a JSON object".into(),
+            fields: Vec::new(),
+        });
+    };
+    match object.get("name") {
+        None => {
+            object.insert("name".into(), serde_json::Value::String(name.to_string()));
+        }
+        Some(serde_json::Value::String(given)) if given == name => {}
+        Some(_) => {
+            return Err(AdminError::Unprocessable {
+                reason: "invalid service".into(),
+                fields: vec![FieldProblem {
+                    path: "name".into(),
+                    message: format!("must be {name:?}, as in the path"),
+                }],
+            });
+        }
+    }
+    let spec: ServiceSpec = serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        AdminError::Unprocessable {
+            reason: "invalid service".into(),
+            fields: vec![FieldProblem {
+                path,
+                message: error.into_inner().to_string(),
+            }],
+        }
+    })?;
+    spec.validate()
+        .map_err(|error| unprocessable("invalid service", error))?;
+    Ok(spec)
+}
+
+fn unprocessable(reason: &str, error: ConfigError) -> AdminError {
+    AdminError::Unprocessable {
+        reason: reason.to_string(),
+        fields: error
+            .field_errors()
+            .into_iter()
+            .map(FieldProblem::from)
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(value: serde_json::Value) -> Vec<u8> {
+        value.to_string().into_bytes()
+    }
+
+    fn minimal() -> serde_json::Value {
+        serde_json::json!({
+            "nodes": [{"id": "a", "url": "http://127.0.0.1:7001"}, {"id": "b", "url": "http://127.0.0.1:7002"}],
+            "key": {"path_segment": 1},
+        })
+    }
+
+    #[test]
+    fn the_path_names_the_service() {
+        let spec = parse_spec("users", &body(minimal())).unwrap();
+        assert_eq!(spec.name, "users");
+        let mut other = minimal();
+        other["name"] = "orders".into();
+        let AdminError::Unprocessable { fields, .. } =
+            parse_spec("users", &body(other)).unwrap_err()
+        else {
+            panic!("expected 422");
+        };
+        assert_eq!(fields[0].path, "name");
+    }
+
+    #[test]
+    fn type_and_range_errors_name_their_fields() {
+        let mut wrong_type = minimal();
+        wrong_type["timeouts"] = serde_json::json!({"per_try_ms": "fast"});
+        let AdminError::Unprocessable { fields, .. } =
+            parse_spec("users", &body(wrong_type)).unwrap_err()
+        else {
+            panic!("expected 422");
+        };
+        assert_eq!(fields[0].path, "timeouts.per_try_ms");
+
+        let mut quorum = minimal();
+        quorum["write_quorum"] = 3.into();
+        let AdminError::Unprocessable { fields, .. } =
+            parse_spec("users", &body(quorum)).unwrap_err()
+        else {
+            panic!("expected 422");
+        };
+        assert!(
+            fields.iter().any(|f| f.path.ends_with("write_quorum")),
+            "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_bad_request() {
+        assert!(matches!(
+            parse_spec("users", b"\xff\x00"),
+            Err(AdminError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_spec("users", b"[1]"),
+            Err(AdminError::Unprocessable { .. })
+        ));
+    }
+
+    #[test]
+    fn raw_query_values_are_not_decoded() {
+        assert_eq!(raw_query_value("a=1&key=al%20ice", "key"), Some("al%20ice"));
+        assert_eq!(raw_query_value("keys=1", "key"), None);
+    }
+}
