@@ -2,8 +2,9 @@
 //! `host` import that counts `random-u64` calls, a fuel budget per call and
 //! a linear-memory cap that records when it refused to grow.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
@@ -125,8 +126,13 @@ pub fn engine() -> &'static Engine {
     })
 }
 
-/// Loads `plugins/dist/<name>.wasm`, failing with the fix when it is missing.
+/// Loads `plugins/dist/<name>.wasm` (compiled once per test process),
+/// failing with the fix when it is missing.
 pub fn component(name: &str) -> Component {
+    static COMPILED: Mutex<BTreeMap<String, Component>> = Mutex::new(BTreeMap::new());
+    if let Some(component) = COMPILED.lock().unwrap().get(name) {
+        return component.clone();
+    }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../plugins/dist")
         .join(format!("{name}.wasm"));
@@ -135,7 +141,13 @@ pub fn component(name: &str) -> Component {
         "{} is missing: run scripts/build-plugins.sh first",
         path.display()
     );
-    Component::from_file(engine(), &path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    let component = Component::from_file(engine(), &path)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+    COMPILED
+        .lock()
+        .unwrap()
+        .insert(name.to_string(), component.clone());
+    component
 }
 
 pub fn linker() -> Linker<HostState> {
