@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use wasmtime::Store;
 use wasmtime::component::{Component as WasmComponent, InstancePre};
 
 use crate::bindings;
 use crate::error::LoadError;
 use crate::host::HostState;
 use crate::kind::PolicyKind;
+use crate::pool::WorldInstance;
 use crate::validate::Shape;
 
 /// The pre-instantiation template of a component, typed by its world.
@@ -50,6 +52,19 @@ impl WorldPre {
                 bindings::checkpoint::CheckpointPolicyPre::new(pre).map_err(incompatible)?,
             ),
         })
+    }
+
+    /// Instantiates into `store`: runs the component's start code and
+    /// type-checks every export function, but calls none.
+    pub(crate) fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<WorldInstance> {
+        match self {
+            WorldPre::Retry(pre) => pre.instantiate(store).map(WorldInstance::Retry),
+            WorldPre::Routing(pre) => pre.instantiate(store).map(WorldInstance::Routing),
+            WorldPre::Checkpoint(pre) => pre.instantiate(store).map(WorldInstance::Checkpoint),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings;
-use crate::component::{Compiled, WorldPre};
+use crate::component::Compiled;
 use crate::engine::deadline_ticks;
 use crate::env::HostEnv;
 use crate::error::Failure;
@@ -61,7 +61,13 @@ impl Instance {
     }
 }
 
-fn classify(store: &Store<HostState>, error: &wasmtime::Error) -> Failure {
+/// Whether a failed instantiation or call is the guest's doing (a trap or
+/// a denied growth) rather than the host refusing the component's types.
+pub(crate) fn is_guest_fault(store: &Store<HostState>, error: &wasmtime::Error) -> bool {
+    store.data().growth_denied() || error.downcast_ref::<Trap>().is_some()
+}
+
+pub(crate) fn classify(store: &Store<HostState>, error: &wasmtime::Error) -> Failure {
     if store.data().growth_denied() {
         return Failure::MemoryLimit;
     }
@@ -116,11 +122,7 @@ impl Recipe {
         let failed = |store: &Store<HostState>, e: wasmtime::Error| {
             InstantiateError::Failed(classify(store, &e))
         };
-        let world = match &self.compiled.pre {
-            WorldPre::Retry(pre) => pre.instantiate(&mut store).map(WorldInstance::Retry),
-            WorldPre::Routing(pre) => pre.instantiate(&mut store).map(WorldInstance::Routing),
-            WorldPre::Checkpoint(pre) => pre.instantiate(&mut store).map(WorldInstance::Checkpoint),
-        };
+        let world = self.compiled.pre.instantiate(&mut store);
         let world = world.map_err(|e| failed(&store, e))?;
         let configured = match &world {
             WorldInstance::Retry(w) => w

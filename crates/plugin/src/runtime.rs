@@ -22,21 +22,26 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use wasmtime::Engine;
 use wasmtime::component::{Component as WasmComponent, HasSelf, Linker};
+use wasmtime::{Engine, Store};
 
 use crate::bindings;
 use crate::cache::{DiskCache, Lookup};
 use crate::component::{CacheOutcome, Compiled, Component, WorldPre};
+use crate::engine::deadline_ticks;
 use crate::engine::{EngineCaps, EpochTicker, build_engine};
 use crate::env::{HostEnv, unix_now_ms};
 use crate::error::{LoadError, RuntimeError};
-use crate::host::HostState;
+use crate::host::{HostState, PluginTag};
 use crate::kind::PolicyKind;
+use crate::limits::Limits;
+use crate::pool::{classify, is_guest_fault};
 use crate::validate;
 
 /// Default bound on the size of a component's bytes.
 pub const COMPONENT_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
+/// Deadline of the load-time trial instantiation.
+const TRIAL_TIMEOUT_MS: u32 = 1_000;
 /// Name of the cache directory inside levee's data directory.
 pub const CACHE_DIR_NAME: &str = "plugin-cache";
 
@@ -260,12 +265,50 @@ impl Runtime {
                     detail: format!("{e:#}"),
                 })?;
         let pre = WorldPre::new(shape.kind, instance_pre)?;
+        self.trial_instantiate(shape.kind, &pre)?;
         Ok(Compiled {
             code,
             pre,
             shape,
             compile_ms,
         })
+    }
+
+    /// Instantiates once in a throwaway store, under engine-wide limits
+    /// and a load-time deadline. This is where wasmtime type-checks each
+    /// export function, so a component with the right export names but the
+    /// wrong signatures is refused at load rather than at its first bind; a
+    /// component whose start code traps or loops is refused too.
+    fn trial_instantiate(&self, kind: PolicyKind, pre: &WorldPre) -> Result<(), LoadError> {
+        let caps = &self.inner.caps;
+        let limits = Limits {
+            configure_timeout_ms: TRIAL_TIMEOUT_MS,
+            memory_bytes_max: caps.memory_bytes_max,
+            table_elements_max: caps.table_elements_max,
+            instances_max: caps.core_instances_per_component_max,
+            memories_max: caps.memories_per_component_max,
+            tables_max: caps.tables_per_component_max,
+            ..Limits::default()
+        };
+        let tag = Arc::new(PluginTag {
+            name: "load-check".into(),
+            version: "".into(),
+        });
+        let state = HostState::new(tag, self.inner.env.clone(), Arc::default(), &limits);
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|state| state.limiter());
+        store.set_epoch_deadline(deadline_ticks(TRIAL_TIMEOUT_MS, self.inner.epoch_tick_ms));
+        store.data_mut().begin_call();
+        match pre.instantiate(&mut store) {
+            Ok(_) => Ok(()),
+            Err(e) if is_guest_fault(&store, &e) => {
+                Err(LoadError::Instantiate(classify(&store, &e).to_string()))
+            }
+            Err(e) => Err(LoadError::Incompatible {
+                world: kind,
+                detail: format!("{e:#}"),
+            }),
+        }
     }
 
     /// Only validated code is cached; a failed write costs a recompile on

@@ -1,0 +1,550 @@
+//! The adversarial zoo: plugins that loop, bomb memory, panic, recurse
+//! without end, answer absurdly, implement the wrong world, reject every
+//! config, or fail on some inputs; plus garbage, empty and hand-written
+//! components. Each must end in a clear load error or a counted fallback to
+//! the native policy, with the runtime still healthy afterwards.
+
+mod support;
+
+use std::sync::Arc;
+
+use levee_plugin::{
+    BoundPlugin, Failure, Limits, LoadError, PolicyKind, RetryPolicy, RoutingPolicy, Runtime,
+    Source,
+};
+use levee_policy::{RetryBackoff, RetryDecision, RouteAffinity, Target};
+use support::*;
+
+/// The native answer to a 500 is a deterministic give-up, whatever the
+/// random value: what every fallback below must return.
+fn native_give_up_on_500() -> RetryDecision {
+    RetryBackoff::default().decide(&get("/k"), &status("n1", 1, 500), &roomy_context(), 0)
+}
+
+fn bind_zoo(runtime: &Runtime, name: &str, config: &str, limits: Limits) -> Arc<BoundPlugin> {
+    let component = runtime
+        .compile_as(name, &dist(&format!("zoo/{name}")), PolicyKind::Retry)
+        .unwrap();
+    component.bind(runtime, config, limits).unwrap()
+}
+
+/// Binds a misbehaving retry plugin, calls it once, and returns the failure.
+fn one_failing_call(runtime: &Runtime, name: &str, config: &str) -> (Failure, Arc<BoundPlugin>) {
+    // Only the deadline test runs under the default 2 ms budget: the others
+    // must fail for their own reason even on a preempted test thread.
+    let limits = if name == "infinite-loop" {
+        Limits::default()
+    } else {
+        patient_limits()
+    };
+    let bound = bind_zoo(runtime, name, config, limits);
+    let policy = RetryPolicy::new(runtime, RetryBackoff::default());
+    policy.bind(Some(bound.clone())).unwrap();
+    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    assert_eq!(
+        decided.value,
+        native_give_up_on_500(),
+        "{name}: the native policy answers"
+    );
+    let Source::Fallback {
+        failure, version, ..
+    } = decided.source
+    else {
+        panic!("{name}: expected a fallback, got {:?}", decided.source);
+    };
+    assert_eq!(&*version, bound.version());
+    (failure, bound)
+}
+
+/// A good plugin still decides correctly on this runtime.
+fn assert_runtime_healthy(runtime: &Runtime) {
+    let component = runtime
+        .compile("retry-backoff", &dist("retry-backoff"))
+        .unwrap();
+    let policy = RetryPolicy::new(runtime, RetryBackoff::default());
+    policy
+        .bind(Some(
+            component.bind(runtime, "{}", patient_limits()).unwrap(),
+        ))
+        .unwrap();
+    let decided = policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
+    assert!(
+        matches!(decided.source, Source::Plugin { .. }),
+        "{:?}",
+        decided.source
+    );
+    match decided.value {
+        RetryDecision::Retry { delay_ms, target } => {
+            assert!(
+                delay_ms <= 25,
+                "first retry backs off at most base_delay_ms: {delay_ms}"
+            );
+            assert_eq!(target, Target::Next);
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+}
+
+#[test]
+fn infinite_loop_is_stopped_by_the_deadline() {
+    let runtime = seeded_runtime(SEED);
+    let (failure, bound) = one_failing_call(&runtime, "infinite-loop", "{}");
+    assert_eq!(failure, Failure::Timeout);
+    let counters = bound.stats().counters;
+    assert_eq!(
+        (counters.calls, counters.timeouts, counters.fallbacks),
+        (1, 1, 1)
+    );
+    assert_eq!(counters.discarded_instances, 1);
+    assert_runtime_healthy(&runtime);
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let runtime = seeded_runtime(SEED);
+    let (failure, bound) = one_failing_call(&runtime, "memory-bomb", "{}");
+    assert_eq!(failure, Failure::MemoryLimit);
+    assert_eq!(bound.stats().counters.memory_limits, 1);
+    assert_runtime_healthy(&runtime);
+}
+
+#[test]
+fn panic_traps_and_is_counted() {
+    let runtime = seeded_runtime(SEED);
+    let (failure, bound) = one_failing_call(&runtime, "panic", "{}");
+    assert!(
+        matches!(&failure, Failure::Trap(detail) if detail.contains("unreachable")),
+        "{failure:?}"
+    );
+    let counters = bound.stats().counters;
+    assert_eq!((counters.traps, counters.discarded_instances), (1, 1));
+    assert_runtime_healthy(&runtime);
+}
+
+#[test]
+fn deep_recursion_traps() {
+    let runtime = seeded_runtime(SEED);
+    let (failure, bound) = one_failing_call(&runtime, "deep-recursion", "{}");
+    assert!(matches!(failure, Failure::Trap(_)), "{failure:?}");
+    assert_eq!(bound.stats().counters.traps, 1);
+    assert_runtime_healthy(&runtime);
+}
+
+#[test]
+fn huge_string_cannot_exhaust_the_host() {
+    let runtime = seeded_runtime(SEED);
+    // 100 MB cannot even be built inside the 16 MiB memory cap.
+    let (failure, _) = one_failing_call(&runtime, "huge-string", "{}");
+    assert_eq!(failure, Failure::MemoryLimit);
+
+    // 1 MB fits in memory; the reason is truncated to the returned-string cap.
+    let bound = bind_zoo(
+        &runtime,
+        "huge-string",
+        r#"{"reason_bytes": 1000000}"#,
+        patient_limits(),
+    );
+    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
+    policy.bind(Some(bound.clone())).unwrap();
+    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    assert!(
+        matches!(decided.source, Source::Plugin { .. }),
+        "{:?}",
+        decided.source
+    );
+    let RetryDecision::GiveUp(reason) = decided.value else {
+        panic!("expected a give-up")
+    };
+    assert_eq!(
+        reason.len(),
+        bound.limits().returned_string_bytes_max as usize
+    );
+    assert_runtime_healthy(&runtime);
+}
+
+#[test]
+fn huge_route_plans_are_refused_or_cleaned() {
+    let runtime = seeded_runtime(SEED);
+    let component = runtime
+        .compile_as("huge-list", &dist("zoo/huge-list"), PolicyKind::Routing)
+        .unwrap();
+    let candidates = vec![node("n1", None, true), node("n2", None, true)];
+    let native = RouteAffinity::default().route(&get("/k"), &candidates);
+    let route = |config: &str| {
+        let policy = RoutingPolicy::new(RouteAffinity::default());
+        policy
+            .bind(Some(
+                component.bind(&runtime, config, patient_limits()).unwrap(),
+            ))
+            .unwrap();
+        policy.route(&get("/k"), &candidates)
+    };
+
+    // A million ids do not fit in the memory cap.
+    let decided = route("{}");
+    assert!(
+        matches!(
+            decided.source,
+            Source::Fallback {
+                failure: Failure::MemoryLimit,
+                ..
+            }
+        ),
+        "{:?}",
+        decided.source
+    );
+    assert_eq!(decided.value, native);
+
+    // 100 ids fit in memory but exceed route_order_max (64): invalid output.
+    let decided = route(r#"{"order_len": 100}"#);
+    let Source::Fallback {
+        failure: Failure::InvalidOutput(detail),
+        ..
+    } = &decided.source
+    else {
+        panic!(
+            "expected an invalid-output fallback, got {:?}",
+            decided.source
+        );
+    };
+    assert!(
+        detail.contains("100 node ids, more than the 64 allowed"),
+        "{detail}"
+    );
+    assert_eq!(decided.value, native);
+
+    // 10 ids: accepted, and the unknown ones are dropped.
+    let decided = route(r#"{"order_len": 10}"#);
+    assert!(
+        matches!(decided.source, Source::Plugin { .. }),
+        "{:?}",
+        decided.source
+    );
+    assert_eq!(
+        decided.value.order,
+        vec!["n1".to_string(), "n2".to_string()]
+    );
+}
+
+#[test]
+fn wrong_world_is_refused_with_the_exports_named() {
+    let runtime = seeded_runtime(SEED);
+    let bytes = dist("zoo/wrong-world");
+    let error = runtime
+        .compile_as("wrong-world", &bytes, PolicyKind::Retry)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "expected world retry-policy (export levee:policy/retry@0.1.0), \
+         but the component exports [levee:policy/checkpoint@0.1.0]"
+    );
+    // Loaded as what it is, it cannot be bound where a retry policy goes.
+    let component = runtime.compile("wrong-world", &bytes).unwrap();
+    assert_eq!(component.kind(), PolicyKind::Checkpoint);
+    let bound = component.bind(&runtime, "{}", patient_limits()).unwrap();
+    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
+    let error = policy.bind(Some(bound)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LoadError::WrongWorld {
+                expected: PolicyKind::Retry,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(policy.plugin().is_none());
+}
+
+#[test]
+fn bad_config_is_refused_with_the_plugins_reason() {
+    let runtime = seeded_runtime(SEED);
+    let component = runtime
+        .compile_as("bad-config", &dist("zoo/bad-config"), PolicyKind::Retry)
+        .unwrap();
+    let error = component
+        .bind(&runtime, r#"{"anything": 1}"#, patient_limits())
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "plugin rejected its config: zoo/bad-config rejects every config (got 15 bytes)"
+    );
+}
+
+#[test]
+fn garbage_empty_and_core_modules_are_not_components() {
+    let runtime = seeded_runtime(SEED);
+    let cases: [(&[u8], &str); 4] = [
+        (b"", "not a WebAssembly component: the input is empty"),
+        (
+            b"GIF89a this is not wasm at all",
+            "not a WebAssembly component: missing the \\0asm magic header",
+        ),
+        (
+            b"\0asm\x01\0\0\0",
+            "not a WebAssembly component: this is a core WebAssembly module",
+        ),
+        (
+            b"\0asm\x0d\0\x01\0\xff\xff\xff",
+            "invalid WebAssembly component",
+        ),
+    ];
+    for (bytes, expected) in cases {
+        let error = runtime.compile("junk", bytes).unwrap_err().to_string();
+        assert!(
+            error.starts_with(expected),
+            "{error:?} should start with {expected:?}"
+        );
+    }
+    // Random bytes behind a valid header are still refused, never a panic.
+    let mut state = SEED;
+    for _ in 0..20 {
+        let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+        bytes.extend((0..200).map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        }));
+        assert!(runtime.compile("junk", &bytes).is_err());
+    }
+    assert_runtime_healthy(&runtime);
+}
+
+#[test]
+fn foreign_imports_and_missing_exports_are_named() {
+    let runtime = seeded_runtime(SEED);
+    let importer = wat::parse_str(
+        r#"(component
+            (import "wasi:cli/environment@0.2.0" (instance
+                (export "get-arguments" (func (result (list string))))))
+            (import "wasi:filesystem/types@0.2.0" (instance)))"#,
+    )
+    .unwrap();
+    let error = runtime.compile("importer", &importer).unwrap_err();
+    assert_eq!(
+        error,
+        LoadError::ForbiddenImports {
+            imports: vec![
+                "wasi:cli/environment@0.2.0".into(),
+                "wasi:filesystem/types@0.2.0".into()
+            ]
+        }
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("may import only levee:policy/host@0.1.0"),
+        "{error}"
+    );
+
+    let empty = wat::parse_str("(component)").unwrap();
+    let error = runtime.compile("empty", &empty).unwrap_err().to_string();
+    assert!(
+        error.starts_with("not a levee policy: expected one of the worlds retry-policy"),
+        "{error}"
+    );
+    assert!(error.ends_with("but the component exports []"), "{error}");
+
+    // The right export names with the wrong types are caught at load.
+    let impostor = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $retry (export "configure" (func $f)) (export "decide" (func $f)))
+            (export "levee:policy/retry@0.1.0" (instance $retry)))"#,
+    )
+    .unwrap();
+    let error = runtime.compile("impostor", &impostor).unwrap_err();
+    let LoadError::Incompatible {
+        world: PolicyKind::Retry,
+        detail,
+    } = &error
+    else {
+        panic!("expected a type mismatch, got {error}");
+    };
+    assert!(
+        detail.contains("configure") || detail.contains("type"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn oversized_components_and_configs_are_refused() {
+    let runtime = seeded_runtime(SEED);
+    let huge = vec![0u8; levee_plugin::runtime::COMPONENT_BYTES_MAX_DEFAULT + 1];
+    assert!(matches!(
+        runtime.compile("huge", &huge).unwrap_err(),
+        LoadError::TooLarge { .. }
+    ));
+    let component = runtime
+        .compile("retry-backoff", &dist("retry-backoff"))
+        .unwrap();
+    let config = format!(
+        "{{\"pad\": \"{}\"}}",
+        "x".repeat(levee_policy::limits::CONFIG_BYTES_MAX)
+    );
+    let error = component
+        .bind(&runtime, &config, Limits::default())
+        .unwrap_err();
+    assert!(matches!(error, LoadError::ConfigTooLarge { .. }), "{error}");
+    let error = component
+        .bind(
+            &runtime,
+            "{}",
+            Limits {
+                call_timeout_ms: 0,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(error, LoadError::InvalidLimits(_)), "{error}");
+}
+
+#[test]
+fn flaky_failures_are_counted_and_trapped_instances_never_reused() {
+    let runtime = seeded_runtime(SEED);
+    let limits = Limits {
+        consecutive_failures_max: 2,
+        ..patient_limits()
+    };
+    let bound = bind_zoo(&runtime, "flaky", "{}", limits);
+    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
+    policy.bind(Some(bound.clone())).unwrap();
+    let context = roomy_context();
+
+    // Odd attempts succeed, even ones panic. Alternating never reaches two
+    // failures in a row, so the plugin is never quarantined.
+    for attempt in 1..=20u32 {
+        let decided = policy.decide(&get("/k"), &status("n1", attempt, 503), &context);
+        if attempt % 2 == 1 {
+            assert!(
+                matches!(decided.source, Source::Plugin { .. }),
+                "attempt {attempt}: {:?}",
+                decided.source
+            );
+        } else {
+            assert!(
+                matches!(
+                    decided.source,
+                    Source::Fallback {
+                        failure: Failure::Trap(_),
+                        ..
+                    }
+                ),
+                "{:?}",
+                decided.source
+            );
+        }
+    }
+    let counters = bound.stats().counters;
+    assert_eq!(
+        (
+            counters.calls,
+            counters.ok,
+            counters.traps,
+            counters.fallbacks
+        ),
+        (20, 10, 10, 10)
+    );
+    // Every trapped instance was thrown away, and each success after a trap
+    // needed a fresh one: 1 at bind (served attempts 1 and 2), then one
+    // for each of attempts 3, 5, ..., 19.
+    assert_eq!(counters.discarded_instances, 10);
+    assert_eq!(counters.instantiations, 10);
+    assert!(!bound.is_quarantined());
+}
+
+#[test]
+fn quarantine_after_consecutive_failures_until_a_new_version_is_bound() {
+    let runtime = seeded_runtime(SEED);
+    let limits = Limits {
+        consecutive_failures_max: 3,
+        ..patient_limits()
+    };
+    let bound = bind_zoo(&runtime, "panic", "{}", limits);
+    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
+    policy.bind(Some(bound.clone())).unwrap();
+
+    for _ in 0..3 {
+        let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+        assert!(
+            matches!(decided.source, Source::Fallback { .. }),
+            "{:?}",
+            decided.source
+        );
+    }
+    assert!(bound.is_quarantined());
+    let reason = bound.stats().quarantine_reason.unwrap();
+    assert!(reason.starts_with("3 consecutive failures"), "{reason}");
+
+    // Quarantined: native answers without calling the plugin.
+    for _ in 0..5 {
+        let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+        assert!(
+            matches!(decided.source, Source::Quarantined { .. }),
+            "{:?}",
+            decided.source
+        );
+        assert_eq!(decided.value, native_give_up_on_500());
+    }
+    let counters = bound.stats().counters;
+    assert_eq!(
+        (counters.calls, counters.traps, counters.quarantined_calls),
+        (3, 3, 5)
+    );
+
+    // Another binding of the same version stays quarantined...
+    let again = bound
+        .component()
+        .bind(&runtime, "{}", patient_limits())
+        .unwrap();
+    policy.bind(Some(again)).unwrap();
+    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    assert!(matches!(decided.source, Source::Quarantined { .. }));
+
+    // ...a new version is called again.
+    let fresh = runtime
+        .compile("retry-backoff", &dist("retry-backoff"))
+        .unwrap();
+    policy
+        .bind(Some(fresh.bind(&runtime, "{}", patient_limits()).unwrap()))
+        .unwrap();
+    let decided = policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
+    assert!(
+        matches!(decided.source, Source::Plugin { .. }),
+        "{:?}",
+        decided.source
+    );
+}
+
+#[test]
+fn the_whole_zoo_in_one_runtime_leaves_it_healthy() {
+    let runtime = seeded_runtime(SEED);
+    for name in [
+        "infinite-loop",
+        "memory-bomb",
+        "panic",
+        "deep-recursion",
+        "huge-string",
+    ] {
+        for _ in 0..3 {
+            let (failure, _) = one_failing_call(&runtime, name, "{}");
+            assert_ne!(failure, Failure::PoolExhausted, "{name}");
+        }
+    }
+    assert_runtime_healthy(&runtime);
+}
+
+#[test]
+fn no_plugin_means_native() {
+    let runtime = seeded_runtime(SEED);
+    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
+    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    assert_eq!(decided.source, Source::Native);
+    assert_eq!(decided.value, native_give_up_on_500());
+    assert_eq!(policy.native_calls(), 1);
+    assert!(policy.stats().is_none());
+}
