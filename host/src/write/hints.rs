@@ -348,13 +348,15 @@ impl AppendTicket<'_> {
             // will read it back. Only reachable if the log misreported.
             return;
         }
+        // In flight first: a node first seen here starts at the cursor the
+        // registration had before this LSN.
+        for target in targets {
+            inner.node_mut(target).inflight.insert(lsn);
+        }
         inner.registered_ahead.insert(lsn);
         while inner.registered_ahead.first() == Some(&(inner.registered_through + 1)) {
             inner.registered_ahead.pop_first();
             inner.registered_through += 1;
-        }
-        for target in targets {
-            inner.node_mut(target).inflight.insert(lsn);
         }
         let registered_through = inner.registered_through;
         for node in inner.nodes.values_mut() {
@@ -876,6 +878,10 @@ mod tests {
         ) {
             let nodes = [node("a"), node("b"), node("c")];
             let ledger = HintLedger::new(0);
+            // As at start-up: every configured node is declared.
+            for target in &nodes {
+                ledger.recover_node(target, 0, HintCounters::default());
+            }
             let count = writes.len() as u64;
             // Register in a shuffled order, as concurrent appends would.
             let mut order: Vec<u64> = (1..=count).collect();
