@@ -943,7 +943,7 @@ mod tests {
             Config::from_json(&json!({"services": [service(3), bad]}).to_string()).unwrap_err();
         let message = messages(error).join("\n");
         assert!(
-            message.starts_with("services[1]: unknown field `max_atempts`"),
+            message.starts_with("services[1].max_atempts: unknown field `max_atempts`"),
             "{message}"
         );
     }

@@ -202,6 +202,7 @@ impl Run<'_> {
             () = tokio::time::sleep(delay) => {}
         }
         if !self.service.budget.try_withdraw(clock::now_ms()) {
+            crate::metrics::budget_exhausted(self.service.name());
             let attempt = first.await;
             return if attempt.is_final() {
                 Round::Final(attempt)
@@ -210,6 +211,7 @@ impl Run<'_> {
             };
         }
         self.attempts.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::hedge_sent(self.service.name());
         let mut second = pin!(self.attempt(hedge_node));
         tokio::select! {
             attempt = &mut first => {
@@ -247,6 +249,7 @@ impl Run<'_> {
     /// Sends the request to one node, recording the outcome in its health.
     async fn attempt(&self, node: usize) -> Attempt {
         let started_ms = clock::now_ms();
+        crate::metrics::attempt_sent(self.service.name(), &self.service.nodes[node].spec.id);
         let remaining_ms = self.deadline_ms.saturating_sub(started_ms).max(1);
         let timeout_ms = self.service.spec.timeouts.per_try_ms.min(remaining_ms);
         let result = match self.build_request(node) {
@@ -266,9 +269,12 @@ impl Run<'_> {
             Ok(_) => Verdict::Success,
             Err(_) => Verdict::Failure,
         };
-        self.service.nodes[node]
-            .health
-            .record(verdict, elapsed_ms, finished_ms);
+        let health = &self.service.nodes[node].health;
+        let ejections_before = health.ejections_total();
+        health.record(verdict, elapsed_ms, finished_ms);
+        if health.ejections_total() > ejections_before {
+            crate::metrics::node_ejected(self.service.name(), &self.service.nodes[node].spec.id);
+        }
         Attempt {
             node,
             result,
@@ -345,9 +351,14 @@ impl Run<'_> {
         };
         let delay_ms = u64::from(delay_ms);
         // The delay and at least a millisecond of attempt must fit.
-        if delay_ms >= deadline_remaining_ms || !self.service.budget.try_withdraw(now_ms) {
+        if delay_ms >= deadline_remaining_ms {
             return None;
         }
+        if !self.service.budget.try_withdraw(now_ms) {
+            crate::metrics::budget_exhausted(self.service.name());
+            return None;
+        }
+        crate::metrics::retry_sent(self.service.name());
         let target = if !idempotent && target == Target::Same {
             Target::Next
         } else {
@@ -669,12 +680,13 @@ mod tests {
         let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default()).unwrap();
         let service = Arc::new(Service::build(spec, &runtime).unwrap());
         let (status, attempts, body) = send(&service, "GET", "k", &[]).await;
-        assert_eq!((status, attempts), (StatusCode::BAD_GATEWAY, 2));
+        // max_attempts (3) wraps around the two candidates.
+        assert_eq!((status, attempts), (StatusCode::BAD_GATEWAY, 3));
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["error"], "bad_gateway");
         assert!(
             body["reason"].as_str().unwrap().starts_with(
-                "no replica of kv answered after 2 attempt(s); last: connection failed"
+                "no replica of kv answered after 3 attempt(s); last: connection failed"
             )
         );
     }
