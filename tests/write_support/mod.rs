@@ -119,7 +119,7 @@ pub async fn restart_levee(levee: &mut Levee) {
     levee.admin = admin;
     for _ in 0..CONVERGE_POLLS {
         if let Some((StatusCode::OK, _, _)) =
-            try_call(Method::GET, &levee.admin_url("/healthz"), &[], "").await
+            try_call(Method::GET, &levee.admin_url("/readyz"), &[], "").await
         {
             return;
         }
