@@ -26,6 +26,7 @@
 //! hedges included) and `x-request-id`.
 
 use std::pin::pin;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -108,15 +109,23 @@ enum Round {
 /// Forwards `inbound` to the service's replicas with retries and hedging.
 pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Response, AppError> {
     let service = inbound.service().clone();
-    let budget_now_ms = clock::now_ms();
-    service.budget.record_request(budget_now_ms);
-    let info = request_info(&service, &inbound);
-    let plan = plan(&service, &inbound, &info, budget_now_ms);
+    let now_ms = clock::now_ms();
+    service.budget.record_request(now_ms);
+    // The plugin-facing request description costs a dozen allocations, so
+    // it is built only when a policy will see it: a bound routing plugin,
+    // or a retry decision.
+    let info = OnceLock::new();
+    let plan = if service.policies.routing.plugin().is_some() {
+        let info = info.get_or_init(|| request_info(&service, &inbound));
+        plan(&service, &inbound, info, now_ms)
+    } else {
+        native_plan(&service, &inbound, now_ms)
+    };
     let run = Run {
         client,
         service: &service,
         inbound: &inbound,
-        info: &info,
+        info,
         plan,
         attempts: AtomicU32::new(0),
         deadline_ms: inbound.started_ms + service.spec.timeouts.total_ms,
@@ -132,7 +141,8 @@ struct Run<'a> {
     client: &'a UpstreamClient,
     service: &'a Service,
     inbound: &'a Inbound,
-    info: &'a RequestInfo,
+    /// Built on first use (see [`forward`]).
+    info: OnceLock<RequestInfo>,
     plan: Plan,
     /// Attempts started (interior mutability because in-flight attempt
     /// futures borrow the run while a hedge is being counted).
@@ -144,6 +154,11 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    fn info(&self) -> &RequestInfo {
+        self.info
+            .get_or_init(|| request_info(self.service, self.inbound))
+    }
+
     /// Attempts until a final answer or until a limit or the policy stops.
     async fn execute(&self) -> Attempt {
         let mut position = 0usize;
@@ -344,7 +359,10 @@ impl Run<'_> {
                 .map(|p| self.service.nodes[self.plan.get(p)].spec.id.clone())
                 .collect(),
         };
-        let decided = self.service.policies.decide_retry(self.info, &outcome, &context);
+        let decided = self
+            .service
+            .policies
+            .decide_retry(self.info(), &outcome, &context);
         self.policy_versions.note(&decided.source);
         let RetryDecision::Retry { delay_ms, target } = decided.value else {
             return None;
@@ -382,7 +400,7 @@ impl Run<'_> {
 
     /// The client's answer from the last attempt.
     fn respond(&self, last: Attempt) -> Result<Response, AppError> {
-        let attempts = HeaderValue::from(self.attempts.load(Ordering::Relaxed));
+        let attempts = attempts_header(self.attempts.load(Ordering::Relaxed));
         match last.result {
             Ok(response) => {
                 let body_bytes_max = RESPONSE_BODY_BYTES_MAX;
@@ -418,6 +436,15 @@ impl Run<'_> {
                 Ok(response)
             }
         }
+    }
+}
+
+/// `x-levee-attempts` values without an allocation for the common counts.
+fn attempts_header(attempts: u32) -> HeaderValue {
+    const STATIC: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    match STATIC.get(attempts as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(attempts),
     }
 }
 
@@ -472,6 +499,66 @@ fn header_text(value: &HeaderValue, bytes_max: usize) -> String {
     text[..end].to_owned()
 }
 
+/// The native `route-affinity` plan, computed over node indices: used when
+/// no routing plugin is bound, i.e. on almost every request, where building
+/// the policy's string-based inputs (a `RequestInfo`, a `Node` per
+/// candidate, an id list back) would cost a few dozen allocations. The rules
+/// are `levee_policy::RouteAffinity::route`'s, applied to the same inputs;
+/// a property test checks that both always agree.
+fn native_plan(service: &Service, inbound: &Inbound, now_ms: u64) -> Plan {
+    let preference = service.preference(inbound.routing_key().as_bytes());
+    let native = service.policies.routing.native();
+    let mut nodes = [0usize; REPLICAS_MAX];
+    let mut healthy = [false; REPLICAS_MAX];
+    let mut zones: [Option<&str>; REPLICAS_MAX] = [None; REPLICAS_MAX];
+    for (slot, node) in preference.iter().enumerate() {
+        nodes[slot] = node;
+        healthy[slot] = service.nodes[node].health.is_healthy(now_ms);
+        zones[slot] = service.nodes[node].spec.zone.as_deref();
+    }
+    let len = preference.len();
+    let mut plan = affinity_order(
+        &nodes[..len],
+        &healthy[..len],
+        &zones[..len],
+        native.config.prefer_zone.as_deref(),
+    );
+    let hedge = if inbound.is_read() && plan.len >= 2 {
+        native.config.hedge_delay_ms
+    } else {
+        None
+    };
+    plan.hedge_delay_ms = hedge.map(u64::from).or(service.spec.hedge_delay_ms);
+    plan
+}
+
+/// `route-affinity`'s order: healthy candidates only (all of them when none
+/// is healthy), those in `prefer_zone` first, each group in ring order.
+fn affinity_order(
+    nodes: &[usize],
+    healthy: &[bool],
+    zones: &[Option<&str>],
+    prefer_zone: Option<&str>,
+) -> Plan {
+    debug_assert!(nodes.len() == healthy.len() && nodes.len() == zones.len());
+    let mut plan = Plan {
+        nodes: [0; REPLICAS_MAX],
+        len: 0,
+        hedge_delay_ms: None,
+    };
+    let any_healthy = healthy.iter().any(|&h| h);
+    let in_zone = |slot: usize| matches!((prefer_zone, zones[slot]), (Some(p), Some(z)) if p == z);
+    for preferred_pass in [true, false] {
+        for slot in 0..nodes.len() {
+            if (healthy[slot] || !any_healthy) && in_zone(slot) == preferred_pass {
+                plan.nodes[plan.len] = nodes[slot];
+                plan.len += 1;
+            }
+        }
+    }
+    plan
+}
+
 /// Asks the routing policy to order the key's replicas.
 fn plan(service: &Service, inbound: &Inbound, info: &RequestInfo, now_ms: u64) -> Plan {
     let preference = service.preference(inbound.routing_key().as_bytes());
@@ -509,6 +596,50 @@ fn plan(service: &Service, inbound: &Inbound, info: &RequestInfo, now_ms: u64) -
         .map(u64::from)
         .or(service.spec.hedge_delay_ms);
     plan
+}
+
+#[cfg(test)]
+mod native_plan_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The index-based fast path and the reference `RouteAffinity`
+        /// decide identically.
+        #[test]
+        fn affinity_order_matches_route_affinity(
+            candidates in proptest::collection::vec((any::<bool>(), 0u8..3), 1..8),
+            prefer in 0u8..3,
+            read in any::<bool>(),
+            hedge in proptest::option::of(1u32..1000),
+        ) {
+            let zone = |z: u8| (z > 0).then(|| format!("z{z}"));
+            let prefer_zone = zone(prefer);
+            let nodes: Vec<levee_policy::Node> = candidates.iter().enumerate().map(|(i, (healthy, z))| levee_policy::Node {
+                id: format!("n{i}"),
+                address: format!("http://127.0.0.1:{}", 7000 + i),
+                zone: zone(*z),
+                weight: 1,
+                healthy: *healthy,
+                ..Default::default()
+            }).collect();
+            let reference = levee_policy::RouteAffinity::new(levee_policy::RoutingConfig {
+                prefer_zone: prefer_zone.clone(),
+                hedge_delay_ms: hedge,
+            }).unwrap();
+            let request = RequestInfo { method: if read { "GET" } else { "POST" }.into(), ..Default::default() };
+            let expected = reference.route(&request, &nodes);
+
+            let indices: Vec<usize> = (0..nodes.len()).collect();
+            let healthy: Vec<bool> = nodes.iter().map(|n| n.healthy).collect();
+            let zones: Vec<Option<&str>> = nodes.iter().map(|n| n.zone.as_deref()).collect();
+            let plan = affinity_order(&indices, &healthy, &zones, prefer_zone.as_deref());
+            let order: Vec<String> = (0..plan.len).map(|p| format!("n{}", plan.nodes[p])).collect();
+            prop_assert_eq!(order, expected.order);
+            let fast_hedge = if read && plan.len >= 2 { hedge } else { None };
+            prop_assert_eq!(fast_hedge, expected.hedge_delay_ms);
+        }
+    }
 }
 
 #[cfg(test)]
