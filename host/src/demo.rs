@@ -47,7 +47,7 @@ const CONVERGE_MS_MAX: u64 = 12_000;
 /// A demo request's timeout.
 const REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// Keys written before and during the failure.
-const KEYS_PER_PHASE: usize = 12;
+const KEYS_PER_PHASE: usize = 24;
 /// The plugins the demo binds, by policy kind.
 const PLUGINS: [(&str, &str); 3] = [
     ("retry", "retry-backoff"),
@@ -106,9 +106,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
 
 /// The narrated scenario.
 async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> anyhow::Result<()> {
-    println!(
-        "levee demo: three key-value replicas behind levee; one of them dies and comes back.\n"
-    );
+    println!("levee demo: three key-value replicas behind levee; one of them dies and comes back.");
 
     step(
         1,
@@ -124,7 +122,10 @@ async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> anyhow::Resul
     }
 
     let plugins = find_plugins(options.plugin_dir.as_deref());
-    step(2, "starting levee (W=2 of N=3 replicas per key)");
+    step(
+        2,
+        "starting levee: every key lives on N=3 replicas, a write needs W=2 acks",
+    );
     match &plugins {
         Ok(dir) => println!(
             "      policies: Wasm plugins retry-backoff, route-affinity, checkpoint-interval from {}",
@@ -143,7 +144,7 @@ async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> anyhow::Resul
 
     step(
         3,
-        "writing keys through levee: every write is logged, then sent to its 3 replicas",
+        "writes: logged durably first, then sent to the key's 3 replicas; answered at 2 acks",
     );
     for i in 0..KEYS_PER_PHASE {
         let response = cluster
@@ -152,22 +153,19 @@ async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> anyhow::Resul
                 &format!("{{\"name\":\"user {i}\",\"v\":1}}"),
             )
             .await?;
+        ensure_success(&response)?;
         if i < 3 {
-            println!(
-                "      PUT /kv/kv/user-{i:<3} -> {}  x-levee-acks: {}",
-                response.status.as_u16(),
-                response.header("x-levee-acks")
-            );
+            print_write(&format!("user-{i}"), &response);
         }
     }
-    println!("      ... {KEYS_PER_PHASE} keys written, all acknowledged by 3/3");
-    for i in 0..3 {
-        let response = cluster.get(&format!("user-{i}")).await?;
-        println!(
-            "      GET /kv/kv/user-{i:<3} -> {}  {}  (attempts: {})",
-            response.status.as_u16(),
-            response.body_text(),
-            response.header("x-levee-attempts")
+    let (keys, _) = cluster.wait_converged().await?;
+    println!(
+        "      ... {KEYS_PER_PHASE} writes; the third copies landed in the background: every replica holds {keys} keys"
+    );
+    for i in 0..2 {
+        print_read(
+            &format!("user-{i}"),
+            &cluster.get(&format!("user-{i}")).await?,
         );
     }
 
@@ -175,7 +173,18 @@ async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> anyhow::Resul
     let victim_pid = cluster.kill_replica(VICTIM)?;
     step(
         4,
-        &format!("SIGKILL replica {victim} (pid {victim_pid}): writes still reach W=2"),
+        &format!(
+            "SIGKILL replica {victim} (pid {victim_pid}); reads of keys it served first fail over"
+        ),
+    );
+    for key in keys_led_by(VICTIM, 5) {
+        print_read(&key, &cluster.get(&key).await?);
+    }
+    println!("      (after a few failures {victim} is ejected: reads stop trying it first)");
+
+    step(
+        5,
+        &format!("writes with {victim} down: still acknowledged by W=2"),
     );
     for i in 0..KEYS_PER_PHASE {
         let key = if i % 3 == 0 {
@@ -186,46 +195,25 @@ async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> anyhow::Resul
         let response = cluster
             .put(&key, &format!("{{\"key\":\"{key}\",\"v\":2}}"))
             .await?;
-        if i < 4 {
-            println!(
-                "      PUT /kv/kv/{key:<9} -> {}  x-levee-acks: {}",
-                response.status.as_u16(),
-                response.header("x-levee-acks")
-            );
-        }
-        if !response.status.is_success() {
-            bail!(
-                "a write failed with one replica down: {} {}",
-                response.status,
-                response.body_text()
-            );
+        ensure_success(&response)?;
+        if i < 3 {
+            print_write(&key, &response);
         }
     }
     println!(
-        "      ... {KEYS_PER_PHASE} more writes acknowledged; replica {victim} missed them all (kept as hints in the log)"
+        "      ... {KEYS_PER_PHASE} writes acknowledged; {victim} missed them: each is a hint, read back from the log later"
     );
-
-    step(
-        5,
-        "reads fail over: keys whose first replica is the dead one are retried on the next",
-    );
-    for i in 0..4 {
-        let response = cluster.get(&format!("user-{}", i * 3)).await?;
+    if let Some(hints) = cluster.node_hints(victim).await {
         println!(
-            "      GET /kv/kv/user-{:<3} -> {}  attempts: {}",
-            i * 3,
-            response.status.as_u16(),
-            response.header("x-levee-attempts")
+            "      hint backlog for {victim}: {} writes ({} bytes) waiting in the log",
+            hints["backlog_records"], hints["backlog_bytes"]
         );
-    }
-    if let Some(backlog) = cluster.hint_backlog(victim).await {
-        println!("      hint backlog for {victim}: {backlog}");
     }
 
     step(
         6,
         &format!(
-            "restarting replica {victim} on the same port; hinted handoff replays what it missed"
+            "restarting replica {victim} on its old port and data; hinted handoff replays what it missed"
         ),
     );
     cluster.restart_replica(VICTIM).await?;
@@ -236,10 +224,54 @@ async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> anyhow::Resul
         started.elapsed().as_secs_f64(),
         &digest[..16]
     );
+    if let Some(hints) = cluster.node_hints(victim).await {
+        println!(
+            "      hints delivered to {victim}: {}, dropped: {}",
+            hints["delivered_records"], hints["dropped_records"]
+        );
+    }
 
     step(7, "summary");
     cluster.print_summary().await;
     Ok(())
+}
+
+/// `count` demo keys whose first replica (ring order) is node `index`.
+fn keys_led_by(index: usize, count: usize) -> Vec<String> {
+    let ring = crate::ring::Ring::new(
+        NODE_IDS.iter().map(|id| (*id, 1)),
+        crate::ring::VNODES_PER_WEIGHT_DEFAULT,
+    )
+    .expect("three distinct nodes make a ring");
+    (0..KEYS_PER_PHASE)
+        .map(|i| format!("user-{i}"))
+        .filter(|key| ring.preference(key.as_bytes(), 1).get(0) == Some(index))
+        .take(count)
+        .collect()
+}
+
+fn ensure_success(reply: &Reply) -> anyhow::Result<()> {
+    if !reply.status.is_success() {
+        bail!("a write failed: {} {}", reply.status, reply.body_text());
+    }
+    Ok(())
+}
+
+fn print_write(key: &str, reply: &Reply) {
+    println!(
+        "      PUT /kv/kv/{key:<9} -> {}  x-levee-acks: {}",
+        reply.status.as_u16(),
+        reply.header("x-levee-acks")
+    );
+}
+
+fn print_read(key: &str, reply: &Reply) {
+    println!(
+        "      GET /kv/kv/{key:<9} -> {}  {}  x-levee-attempts: {}",
+        reply.status.as_u16(),
+        reply.body_text(),
+        reply.header("x-levee-attempts")
+    );
 }
 
 fn step(number: usize, text: &str) {
@@ -650,9 +682,8 @@ impl Cluster {
         self.data_request(Method::GET, key, Bytes::new()).await
     }
 
-    /// The admin API's view of a node's hint backlog, if the admin API
-    /// shows it.
-    async fn hint_backlog(&self, node: &str) -> Option<String> {
+    /// The admin API's view of a node's hints (`/admin/log`), if shown.
+    async fn node_hints(&self, node: &str) -> Option<serde_json::Value> {
         let url = format!("http://{}/admin/log", self.admin);
         let auth = format!("Bearer {}", self.admin_token);
         let reply = self
@@ -661,11 +692,7 @@ impl Cluster {
             .ok()?;
         let value: serde_json::Value = serde_json::from_slice(&reply.body).ok()?;
         let nodes = find_array(&value, "nodes")?;
-        let entry = nodes.iter().find(|entry| entry["node"] == node)?;
-        Some(format!(
-            "{} writes ({} bytes) waiting in the log",
-            entry["backlog_records"], entry["backlog_bytes"]
-        ))
+        nodes.iter().find(|entry| entry["node"] == node).cloned()
     }
 
     /// Polls every replica's `/_dump` until all are identical and reflect
@@ -721,6 +748,9 @@ impl Cluster {
         );
         if let Some(delivered) = self.metric_sum("levee_hints_delivered_total").await {
             let _ = write!(line, "   hints delivered {delivered}");
+        }
+        if let Some(dropped) = self.metric_sum("levee_hints_dropped_total").await {
+            let _ = write!(line, "   hints dropped {dropped}");
         }
         println!("{line}");
     }

@@ -41,6 +41,11 @@ pub const HEDGES_TOTAL: &str = "levee_hedges_total";
 pub const EJECTIONS_TOTAL: &str = "levee_node_ejections_total";
 /// Gauge: undelivered hinted writes, by `service`, `node`.
 pub const HINT_BACKLOG: &str = "levee_hint_backlog";
+/// Counter: hinted writes delivered by the handoff, by `service`, `node`.
+pub const HINTS_DELIVERED_TOTAL: &str = "levee_hints_delivered_total";
+/// Counter: hinted writes dropped (never to be delivered), by `service`,
+/// `node`, `reason` (`age`, `budget`, `rejected`, `undecodable`).
+pub const HINTS_DROPPED_TOTAL: &str = "levee_hints_dropped_total";
 
 // ---- Plugins ----------------------------------------------------------------
 
@@ -185,6 +190,14 @@ fn describe_all() {
         "Passive outlier ejections of upstream nodes."
     );
     describe_gauge!(HINT_BACKLOG, "Hinted writes not yet delivered to a node.");
+    describe_counter!(
+        HINTS_DELIVERED_TOTAL,
+        "Hinted writes delivered by the handoff."
+    );
+    describe_counter!(
+        HINTS_DROPPED_TOTAL,
+        "Hinted writes dropped past their limits, never delivered."
+    );
     describe_counter!(PLUGIN_CALLS_TOTAL, "Policy plugin calls.");
     describe_histogram!(
         PLUGIN_CALL_DURATION_SECONDS,
@@ -360,6 +373,18 @@ pub fn node_ejected(service: &str, node: &str) {
 pub fn hint_backlog(service: &str, node: &str, records: u64) {
     gauge!(HINT_BACKLOG, "service" => service.to_string(), "node" => node.to_string())
         .set(records as f64);
+}
+
+/// The handoff delivered `records` hints to `node`.
+pub fn hints_delivered(service: &str, node: &str, records: u64) {
+    counter!(HINTS_DELIVERED_TOTAL, "service" => service.to_string(), "node" => node.to_string())
+        .increment(records);
+}
+
+/// `records` hints for `node` were dropped for `reason`.
+pub fn hints_dropped(service: &str, node: &str, reason: &'static str, records: u64) {
+    counter!(HINTS_DROPPED_TOTAL, "service" => service.to_string(), "node" => node.to_string(), "reason" => reason)
+        .increment(records);
 }
 
 /// A guarded policy answered; `source` says who (see

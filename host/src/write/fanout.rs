@@ -49,7 +49,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::WritePlane;
 use super::deliver::{self, Answer, SendOutcome};
-use super::hints::{Lsn, NodeRef};
+use super::hints::{DropReason, Lsn, NodeRef};
 use super::record::{KIND_CLIENT_WRITE, REPLICATED_HEADERS, WriteHeader, WriteRecord};
 use crate::api::error::AppError;
 use crate::clock;
@@ -178,8 +178,10 @@ impl WriteJob {
     /// Appends the record and registers it with its targets.
     async fn append(&self, payload: Vec<u8>) -> Result<Lsn, AppError> {
         let ticket = self.plane.ledger.begin_append();
+        let started = std::time::Instant::now();
         match self.plane.log.append(KIND_CLIENT_WRITE, payload).await {
             Ok(lsn) => {
+                crate::metrics::log_append(started.elapsed());
                 let targets: Vec<NodeRef> = self
                     .targets
                     .iter()
@@ -277,6 +279,12 @@ impl ReplicaSend {
                 tracing::warn!(lsn = self.lsn, node = %node_ref, status = answer.status.as_u16(),
                     "replica rejected a write for good; it is not hinted and the replicas may differ");
                 ledger.rejected(&node_ref, self.lsn, bytes);
+                crate::metrics::hints_dropped(
+                    &node_ref.service,
+                    &node_ref.node,
+                    DropReason::Rejected.label(),
+                    1,
+                );
             }
             ReplicaOutcome::Failed(reason) => {
                 tracing::debug!(lsn = self.lsn, node = %node_ref, %reason, "write missed; kept as a hint");

@@ -179,25 +179,25 @@ struct NodeTask {
 /// Drops seen during one walk, reported once at its end.
 #[derive(Default)]
 struct DropTally {
-    by_reason: BTreeMap<&'static str, (u64, u64)>,
+    by_reason: BTreeMap<&'static str, (DropReason, u64, u64)>,
 }
 
 impl DropTally {
     fn add(&mut self, reason: DropReason, bytes: u64) {
-        let name = match reason {
-            DropReason::Age => "older than hints.age_ms_max",
-            DropReason::Budget => "over hints.bytes_max",
-            DropReason::Rejected => "rejected by the replica",
-            DropReason::Undecodable => "undecodable record",
-        };
-        let entry = self.by_reason.entry(name).or_default();
-        entry.0 += 1;
-        entry.1 += bytes;
+        let entry = self
+            .by_reason
+            .entry(reason.label())
+            .or_insert((reason, 0, 0));
+        entry.1 += 1;
+        entry.2 += bytes;
     }
 
+    /// Logs and counts the walk's drops: never silent.
     fn report(&self, node: &NodeRef) {
-        for (reason, (records, bytes)) in &self.by_reason {
+        for (label, (reason, records, bytes)) in &self.by_reason {
+            let reason = reason.describe();
             tracing::warn!(%node, records, bytes, reason, "hints dropped: these writes will not reach this replica");
+            crate::metrics::hints_dropped(&node.service, &node.node, label, *records);
         }
     }
 }
@@ -328,6 +328,7 @@ impl NodeTask {
         drops.report(&self.node);
         if delivered_records > 0 {
             tracing::info!(node = %self.node, delivered_records, end = ?end, "hinted handoff delivered");
+            crate::metrics::hints_delivered(&self.node.service, &self.node.node, delivered_records);
         }
         end
     }

@@ -144,6 +144,28 @@ pub enum DropReason {
     Undecodable,
 }
 
+impl DropReason {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Age => "age",
+            DropReason::Budget => "budget",
+            DropReason::Rejected => "rejected",
+            DropReason::Undecodable => "undecodable",
+        }
+    }
+
+    /// What it means, for logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DropReason::Age => "older than hints.age_ms_max",
+            DropReason::Budget => "over hints.bytes_max",
+            DropReason::Rejected => "rejected by the replica",
+            DropReason::Undecodable => "undecodable log record",
+        }
+    }
+}
+
 /// Cumulative hint counters of one node. Persisted in checkpoints so that
 /// a restart does not reset what operators are shown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
