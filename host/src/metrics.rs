@@ -480,6 +480,44 @@ pub fn log_fsync_batch(records: u64) {
     histogram!(LOG_FSYNC_BATCH_RECORDS).record(records as f64);
 }
 
+/// The log's running totals of fsyncs and records written, mirrored at
+/// scrape time. The log crate does not depend on `metrics`, so batch sizes
+/// are derived from the totals: the records written since the previous
+/// scrape, spread evenly over the fsyncs since then (one sample per fsync,
+/// each the window's average batch). Exact in count, averaged in size.
+pub fn log_fsync_totals(fsyncs_total: u64, records_total: u64) {
+    static LAST: Mutex<(u64, u64)> = Mutex::new((0, 0));
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (fsyncs_before, records_before) = *last;
+    // A smaller total means a different log (tests open several): restart.
+    let (fsyncs_before, records_before) =
+        if fsyncs_total < fsyncs_before || records_total < records_before {
+            (0, 0)
+        } else {
+            (fsyncs_before, records_before)
+        };
+    *last = (fsyncs_total, records_total);
+    let fsyncs = fsyncs_total - fsyncs_before;
+    if fsyncs == 0 {
+        return;
+    }
+    let average = (records_total - records_before) as f64 / fsyncs as f64;
+    histogram!(LOG_FSYNC_BATCH_RECORDS)
+        .record_many(average, usize::try_from(fsyncs).unwrap_or(usize::MAX));
+}
+
+/// The `service` label of a data-plane request: the first path segment if
+/// it names a configured service, else `_unknown` (client-chosen paths must
+/// not create time series).
+pub fn service_label(state: &crate::state::AppState, path: &str) -> String {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    if state.service(first).is_some() {
+        first.to_string()
+    } else {
+        "_unknown".to_string()
+    }
+}
+
 /// The log's size and position, mirrored at scrape time.
 pub fn log_position(last_lsn: u64, total_bytes: u64) {
     gauge!(LOG_LAST_LSN).set(last_lsn as f64);

@@ -136,6 +136,8 @@ pub struct Binding {
     pub service: Arc<Service>,
     pub kind: PolicyKind,
     pub config_json: String,
+    /// The binding's fence (`policies.<kind>.limits`).
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Binding {
@@ -377,12 +379,12 @@ impl PluginHost {
             }
             let runtime = self.registry.runtime().clone();
             let config_json = policy.config.to_string();
-            let plugin = tokio::task::spawn_blocking(move || {
-                component.bind(&runtime, &config_json, Limits::default())
-            })
-            .await
-            .map_err(|e| PluginError::Internal(format!("bind task: {e}")))?
-            .map_err(binding_error)?;
+            let limits = policy.limits.clone().unwrap_or_default();
+            let plugin =
+                tokio::task::spawn_blocking(move || component.bind(&runtime, &config_json, limits))
+                    .await
+                    .map_err(|e| PluginError::Internal(format!("bind task: {e}")))?
+                    .map_err(binding_error)?;
             bound.push((kind, plugin));
         }
         Ok(bound)
@@ -488,6 +490,7 @@ pub fn bindings_of(state: &AppState, plugin: &str) -> Vec<Binding> {
                     service: service.clone(),
                     kind,
                     config_json: policy.config.to_string(),
+                    limits: policy.limits.clone().unwrap_or_default(),
                 });
             }
         }
@@ -522,7 +525,7 @@ async fn bind_all(
                     }));
                 }
                 let bound = component
-                    .bind(&runtime, &binding.config_json, Limits::default())
+                    .bind(&runtime, &binding.config_json, binding.limits.clone())
                     .map_err(refuse)?;
                 Ok((binding, bound))
             })

@@ -6,8 +6,8 @@
 //! That is only checkable from outside if the response says who decided.
 //! The header is set on responses whose request consulted the retry policy
 //! at least once; its value is the deciding plugin version (SHA-256 hex),
-//! or `native` (no plugin bound), `fallback` (the plugin failed and the
-//! native policy answered) or `quarantined`. If one request's retries were
+//! or `native` (no plugin bound), `fallback:<why>` (the plugin failed, e.g.
+//! `fallback:timeout`, and the native policy answered) or `quarantined`. If one request's retries were
 //! decided by several versions (a swap between two of its retries), every
 //! one is listed, comma-separated, in the order they decided.
 
@@ -34,6 +34,7 @@ impl PolicyVersions {
     pub fn note(&self, source: &Source) {
         let decider = match source {
             Source::Plugin { version, .. } => version.to_string(),
+            Source::Fallback { failure, .. } => format!("fallback:{}", failure.label()),
             other => other.label().to_string(),
         };
         let mut seen = self

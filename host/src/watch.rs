@@ -53,7 +53,7 @@ pub struct WatchOptions {
 impl Default for WatchOptions {
     fn default() -> Self {
         WatchOptions {
-            poll_interval_ms: 250,
+            poll_interval_ms: 100,
             rescan_interval_ms: 5_000,
             file_bytes_max: crate::plugins_store::COMPONENT_BYTES_MAX,
         }

@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use levee_plugin::PolicyKind;
 use serde::Serialize;
 
 use crate::api::admin::read_body;
@@ -25,6 +26,7 @@ use crate::api::admin_error::{AdminError, FieldProblem};
 use crate::api::admin_state::{ServiceView, service_view};
 use crate::config::{ConfigError, ServiceSpec, validate_service_name};
 use crate::inbound::ROUTING_KEY_BYTES_MAX;
+use crate::plugins::{PluginError, policy_refs};
 use crate::service::Service;
 use crate::service_changes::{KIND_SERVICE_CHANGE, ServiceChange, apply_to_config};
 use crate::state::AppState;
@@ -66,7 +68,10 @@ pub async fn put(
     );
     next.validate()
         .map_err(|error| unprocessable("invalid configuration after the change", error))?;
-    let bound = host.bind_for(&spec).await?;
+    let bound = host
+        .bind_for(&spec)
+        .await
+        .map_err(|error| missing_plugin_is_a_field(&spec, error))?;
     let service = Arc::new(Service::build(spec.clone(), &state.runtime).map_err(|e| {
         AdminError::Unprocessable {
             reason: e.to_string(),
@@ -268,6 +273,33 @@ fn parse_spec(name: &str, bytes: &[u8]) -> Result<ServiceSpec, AdminError> {
     spec.validate()
         .map_err(|error| unprocessable("invalid service", error))?;
     Ok(spec)
+}
+
+/// A binding to a plugin that is not loaded is a problem with that field
+/// of the request (422), not a missing resource (404).
+fn missing_plugin_is_a_field(spec: &ServiceSpec, error: PluginError) -> AdminError {
+    let PluginError::NotFound(plugin) = &error else {
+        return error.into();
+    };
+    let fields = policy_refs(spec)
+        .filter(|(_, policy)| &policy.plugin == plugin)
+        .map(|(kind, _)| FieldProblem {
+            path: format!("policies.{}.plugin", kind_key(kind)),
+            message: format!("no plugin named {plugin:?} is loaded (upload it or drop it into the plugin directory)"),
+        })
+        .collect();
+    AdminError::Unprocessable {
+        reason: "invalid service".into(),
+        fields,
+    }
+}
+
+fn kind_key(kind: PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::Retry => "retry",
+        PolicyKind::Routing => "routing",
+        PolicyKind::Checkpoint => "checkpoint",
+    }
 }
 
 fn unprocessable(reason: &str, error: ConfigError) -> AdminError {

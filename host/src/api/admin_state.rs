@@ -274,6 +274,7 @@ pub fn log_view(state: &AppState) -> LogView {
 pub fn mirror_gauges(state: &AppState) {
     let status = state.writes.log.stats();
     crate::metrics::log_position(status.last_lsn, status.total_bytes);
+    crate::metrics::log_fsync_totals(status.fsyncs, status.records_written);
     for stats in state.writes.ledger.stats() {
         crate::metrics::hint_backlog(&stats.service, &stats.node, stats.backlog_records);
     }
