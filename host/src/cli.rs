@@ -20,7 +20,6 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::state::AppState;
 
-
 #[derive(Debug, Parser)]
 #[command(
     name = "levee",
@@ -164,7 +163,10 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     // An admin listener reachable from other machines needs a token: refuse
     // before binding anything.
-    crate::api::auth::AdminAuth::from_env_or_config(config.admin_token.as_deref(), config.listeners.admin)?;
+    crate::api::auth::AdminAuth::from_env_or_config(
+        config.admin_token.as_deref(),
+        config.listeners.admin,
+    )?;
     let data = tokio::net::TcpListener::bind(config.listeners.data).await?;
     let admin = tokio::net::TcpListener::bind(config.listeners.admin).await?;
     {

@@ -294,13 +294,17 @@ pub struct PoliciesSpec {
     pub checkpoint: Option<PolicyRef>,
 }
 
-/// `{"plugin": "<name>", "config": {...}}`.
+/// `{"plugin": "<name>", "config": {...}, "limits": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRef {
     pub plugin: String,
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
+    /// The fence around the plugin (`levee_plugin::Limits`: per-call CPU
+    /// deadline, memory, pool size, ...); its defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<levee_plugin::Limits>,
 }
 
 fn default_data_dir() -> PathBuf {

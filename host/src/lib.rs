@@ -22,8 +22,10 @@
 //!    [`upstream`] client → retry policy, within the host's limits (total
 //!    deadline, per-try timeout, max attempts, retry budget, idempotency);
 //!    optional hedging. Health is updated by every attempt.
-//!    Replicated writes (PUT/DELETE, [`api::data::is_replicated_write`])
-//!    are dispatched to the write path (log append → fan-out → W acks).
+//!    Replicated writes (PUT/POST/PATCH/DELETE,
+//!    [`api::data::is_replicated_write`]) go to [`write::fanout::write`]:
+//!    log append → fan-out to the key's N replicas → answer at W acks;
+//!    replicas that missed it get it later by hinted handoff.
 //! 4. Errors anywhere become [`api::error::AppError`]: JSON
 //!    `{"error", "reason"}` with the right status, never internals.
 //!
@@ -38,47 +40,50 @@
 //! - [`clock`]: the monotonic millisecond clock.
 //! - [`replica`]: the `kv-replica` test/demo upstream.
 //! - [`api`]: handlers and the error type.
+//! - [`write`]: the write path (log append → fan-out → W acks), the hint
+//!   ledger and hinted handoff, checkpoints and start-up recovery of both.
+//! - [`demo`]: `levee demo`, the narrated failure scenario.
 
 pub mod api;
+pub mod boot;
 pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
+pub mod demo;
 pub mod health;
 pub mod inbound;
 pub mod listener;
+pub mod metrics;
+pub mod plugins;
+pub mod plugins_store;
+pub mod policy_header;
 pub mod proxy;
 pub mod replica;
+pub mod request_id;
 pub mod ring;
 pub mod service;
+pub mod service_changes;
+pub mod shutdown;
 pub mod state;
 pub mod upstream;
+pub mod watch;
+pub mod write;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 pub use state::AppState;
 
 /// The data-plane router (`/{service}/...` and `/_levee/healthz`).
 pub fn data_app(state: AppState) -> Router {
-    api::data::router(state)
+    // Every data-plane request gets an `x-request-id` and a tracing span
+    // carrying it, before anything else looks at it.
+    api::data::router(state).layer(axum::middleware::from_fn(request_id::assign))
 }
 
-/// The admin router. Minimal until the control plane lands: `GET /healthz`
-/// (200 when ready, 503 otherwise).
+/// The admin router: probes, `/metrics`, the status page and the admin API
+/// behind the bearer token (see [`api::admin`]).
 pub fn admin_app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(admin_healthz))
-        .with_state(state)
-}
-
-async fn admin_healthz(State(state): State<AppState>) -> Response {
-    if state.is_ready() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        api::error::AppError::Unavailable("levee is not ready".into()).into_response()
-    }
+    api::admin::router(state)
 }

@@ -221,7 +221,7 @@ pub struct Levee {
 
 impl Levee {
     /// Starts levee with `config` (listeners and data_dir are filled in
-    /// when absent) and waits until its admin `/healthz` answers 200.
+    /// when absent) and waits until its admin `/readyz` answers 200.
     pub async fn start(mut config: Value) -> Levee {
         let dir = tempfile::tempdir().expect("levee dir");
         let object = config.as_object_mut().expect("config object");
@@ -253,7 +253,7 @@ impl Levee {
     async fn wait_ready(&self) {
         for _ in 0..READY_POLLS {
             if let Some((StatusCode::OK, _, _)) =
-                try_call(Method::GET, &self.admin_url("/healthz"), &[], "").await
+                try_call(Method::GET, &self.admin_url("/readyz"), &[], "").await
             {
                 return;
             }

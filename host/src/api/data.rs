@@ -42,10 +42,20 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 /// Every `/{service}/...` request.
 async fn handle(State(state): State<AppState>, request: Request<Body>) -> Response {
-    match dispatch(state, request).await {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let service = crate::metrics::service_label(&state, request.uri().path());
+    let response = match dispatch(state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
+    };
+    crate::metrics::request_finished(
+        &service,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn dispatch(state: AppState, request: Request<Body>) -> Result<Response, AppError> {
