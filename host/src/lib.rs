@@ -43,6 +43,17 @@
 //! - [`write`]: the write path (log append → fan-out → W acks), the hint
 //!   ledger and hinted handoff, checkpoints and start-up recovery of both.
 //! - [`demo`]: `levee demo`, the narrated failure scenario.
+//!
+//! The control plane (admin listener, [`admin_app`]): [`api::admin`] routes
+//! through [`request_id`] and [`api::auth`] (bearer token) to the admin API
+//! ([`api::admin_plugins`], [`api::admin_services`], [`api::admin_log`],
+//! [`api::admin_state`], [`api::status_page`]). [`control`] holds its state
+//! and starts it; [`plugins`] loads, checks, persists ([`plugins_store`]) and
+//! hot-swaps plugins, also from the drop-in directory ([`watch`]);
+//! [`service_changes`] makes admin service changes durable in the log;
+//! [`metrics`] defines every Prometheus metric; [`policy_header`] reports who
+//! decided a request's retries; [`boot`] answers probes while recovery runs;
+//! [`shutdown`] drains, checkpoints and flushes on SIGTERM.
 
 pub mod api;
 pub mod boot;
