@@ -306,7 +306,7 @@ async fn plugins_upload_refuse_bad_components_roll_back_and_delete() {
 async fn services_are_validated_changed_looked_up_and_survive_a_restart_with_plugins() {
     let backoff = plugin_bytes("retry-backoff.wasm");
     let fixed = plugin_bytes("zoo/retry-fixed.wasm");
-    let replicas = vec![
+    let replicas = [
         Replica::spawn("r0"),
         Replica::spawn("r1"),
         Replica::spawn("r2"),
