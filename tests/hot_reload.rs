@@ -59,7 +59,12 @@ async fn swapping_a_retry_plugin_under_load_loses_nothing_and_never_mixes_versio
         .map(|worker| tokio::spawn(load(levee.clone(), keys.clone(), worker, stop.clone())))
         .collect();
 
+    // Milliseconds from the swap's start to every binding serving the new
+    // version, by method: reported, not asserted (tests never time out on a
+    // slow machine).
+    let mut swap_ms: BTreeMap<&str, Vec<u128>> = BTreeMap::new();
     for swap in 0..SWAPS {
+        let started = std::time::Instant::now();
         let (bytes, version) = if swap % 2 == 0 {
             (&fixed, &versions[1])
         } else {
@@ -73,6 +78,11 @@ async fn swapping_a_retry_plugin_under_load_loses_nothing_and_never_mixes_versio
             drop_in(plugin_dir.path(), "retry", bytes);
         }
         wait_for_version(&levee, "retry", version).await;
+        let method = if swap % 4 < 2 { "api" } else { "drop-in" };
+        swap_ms
+            .entry(method)
+            .or_default()
+            .push(started.elapsed().as_millis());
         let probe = &keys[swap % keys.len()];
         let (status, headers, body) =
             call(Method::GET, &levee.url(&format!("/kv/kv/{probe}")), &[], "").await;
@@ -96,6 +106,14 @@ async fn swapping_a_retry_plugin_under_load_loses_nothing_and_never_mixes_versio
     }
     let stats = control::admin_json(&levee, "/admin/plugins").await;
     println!("{requests} requests under {SWAPS} swaps; deciders {deciders:?}; plugins {stats}");
+    for (method, times) in &swap_ms {
+        let mean = times.iter().sum::<u128>() / times.len() as u128;
+        let max = times.iter().max().unwrap();
+        println!(
+            "swap by {method}: {} swaps, mean {mean} ms, max {max} ms (until every binding serves it)",
+            times.len()
+        );
+    }
     assert!(requests >= WORKERS, "the load generator sent nothing");
     for decider in deciders.keys() {
         assert!(

@@ -17,6 +17,10 @@
 //!    get the new one, and the old instances are dropped with the last
 //!    request holding them.
 //!
+//! A plugin no service uses yet is compiled and validated only; its
+//! `configure` first runs when a service binds it (`PUT /admin/services`),
+//! and a refusal there is that request's 422.
+//!
 //! Any failure before step 4 leaves the previous version serving and is
 //! recorded in the registry (`GET /admin/plugins` shows status `failed` and
 //! `last_error`).

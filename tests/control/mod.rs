@@ -166,13 +166,21 @@ pub async fn restart(levee: Levee) -> Levee {
     levee
 }
 
-/// Polls `/readyz` (bounded) until 200.
+/// Polls `/readyz` (bounded) until 200. Before that, the only acceptable
+/// answers are "no connection yet" and 503 "starting" (the boot listener),
+/// never an error or a premature 200 from a half-built state.
 pub async fn wait_ready(levee: &Levee) {
     for _ in 0..POLLS {
-        if let Some((StatusCode::OK, _, _)) =
-            try_call(Method::GET, &levee.admin_url("/readyz"), &[], "").await
-        {
-            return;
+        match try_call(Method::GET, &levee.admin_url("/readyz"), &[], "").await {
+            Some((StatusCode::OK, _, _)) => return,
+            Some((StatusCode::SERVICE_UNAVAILABLE, _, body)) => {
+                assert!(
+                    body.contains("starting"),
+                    "not ready for another reason: {body}"
+                );
+            }
+            Some((status, _, body)) => panic!("/readyz answered {status} while starting: {body}"),
+            None => {}
         }
         tokio::time::sleep(POLL_PAUSE).await;
     }
