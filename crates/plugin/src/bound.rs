@@ -62,14 +62,12 @@ impl Component {
         });
         let call_deadline_ticks = deadline_ticks(limits.call_timeout_ms, runtime.epoch_tick_ms());
         let recipe = Recipe {
-            engine: runtime.engine().clone(),
+            runtime: runtime.clone(),
             compiled: self.compiled().clone(),
             tag,
-            env: runtime.env().clone(),
             counters: counters.clone(),
             limits,
             config: config_json.to_string(),
-            epoch_tick_ms: runtime.epoch_tick_ms(),
         };
         let pool = Pool::new(recipe);
         pool.prime().map_err(|e| match e {

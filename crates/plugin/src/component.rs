@@ -3,7 +3,7 @@
 //! A version is the SHA-256 (hex) of the component's bytes, so the same
 //! bytes are the same version whatever they are called. A [`Component`]
 //! owns the compiled code and a pre-linked, type-checked instance template
-//! of its world ([`WorldPre`]); binding it to a config
+//! of its world (`WorldPre`); binding it to a config
 //! ([`Component::bind`]) creates the instance pool that serves calls.
 //!
 //! Quarantine lives here, on the version: when a bound plugin fails too

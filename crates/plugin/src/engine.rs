@@ -28,7 +28,7 @@
 //! at most `B + tick` milliseconds of wall time (plus scheduling delay on a
 //! loaded machine; the budget is wall time while the call runs, which for a
 //! synchronous, non-blocking guest is its CPU time). The thread stops when
-//! the [`EpochTicker`] is dropped.
+//! the `EpochTicker` is dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -44,7 +44,7 @@
 //!   classification.
 //! - [`limits`]: [`Limits`], the fence around one plugin.
 //! - `host`: the store data and the WIT `host` import (log, clock, rng).
-//! - [`env`]: [`HostEnv`], the seedable clock and random source.
+//! - [`env`](mod@env): [`HostEnv`], the seedable clock and random source.
 //! - `convert`, `sanitize`: the boundary between WIT types and
 //!   `levee_policy` types, and the host invariants on every answer.
 //! - [`policy`]: [`RetryPolicy`], [`RoutingPolicy`], [`CheckpointPolicy`],

@@ -10,7 +10,7 @@
 //! The memory cap is also what bounds a hostile answer: a plugin cannot
 //! build a 100 MB string inside 16 MiB of linear memory, so the host never
 //! lifts more than roughly the memory cap; the returned-size caps are then
-//! checked again on the lifted values (see [`crate::sanitize`]).
+//! checked again on the lifted values (see the `sanitize` module).
 //!
 //! Limits are serde so the service config can carry them
 //! (`policies.retry.limits`), every field has a sane default, and

@@ -21,15 +21,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Store, Trap};
 
 use crate::bindings;
 use crate::component::Compiled;
 use crate::engine::deadline_ticks;
-use crate::env::HostEnv;
 use crate::error::Failure;
 use crate::host::{HostState, PluginTag, truncate_to_char_boundary};
 use crate::limits::Limits;
+use crate::runtime::Runtime;
 use crate::stats::Counters;
 
 /// Bytes of a trap description kept in a [`Failure`].
@@ -91,14 +91,14 @@ pub(crate) enum InstantiateError {
 
 /// Everything needed to make a fresh instance of a bound plugin.
 pub(crate) struct Recipe {
-    pub(crate) engine: Engine,
+    /// Held (not just its engine) so the epoch ticker outlives every
+    /// binding: without it a looping plugin could never be interrupted.
+    pub(crate) runtime: Runtime,
     pub(crate) compiled: Arc<Compiled>,
     pub(crate) tag: Arc<PluginTag>,
-    pub(crate) env: HostEnv,
     pub(crate) counters: Arc<Counters>,
     pub(crate) limits: Limits,
     pub(crate) config: String,
-    pub(crate) epoch_tick_ms: u32,
 }
 
 impl Recipe {
@@ -106,15 +106,15 @@ impl Recipe {
     pub(crate) fn instantiate(&self) -> Result<Instance, InstantiateError> {
         let state = HostState::new(
             self.tag.clone(),
-            self.env.clone(),
+            self.runtime.env().clone(),
             self.counters.clone(),
             &self.limits,
         );
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limiter());
         store.set_epoch_deadline(deadline_ticks(
             self.limits.configure_timeout_ms,
-            self.epoch_tick_ms,
+            self.runtime.epoch_tick_ms(),
         ));
         store.data_mut().begin_call();
         self.counters.record_instantiation();

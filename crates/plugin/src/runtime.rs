@@ -12,7 +12,7 @@
 //! # Caches
 //! Compiling the same bytes twice is avoided twice over: in memory (a map
 //! from version to the live compiled code, held weakly so unloaded
-//! versions are freed) and on disk ([`crate::cache`], when
+//! versions are freed) and on disk (the `cache` module, when
 //! [`RuntimeOptions::cache_dir`] is set), which is what makes a restart
 //! skip compilation.
 

@@ -548,3 +548,77 @@ fn no_plugin_means_native() {
     assert_eq!(policy.native_calls(), 1);
     assert!(policy.stats().is_none());
 }
+
+#[test]
+fn plugin_logs_are_capped_per_call() {
+    let runtime = seeded_runtime(SEED);
+    let component = runtime
+        .compile_as("retry-fixed", &dist("zoo/retry-fixed"), PolicyKind::Retry)
+        .unwrap();
+    // retry-fixed logs one line per decision.
+    let quiet = Limits {
+        log_calls_per_call_max: 0,
+        ..patient_limits()
+    };
+    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
+    policy
+        .bind(Some(component.bind(&runtime, "{}", quiet).unwrap()))
+        .unwrap();
+    for _ in 0..5 {
+        let decided = policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
+        assert!(
+            matches!(decided.source, Source::Plugin { .. }),
+            "a dropped log line is not a failure"
+        );
+    }
+    assert_eq!(policy.stats().unwrap().counters.logs_dropped, 5);
+
+    policy
+        .bind(Some(
+            component.bind(&runtime, "{}", patient_limits()).unwrap(),
+        ))
+        .unwrap();
+    policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
+    assert_eq!(policy.stats().unwrap().counters.logs_dropped, 0);
+}
+
+#[test]
+fn a_binding_outliving_its_runtime_handle_is_still_fenced() {
+    let bound = {
+        let runtime = seeded_runtime(SEED);
+        bind_zoo(&runtime, "infinite-loop", "{}", Limits::default())
+    };
+    // The caller's Runtime is gone; the binding keeps the epoch ticker alive,
+    // so the loop is still interrupted.
+    let policy = RetryPolicy::with_env(
+        levee_plugin::HostEnv::seeded(SEED, NOW_MS),
+        RetryBackoff::default(),
+    );
+    policy.bind(Some(bound)).unwrap();
+    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    assert!(
+        matches!(
+            decided.source,
+            Source::Fallback {
+                failure: Failure::Timeout,
+                ..
+            }
+        ),
+        "{:?}",
+        decided.source
+    );
+}
+
+#[test]
+fn stats_serialize_for_the_admin_api() {
+    let runtime = seeded_runtime(SEED);
+    let (_, bound) = one_failing_call(&runtime, "panic", "{}");
+    let json = serde_json::to_value(bound.stats()).unwrap();
+    assert_eq!(json["kind"], "retry-policy");
+    assert_eq!(json["traps"], 1);
+    assert_eq!(json["last_failure"]["kind"], "trap");
+    assert_eq!(
+        json["latency_buckets"].as_array().unwrap().len(),
+        levee_plugin::stats::LATENCY_BUCKETS
+    );
+}

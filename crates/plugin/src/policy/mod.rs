@@ -10,7 +10,7 @@
 //!   → native for this call, failure counted ([`Source::Fallback`]);
 //! - otherwise the plugin's answer ([`Source::Plugin`]).
 //!
-//! Either way the answer passes through [`crate::sanitize`] before it is
+//! Either way the answer passes through the `sanitize` module before it is
 //! returned.
 //!
 //! # Hot swap
