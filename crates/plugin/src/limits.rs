@@ -26,7 +26,10 @@ use crate::error::LoadError;
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// CPU budget of one policy call, enforced by epoch interruption: the
-    /// call is stopped between this and this plus one epoch tick.
+    /// call is stopped between this and this plus one epoch tick. It is
+    /// measured in wall time while the call runs, so a thread preempted
+    /// mid-call on an overloaded machine can time out; the native policy
+    /// then answers that call, which keeps the answer correct.
     pub call_timeout_ms: u32,
     /// Budget for instantiation plus `configure` of a fresh instance.
     pub configure_timeout_ms: u32,

@@ -9,8 +9,10 @@
 //!    ([`wasmtime::component::Component::component_type`]): exactly one of
 //!    the three policy interfaces exported, nothing imported beyond
 //!    `levee:policy/host` (and the type-only `levee:policy/types`);
-//! 3. finally [`crate::component`] type-checks imports against the linker
-//!    and exports against the `bindgen!` world.
+//! 3. finally the runtime links the imports (type-checked against the
+//!    linker), builds the `bindgen!` world's pre-instance (export names),
+//!    and instantiates once in a throwaway store, which type-checks every
+//!    export function.
 
 use wasmtime::Engine;
 use wasmtime::component::Component as WasmComponent;
