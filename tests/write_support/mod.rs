@@ -194,7 +194,10 @@ pub async fn wait_node_hints(
         }
         tokio::time::sleep(CONVERGE_POLL_PAUSE).await;
     }
-    panic!("node {node} never reached {what}: {last}")
+    panic!(
+        "node {node} never reached {what}: {last}\nlevee stderr:\n{}",
+        levee.proc.stderr()
+    )
 }
 
 /// A replica's dump, or `None` if it does not answer.

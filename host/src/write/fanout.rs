@@ -679,3 +679,91 @@ mod tests {
         assert_eq!(response.headers()[&X_LEVEE_LSN], "42");
     }
 }
+
+/// The write path against a real log and a real replica (in-process, on a
+/// loopback socket): what the client sees when the log refuses a write.
+#[cfg(test)]
+mod log_refusal_tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::write::WritePlane;
+    use http_body_util::BodyExt;
+    use levee_log::{Log, LogOptions};
+
+    /// A replica server on a free loopback port; returns its base URL.
+    async fn spawn_replica(dir: &std::path::Path) -> String {
+        let replica = crate::replica::Replica::open(dir).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, crate::replica::router(replica)).await });
+        format!("http://{address}")
+    }
+
+    async fn replica_kv_requests(client: &UpstreamClient, url: &str) -> u64 {
+        let request = hyper::Request::get(format!("{url}/_stats"))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let response = client.send(request, Duration::from_secs(10)).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        stats["kv_requests"].as_u64().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_log_refuses_the_write_with_503_and_nothing_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = spawn_replica(&dir.path().join("replica")).await;
+        let config = Config::from_json(
+            &serde_json::json!({"data_dir": dir.path(), "services": [{
+                "name": "kv", "nodes": [{"id": "a", "url": url}],
+                "replicas": 1, "write_quorum": 1, "key": {"path_segment": 1},
+            }]})
+            .to_string(),
+        )
+        .unwrap();
+        let runtime =
+            levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::for_data_dir(dir.path()))
+                .unwrap();
+        let service = Arc::new(Service::build(config.services[0].clone(), &runtime).unwrap());
+        // A log of two 64 KiB segments: full after a dozen 8 KiB writes.
+        let options = LogOptions {
+            segment_bytes_max: 64 << 10,
+            record_bytes_max: 16 << 10,
+            log_bytes_max: 128 << 10,
+            pending_bytes_max: 64 << 10,
+            ..LogOptions::default()
+        };
+        let (log, _) = Log::open(&dir.path().join("log"), options).unwrap();
+        let plane = Arc::new(WritePlane::open(log, &config).unwrap());
+        let client = UpstreamClient::new();
+        let mut acknowledged = 0u64;
+        let mut refusal = None;
+        // Bounded: 128 KiB of log holds at most 16 writes of 8 KiB.
+        for i in 0..64 {
+            let path = format!("/kv/k{i}");
+            let request = hyper::Request::put(&path)
+                .body(Body::from(vec![b'x'; 8 << 10]))
+                .unwrap();
+            let inbound = Inbound::read(&service, request, &path, clock::now_ms())
+                .await
+                .unwrap();
+            match write(plane.clone(), client.clone(), inbound).await {
+                Ok(response) => {
+                    assert_eq!(response.status(), StatusCode::OK);
+                    acknowledged += 1;
+                }
+                Err(error) => {
+                    refusal = Some(error);
+                    break;
+                }
+            }
+        }
+        let error = refusal.expect("the log fills up");
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(error.to_string().contains("log is full"), "{error}");
+        assert!(error.to_string().contains("nothing was sent"), "{error}");
+        assert!(acknowledged > 0);
+        // Every acknowledged write reached the replica; the refused one did not.
+        assert_eq!(replica_kv_requests(&client, &url).await, acknowledged);
+    }
+}

@@ -5,8 +5,10 @@
 //! # One node's task
 //!
 //! While the ledger says the node has a backlog, the task
-//! 1. **probes** the node (`GET <url><health path>`, `/healthz` unless the
-//!    service configures active checks);
+//! 1. **probes** the node, unless it answered in the last second: with an
+//!    active health check configured, its path must answer 2xx; without,
+//!    `GET /healthz` must answer anything but a 5xx (an upstream with no
+//!    such path answers 404, and that is an upstream that is up);
 //! 2. **walks** the log from the backlog head: a blocking reader thread
 //!    decodes records and passes those that target the node through a
 //!    channel two records deep (so memory is a few records, whatever the
@@ -37,6 +39,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,6 +72,8 @@ const DOWN_BACKOFF_MS_MIN: u64 = 200;
 const DOWN_BACKOFF_MS_MAX: u64 = 2_000;
 /// A probe's timeout when the service configures no active health check.
 const PROBE_TIMEOUT_MS_DEFAULT: u64 = 1_000;
+/// A node that answered this recently is not probed again before a walk.
+const PROBE_REUSE_MS: u64 = 1_000;
 /// A delivery's timeout: the service's per-try timeout, at least this.
 const DELIVERY_TIMEOUT_MS_MIN: u64 = 1_000;
 
@@ -97,6 +102,7 @@ async fn supervise(plane: Arc<WritePlane>, state: AppState) {
                     plane: plane.clone(),
                     state: state.clone(),
                     node: node.clone(),
+                    answered_at_ms: AtomicU64::new(0),
                 };
                 tasks.insert(node, tokio::spawn(task.run()));
             }
@@ -174,6 +180,8 @@ struct NodeTask {
     plane: Arc<WritePlane>,
     state: AppState,
     node: NodeRef,
+    /// `clock::now_ms` of the node's last answer (0: none, or it failed).
+    answered_at_ms: AtomicU64,
 }
 
 /// Drops seen during one walk, reported once at its end.
@@ -257,7 +265,7 @@ impl NodeTask {
     async fn walk(&self, from: Lsn) -> WalkEnd {
         let target = self.resolve();
         let healthy = match &target {
-            Some((service, index)) => self.probe(service, *index).await,
+            Some((service, index)) => self.answered_recently() || self.probe(service, *index).await,
             None => false,
         };
         let limits = target
@@ -301,7 +309,7 @@ impl NodeTask {
                     )
                 }
                 Item::Hint(lsn, record) => match self.plane.ledger.judge(&self.node, lsn) {
-                    Judgement::AlreadyAcked => (lsn, Passed::AlreadyAcked),
+                    Judgement::AlreadyDone => (lsn, Passed::AlreadyDone),
                     Judgement::InFlight | Judgement::Unregistered => break WalkEnd::Blocked,
                     Judgement::Deliver => match self
                         .hint(lsn, &record, &limits, healthy, target.as_ref())
@@ -318,7 +326,7 @@ impl NodeTask {
             match passed {
                 Passed::Dropped { reason, bytes } => drops.add(reason, bytes),
                 Passed::Delivered { .. } => delivered_records += 1,
-                Passed::NotTargeted | Passed::AlreadyAcked => {}
+                Passed::NotTargeted | Passed::AlreadyDone => {}
             }
             if !self.plane.ledger.passed(&self.node, lsn, passed) {
                 break WalkEnd::Restart;
@@ -376,11 +384,13 @@ impl NodeTask {
         let elapsed_ms = clock::now_ms().saturating_sub(started_ms);
         match outcome {
             SendOutcome::Acked(_) => {
+                self.note_answer(true);
                 node.health
                     .record(Verdict::Success, elapsed_ms, clock::now_ms());
                 Some(Passed::Delivered { bytes })
             }
             SendOutcome::Rejected(answer) => {
+                self.note_answer(true);
                 tracing::warn!(node = %self.node, lsn, status = answer.status.as_u16(), "replica rejected a hint for good");
                 Some(Passed::Dropped {
                     reason: DropReason::Rejected,
@@ -388,18 +398,39 @@ impl NodeTask {
                 })
             }
             SendOutcome::Failed(result) => {
+                self.note_answer(false);
                 tracing::debug!(node = %self.node, lsn, failure = %deliver::describe_failure(result), "hint delivery failed");
                 None
             }
         }
     }
 
-    /// Is the node answering its health path?
+    /// Did the node answer a probe or a delivery within the last
+    /// [`PROBE_REUSE_MS`]? Then a walk need not probe it again.
+    fn answered_recently(&self) -> bool {
+        let at_ms = self.answered_at_ms.load(Ordering::Relaxed);
+        at_ms != 0 && clock::now_ms().saturating_sub(at_ms) < PROBE_REUSE_MS
+    }
+
+    fn note_answer(&self, answered: bool) {
+        let at_ms = if answered { clock::now_ms().max(1) } else { 0 };
+        self.answered_at_ms.store(at_ms, Ordering::Relaxed);
+    }
+
+    /// Is the node up? With an active health check configured: its path
+    /// answers 2xx. Without: `/healthz` answers anything but a 5xx (a
+    /// service with no such path answers 404, and is up).
     async fn probe(&self, service: &Service, index: usize) -> bool {
+        let healthy = self.probe_once(service, index).await;
+        self.note_answer(healthy);
+        healthy
+    }
+
+    async fn probe_once(&self, service: &Service, index: usize) -> bool {
         let node = &service.nodes[index];
-        let (path, timeout_ms) = match &service.spec.health_check {
-            Some(check) => (check.path.as_str(), check.timeout_ms),
-            None => ("/healthz", PROBE_TIMEOUT_MS_DEFAULT),
+        let (path, timeout_ms, strict) = match &service.spec.health_check {
+            Some(check) => (check.path.as_str(), check.timeout_ms, true),
+            None => ("/healthz", PROBE_TIMEOUT_MS_DEFAULT, false),
         };
         let uri = format!("{}://{}{}", node.scheme, node.authority, path);
         let Ok(request) = Request::get(uri).body(Full::new(Bytes::new())) else {
@@ -411,7 +442,8 @@ impl NodeTask {
             .send(request, Duration::from_millis(timeout_ms))
             .await
         {
-            Ok(response) => response.status().is_success(),
+            Ok(response) if strict => response.status().is_success(),
+            Ok(response) => !response.status().is_server_error(),
             Err(_) => false,
         }
     }

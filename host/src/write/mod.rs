@@ -20,6 +20,35 @@
 //! [`WritePlane`] ties them together and lives in `AppState` for the life of
 //! the process; [`spawn_background`] starts the handoff supervisor and the
 //! checkpointer.
+//!
+//! # Ordering and consistency
+//!
+//! Writes to one key can reach a replica out of order: two concurrent
+//! client writes race, a direct send overtakes a slow one, a hint arrives
+//! after a newer direct write, a restart redelivers. Every send therefore
+//! carries the write's LSN (`x-levee-lsn`), levee's single total order, and
+//! a replica that keeps the LSN per key (the bundled `kv-replica` does,
+//! with tombstones for deletes) applies only what is newer: last writer
+//! wins by LSN, and redelivery is harmless. An upstream that ignores the
+//! header gets at-least-once delivery in LSN order per handoff walk, but no
+//! protection against the races above.
+//!
+//! What a client can rely on: 2xx means logged and on W replicas; 503 means
+//! not confirmed (the write is logged, and the replicas that missed it will
+//! still get it: quorum stores cannot un-send). Reads are answered by one
+//! replica (the read path), so a replica that is still catching up on hints
+//! can serve an older value until its handoff completes; there is no read
+//! repair.
+//!
+//! # Limits
+//!
+//! Memory does not grow with the backlog (hints are read back from the log,
+//! a few records at a time). Everything else that grows is bounded: writes
+//! in flight by the service's `concurrency_max` (the slot is held until the
+//! last replica's send ends), each send by the request deadline, remembered
+//! acks per node by [`hints::ACKED_AHEAD_MAX`], hints per node by
+//! `hints.age_ms_max` and `hints.bytes_max`, the log by its `log_bytes_max`
+//! (a full log answers 503 and sends nothing).
 
 pub mod checkpoint;
 pub mod deliver;
