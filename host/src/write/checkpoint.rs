@@ -155,7 +155,16 @@ fn write_and_compact(
     // snapshot's services include every change its `covers_lsn` claims.
     let ledger = plane.ledger.export();
     let config = state.config.load();
-    let snapshot = Snapshot::capture(&config, ledger);
+    checkpoint_and_compact(plane, Snapshot::capture(&config, ledger), compact)
+}
+
+/// Writes `snapshot` as a checkpoint, then compacts below what it still
+/// needs if asked.
+fn checkpoint_and_compact(
+    plane: &WritePlane,
+    snapshot: Snapshot,
+    compact: bool,
+) -> Result<CheckpointReport, CheckpointError> {
     let info: CheckpointInfo = plane
         .log
         .write_checkpoint(snapshot.covers_lsn, &snapshot)
@@ -246,5 +255,116 @@ async fn run(plane: Arc<WritePlane>, state: AppState) {
         .await
     {
         tracing::error!(%error, "shutdown checkpoint failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write::hints::{NodeRef, Passed};
+    use crate::write::record::{KIND_CLIENT_WRITE, WriteHeader, WriteRecord};
+    use levee_log::LogOptions;
+
+    fn config() -> Config {
+        Config::from_json(
+            &serde_json::json!({"services": [{
+                "name": "kv",
+                "nodes": [{"id": "a", "url": "http://127.0.0.1:1"}, {"id": "b", "url": "http://127.0.0.1:2"}],
+                "replicas": 2, "write_quorum": 1, "key": {"path_segment": 1},
+            }]})
+            .to_string(),
+        )
+        .unwrap()
+    }
+
+    /// Appends one 4 KiB write for nodes a and b through the ledger, as the
+    /// fan-out would; a acknowledges it, b misses it.
+    fn write_missed_by_b(plane: &WritePlane, key: usize) -> Lsn {
+        let record = WriteRecord {
+            header: WriteHeader {
+                service: "kv".into(),
+                method: "PUT".into(),
+                path: format!("/kv/{key}"),
+                key: key.to_string(),
+                targets: vec!["a".into(), "b".into()],
+                headers: vec![],
+                request_id: String::new(),
+                accepted_unix_ms: 0,
+            },
+            body: bytes::Bytes::from(vec![b'x'; 4096]),
+        };
+        let (a, b) = (NodeRef::new("kv", "a"), NodeRef::new("kv", "b"));
+        let ticket = plane.ledger.begin_append();
+        let lsn = plane
+            .log
+            .append_blocking(KIND_CLIENT_WRITE, record.encode().unwrap())
+            .unwrap();
+        ticket.register(lsn, &[a.clone(), b.clone()]);
+        plane.ledger.acked(&a, lsn);
+        plane.ledger.missed(&b, lsn, 4096);
+        lsn
+    }
+
+    #[test]
+    fn compaction_keeps_every_record_a_replica_still_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LogOptions {
+            segment_bytes_max: 16 << 10,
+            record_bytes_max: 8 << 10,
+            log_bytes_max: 1 << 20,
+            pending_bytes_max: 64 << 10,
+            ..LogOptions::default()
+        };
+        let (log, _) = Log::open(dir.path(), options).unwrap();
+        let config = config();
+        let plane = WritePlane::open(log, &config).unwrap();
+        let b = NodeRef::new("kv", "b");
+        let lsns: Vec<Lsn> = (0..40).map(|key| write_missed_by_b(&plane, key)).collect();
+        let segments_before = plane.log.stats().segments.len();
+        assert!(segments_before > 4, "{segments_before} segments");
+
+        // b still needs everything: nothing may go.
+        let snapshot = Snapshot::capture(&config, plane.ledger.export());
+        let report = checkpoint_and_compact(&plane, snapshot, true).unwrap();
+        assert_eq!(report.oldest_needed_lsn, lsns[0]);
+        assert_eq!(report.compacted.unwrap().segments_deleted, 0);
+
+        // The handoff delivers b's first 30 hints: their segments may go, the
+        // records of the last 10 must stay readable.
+        for &lsn in &lsns[..30] {
+            assert!(
+                plane
+                    .ledger
+                    .passed(&b, lsn, Passed::Delivered { bytes: 4096 })
+            );
+        }
+        let snapshot = Snapshot::capture(&config, plane.ledger.export());
+        let report = checkpoint_and_compact(&plane, snapshot, true).unwrap();
+        assert_eq!(report.oldest_needed_lsn, lsns[30]);
+        let compacted = report.compacted.unwrap();
+        assert!(compacted.segments_deleted > 0);
+        assert!(
+            compacted.first_lsn <= lsns[30],
+            "{} > {}",
+            compacted.first_lsn,
+            lsns[30]
+        );
+        let mut reader = plane.log.read_from(lsns[30]).unwrap();
+        assert_eq!(reader.next().unwrap().unwrap().lsn, lsns[30]);
+
+        // A restart resumes b from the checkpointed cursor, over what is left.
+        let (ledger, summary) = crate::write::recovery::recover(&plane.log, &config).unwrap();
+        assert_eq!(summary.snapshot_covers_lsn, Some(lsns[39]));
+        assert_eq!(ledger.cursor(&b), Some(lsns[29]));
+        assert_eq!(ledger.backlog_from(&b), Some(lsns[30]));
+        assert_eq!(
+            ledger
+                .stats()
+                .iter()
+                .find(|n| n.node == "b")
+                .unwrap()
+                .backlog_records,
+            10
+        );
     }
 }
