@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use hyper::StatusCode;
 use serde_json::json;
 use write_support::{
-    admin_get, dump_sha, put, restart_levee, restart_replica, sha256_hex, start, try_dump,
-    wait_converged, wait_node_hints,
+    admin_get, dump_sha, plugin_dist, put, restart_levee, restart_replica, sha256_hex, start,
+    start_with, try_dump, wait_converged, wait_node_hints,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,4 +121,50 @@ async fn a_restart_restores_hint_cursors_from_the_checkpoint_and_redelivers_noth
         requests_before,
         "nothing was redelivered to r2 after the restart"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_plugin_decides_when_checkpoints_are_written() {
+    let policy = json!({"plugin": "checkpoint-interval", "config": {"every_records": 5, "every_ms": 3600000}});
+    let cluster = start_with(
+        3,
+        json!({"plugin_dir": plugin_dist()}),
+        json!({"policies": {"checkpoint": policy}}),
+    )
+    .await;
+    let log = admin_get(&cluster.levee, "/admin/log").await;
+    assert!(
+        log["latest_checkpoint"].is_null(),
+        "no checkpoint before any write: {log}"
+    );
+    for i in 0..12 {
+        assert_eq!(
+            put(&cluster.levee, &format!("p{i}"), "v").await.0,
+            StatusCode::OK
+        );
+    }
+    // Every 5 records: the plugin asks for checkpoints covering the writes.
+    let mut log = serde_json::Value::Null;
+    for _ in 0..write_support::CONVERGE_POLLS {
+        log = admin_get(&cluster.levee, "/admin/log").await;
+        if log["latest_checkpoint"]["lsn"].as_u64() >= Some(10) {
+            break;
+        }
+        tokio::time::sleep(write_support::CONVERGE_POLL_PAUSE).await;
+    }
+    assert!(
+        log["latest_checkpoint"]["lsn"].as_u64() >= Some(10),
+        "{log}"
+    );
+    assert!(log["records_since_checkpoint"].as_u64() < Some(5), "{log}");
+    let plugins = admin_get(&cluster.levee, "/admin/plugins").await;
+    let plugin = plugins
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "checkpoint-interval"))
+        .unwrap_or_else(|| panic!("checkpoint-interval not loaded: {plugins}"));
+    assert!(
+        plugin["calls"].as_u64() > Some(0),
+        "the plugin, not the native policy, decided: {plugin}"
+    );
+    assert_eq!(plugin["fallbacks"], 0, "{plugin}");
 }

@@ -25,6 +25,11 @@ pub const CONVERGE_POLL_PAUSE: Duration = Duration::from_millis(50);
 /// `service` overrides it. Outlier ejection is relaxed so that a dead
 /// replica keeps being tried (each test says what it expects).
 pub async fn start(nodes: usize, service: Value) -> Cluster {
+    start_with(nodes, json!({}), service).await
+}
+
+/// [`start`] with extra top-level configuration fields.
+pub async fn start_with(nodes: usize, top: Value, service: Value) -> Cluster {
     let replicas: Vec<Replica> = (0..nodes)
         .map(|i| Replica::spawn(&format!("r{i}")))
         .collect();
@@ -38,7 +43,11 @@ pub async fn start(nodes: usize, service: Value) -> Cluster {
     for (field, value) in service.as_object().cloned().unwrap_or_default() {
         spec[field] = value;
     }
-    let levee = Levee::start(json!({"admin_token": ADMIN_TOKEN, "services": [spec]})).await;
+    let mut config = json!({"admin_token": ADMIN_TOKEN, "services": [spec]});
+    for (field, value) in top.as_object().cloned().unwrap_or_default() {
+        config[field] = value;
+    }
+    let levee = Levee::start(config).await;
     Cluster { replicas, levee }
 }
 
@@ -247,6 +256,18 @@ pub fn dump_keys(dump: &Value) -> Vec<String> {
 /// The sha256 a dump records for `key`.
 pub fn dump_sha(dump: &Value, key: &str) -> Option<String> {
     dump["keys"][key]["sha256"].as_str().map(str::to_owned)
+}
+
+/// `plugins/dist` of this repository; fails clearly when the example
+/// plugins have not been built.
+pub fn plugin_dist() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    assert!(
+        dir.join("checkpoint-interval.wasm").is_file(),
+        "the example plugins are missing from {}: run `bash scripts/build-plugins.sh`",
+        dir.display()
+    );
+    dir
 }
 
 /// Lower-case hex SHA-256, as `/_dump` reports values.
