@@ -301,12 +301,14 @@ fn find_plugins(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(dir) = candidates.iter().find(|dir| complete(dir)) {
         return Ok(dir.canonicalize().unwrap_or_else(|_| dir.clone()));
     }
-    let looked = candidates
-        .first()
-        .map_or_else(|| "plugins/dist".into(), |dir| dir.display().to_string());
+    let looked: Vec<String> = candidates
+        .iter()
+        .map(|dir| dir.display().to_string())
+        .collect();
     Err(format!(
-        "the example plugins were not found (looked in {looked} and next to the binary); build them with \
-         `bash scripts/build-plugins.sh` (or pass --plugin-dir); falling back to the native policies"
+        "the example plugins were not found (looked in {}); build them with `bash scripts/build-plugins.sh` \
+         (or pass --plugin-dir); falling back to the native policies",
+        looked.join(", ")
     ))
 }
 
