@@ -47,13 +47,14 @@ async fn a_write_with_two_replicas_down_fails_with_503_naming_them() {
     cluster.replicas[2].proc.kill();
     let (status, headers, body) = put(&cluster.levee, "bob", "builder").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(acks(&headers), "1/3");
     let error: Value = serde_json::from_str(&body).expect("a JSON error");
     assert_eq!(error["error"], "write_quorum_failed");
-    assert_eq!(
-        (error["acks"].as_u64(), error["required"].as_u64()),
-        (Some(1), Some(2))
-    );
+    assert_eq!(error["required"].as_u64(), Some(2));
+    // levee answers as soon as W=2 is out of reach: r1's ack may or may not
+    // have arrived by then (`1/3` or `0/3`), but r0 and r2 are named.
+    let acks_seen = error["acks"].as_u64().unwrap();
+    assert!(acks_seen <= 1, "{error}");
+    assert_eq!(acks(&headers), format!("{acks_seen}/3"));
     let reason = error["reason"].as_str().unwrap();
     assert!(
         reason.contains("r0: ") && reason.contains("r2: "),
@@ -66,12 +67,29 @@ async fn a_write_with_two_replicas_down_fails_with_503_naming_them() {
     let outcomes = error["outcomes"].as_array().unwrap();
     assert_eq!(outcomes.len(), 3);
     for outcome in outcomes {
-        let acknowledged = outcome["outcome"]
-            .as_str()
-            .unwrap()
-            .starts_with("acknowledged");
-        assert_eq!(acknowledged, outcome["node"] == "r1", "{outcome}");
+        let text = outcome["outcome"].as_str().unwrap();
+        if outcome["node"] == "r1" {
+            assert!(
+                text.starts_with("acknowledged") || text == "pending",
+                "{outcome}"
+            );
+        } else {
+            assert!(
+                !text.starts_with("acknowledged") && text != "pending",
+                "{outcome}"
+            );
+        }
     }
+    // The live replica has the write all the same (not confirmed, not lost).
+    for _ in 0..write_support::CONVERGE_POLLS {
+        if let Some(dump) = write_support::try_dump(&cluster.replicas[1]).await
+            && dump["keys"]["bob"].is_object()
+        {
+            return;
+        }
+        tokio::time::sleep(write_support::CONVERGE_POLL_PAUSE).await;
+    }
+    panic!("r1 never stored the write");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
