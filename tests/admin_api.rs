@@ -398,7 +398,8 @@ async fn services_are_validated_changed_looked_up_and_survive_a_restart_with_plu
     let (status, _, body) = call(Method::GET, &levee.url("/users/kv/alice"), &[], "").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
     let ring = admin_json(&levee, "/admin/services/users/ring?key=alice").await;
-    let expected = levee::ring::Ring::new(["r0", "r1", "r2"].map(|id| (id, 1)), 160).unwrap();
+    let expected =
+        levee::cluster::ring::Ring::new(["r0", "r1", "r2"].map(|id| (id, 1)), 160).unwrap();
     let expected: Vec<String> = expected
         .preference(b"alice", 2)
         .iter()

@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use levee::ring::Ring;
+use levee::cluster::ring::Ring;
 
 const NODES: usize = 10;
 const KEYS: u32 = 200_000;

@@ -5,96 +5,72 @@
 //!
 //! # Layout
 //!
-//! Start-up (`levee serve --config FILE`):
-//! [`cli`] parses arguments → [`config`] loads and validates the JSON →
-//! [`state::AppState::new`] builds every [`service::Service`] (each with
-//! its [`ring`], node table with [`health`], retry [`budget`] and bound
-//! policies) → [`listener::serve`] runs [`data_app`] and [`admin_app`] on
-//! their listeners (header-read timeout, connection cap, graceful drain).
+//! Layers, lowest first; a module imports only from layers below its own
+//! (`tests/layers.rs` fails the suite otherwise):
 //!
-//! A data-plane request (`/{service}/{rest}` on the data listener):
-//! 1. [`api::data`] splits the path, finds the service (404 if unknown).
-//! 2. [`inbound::Inbound::read`] validates and buffers it: in-flight slot
-//!    (503 when `concurrency_max` is reached), routing key (400 when
-//!    missing), body limit (413), hop-by-hop headers stripped, request id.
-//! 3. Reads and other single-replica requests go to [`proxy::forward`]:
-//!    ring preference list → routing policy → attempts through the pooled
-//!    [`upstream`] client → retry policy, within the host's limits (total
-//!    deadline, per-try timeout, max attempts, retry budget, idempotency);
-//!    optional hedging. Health is updated by every attempt.
-//!    Replicated writes (PUT/POST/PATCH/DELETE,
-//!    [`api::data::is_replicated_write`]) go to [`write::fanout::write`]:
-//!    log append → fan-out to the key's N replicas → answer at W acks;
-//!    replicas that missed it get it later by hinted handoff.
-//! 4. Errors anywhere become [`api::error::AppError`]: JSON
-//!    `{"error", "reason"}` with the right status, never internals.
+//! | layer | what lives there |
+//! |---|---|
+//! | [`base`] | the clock, metric families, the shutdown signal |
+//! | [`config`] | the configuration file: serde data and validation with field paths |
+//! | [`upstream`] | the pooled HTTP client, hop-by-hop hygiene, attempt error classes |
+//! | [`cluster`] | the SHA-1 [`cluster::ring`], node [`cluster::health`] (one probe rule), retry [`cluster::budget`], a built [`cluster::service::Service`], the [`cluster::directory`] of services |
+//! | [`policy`] | binding plugins or native policies to services, the policy-version header |
+//! | [`replication`] | the write plane over `levee_log`: records, hints, handoff, checkpoints, snapshots, service-change records |
+//! | [`dataplane`] | inbound validation, the one attempt path and retry gate, the read proxy, the write fan-out, `AppError` |
+//! | [`control`] | admin auth rules, the plugin host and store, the drop-in watch, the service-change transaction |
+//! | [`api`] | HTTP adapters only: data plane, admin API, status page |
+//! | [`app`] | `AppState`, start-up, listeners, the tasks it owns, shutdown |
 //!
-//! Modules:
-//! - [`cli`]: the `levee` command line; [`listener`]: the accept loop.
-//! - [`config`]: configuration types, defaults, validation with field paths.
-//! - [`state`]: [`state::AppState`], shared by handlers and tasks.
-//! - [`service`]: one configured service; [`ring`]: SHA-1 consistent hash.
-//! - [`inbound`]: request validation; [`proxy`]: the read path.
-//! - [`upstream`]: pooled client, hop-by-hop hygiene, error classes.
-//! - [`health`]: passive ejection and active checks; [`budget`]: retry budget.
-//! - [`clock`]: the monotonic millisecond clock.
-//! - [`replica`]: the `kv-replica` test/demo upstream.
-//! - [`api`]: handlers and the error type.
-//! - [`write`]: the write path (log append → fan-out → W acks), the hint
-//!   ledger and hinted handoff, checkpoints and start-up recovery of both.
-//! - [`demo`]: `levee demo`, the narrated failure scenario.
+//! The crates below the host: `levee_policy` (policy semantics in plain
+//! Rust, the native fallbacks), `levee_plugin` (the wasmtime runtime that
+//! runs policy plugins), `levee_log` (the durable log), and
+//! `levee_kv_replica` (the test and demo upstream). The `levee` binary's
+//! own modules (argument parsing, the demo) are not part of this library.
 //!
-//! The control plane (admin listener, [`admin_app`]): [`api::admin`] routes
-//! through [`request_id`] and [`api::auth`] (bearer token) to the admin API
-//! ([`api::admin_plugins`], [`api::admin_services`], [`api::admin_log`],
-//! [`api::admin_state`], [`api::status_page`]). [`control`] holds its state
-//! and starts it; [`plugins`] loads, checks, persists ([`plugins_store`]) and
-//! hot-swaps plugins, also from the drop-in directory ([`watch`]);
-//! [`service_changes`] makes admin service changes durable in the log;
-//! [`metrics`] defines every Prometheus metric; [`policy_header`] reports who
-//! decided a request's retries; [`boot`] answers probes while recovery runs;
-//! [`shutdown`] drains, checkpoints and flushes on SIGTERM.
+//! # Where things happen (at most two hops from here)
+//! - **The retry decision**: [`dataplane::attempt::RetryGate::decide`]
+//!   (host limits, budget, then the policy); the policy itself is
+//!   `levee_plugin::RetryPolicy::decide` (plugin, else native
+//!   `levee_policy::RetryBackoff`).
+//! - **The plugin call**: `levee_plugin::policy` (a guarded policy calls the
+//!   bound component through its instance pool, fenced by CPU, memory and
+//!   output limits; native on any failure).
+//! - **The ring lookup**: [`cluster::service::Service::preference`] →
+//!   [`cluster::ring::Ring::preference`].
+//! - **The append + fsync of an acknowledged write**:
+//!   [`dataplane::fanout::write`] → `levee_log::Log::append` (group commit;
+//!   returns once the record is fdatasynced).
+//! - **The hint replay**: [`replication::handoff`] (per-node walks that read
+//!   records back from the log and deliver them through
+//!   [`replication::deliver`]).
+//!
+//! # A request's way
+//! 1. [`api::data`] splits `/{service}/{rest}` and finds the service.
+//! 2. [`dataplane::inbound::Inbound::read`]: in-flight slot (503 when
+//!    `concurrency_max` is reached), routing key (400), body limit (413),
+//!    hop-by-hop headers stripped, request id.
+//! 3. Reads go to [`dataplane::proxy::forward`]: ring preference list →
+//!    routing policy → attempts → retry gate; optional hedging. Replicated
+//!    writes (PUT/POST/PATCH/DELETE) go to [`dataplane::fanout::write`]:
+//!    log append → N replicas in parallel, each through the same attempt
+//!    path and retry gate → answer at W acks; misses become hints.
+//! 4. Errors become [`dataplane::error::AppError`]: JSON `{"error",
+//!    "reason"}` with the right status, never internals.
+//!
+//! The admin listener ([`admin_app`]) routes through the request id and
+//! [`api::auth`] to the admin API; [`app::serve::serve`] runs both
+//! listeners and owns every background task.
 
 pub mod api;
-pub mod boot;
-pub mod budget;
-pub mod cli;
-pub mod clock;
+pub mod app;
+pub mod base;
+pub mod cluster;
 pub mod config;
 pub mod control;
-pub mod demo;
-pub mod health;
-pub mod inbound;
-pub mod listener;
-pub mod metrics;
-pub mod plugins;
-pub mod plugins_store;
-pub mod policy_header;
-pub mod proxy;
-pub mod replica;
-pub mod request_id;
-pub mod ring;
-pub mod service;
-pub mod service_changes;
-pub mod shutdown;
-pub mod state;
+pub mod dataplane;
+pub mod policy;
+pub mod replication;
 pub mod upstream;
-pub mod watch;
-pub mod write;
 
-use axum::Router;
-
-pub use state::AppState;
-
-/// The data-plane router (`/{service}/...` and `/_levee/healthz`).
-pub fn data_app(state: AppState) -> Router {
-    // Every data-plane request gets an `x-request-id` and a tracing span
-    // carrying it, before anything else looks at it.
-    api::data::router(state).layer(axum::middleware::from_fn(request_id::assign))
-}
-
-/// The admin router: probes, `/metrics`, the status page and the admin API
-/// behind the bearer token (see [`api::admin`]).
-pub fn admin_app(state: AppState) -> Router {
-    api::admin::router(state)
-}
+pub use api::state::AppState;
+pub use api::{admin_app, data_app};

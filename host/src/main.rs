@@ -1,5 +1,8 @@
-//! The `levee` binary: all logic lives in the library (see `levee::cli`).
+//! The `levee` binary: argument parsing and the demo ([`cli`]); the product
+//! is the library (`levee::`).
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    levee::cli::main()
+    cli::main()
 }

@@ -127,7 +127,7 @@ pub fn retrying_config(replicas: &[Replica], plugin_dir: &Path) -> Value {
 
 /// Keys whose primary replica (in ring order) is replica `index` of `count`.
 pub fn keys_with_primary(ids: &[&str], index: usize, wanted: usize) -> Vec<String> {
-    let ring = levee::ring::Ring::new(ids.iter().map(|id| (*id, 1)), 160).unwrap();
+    let ring = levee::cluster::ring::Ring::new(ids.iter().map(|id| (*id, 1)), 160).unwrap();
     (0..100_000)
         .map(|i| format!("key{i}"))
         .filter(|key| ring.primary(key.as_bytes()) == index)

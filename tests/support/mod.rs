@@ -155,7 +155,7 @@ impl Replica {
         format!("http://{}", self.address)
     }
 
-    /// Sets the replica's fault knobs (see `levee::replica`).
+    /// Sets the replica's fault knobs (see `levee_kv_replica`).
     pub async fn fault(&self, faults: Value) {
         let (status, _, body) = call(
             Method::POST,
@@ -317,7 +317,8 @@ impl Cluster {
     /// way (so the tests also check placement is reproducible).
     pub fn preference(&self, key: &str, replicas: usize) -> Vec<usize> {
         let ring =
-            levee::ring::Ring::new(self.replicas.iter().map(|r| (r.id.as_str(), 1)), 160).unwrap();
+            levee::cluster::ring::Ring::new(self.replicas.iter().map(|r| (r.id.as_str(), 1)), 160)
+                .unwrap();
         ring.preference(key.as_bytes(), replicas).iter().collect()
     }
 

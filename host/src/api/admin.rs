@@ -41,8 +41,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::api::admin_error::AdminError;
+use crate::api::state::AppState;
 use crate::api::{admin_log, admin_plugins, admin_services, admin_state, auth, status_page};
-use crate::state::AppState;
 
 /// The admin router.
 pub fn router(state: AppState) -> Router {
@@ -78,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(from_fn_with_state(auth, auth::require_admin_token))
-        .layer(from_fn(crate::request_id::assign))
+        .layer(from_fn(crate::api::request_id::assign))
         .with_state(state)
 }
 
@@ -112,7 +112,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus text exposition format 0.0.4.
 async fn metrics(State(state): State<AppState>) -> Response {
     admin_state::mirror_gauges(&state);
-    let text = crate::metrics::render();
+    let text = crate::base::metrics::render();
     (
         [(
             header::CONTENT_TYPE,

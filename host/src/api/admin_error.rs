@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::api::error::AppError;
 use crate::config::FieldError;
-use crate::plugins::PluginError;
+use crate::control::plugin_host::PluginError;
+use crate::dataplane::error::AppError;
 
 /// One invalid field, as sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

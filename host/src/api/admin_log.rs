@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use crate::api::admin_error::AdminError;
 use crate::api::admin_state::{LogView, log_view};
-use crate::metrics::CheckpointTrigger;
-use crate::state::AppState;
+use crate::api::state::AppState;
+use crate::base::metrics::CheckpointTrigger;
 
 /// `GET /admin/log`.
 #[derive(Debug, Serialize)]
@@ -24,7 +24,7 @@ pub struct LogDetail {
     #[serde(flatten)]
     pub summary: LogView,
     pub segments: Vec<SegmentView>,
-    pub write_path: crate::write::WriteStatus,
+    pub write_path: crate::replication::WriteStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,7 +78,7 @@ pub async fn checkpoint(State(state): State<AppState>, uri: Uri) -> Result<Respo
     };
     let report = state
         .writes
-        .checkpoint_now(&state, CheckpointTrigger::Admin, compact)
+        .checkpoint_now(&state.directory, CheckpointTrigger::Admin, compact)
         .await
         .map_err(|error| AdminError::Unavailable(format!("checkpoint failed: {error}")))?;
     Ok(Json(report).into_response())

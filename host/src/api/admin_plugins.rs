@@ -2,7 +2,7 @@
 //!
 //! An upload is the component's bytes as the request body (any content
 //! type), at most 32 MiB (413 beyond, refused by `Content-Length` before
-//! reading). It goes through [`crate::plugins::PluginHost::install`]:
+//! reading). It goes through [`crate::control::plugin_host::PluginHost::install`]:
 //! compiled, checked against every service bound to it, persisted, swapped.
 //! A refusal is 400 (bad name), 413 (too big) or 422 (not a component, wrong
 //! world, a bound service's config rejected), with the exact reason; the
@@ -21,9 +21,9 @@ use serde::Serialize;
 
 use crate::api::admin::read_body;
 use crate::api::admin_error::AdminError;
-use crate::metrics::LoadSource;
-use crate::plugins::policy_refs;
-use crate::state::AppState;
+use crate::api::state::AppState;
+use crate::base::metrics::LoadSource;
+use crate::policy::bind::policy_refs;
 
 /// One plugin as the admin API and the status page show it.
 #[derive(Debug, Clone, Serialize)]
@@ -101,9 +101,7 @@ pub async fn upload(
             "empty body: send the component's bytes".into(),
         ));
     }
-    let installed = host
-        .install(&state, &name, bytes, LoadSource::Upload)
-        .await?;
+    let installed = host.install(&name, bytes, LoadSource::Upload).await?;
     Ok(Json(installed).into_response())
 }
 
@@ -112,7 +110,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, AdminError> {
-    state.control.plugins.remove(&state, &name).await?;
+    state.control.plugins.remove(&name).await?;
     Ok(Json(serde_json::json!({ "deleted": name })).into_response())
 }
 
@@ -121,7 +119,7 @@ pub async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, AdminError> {
-    let installed = state.control.plugins.rollback(&state, &name).await?;
+    let installed = state.control.plugins.rollback(&name).await?;
     Ok(Json(installed).into_response())
 }
 
@@ -206,7 +204,7 @@ type BindingSlot = (BindingView, Option<Arc<BoundPlugin>>);
 /// Per plugin name: each service binding and what its slot holds.
 fn current_bindings(state: &AppState) -> BTreeMap<String, Vec<BindingSlot>> {
     let mut bindings: BTreeMap<String, Vec<BindingSlot>> = BTreeMap::new();
-    for service in state.services.load().values() {
+    for service in state.directory.services.load().values() {
         for (kind, policy) in policy_refs(&service.spec) {
             let bound = match kind {
                 PolicyKind::Retry => service.policies.retry.plugin(),

@@ -5,11 +5,10 @@
 //! (`name` may be omitted; if present it must match the path). It is
 //! validated exactly like the file (field-level errors, 422), its plugin
 //! bindings are bound (a missing plugin or a rejected config is 422), then
-//! the change is appended to the durable log and fsynced
-//! ([`crate::service_changes`]), and only then swapped in: the new ring,
-//! node table and policies serve new requests, requests in flight finish on
-//! the service they started with. Hint cursors are keyed by service and node
-//! id, so a node that stays keeps its cursor and backlog across the change.
+//! the control plane's transaction ([`crate::control::service_change`])
+//! makes it durable and swaps it in. This file only adapts HTTP to it.
+//! Hint cursors are keyed by service and node id, so a node that stays
+//! keeps its cursor and backlog across the change.
 
 use std::sync::Arc;
 
@@ -24,19 +23,20 @@ use serde::Serialize;
 use crate::api::admin::read_body;
 use crate::api::admin_error::{AdminError, FieldProblem};
 use crate::api::admin_state::{ServiceView, service_view};
+use crate::api::state::AppState;
+use crate::cluster::service::Service;
 use crate::config::{ConfigError, ServiceSpec, validate_service_name};
-use crate::inbound::ROUTING_KEY_BYTES_MAX;
-use crate::plugins::{PluginError, policy_refs};
-use crate::service::Service;
-use crate::service_changes::{KIND_SERVICE_CHANGE, ServiceChange, apply_to_config};
-use crate::state::AppState;
+use crate::control::plugin_host::PluginError;
+use crate::control::service_change::{ChangeContext, ChangeRefused};
+use crate::dataplane::inbound::ROUTING_KEY_BYTES_MAX;
+use crate::policy::bind::policy_refs;
 
 /// Largest service definition accepted.
 pub const SERVICE_BODY_BYTES_MAX: u64 = 1024 * 1024;
 
 /// `GET /admin/services`: every service's spec, in configuration order.
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ServiceSpec>> {
-    Json(state.config.load().services.clone())
+    Json(state.directory.config.load().services.clone())
 }
 
 /// `GET /admin/services/{name}`: spec, node health and ring shares.
@@ -58,40 +58,10 @@ pub async fn put(
     check_name(&name)?;
     let bytes = read_body(&headers, body, SERVICE_BODY_BYTES_MAX).await?;
     let spec = parse_spec(&name, &bytes)?;
-    let host = &state.control.plugins;
-    let _changes = host.lock().await;
-    let next = apply_to_config(
-        &state.config.load(),
-        &ServiceChange::Put {
-            spec: Box::new(spec.clone()),
-        },
-    );
-    next.validate()
-        .map_err(|error| unprocessable("invalid configuration after the change", error))?;
-    let bound = host
-        .bind_for(&spec)
+    let (service, added) = changes(&state)
+        .put(spec.clone())
         .await
-        .map_err(|error| missing_plugin_is_a_field(&spec, error))?;
-    let service = Arc::new(Service::build(spec.clone(), &state.runtime).map_err(|e| {
-        AdminError::Unprocessable {
-            reason: e.to_string(),
-            fields: Vec::new(),
-        }
-    })?);
-    for (kind, plugin) in bound {
-        crate::service::bind_policy(&state, &service, kind, Some(plugin))
-            .map_err(AdminError::internal)?;
-    }
-    let added = state.service(&name).is_none();
-    commit(
-        &state,
-        ServiceChange::Put {
-            spec: Box::new(spec),
-        },
-        Some(service.clone()),
-    )
-    .await?;
-    crate::health::spawn_active_checks(&service, state.client.clone(), state.shutdown_signal());
+        .map_err(|refused| refusal(&spec, refused))?;
     tracing::info!(service = %name, added, "service changed through the admin API");
     let status = if added {
         StatusCode::CREATED
@@ -107,48 +77,59 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<Response, AdminError> {
     check_name(&name)?;
-    let _changes = state.control.plugins.lock().await;
-    existing(&state, &name)?;
-    commit(&state, ServiceChange::Delete { name: name.clone() }, None).await?;
+    changes(&state)
+        .delete(&name)
+        .await
+        .map_err(|refused| match refused {
+            ChangeRefused::NotFound(shown) => {
+                AdminError::NotFound(format!("no service named {shown:?}"))
+            }
+            other => refusal_without_spec(other),
+        })?;
     tracing::info!(service = %name, "service deleted through the admin API");
     Ok(Json(serde_json::json!({ "deleted": name })).into_response())
 }
 
-/// Makes `change` durable, then visible: log append (fsynced), running
-/// configuration, service table, and only then the ledger registration
-/// that lets a checkpoint claim to cover it (see `service_changes`).
-async fn commit(
-    state: &AppState,
-    change: ServiceChange,
-    service: Option<Arc<Service>>,
-) -> Result<(), AdminError> {
-    let payload = change.encode().map_err(AdminError::internal)?;
-    let ticket = state.writes.ledger.begin_append();
-    let lsn = state
-        .writes
-        .log
-        .append(KIND_SERVICE_CHANGE, payload)
-        .await
-        .map_err(|error| {
-            if error.is_unavailable() {
-                AdminError::Unavailable(format!("the durable log refuses writes: {error}"))
-            } else {
-                AdminError::internal(error)
-            }
-        })?;
-    state.config.rcu(|config| apply_to_config(config, &change));
-    let name = change.name().to_string();
-    state.services.rcu(|services| {
-        let mut next = (**services).clone();
-        match &service {
-            Some(service) => next.insert(name.clone(), service.clone()),
-            None => next.remove(&name),
-        };
-        next
-    });
-    ticket.register(lsn, &[]);
-    state.writes.appended();
-    Ok(())
+/// The control plane's service-change transaction over this state's parts.
+fn changes(state: &AppState) -> ChangeContext<'_> {
+    ChangeContext {
+        host: &state.control.plugins,
+        runtime: &state.runtime,
+        writes: &state.writes,
+        client: &state.client,
+        shutdown: &state.shutdown,
+    }
+}
+
+/// A refused `PUT` as the admin API reports it.
+fn refusal(spec: &ServiceSpec, refused: ChangeRefused) -> AdminError {
+    match refused {
+        ChangeRefused::Invalid(error) => {
+            unprocessable("invalid configuration after the change", error)
+        }
+        ChangeRefused::Plugin(error) => missing_plugin_is_a_field(spec, error),
+        other => refusal_without_spec(other),
+    }
+}
+
+fn refusal_without_spec(refused: ChangeRefused) -> AdminError {
+    match refused {
+        ChangeRefused::Invalid(error) => {
+            unprocessable("invalid configuration after the change", error)
+        }
+        ChangeRefused::Plugin(error) => error.into(),
+        ChangeRefused::Build(reason) => AdminError::Unprocessable {
+            reason,
+            fields: Vec::new(),
+        },
+        ChangeRefused::NotFound(shown) => {
+            AdminError::NotFound(format!("no service named {shown:?}"))
+        }
+        ChangeRefused::LogUnavailable(error) => {
+            AdminError::Unavailable(format!("the durable log refuses writes: {error}"))
+        }
+        ChangeRefused::Internal(reason) => AdminError::internal(reason),
+    }
 }
 
 /// `GET /admin/services/{name}/ring?key=K`: the key's preference list.
@@ -190,7 +171,7 @@ pub struct PreferenceEntry {
 }
 
 fn preference_view(service: &Service, key: &str) -> PreferenceView {
-    let now_ms = crate::clock::now_ms();
+    let now_ms = crate::base::clock::now_ms();
     let preference = service
         .preference(key.as_bytes())
         .iter()
@@ -207,7 +188,7 @@ fn preference_view(service: &Service, key: &str) -> PreferenceView {
     PreferenceView {
         service: service.name().to_string(),
         key: key.to_string(),
-        position: crate::ring::position_of(key.as_bytes()),
+        position: crate::cluster::ring::position_of(key.as_bytes()),
         replicas: service.replicas(),
         preference,
     }

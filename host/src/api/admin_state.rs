@@ -16,10 +16,10 @@ use levee_plugin::PolicyKind;
 use serde::Serialize;
 
 use crate::api::admin_plugins::{PluginView, views};
+use crate::api::state::AppState;
+use crate::cluster::service::Service;
 use crate::config::ServiceSpec;
-use crate::plugins::policy_refs;
-use crate::service::Service;
-use crate::state::AppState;
+use crate::policy::bind::policy_refs;
 
 /// Samples of ring ownership per service.
 pub const RING_SAMPLES: u64 = 720;
@@ -116,7 +116,7 @@ pub struct HintBacklogView {
 
 /// `GET /admin/state`.
 pub async fn get(State(state): State<AppState>) -> Json<StateView> {
-    let services = state.services.load();
+    let services = state.directory.services.load();
     Json(StateView {
         version: env!("CARGO_PKG_VERSION"),
         ready: state.is_ready(),
@@ -133,7 +133,7 @@ pub async fn get(State(state): State<AppState>) -> Json<StateView> {
 
 /// A service as the admin API shows it.
 pub fn service_view(state: &AppState, service: &Service) -> ServiceView {
-    let now_ms = crate::clock::now_ms();
+    let now_ms = crate::base::clock::now_ms();
     let (ring, samples) = ring_arcs(service);
     let backlog = hint_backlogs(state, service.name());
     let nodes = service
@@ -273,14 +273,18 @@ pub fn log_view(state: &AppState) -> LogView {
 /// Gauges that mirror state kept elsewhere, refreshed at scrape time.
 pub fn mirror_gauges(state: &AppState) {
     let status = state.writes.log.stats();
-    crate::metrics::log_position(status.last_lsn, status.total_bytes);
-    crate::metrics::log_fsync_totals(status.fsyncs, status.records_written);
+    crate::base::metrics::log_position(status.last_lsn, status.total_bytes);
+    crate::base::metrics::log_fsync_totals(status.fsyncs, status.records_written);
     for stats in state.writes.ledger.stats() {
-        crate::metrics::hint_backlog(&stats.service, &stats.node, stats.backlog_records);
+        crate::base::metrics::hint_backlog(&stats.service, &stats.node, stats.backlog_records);
     }
     for info in state.control.plugins.registry().list() {
         if let Some(current) = info.current {
-            crate::metrics::plugin_quarantined(&info.name, &current.version, current.quarantined);
+            crate::base::metrics::plugin_quarantined(
+                &info.name,
+                &current.version,
+                current.quarantined,
+            );
         }
     }
 }

@@ -17,12 +17,12 @@ use axum::http::{Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::api::error::AppError;
-use crate::clock;
+use crate::api::state::AppState;
+use crate::base::clock;
 use crate::config::validate_service_name;
-use crate::inbound::Inbound;
-use crate::proxy;
-use crate::state::AppState;
+use crate::dataplane::error::AppError;
+use crate::dataplane::inbound::Inbound;
+use crate::dataplane::proxy;
 
 /// The data-plane router.
 pub fn router(state: AppState) -> Router {
@@ -44,12 +44,14 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn handle(State(state): State<AppState>, request: Request<Body>) -> Response {
     let started = std::time::Instant::now();
     let method = request.method().clone();
-    let service = crate::metrics::service_label(&state, request.uri().path());
+    let service = crate::base::metrics::service_label(request.uri().path(), |name| {
+        state.service(name).is_some()
+    });
     let response = match dispatch(state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
-    crate::metrics::request_finished(
+    crate::base::metrics::request_finished(
         &service,
         method.as_str(),
         response.status().as_u16(),
@@ -67,8 +69,12 @@ async fn dispatch(state: AppState, request: Request<Body>) -> Result<Response, A
     let upstream_path = upstream_path.to_owned();
     let inbound = Inbound::read(&service, request, &upstream_path, started_ms).await?;
     if is_replicated_write(&inbound.method) {
-        return crate::write::fanout::write(state.writes.clone(), state.client.clone(), inbound)
-            .await;
+        return crate::dataplane::fanout::write(
+            state.writes.clone(),
+            state.client.clone(),
+            inbound,
+        )
+        .await;
     }
     proxy::forward(&state.client, inbound).await
 }

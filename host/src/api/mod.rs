@@ -1,7 +1,8 @@
 //! HTTP handlers, grouped by listener.
 //!
 //! - [`data`]: the data plane (`/{service}/...`), on the data listener.
-//! - [`error`]: `AppError`, the one error type every handler returns.
+//! - [`state`]: `AppState`, the parts of levee the adapters share.
+//! - [`request_id`]: `x-request-id` on every data-plane request.
 //!
 //! The admin listener (control plane):
 //! - [`admin`]: the admin router, probes and metrics; [`auth`]: bearer
@@ -17,5 +18,21 @@ pub mod admin_services;
 pub mod admin_state;
 pub mod auth;
 pub mod data;
-pub mod error;
+pub mod request_id;
+pub mod state;
 pub mod status_page;
+
+use axum::Router;
+
+/// The data-plane router (`/{service}/...` and `/_levee/healthz`).
+pub fn data_app(state: state::AppState) -> Router {
+    // Every data-plane request gets an `x-request-id` and a tracing span
+    // carrying it, before anything else looks at it.
+    data::router(state).layer(axum::middleware::from_fn(request_id::assign))
+}
+
+/// The admin router: probes, `/metrics`, the status page and the admin API
+/// behind the bearer token (see [`admin`]).
+pub fn admin_app(state: state::AppState) -> Router {
+    admin::router(state)
+}

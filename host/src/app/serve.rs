@@ -1,0 +1,103 @@
+//! `levee serve`: the process's lifecycle, in order. Load the config and
+//! bind both listeners (the admin listener answers probes while recovery
+//! runs), build the state (log recovery, services), bring the plugins up,
+//! start the background tasks it owns (health checks, handoff,
+//! checkpoints), serve until SIGTERM or SIGINT, drain, then join the write
+//! path's tasks and flush the log.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::api::state::AppState;
+use crate::config::Config;
+
+/// `levee serve`: loads the config, binds both listeners, serves until a
+/// termination signal, then drains.
+pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    // An admin listener reachable from other machines needs a token: refuse
+    // before binding anything.
+    crate::control::auth::AdminAuth::from_env_or_config(
+        config.admin_token.as_deref(),
+        config.listeners.admin,
+    )?;
+    let data = tokio::net::TcpListener::bind(config.listeners.data).await?;
+    let admin = tokio::net::TcpListener::bind(config.listeners.admin).await?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "listening data={} admin={}",
+            data.local_addr()?,
+            admin.local_addr()?
+        )?;
+        stdout.flush()?;
+    }
+    // Probes get an answer ("alive, not ready") while recovery runs.
+    let (booted, boot_done) = tokio::sync::oneshot::channel();
+    let booting = crate::app::boot::serve_while_booting(admin, boot_done);
+    let state = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || AppState::new(config)).await??
+    };
+    crate::control::start(&state.control.plugins, &state.shutdown).await?;
+    for service in state.directory.services.load().values() {
+        crate::cluster::health::spawn_active_checks(
+            service,
+            state.client.clone(),
+            state.shutdown_signal(),
+        );
+    }
+    let write_tasks = crate::replication::spawn_background(
+        state.writes.clone(),
+        state.directory.clone(),
+        state.client.clone(),
+        state.shutdown.clone(),
+    );
+    let _ = booted.send(());
+    let admin = booting.await?;
+    state.set_ready(true);
+    tracing::info!(services = config.services.len(), "levee ready");
+    let signals = state.clone();
+    tokio::spawn(async move {
+        termination().await;
+        tracing::info!("shutdown requested");
+        signals.begin_shutdown();
+    });
+    let limits = config.server.clone();
+    let data_loop = crate::app::listener::serve(
+        data,
+        crate::api::data_app(state.clone()),
+        &limits,
+        state.shutdown_signal(),
+        config.shutdown_grace_ms,
+    );
+    let admin_loop = crate::app::listener::serve(
+        admin,
+        crate::api::admin_app(state.clone()),
+        &limits,
+        state.shutdown_signal(),
+        config.shutdown_grace_ms,
+    );
+    tokio::join!(data_loop, admin_loop);
+    // The write path's last checkpoint, then a log fsync.
+    crate::app::shutdown::finish(&state, write_tasks).await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops levee");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

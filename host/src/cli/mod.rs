@@ -1,0 +1,166 @@
+//! The `levee` command line.
+//!
+//! - `levee serve --config FILE`: run the data and admin listeners. Prints
+//!   `listening data=<addr> admin=<addr>` as its first stdout line (so a
+//!   config may use port 0 and a supervisor or test learns the ports).
+//! - `levee demo [--keep]`: the self-contained demonstration.
+//! - `levee plugin check FILE [--config JSON]`: validate a policy plugin.
+//! - `levee log inspect DIR`, `levee log dump DIR --from LSN [--limit N]`:
+//!   read a durable log offline; non-zero exit on corruption.
+//! - `levee kv-replica --listen ADDR --data-dir DIR` (hidden): the small
+//!   key-value server used as upstream by the demo and the tests (the
+//!   `levee-kv-replica` crate).
+//!
+//! This module and [`demo`] are the binary's, not the library's: the
+//! library (`levee::`) is the product; the command line only parses and
+//! dispatches.
+
+mod demo;
+mod tools;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "levee",
+    version,
+    about = "HTTP fault-tolerance middleware host"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the data and admin listeners.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the end-to-end demonstration.
+    Demo {
+        /// Leave the demo's processes and files running/in place.
+        #[arg(long)]
+        keep: bool,
+        /// Where the example policy plugins are (default: `LEVEE_PLUGIN_DIR`,
+        /// else `plugins/dist` of the repository the binary was built in).
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+    },
+    /// Policy plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Durable log tools.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+    /// A small key-value replica (demo and test upstream).
+    #[command(hide = true)]
+    KvReplica {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Compile, validate and configure a plugin without serving.
+    Check {
+        file: PathBuf,
+        /// A JSON `config` to pass to the plugin's `configure` (it is then
+        /// also instantiated); without it only compilation is checked.
+        #[arg(long)]
+        config: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Verify and summarise a log directory (segments, LSN range,
+    /// checkpoints). Exit status 1 when damage beyond a torn tail is found.
+    Inspect {
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records from an LSN on, one JSON object per line. Exit status
+    /// 1 when a corrupt record is reached.
+    Dump {
+        dir: PathBuf,
+        #[arg(long)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("levee: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("levee: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LEVEE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => levee::app::serve::serve(&config)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::KvReplica { listen, data_dir } => {
+            levee_kv_replica::run(listen, &data_dir, levee::app::serve::termination())
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Demo { keep, plugin_dir } => {
+            demo::run(demo::DemoOptions { keep, plugin_dir }).await
+        }
+        Command::Plugin {
+            command: PluginCommand::Check { file, config, json },
+        } => tools::plugin_check(file, config, json).await,
+        Command::Log {
+            command: LogCommand::Inspect { dir, json },
+        } => tools::log_inspect(&dir, json),
+        Command::Log {
+            command: LogCommand::Dump { dir, from, limit },
+        } => tools::log_dump(&dir, from, limit),
+    }
+}

@@ -1,0 +1,269 @@
+//! One service: its spec, ring, node table with health, retry budget,
+//! in-flight limit and bound policies.
+//!
+//! A `Service` is immutable once built (except for the atomics inside health,
+//! budget and the in-flight counter) and shared as `Arc<Service>` through
+//! [`crate::cluster::directory::Directory`]. A configuration change builds a new
+//! `Service` and swaps the map, so a request keeps a consistent view of the
+//! service from its first attempt to its last without any lock.
+//!
+//! To add per-service state (e.g. hint cursors for the write path), add a
+//! field here and initialise it in [`Service::build`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use hyper::header::HeaderName;
+use hyper::http::uri::{Authority, Scheme};
+use levee_policy::{AttemptOutcome, Node, RequestInfo, RetryContext, RetryDecision, RoutePlan};
+
+use crate::cluster::budget::RetryBudget;
+use crate::cluster::health::NodeHealth;
+use crate::cluster::ring::{Preference, Ring, RingError};
+use crate::config::{KeyRule, NodeSpec, ServiceSpec, parse_node_url};
+
+/// Why a service could not be built from a (validated) spec.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("service {service}: {source}")]
+    Ring { service: String, source: RingError },
+    #[error("service {service}: node {node}: {reason}")]
+    Node {
+        service: String,
+        node: String,
+        reason: String,
+    },
+    #[error("service {service}: policy {kind}: {reason}")]
+    Policy {
+        service: String,
+        kind: &'static str,
+        reason: String,
+    },
+}
+
+/// One replica as the request path needs it.
+#[derive(Debug)]
+pub struct ServiceNode {
+    pub spec: NodeSpec,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub health: NodeHealth,
+}
+
+/// A configured service, ready to serve.
+#[derive(Debug)]
+pub struct Service {
+    pub spec: ServiceSpec,
+    pub ring: Ring,
+    /// Indexed like the ring's node indices (the order of `spec.nodes`).
+    pub nodes: Vec<ServiceNode>,
+    pub budget: RetryBudget,
+    pub policies: Policies,
+    /// Pre-parsed `key.header` name, so the request path does not parse it.
+    pub key_header: Option<HeaderName>,
+    in_flight: AtomicU32,
+}
+
+impl Service {
+    /// Builds a service from a spec that passed [`ServiceSpec::validate`].
+    pub fn build(
+        spec: ServiceSpec,
+        runtime: &levee_plugin::Runtime,
+    ) -> Result<Service, ServiceError> {
+        let ring = Ring::new(
+            spec.nodes.iter().map(|n| (n.id.as_str(), n.weight)),
+            spec.vnodes_per_weight,
+        )
+        .map_err(|source| ServiceError::Ring {
+            service: spec.name.clone(),
+            source,
+        })?;
+        let nodes = spec
+            .nodes
+            .iter()
+            .map(|node| build_node(&spec, node))
+            .collect::<Result<Vec<_>, _>>()?;
+        let policies = Policies::build(&spec, runtime)?;
+        let key_header = match &spec.key {
+            KeyRule::Header(name) => Some(HeaderName::from_bytes(name.as_bytes()).map_err(
+                |e| ServiceError::Policy {
+                    service: spec.name.clone(),
+                    kind: "key",
+                    reason: e.to_string(),
+                },
+            )?),
+            _ => None,
+        };
+        Ok(Service {
+            budget: RetryBudget::new(&spec.retry_budget),
+            ring,
+            nodes,
+            policies,
+            key_header,
+            in_flight: AtomicU32::new(0),
+            spec,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// N for this service.
+    pub fn replicas(&self) -> usize {
+        self.spec.replicas() as usize
+    }
+
+    /// The key's replicas in ring order.
+    pub fn preference(&self, routing_key: &[u8]) -> Preference {
+        self.ring.preference(routing_key, self.replicas())
+    }
+
+    /// The node index of a node id, if it is one of ours.
+    pub fn node_index(&self, node_id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.spec.id == node_id)
+    }
+
+    /// The policy-facing view of one node, health included.
+    pub fn node_view(&self, index: usize, now_ms: u64) -> Node {
+        let node = &self.nodes[index];
+        Node {
+            id: node.spec.id.clone(),
+            address: node.spec.url.clone(),
+            zone: node.spec.zone.clone(),
+            weight: node.spec.weight,
+            healthy: node.health.is_healthy(now_ms),
+            failure_rate_permille: node.health.failure_rate_permille(),
+            latency_ms: node.health.latency_ms(),
+        }
+    }
+
+    /// Takes an in-flight slot, or `None` when `concurrency_max` are taken.
+    pub fn try_enter(self: &Arc<Self>) -> Option<InFlight> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if before >= self.spec.concurrency_max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InFlight {
+            service: Arc::clone(self),
+        })
+    }
+
+    /// Requests currently in flight.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+fn build_node(spec: &ServiceSpec, node: &NodeSpec) -> Result<ServiceNode, ServiceError> {
+    let error = |reason: String| ServiceError::Node {
+        service: spec.name.clone(),
+        node: node.id.clone(),
+        reason,
+    };
+    let uri = parse_node_url(&node.url).map_err(error)?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| error("no scheme".into()))?;
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| error("no host".into()))?;
+    Ok(ServiceNode {
+        spec: node.clone(),
+        scheme,
+        authority,
+        health: NodeHealth::new(spec.outlier.clone()),
+    })
+}
+
+/// An in-flight slot of a service; released on drop.
+#[derive(Debug)]
+pub struct InFlight {
+    service: Arc<Service>,
+}
+
+impl InFlight {
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let before = self.service.in_flight.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "in-flight counter underflow");
+    }
+}
+
+/// The retry and routing policies of a service: the guarded
+/// `levee_plugin` policies, which call the bound plugin when there is one
+/// and the native `levee_policy` logic (configured from the binding's
+/// `config`) otherwise or when the plugin fails. Plugins are bound after the
+/// service is built (they compile off the async threads), through
+/// [`bind_policy`]; until then the native policy answers.
+pub struct Policies {
+    pub retry: levee_plugin::RetryPolicy,
+    pub routing: levee_plugin::RoutingPolicy,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name =
+            |plugin: Option<Arc<levee_plugin::BoundPlugin>>| plugin.map(|p| p.name().to_owned());
+        f.debug_struct("Policies")
+            .field("retry", &name(self.retry.plugin()))
+            .field("routing", &name(self.routing.plugin()))
+            .finish()
+    }
+}
+
+impl Policies {
+    fn build(
+        spec: &ServiceSpec,
+        runtime: &levee_plugin::Runtime,
+    ) -> Result<Policies, ServiceError> {
+        let config_of = |binding: &Option<crate::config::PolicyRef>| {
+            binding
+                .as_ref()
+                .map(|b| b.config.to_string())
+                .unwrap_or_default()
+        };
+        let error = |kind, reason| ServiceError::Policy {
+            service: spec.name.clone(),
+            kind,
+            reason,
+        };
+        let retry = levee_policy::RetryBackoff::from_json(&config_of(&spec.policies.retry))
+            .map_err(|reason| error("retry", reason))?;
+        let routing = levee_policy::RouteAffinity::from_json(&config_of(&spec.policies.routing))
+            .map_err(|reason| error("routing", reason))?;
+        Ok(Policies {
+            retry: levee_plugin::RetryPolicy::new(runtime, retry),
+            routing: levee_plugin::RoutingPolicy::new(routing),
+        })
+    }
+
+    /// Orders the candidates (the key's replicas in ring order).
+    pub fn route(&self, request: &RequestInfo, candidates: &[Node]) -> RoutePlan {
+        let started = std::time::Instant::now();
+        let decided = self.routing.route(request, candidates);
+        crate::base::metrics::policy_decided(&decided.source, started.elapsed());
+        decided.value
+    }
+
+    /// Decides about a failed attempt.
+    pub fn decide_retry(
+        &self,
+        request: &RequestInfo,
+        outcome: &AttemptOutcome,
+        context: &RetryContext,
+    ) -> levee_plugin::Decided<RetryDecision> {
+        let started = std::time::Instant::now();
+        let decided = self.retry.decide(request, outcome, context);
+        crate::base::metrics::policy_decided(&decided.source, started.elapsed());
+        decided
+    }
+}

@@ -1,0 +1,9 @@
+//! The request path: [`inbound`] validation, the shared [`attempt`] path
+//! and retry gate, the read [`proxy`], the write [`fanout`], and
+//! [`error::AppError`], the one error every data-plane step returns.
+
+pub mod attempt;
+pub mod error;
+pub mod fanout;
+pub mod inbound;
+pub mod proxy;

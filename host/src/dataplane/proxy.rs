@@ -1,0 +1,793 @@
+//! The proxy (read) path: ring → routing policy → attempts → retry policy →
+//! hedging, under limits no policy can exceed.
+//!
+//! One request, step by step:
+//! 1. The ring gives the key's N replicas in preference order; the routing
+//!    policy orders them (the native `route-affinity` keeps ring order and
+//!    skips unhealthy nodes) and may ask for a hedge.
+//! 2. Attempt the first node. A response that is not 5xx or 429 is final
+//!    and streamed back. For GET/HEAD with a hedge delay, if the first
+//!    attempt has not answered after the delay, a second attempt goes to the
+//!    next node; the first final answer wins and the loser is cancelled
+//!    (its future dropped, closing its connection).
+//! 3. On a failure the host first checks its own limits: attempts left
+//!    (`max_attempts`, host cap 10), time left before the total deadline,
+//!    the retry budget, and idempotency. Only if all allow a retry is the
+//!    retry policy asked; its delay is clamped to the deadline and its
+//!    target resolved against the plan (`same` is turned into `next` for a
+//!    non-idempotent request, which may never hit the same replica twice).
+//! 4. When retries end, the client gets the last replica response if there
+//!    was one (e.g. the replica's own 503), else 502 (504 if the last
+//!    failure was a timeout) with the reason.
+//!
+//! Every attempt updates the node's passive health; an ejected node is
+//! skipped when choosing where to send an attempt unless nothing else is
+//! left. Every response carries `x-levee-attempts` (attempts started,
+//! hedges included) and `x-request-id`.
+
+use std::pin::pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, StatusCode, Uri};
+use levee_policy::{AttemptResult, ErrorKind, RequestInfo, Target};
+
+use crate::base::clock;
+use crate::cluster::health::Verdict;
+use crate::cluster::ring::REPLICAS_MAX;
+use crate::cluster::service::Service;
+use crate::config::ATTEMPTS_MAX;
+use crate::dataplane::attempt::{self, Failed, RetryGate};
+use crate::dataplane::error::AppError;
+use crate::dataplane::inbound::{IDEMPOTENCY_KEY, Inbound, X_REQUEST_ID};
+use crate::upstream::{self, AttemptError, RESPONSE_BODY_BYTES_MAX, UpstreamBody, UpstreamClient};
+
+/// The response header counting attempts.
+pub static X_LEVEE_ATTEMPTS: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-levee-attempts");
+
+/// The routing plan resolved to node indices, without allocation.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    nodes: [usize; REPLICAS_MAX],
+    len: usize,
+    hedge_delay_ms: Option<u64>,
+}
+
+impl Plan {
+    fn get(&self, position: usize) -> usize {
+        debug_assert!(position < self.len);
+        self.nodes[position % self.len]
+    }
+
+    fn position_of(&self, node: usize) -> Option<usize> {
+        self.nodes[..self.len].iter().position(|&n| n == node)
+    }
+}
+
+/// One finished attempt.
+struct Attempt {
+    node: usize,
+    result: Result<hyper::Response<Incoming>, AttemptError>,
+    elapsed_ms: u64,
+}
+
+impl Attempt {
+    /// Final: an HTTP answer that is neither 5xx nor 429.
+    fn is_final(&self) -> bool {
+        match &self.result {
+            Ok(response) => !is_retryable_status(response.status()),
+            Err(_) => false,
+        }
+    }
+
+    fn wit_result(&self) -> AttemptResult {
+        match &self.result {
+            Ok(response) => AttemptResult::Status(response.status().as_u16()),
+            Err(error) => AttemptResult::Error(error.kind),
+        }
+    }
+}
+
+fn is_retryable_status(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// What one round (an attempt plus maybe its hedge) produced.
+enum Round {
+    Final(Attempt),
+    /// Every attempt of the round failed; this is the last one to finish.
+    Failed(Attempt),
+}
+
+/// Forwards `inbound` to the service's replicas with retries and hedging.
+pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Response, AppError> {
+    let service = inbound.service().clone();
+    let now_ms = clock::now_ms();
+    service.budget.record_request(now_ms);
+    // The plugin-facing request description costs a dozen allocations, so
+    // it is built only when a policy will see it: a bound routing plugin,
+    // or a retry decision.
+    let info = OnceLock::new();
+    let plan = if service.policies.routing.plugin().is_some() {
+        let info = info.get_or_init(|| request_info(&service, &inbound));
+        plan(&service, &inbound, info, now_ms)
+    } else {
+        native_plan(&service, &inbound, now_ms)
+    };
+    let run = Run {
+        client,
+        service: &service,
+        inbound: &inbound,
+        info,
+        plan,
+        attempts: AtomicU32::new(0),
+        deadline_ms: inbound.started_ms + service.spec.timeouts.total_ms,
+        max_attempts: service.spec.max_attempts.min(ATTEMPTS_MAX),
+        policy_versions: Default::default(),
+    };
+    let last = run.execute().await;
+    run.respond(last)
+}
+
+/// The state of one request's attempts.
+struct Run<'a> {
+    client: &'a UpstreamClient,
+    service: &'a Service,
+    inbound: &'a Inbound,
+    /// Built on first use (see [`forward`]).
+    info: OnceLock<RequestInfo>,
+    plan: Plan,
+    /// Attempts started (interior mutability because in-flight attempt
+    /// futures borrow the run while a hedge is being counted).
+    attempts: AtomicU32,
+    deadline_ms: u64,
+    max_attempts: u32,
+    /// Who made the retry decisions (`x-levee-policy-version`).
+    policy_versions: crate::policy::header::PolicyVersions,
+}
+
+impl Run<'_> {
+    fn info(&self) -> &RequestInfo {
+        self.info
+            .get_or_init(|| request_info(self.service, self.inbound))
+    }
+
+    /// Attempts until a final answer or until a limit or the policy stops.
+    async fn execute(&self) -> Attempt {
+        let mut position = 0usize;
+        let mut node = self.available_from(position);
+        // Bounded: each iteration starts at least one attempt, and attempts
+        // are capped by max_attempts (<= ATTEMPTS_MAX).
+        loop {
+            let failed = match self.round(node, position).await {
+                Round::Final(attempt) => return attempt,
+                Round::Failed(attempt) => attempt,
+            };
+            let Some((delay_ms, target)) = self.retry_decision(&failed) else {
+                return failed;
+            };
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            }
+            position = self.resolve_target(target, failed.node, position);
+            node = self.available_from(position);
+            position = self.plan.position_of(node).unwrap_or(position);
+            drop(failed);
+        }
+    }
+
+    /// The first node at or after `position` (wrapping) that health lets
+    /// through; the one at `position` when none does.
+    fn available_from(&self, position: usize) -> usize {
+        let now_ms = clock::now_ms();
+        for step in 0..self.plan.len {
+            let node = self.plan.get((position + step) % self.plan.len);
+            if self.service.nodes[node].health.try_acquire(now_ms) {
+                return node;
+            }
+        }
+        self.plan.get(position % self.plan.len)
+    }
+
+    /// One attempt on `node`, hedged to the next node for reads when the
+    /// plan asks for it and limits allow.
+    async fn round(&self, node: usize, position: usize) -> Round {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let hedge = self.hedge_target(node, position);
+        let Some((hedge_node, delay)) = hedge else {
+            let attempt = self.attempt(node).await;
+            return if attempt.is_final() {
+                Round::Final(attempt)
+            } else {
+                Round::Failed(attempt)
+            };
+        };
+        let mut first = pin!(self.attempt(node));
+        tokio::select! {
+            attempt = &mut first => {
+                return if attempt.is_final() { Round::Final(attempt) } else { Round::Failed(attempt) };
+            }
+            () = tokio::time::sleep(delay) => {}
+        }
+        if !self.service.budget.try_withdraw(clock::now_ms()) {
+            crate::base::metrics::budget_exhausted(self.service.name());
+            let attempt = first.await;
+            return if attempt.is_final() {
+                Round::Final(attempt)
+            } else {
+                Round::Failed(attempt)
+            };
+        }
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        crate::base::metrics::hedge_sent(self.service.name());
+        let mut second = pin!(self.attempt(hedge_node));
+        tokio::select! {
+            attempt = &mut first => {
+                if attempt.is_final() { return Round::Final(attempt); }
+                let other = second.await;
+                if other.is_final() { Round::Final(other) } else { Round::Failed(other) }
+            }
+            attempt = &mut second => {
+                if attempt.is_final() { return Round::Final(attempt); }
+                let other = first.await;
+                if other.is_final() { Round::Final(other) } else { Round::Failed(other) }
+            }
+        }
+    }
+
+    /// Where and when to hedge, if at all: reads only, a delay from the plan
+    /// or the service, another node to go to, an attempt left, and time to
+    /// wait for the hedge before the deadline.
+    fn hedge_target(&self, node: usize, position: usize) -> Option<(usize, Duration)> {
+        let delay_ms = self.plan.hedge_delay_ms?;
+        if !self.inbound.is_read()
+            || self.plan.len < 2
+            || self.attempts.load(Ordering::Relaxed) >= self.max_attempts
+        {
+            return None;
+        }
+        if clock::now_ms() + delay_ms >= self.deadline_ms {
+            return None;
+        }
+        let from = self.plan.position_of(node).unwrap_or(position);
+        let hedge_node = self.plan.get((from + 1) % self.plan.len);
+        (hedge_node != node).then_some((hedge_node, Duration::from_millis(delay_ms)))
+    }
+
+    /// Sends the request to one node through the shared attempt path
+    /// (per-try timeout, health verdict, ejection metrics).
+    async fn attempt(&self, node: usize) -> Attempt {
+        let attempted = attempt::attempt(
+            self.service,
+            node,
+            self.deadline_ms,
+            |timeout| async move {
+                match self.build_request(node) {
+                    Ok(request) => self.client.send(request, timeout).await,
+                    Err(()) => Err(AttemptError {
+                        kind: ErrorKind::Other,
+                    }),
+                }
+            },
+            |result| match result {
+                Ok(response) => attempt::verdict_of_status(response.status().as_u16()),
+                Err(_) => Verdict::Failure,
+            },
+        )
+        .await;
+        Attempt {
+            node: attempted.node,
+            result: attempted.result,
+            elapsed_ms: attempted.elapsed_ms,
+        }
+    }
+
+    fn build_request(&self, node: usize) -> Result<Request<UpstreamBody>, ()> {
+        let target = &self.service.nodes[node];
+        let uri = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(self.inbound.path_and_query.as_str())
+            .build()
+            .map_err(|_| ())?;
+        let mut request = Request::new(UpstreamBody::new(self.inbound.body.clone()));
+        *request.method_mut() = self.inbound.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = self.inbound.headers.clone();
+        Ok(request)
+    }
+
+    /// The shared retry gate: the host's limits, then the retry policy.
+    /// `Some((delay_ms, target))` to retry, `None` to give up.
+    fn retry_decision(&self, failed: &Attempt) -> Option<(u64, Target)> {
+        let gate = RetryGate {
+            service: self.service,
+            deadline_ms: self.deadline_ms,
+            max_attempts: self.max_attempts,
+            idempotent: self.inbound.is_idempotent(),
+        };
+        let failure = Failed {
+            node: failed.node,
+            result: failed.wit_result(),
+            elapsed_ms: failed.elapsed_ms,
+            retry_after_ms: failed
+                .result
+                .as_ref()
+                .ok()
+                .and_then(|r| upstream::retry_after_ms(r.headers())),
+        };
+        let candidates = &self.plan.nodes[..self.plan.len];
+        gate.decide(
+            &failure,
+            self.attempts.load(Ordering::Relaxed),
+            candidates,
+            || self.info(),
+            Some(&self.policy_versions),
+        )
+    }
+
+    /// The plan position the next attempt should start from.
+    fn resolve_target(&self, target: Target, failed_node: usize, position: usize) -> usize {
+        let current = self.plan.position_of(failed_node).unwrap_or(position);
+        let next = (current + 1) % self.plan.len;
+        match target {
+            Target::Same => current,
+            Target::Next => next,
+            Target::Node(id) => (0..self.plan.len)
+                .find(|&p| self.service.nodes[self.plan.get(p)].spec.id == id)
+                .unwrap_or(next),
+        }
+    }
+
+    /// The client's answer from the last attempt.
+    fn respond(&self, last: Attempt) -> Result<Response, AppError> {
+        let attempts = attempts_header(self.attempts.load(Ordering::Relaxed));
+        match last.result {
+            Ok(response) => {
+                let body_bytes_max = RESPONSE_BODY_BYTES_MAX;
+                let mut response = upstream::relay_response(response, body_bytes_max)
+                    .map_err(AppError::BadGateway)?;
+                let headers = response.headers_mut();
+                headers.insert(X_LEVEE_ATTEMPTS.clone(), attempts);
+                headers.insert(X_REQUEST_ID.clone(), self.inbound.request_id.clone());
+                self.policy_versions.write(headers);
+                Ok(response.map(Body::new))
+            }
+            Err(error) => {
+                let node = &self.service.nodes[last.node].spec.id;
+                let reason = format!(
+                    "no replica of {} answered after {} attempt(s); last: {} on node {node}",
+                    self.service.name(),
+                    self.attempts.load(Ordering::Relaxed),
+                    describe(error.kind)
+                );
+                let error = if error.kind == ErrorKind::Timeout {
+                    AppError::GatewayTimeout(reason)
+                } else {
+                    AppError::BadGateway(reason)
+                };
+                let mut response = axum::response::IntoResponse::into_response(error);
+                response
+                    .headers_mut()
+                    .insert(X_LEVEE_ATTEMPTS.clone(), attempts);
+                response
+                    .headers_mut()
+                    .insert(X_REQUEST_ID.clone(), self.inbound.request_id.clone());
+                self.policy_versions.write(response.headers_mut());
+                Ok(response)
+            }
+        }
+    }
+}
+
+/// `x-levee-attempts` values without an allocation for the common counts.
+fn attempts_header(attempts: u32) -> HeaderValue {
+    const STATIC: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    match STATIC.get(attempts as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(attempts),
+    }
+}
+
+fn describe(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Connect => "connection failed",
+        ErrorKind::Timeout => "timed out",
+        ErrorKind::Reset => "connection reset",
+        ErrorKind::Protocol => "malformed HTTP response",
+        ErrorKind::Other => "request failed",
+    }
+}
+
+/// The plugin-facing description of the request.
+fn request_info(service: &Service, inbound: &Inbound) -> RequestInfo {
+    use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, HEADERS_MAX};
+    let mut headers = Vec::new();
+    if let Some(key) = inbound.headers.get(&IDEMPOTENCY_KEY) {
+        headers.push((
+            IDEMPOTENCY_KEY.as_str().to_owned(),
+            header_text(key, HEADER_VALUE_BYTES_MAX),
+        ));
+    }
+    for (name, value) in &inbound.headers {
+        if headers.len() >= HEADERS_MAX {
+            break;
+        }
+        if name != IDEMPOTENCY_KEY {
+            headers.push((
+                name.as_str().to_owned(),
+                header_text(value, HEADER_VALUE_BYTES_MAX),
+            ));
+        }
+    }
+    RequestInfo {
+        service: service.name().to_owned(),
+        method: inbound.method.as_str().to_owned(),
+        path: inbound.path_and_query.clone(),
+        routing_key: inbound.routing_key().to_owned(),
+        idempotent: inbound.is_idempotent(),
+        headers,
+    }
+}
+
+/// A header value as text, lossy and truncated at a char boundary.
+fn header_text(value: &HeaderValue, bytes_max: usize) -> String {
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let mut end = text.len().min(bytes_max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// The native `route-affinity` plan, computed over node indices: used when
+/// no routing plugin is bound, i.e. on almost every request, where building
+/// the policy's string-based inputs (a `RequestInfo`, a `Node` per
+/// candidate, an id list back) would cost a few dozen allocations. The rules
+/// are `levee_policy::RouteAffinity::route`'s, applied to the same inputs;
+/// a property test checks that both always agree.
+fn native_plan(service: &Service, inbound: &Inbound, now_ms: u64) -> Plan {
+    let preference = service.preference(inbound.routing_key().as_bytes());
+    let native = service.policies.routing.native();
+    let mut nodes = [0usize; REPLICAS_MAX];
+    let mut healthy = [false; REPLICAS_MAX];
+    let mut zones: [Option<&str>; REPLICAS_MAX] = [None; REPLICAS_MAX];
+    for (slot, node) in preference.iter().enumerate() {
+        nodes[slot] = node;
+        healthy[slot] = service.nodes[node].health.is_healthy(now_ms);
+        zones[slot] = service.nodes[node].spec.zone.as_deref();
+    }
+    let len = preference.len();
+    let mut plan = affinity_order(
+        &nodes[..len],
+        &healthy[..len],
+        &zones[..len],
+        native.config.prefer_zone.as_deref(),
+    );
+    let hedge = if inbound.is_read() && plan.len >= 2 {
+        native.config.hedge_delay_ms
+    } else {
+        None
+    };
+    plan.hedge_delay_ms = hedge.map(u64::from).or(service.spec.hedge_delay_ms);
+    plan
+}
+
+/// `route-affinity`'s order: healthy candidates only (all of them when none
+/// is healthy), those in `prefer_zone` first, each group in ring order.
+fn affinity_order(
+    nodes: &[usize],
+    healthy: &[bool],
+    zones: &[Option<&str>],
+    prefer_zone: Option<&str>,
+) -> Plan {
+    debug_assert!(nodes.len() == healthy.len() && nodes.len() == zones.len());
+    let mut plan = Plan {
+        nodes: [0; REPLICAS_MAX],
+        len: 0,
+        hedge_delay_ms: None,
+    };
+    let any_healthy = healthy.iter().any(|&h| h);
+    let in_zone = |slot: usize| matches!((prefer_zone, zones[slot]), (Some(p), Some(z)) if p == z);
+    for preferred_pass in [true, false] {
+        for slot in 0..nodes.len() {
+            if (healthy[slot] || !any_healthy) && in_zone(slot) == preferred_pass {
+                plan.nodes[plan.len] = nodes[slot];
+                plan.len += 1;
+            }
+        }
+    }
+    plan
+}
+
+/// Asks the routing policy to order the key's replicas.
+fn plan(service: &Service, inbound: &Inbound, info: &RequestInfo, now_ms: u64) -> Plan {
+    let preference = service.preference(inbound.routing_key().as_bytes());
+    let candidates: Vec<levee_policy::Node> = preference
+        .iter()
+        .map(|i| service.node_view(i, now_ms))
+        .collect();
+    let route = service.policies.route(info, &candidates);
+    let mut plan = Plan {
+        nodes: [0; REPLICAS_MAX],
+        len: 0,
+        hedge_delay_ms: None,
+    };
+    for id in route.order.iter() {
+        if plan.len == REPLICAS_MAX {
+            break;
+        }
+        let Some(node) = preference.iter().find(|&i| service.nodes[i].spec.id == *id) else {
+            continue;
+        };
+        if plan.position_of(node).is_none() {
+            plan.nodes[plan.len] = node;
+            plan.len += 1;
+        }
+    }
+    if plan.len == 0 {
+        for node in preference.iter() {
+            plan.nodes[plan.len] = node;
+            plan.len += 1;
+        }
+    }
+    assert!(plan.len > 0, "a service has at least one node");
+    plan.hedge_delay_ms = route
+        .hedge_delay_ms
+        .map(u64::from)
+        .or(service.spec.hedge_delay_ms);
+    plan
+}
+
+#[cfg(test)]
+mod native_plan_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The index-based fast path and the reference `RouteAffinity`
+        /// decide identically.
+        #[test]
+        fn affinity_order_matches_route_affinity(
+            candidates in proptest::collection::vec((any::<bool>(), 0u8..3), 1..8),
+            prefer in 0u8..3,
+            read in any::<bool>(),
+            hedge in proptest::option::of(1u32..1000),
+        ) {
+            let zone = |z: u8| (z > 0).then(|| format!("z{z}"));
+            let prefer_zone = zone(prefer);
+            let nodes: Vec<levee_policy::Node> = candidates.iter().enumerate().map(|(i, (healthy, z))| levee_policy::Node {
+                id: format!("n{i}"),
+                address: format!("http://127.0.0.1:{}", 7000 + i),
+                zone: zone(*z),
+                weight: 1,
+                healthy: *healthy,
+                ..Default::default()
+            }).collect();
+            let reference = levee_policy::RouteAffinity::new(levee_policy::RoutingConfig {
+                prefer_zone: prefer_zone.clone(),
+                hedge_delay_ms: hedge,
+            }).unwrap();
+            let request = RequestInfo { method: if read { "GET" } else { "POST" }.into(), ..Default::default() };
+            let expected = reference.route(&request, &nodes);
+
+            let indices: Vec<usize> = (0..nodes.len()).collect();
+            let healthy: Vec<bool> = nodes.iter().map(|n| n.healthy).collect();
+            let zones: Vec<Option<&str>> = nodes.iter().map(|n| n.zone.as_deref()).collect();
+            let plan = affinity_order(&indices, &healthy, &zones, prefer_zone.as_deref());
+            let order: Vec<String> = (0..plan.len).map(|p| format!("n{}", plan.nodes[p])).collect();
+            prop_assert_eq!(order, expected.order);
+            let fast_hedge = if read && plan.len >= 2 { hedge } else { None };
+            prop_assert_eq!(fast_hedge, expected.hedge_delay_ms);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::ServiceSpec;
+    use levee_kv_replica::{Faults, Replica};
+
+    /// A real kv replica served in-process on a loopback port.
+    struct LiveReplica {
+        address: SocketAddr,
+        replica: Arc<Replica>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn live_replica() -> LiveReplica {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::open(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = levee_kv_replica::router(Arc::clone(&replica));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        LiveReplica {
+            address,
+            replica,
+            _dir: dir,
+        }
+    }
+
+    fn service(replicas: &[&LiveReplica], extra: serde_json::Value) -> Arc<Service> {
+        let mut spec = json!({
+            "name": "kv",
+            "nodes": replicas.iter().enumerate()
+                .map(|(i, r)| json!({"id": format!("r{i}"), "url": format!("http://{}", r.address)}))
+                .collect::<Vec<_>>(),
+            "key": {"path_segment": 1},
+        });
+        for (field, value) in extra.as_object().cloned().unwrap_or_default() {
+            spec[field] = value;
+        }
+        let spec: ServiceSpec = serde_json::from_value(spec).unwrap();
+        spec.validate().unwrap();
+        let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default()).unwrap();
+        Arc::new(Service::build(spec, &runtime).unwrap())
+    }
+
+    async fn send(
+        service: &Arc<Service>,
+        method: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, u32, String) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("/kv/kv/{key}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from("payload")).unwrap();
+        let inbound = Inbound::read(service, request, &format!("/kv/{key}"), clock::now_ms())
+            .await
+            .unwrap();
+        let response = forward(&UpstreamClient::new(), inbound).await.unwrap();
+        let status = response.status();
+        let attempts = response.headers()[&X_LEVEE_ATTEMPTS]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            attempts,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    fn fail_once(status: u16) -> Faults {
+        Faults {
+            fail_status: Some(status),
+            fail_count: Some(1),
+            ..Faults::default()
+        }
+    }
+
+    /// The replicas of `key` in preference order.
+    fn order(service: &Service, key: &str) -> Vec<usize> {
+        service.preference(key.as_bytes()).iter().collect()
+    }
+
+    #[tokio::test]
+    async fn a_post_without_idempotency_key_is_not_retried() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(&live, json!({}));
+        let order = order(&service, "k");
+        live[order[0]].replica.set_faults(fail_once(503));
+        let (status, attempts, _) = send(&service, "POST", "k", &[]).await;
+        assert_eq!((status, attempts), (StatusCode::SERVICE_UNAVAILABLE, 1));
+        assert_eq!(
+            live[order[1]].replica.kv_requests(),
+            0,
+            "no second replica saw it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_post_with_idempotency_key_is_retried_on_the_next_replica() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(&live, json!({}));
+        let order = order(&service, "k");
+        live[order[0]].replica.set_faults(fail_once(503));
+        let (status, attempts, body) =
+            send(&service, "POST", "k", &[("idempotency-key", "abc")]).await;
+        assert_eq!(
+            (status, attempts, body.as_str()),
+            (StatusCode::OK, 2, "ok\n")
+        );
+        assert_eq!(live[order[0]].replica.kv_requests(), 1);
+        assert_eq!(live[order[1]].replica.kv_requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn attempts_never_exceed_max_attempts() {
+        let (a, b, c) = (
+            live_replica().await,
+            live_replica().await,
+            live_replica().await,
+        );
+        let live = [&a, &b, &c];
+        let service = service(&live, json!({"max_attempts": 2}));
+        for replica in live {
+            replica.replica.set_faults(Faults {
+                fail_status: Some(503),
+                ..Faults::default()
+            });
+        }
+        let (status, attempts, _) = send(&service, "GET", "k", &[]).await;
+        assert_eq!((status, attempts), (StatusCode::SERVICE_UNAVAILABLE, 2));
+        let total: u64 = live.iter().map(|r| r.replica.kv_requests()).sum();
+        assert_eq!(total, 2);
+    }
+
+    #[tokio::test]
+    async fn a_dead_cluster_answers_502_with_the_reason() {
+        // Ports that refuse connections: bound, then released.
+        let dead: Vec<u16> = (0..2)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .collect();
+        let spec: ServiceSpec = serde_json::from_value(json!({
+            "name": "kv",
+            "nodes": dead.iter().enumerate().map(|(i, port)| json!({"id": format!("d{i}"), "url": format!("http://127.0.0.1:{port}")})).collect::<Vec<_>>(),
+            "key": {"path_segment": 1},
+        }))
+        .unwrap();
+        let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default()).unwrap();
+        let service = Arc::new(Service::build(spec, &runtime).unwrap());
+        let (status, attempts, body) = send(&service, "GET", "k", &[]).await;
+        // max_attempts (3) wraps around the two candidates.
+        assert_eq!((status, attempts), (StatusCode::BAD_GATEWAY, 3));
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], "bad_gateway");
+        assert!(
+            body["reason"].as_str().unwrap().starts_with(
+                "no replica of kv answered after 3 attempt(s); last: connection failed"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_per_try_timeout_moves_on_to_the_next_replica() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(
+            &live,
+            json!({"timeouts": {"per_try_ms": 100, "total_ms": 60000}}),
+        );
+        let order = order(&service, "k");
+        live[order[0]].replica.set_faults(Faults {
+            delay_ms: 30_000,
+            ..Faults::default()
+        });
+        live[order[1]].replica.set_faults(Faults::default());
+        let (status, attempts, _) = send(&service, "GET", "k", &[]).await;
+        assert_eq!(
+            (status, attempts),
+            (StatusCode::NOT_FOUND, 2),
+            "the timed-out primary was abandoned"
+        );
+    }
+}

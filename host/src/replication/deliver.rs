@@ -1,0 +1,215 @@
+//! Sending one logged write to one replica, and judging its answer.
+//!
+//! The fan-out (first try, right after the append) and the handoff (every
+//! later try, read back from the log) send exactly the same request, built
+//! here from the log record alone, so a replica cannot tell a hint from a
+//! direct write except by time:
+//!
+//! - `x-levee-lsn: <lsn>`: the write's position in levee's total order. A
+//!   replica that keeps it per key (the bundled `kv-replica` does) applies
+//!   a write only if it is newer than what it holds, which makes every
+//!   redelivery idempotent and order-independent: a hint delivered after a
+//!   newer direct write cannot resurrect old data.
+//! - `Idempotency-Key`: the client's, or for POST/PATCH without one a key
+//!   derived from the write (`levee-<request id>-<lsn>`), so a replica can
+//!   recognise a redelivered non-idempotent write.
+//! - `x-request-id`: the client request's, for tracing a hint back to it.
+//!
+//! An answer is one of three things: an **ack** (2xx), a definitive
+//! **rejection** (a 4xx other than 408 and 429: sending again cannot
+//! help), or a **failure** (no answer, 5xx, 408, 429: worth another try
+//! later).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode, Uri};
+use levee_policy::{AttemptResult, ErrorKind};
+
+use super::hints::Lsn;
+use super::record::WriteHeader;
+use crate::cluster::service::ServiceNode;
+use crate::upstream::{UpstreamClient, strip_hop_by_hop};
+
+/// The header carrying a write's LSN to replicas.
+pub const LSN_HEADER: &str = "x-levee-lsn";
+/// Bytes of a replica's answer to a write that levee buffers (to relay it
+/// to the client); a larger answer counts as an ack with its body cut.
+pub const ANSWER_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// A replica's answer with its body, buffered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What one send produced.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// 2xx: the replica has the write.
+    Acked(Answer),
+    /// A definitive 4xx: the replica refuses this write for good.
+    Rejected(Answer),
+    /// No answer, or one worth retrying later.
+    Failed(AttemptResult),
+}
+
+impl SendOutcome {
+    /// A short description for logs and error bodies.
+    pub fn describe(&self) -> String {
+        match self {
+            SendOutcome::Acked(answer) => format!("acknowledged ({})", answer.status.as_u16()),
+            SendOutcome::Rejected(answer) => format!("rejected with {}", answer.status.as_u16()),
+            SendOutcome::Failed(result) => describe_failure(*result),
+        }
+    }
+}
+
+/// A failure as a human reads it.
+pub fn describe_failure(result: AttemptResult) -> String {
+    match result {
+        AttemptResult::Status(status) => format!("answered {status}"),
+        AttemptResult::Error(ErrorKind::Connect) => "connection refused or unreachable".into(),
+        AttemptResult::Error(ErrorKind::Timeout) => "timed out".into(),
+        AttemptResult::Error(ErrorKind::Reset) => "connection reset".into(),
+        AttemptResult::Error(ErrorKind::Protocol) => "malformed HTTP answer".into(),
+        AttemptResult::Error(ErrorKind::Other) => "failed".into(),
+    }
+}
+
+/// Sends write `lsn` to `node` and waits at most `timeout` for the answer
+/// (head and the buffered body).
+pub async fn send_write(
+    client: &UpstreamClient,
+    node: &ServiceNode,
+    lsn: Lsn,
+    header: &WriteHeader,
+    body: &Bytes,
+    timeout: Duration,
+) -> SendOutcome {
+    let request = match build_request(node, lsn, header, body) {
+        Ok(request) => request,
+        // The record passed validation when it was written, so this is a
+        // record from a levee with other rules: nothing can be sent.
+        Err(reason) => {
+            tracing::error!(lsn, node = %node.spec.id, %reason, "cannot build the request for a logged write");
+            return SendOutcome::Failed(AttemptResult::Error(ErrorKind::Other));
+        }
+    };
+    let started = tokio::time::Instant::now();
+    let response = match client.send(request, timeout).await {
+        Ok(response) => response,
+        Err(error) => return SendOutcome::Failed(AttemptResult::Error(error.kind)),
+    };
+    let (mut parts, incoming) = response.into_parts();
+    let remaining = timeout.saturating_sub(started.elapsed());
+    let body = match tokio::time::timeout(
+        remaining,
+        Limited::new(incoming, ANSWER_BODY_BYTES_MAX).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        // An oversized answer body is not a reason to doubt the status.
+        Ok(Err(_)) if parts.status.is_success() => Bytes::new(),
+        Ok(Err(_)) => return SendOutcome::Failed(AttemptResult::Error(ErrorKind::Reset)),
+        Err(_) => return SendOutcome::Failed(AttemptResult::Error(ErrorKind::Timeout)),
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    let answer = Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    };
+    judge(answer)
+}
+
+/// Sorts an answer into ack, rejection or failure by its status.
+pub fn judge(answer: Answer) -> SendOutcome {
+    let status = answer.status;
+    if status.is_success() {
+        SendOutcome::Acked(answer)
+    } else if status.is_client_error()
+        && status != StatusCode::REQUEST_TIMEOUT
+        && status != StatusCode::TOO_MANY_REQUESTS
+    {
+        SendOutcome::Rejected(answer)
+    } else {
+        SendOutcome::Failed(AttemptResult::Status(status.as_u16()))
+    }
+}
+
+/// The request for one send, built from the log record alone.
+fn build_request(
+    node: &ServiceNode,
+    lsn: Lsn,
+    header: &WriteHeader,
+    body: &Bytes,
+) -> Result<Request<Full<Bytes>>, String> {
+    let method = Method::from_bytes(header.method.as_bytes()).map_err(|e| e.to_string())?;
+    let uri = Uri::builder()
+        .scheme(node.scheme.clone())
+        .authority(node.authority.clone())
+        .path_and_query(header.path.as_str())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = Request::builder().method(method).uri(uri);
+    let headers = request.headers_mut().expect("builder is valid so far");
+    for (name, value) in &header.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+        headers.insert(name, value);
+    }
+    headers.insert(LSN_HEADER, HeaderValue::from(lsn));
+    if !header.request_id.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&header.request_id)
+    {
+        headers.insert("x-request-id", value);
+    }
+    if header.idempotency_key().is_none() && !header.is_idempotent() {
+        let derived = format!("levee-{}-{lsn}", header.request_id);
+        let value = HeaderValue::from_str(&derived).map_err(|e| e.to_string())?;
+        headers.insert("idempotency-key", value);
+    }
+    request
+        .body(Full::new(body.clone()))
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> Answer {
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn statuses_sort_into_ack_rejection_and_failure() {
+        assert!(matches!(judge(answer(200)), SendOutcome::Acked(_)));
+        assert!(matches!(judge(answer(204)), SendOutcome::Acked(_)));
+        assert!(matches!(judge(answer(400)), SendOutcome::Rejected(_)));
+        assert!(matches!(judge(answer(413)), SendOutcome::Rejected(_)));
+        assert!(matches!(
+            judge(answer(408)),
+            SendOutcome::Failed(AttemptResult::Status(408))
+        ));
+        assert!(matches!(
+            judge(answer(429)),
+            SendOutcome::Failed(AttemptResult::Status(429))
+        ));
+        assert!(matches!(
+            judge(answer(503)),
+            SendOutcome::Failed(AttemptResult::Status(503))
+        ));
+    }
+}
