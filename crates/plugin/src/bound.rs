@@ -23,9 +23,10 @@ use crate::convert;
 use crate::engine::deadline_ticks;
 use crate::error::{Failure, LoadError};
 use crate::host::{PluginTag, short_version};
+use crate::instance::{Instance, WorldInstance};
 use crate::kind::PolicyKind;
 use crate::limits::Limits;
-use crate::pool::{Instance, InstantiateError, Pool, Recipe, WorldInstance};
+use crate::pool::{InstantiateError, Pool, Recipe};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 

@@ -14,59 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use wasmtime::Store;
-use wasmtime::component::{Component as WasmComponent, InstancePre};
+use wasmtime::component::Component as WasmComponent;
 
-use crate::bindings;
-use crate::error::LoadError;
-use crate::host::HostState;
+use crate::instance::WorldPre;
 use crate::kind::PolicyKind;
-use crate::pool::WorldInstance;
 use crate::validate::Shape;
-
-/// The pre-instantiation template of a component, typed by its world.
-pub(crate) enum WorldPre {
-    Retry(bindings::retry::RetryPolicyPre<HostState>),
-    Routing(bindings::routing::RoutingPolicyPre<HostState>),
-    Checkpoint(bindings::checkpoint::CheckpointPolicyPre<HostState>),
-}
-
-impl WorldPre {
-    /// Type-checks the component's exports against the world of `kind`.
-    pub(crate) fn new(
-        kind: PolicyKind,
-        pre: InstancePre<HostState>,
-    ) -> Result<WorldPre, LoadError> {
-        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
-            world: kind,
-            detail: format!("{e:#}"),
-        };
-        Ok(match kind {
-            PolicyKind::Retry => {
-                WorldPre::Retry(bindings::retry::RetryPolicyPre::new(pre).map_err(incompatible)?)
-            }
-            PolicyKind::Routing => WorldPre::Routing(
-                bindings::routing::RoutingPolicyPre::new(pre).map_err(incompatible)?,
-            ),
-            PolicyKind::Checkpoint => WorldPre::Checkpoint(
-                bindings::checkpoint::CheckpointPolicyPre::new(pre).map_err(incompatible)?,
-            ),
-        })
-    }
-
-    /// Instantiates into `store`: runs the component's start code and
-    /// type-checks every export function, but calls none.
-    pub(crate) fn instantiate(
-        &self,
-        store: &mut Store<HostState>,
-    ) -> wasmtime::Result<WorldInstance> {
-        match self {
-            WorldPre::Retry(pre) => pre.instantiate(store).map(WorldInstance::Retry),
-            WorldPre::Routing(pre) => pre.instantiate(store).map(WorldInstance::Routing),
-            WorldPre::Checkpoint(pre) => pre.instantiate(store).map(WorldInstance::Checkpoint),
-        }
-    }
-}
 
 /// Compiled code plus its template; shared by every [`Component`] with the
 /// same version (the runtime's in-memory cache hands out the same one).

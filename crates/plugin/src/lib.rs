@@ -32,29 +32,37 @@
 //! ```
 //!
 //! # Layout
-//! - [`runtime`]: [`Runtime`] and [`RuntimeOptions`]: engine, ticker,
-//!   linker, compile + caches.
-//! - [`engine`]: the wasmtime configuration, [`EngineCaps`], the epoch
-//!   ticker.
-//! - `cache` (+ `hmac`): the authenticated on-disk compiled-code cache.
-//! - `validate`: header, world and import checks on load.
-//! - [`component`]: [`Component`], one compiled version; quarantine state.
-//! - `bound`: [`BoundPlugin`], a version bound to a config and limits.
-//! - `pool`: the per-binding instance pool and call-failure
-//!   classification.
-//! - [`limits`]: [`Limits`], the fence around one plugin.
-//! - `host`: the store data and the WIT `host` import (log, clock, rng).
-//! - [`env`](mod@env): [`HostEnv`], the seedable clock and random source.
-//! - `convert`, `sanitize`: the boundary between WIT types and
-//!   `levee_policy` types, and the host invariants on every answer.
-//! - [`policy`]: [`RetryPolicy`], [`RoutingPolicy`], [`CheckpointPolicy`],
-//!   [`Decided`], [`Source`].
-//! - [`registry`]: [`Registry`], named plugins, history, rollback.
-//! - [`check`](mod@check): what `levee plugin check` reports.
-//! - [`stats`]: [`Stats`] snapshots for the admin API and metrics.
-//! - [`error`]: [`LoadError`], [`Failure`], [`RuntimeError`],
-//!   [`RegistryError`].
-//! - `bindings`: the `bindgen!` output (private).
+//! Modules depend one way only: each uses only modules listed before it,
+//! never a later one, so the compile side (`instance`, `component`,
+//! `runtime`) knows nothing of pooling, binding or policies.
+//! 1. Foundations: [`kind`] ([`PolicyKind`]),
+//!    [`error`] ([`LoadError`], [`Failure`], [`RuntimeError`],
+//!    [`RegistryError`]), [`engine`] (the wasmtime configuration,
+//!    [`EngineCaps`], the epoch ticker), [`limits`] ([`Limits`], the fence
+//!    around one plugin), [`env`](mod@env) ([`HostEnv`], the seedable clock
+//!    and random source), [`stats`] ([`Stats`] snapshots and the live
+//!    counters), `hmac`, `validate` (header, world and import checks on
+//!    load), `bindings` (the `bindgen!` output, private).
+//! 2. `host`: the store data and the WIT `host` import (log, clock, rng);
+//!    `convert`, `sanitize`: the boundary between WIT types and
+//!    `levee_policy` types, and the host invariants on every answer;
+//!    `cache` (on `hmac`): the authenticated on-disk compiled-code cache.
+//! 3. `instance`: the typed world templates and instances, and what a
+//!    failed guest call means (trap, timeout, memory).
+//! 4. [`component`]: [`Component`], one compiled version; quarantine
+//!    state.
+//! 5. [`runtime`]: [`Runtime`] and [`RuntimeOptions`]: engine, ticker,
+//!    linker, compile + caches.
+//! 6. `pool`: the per-binding instance pool (it holds the [`Runtime`] so
+//!    the epoch ticker outlives every binding).
+//! 7. `bound`: [`BoundPlugin`], a version bound to a config and limits,
+//!    made by [`Component::bind`] (defined here, so `component` stays
+//!    below the pool).
+//! 8. [`policy`]: one generic guarded policy, [`policy::Guarded`], as
+//!    [`RetryPolicy`], [`RoutingPolicy`], [`CheckpointPolicy`]; [`Decided`],
+//!    [`Source`].
+//! 9. [`registry`]: [`Registry`], named plugins, history, rollback;
+//!    [`check`](mod@check): what `levee plugin check` reports.
 
 mod bindings;
 mod bound;
@@ -67,6 +75,7 @@ pub mod env;
 pub mod error;
 mod hmac;
 mod host;
+mod instance;
 pub mod kind;
 pub mod limits;
 pub mod policy;

@@ -21,65 +21,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::{Store, Trap};
+use wasmtime::Store;
 
-use crate::bindings;
 use crate::component::Compiled;
 use crate::engine::deadline_ticks;
 use crate::error::Failure;
 use crate::host::{HostState, PluginTag, truncate_to_char_boundary};
+use crate::instance::{Instance, classify};
 use crate::limits::Limits;
 use crate::runtime::Runtime;
 use crate::stats::Counters;
-
-/// Bytes of a trap description kept in a [`Failure`].
-const TRAP_DETAIL_BYTES_MAX: usize = 512;
-
-/// A typed instance of one of the three worlds.
-pub(crate) enum WorldInstance {
-    Retry(bindings::retry::RetryPolicy),
-    Routing(bindings::routing::RoutingPolicy),
-    Checkpoint(bindings::checkpoint::CheckpointPolicy),
-}
-
-/// One configured plugin instance and its store.
-pub(crate) struct Instance {
-    pub(crate) store: Store<HostState>,
-    pub(crate) world: WorldInstance,
-}
-
-impl Instance {
-    /// Arms the deadline and resets per-call state.
-    pub(crate) fn begin_call(&mut self, deadline_ticks: u64) {
-        self.store.set_epoch_deadline(deadline_ticks);
-        self.store.data_mut().begin_call();
-    }
-
-    /// Turns a wasmtime error from a guest call into a [`Failure`].
-    pub(crate) fn classify(&self, error: &wasmtime::Error) -> Failure {
-        classify(&self.store, error)
-    }
-}
-
-/// Whether a failed instantiation or call is the guest's doing (a trap or
-/// a denied growth) rather than the host refusing the component's types.
-pub(crate) fn is_guest_fault(store: &Store<HostState>, error: &wasmtime::Error) -> bool {
-    store.data().growth_denied() || error.downcast_ref::<Trap>().is_some()
-}
-
-pub(crate) fn classify(store: &Store<HostState>, error: &wasmtime::Error) -> Failure {
-    if store.data().growth_denied() {
-        return Failure::MemoryLimit;
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::Timeout,
-        Some(trap) => Failure::Trap(trap.to_string()),
-        None => {
-            let detail = format!("{error:#}");
-            Failure::Trap(truncate_to_char_boundary(&detail, TRAP_DETAIL_BYTES_MAX).to_string())
-        }
-    }
-}
 
 /// Why a fresh instance could not be made.
 pub(crate) enum InstantiateError {
@@ -124,18 +75,7 @@ impl Recipe {
         };
         let world = self.compiled.pre.instantiate(&mut store);
         let world = world.map_err(|e| failed(&store, e))?;
-        let configured = match &world {
-            WorldInstance::Retry(w) => w
-                .levee_policy_retry()
-                .call_configure(&mut store, &self.config),
-            WorldInstance::Routing(w) => w
-                .levee_policy_routing()
-                .call_configure(&mut store, &self.config),
-            WorldInstance::Checkpoint(w) => w
-                .levee_policy_checkpoint()
-                .call_configure(&mut store, &self.config),
-        };
-        match configured {
+        match world.call_configure(&mut store, &self.config) {
             Ok(Ok(())) => Ok(Instance { store, world }),
             Ok(Err(reason)) => {
                 let reason = truncate_to_char_boundary(

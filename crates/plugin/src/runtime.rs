@@ -27,15 +27,15 @@ use wasmtime::{Engine, Store};
 
 use crate::bindings;
 use crate::cache::{DiskCache, Lookup};
-use crate::component::{CacheOutcome, Compiled, Component, WorldPre};
+use crate::component::{CacheOutcome, Compiled, Component};
 use crate::engine::deadline_ticks;
 use crate::engine::{EngineCaps, EpochTicker, build_engine};
 use crate::env::{HostEnv, unix_now_ms};
 use crate::error::{LoadError, RuntimeError};
 use crate::host::{HostState, PluginTag};
+use crate::instance::{WorldPre, classify, is_guest_fault};
 use crate::kind::PolicyKind;
 use crate::limits::Limits;
-use crate::pool::{classify, is_guest_fault};
 use crate::validate;
 
 /// Default bound on the size of a component's bytes.

@@ -1,65 +1,49 @@
 //! [`CheckpointPolicy`]: when to snapshot state and compact the log.
 
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
 use levee_policy::{CheckpointAction, CheckpointInterval, LogStats};
 
-use super::{Decided, Slot};
+use super::Decided;
+use super::guarded::{Guarded, PolicyKindSpec};
 use crate::bound::BoundPlugin;
-use crate::error::LoadError;
+use crate::error::Failure;
 use crate::kind::PolicyKind;
-use crate::stats::Stats;
+
+/// The checkpoint kind of [`Guarded`].
+pub enum CheckpointKind {}
 
 /// The guarded checkpoint policy: a bound `checkpoint-policy` plugin, or
 /// the native [`CheckpointInterval`].
-pub struct CheckpointPolicy {
-    slot: Slot,
-    native: ArcSwap<CheckpointInterval>,
+pub type CheckpointPolicy = Guarded<CheckpointKind>;
+
+impl PolicyKindSpec for CheckpointKind {
+    type Native = CheckpointInterval;
+    type NativeEnv = ();
+    type Input<'a> = &'a LogStats;
+    type Answer = CheckpointAction;
+    const KIND: PolicyKind = PolicyKind::Checkpoint;
+
+    fn ask_plugin(plugin: &BoundPlugin, stats: &&LogStats) -> Result<CheckpointAction, Failure> {
+        plugin.call_checkpoint(stats)
+    }
+
+    fn ask_native(native: &CheckpointInterval, _: &(), stats: &&LogStats) -> CheckpointAction {
+        native.decide(stats)
+    }
+
+    /// Any action is valid: nothing to clean.
+    fn sanitize(action: CheckpointAction, _: &&LogStats) -> CheckpointAction {
+        action
+    }
 }
 
 impl CheckpointPolicy {
+    /// Native `native` until a plugin is bound.
     pub fn new(native: CheckpointInterval) -> CheckpointPolicy {
-        CheckpointPolicy {
-            slot: Slot::new(PolicyKind::Checkpoint),
-            native: ArcSwap::from_pointee(native),
-        }
-    }
-
-    /// Atomically replaces the bound plugin (`None`: native only). Refuses
-    /// a plugin of another kind. Returns the previous one.
-    pub fn bind(
-        &self,
-        plugin: Option<Arc<BoundPlugin>>,
-    ) -> Result<Option<Arc<BoundPlugin>>, LoadError> {
-        self.slot.bind(plugin)
-    }
-
-    pub fn plugin(&self) -> Option<Arc<BoundPlugin>> {
-        self.slot.plugin()
-    }
-
-    pub fn set_native(&self, native: CheckpointInterval) {
-        self.native.store(Arc::new(native));
-    }
-
-    pub fn native(&self) -> Arc<CheckpointInterval> {
-        self.native.load_full()
+        Guarded::with_native(native, ())
     }
 
     /// Whether to checkpoint (and compact) now.
     pub fn decide(&self, stats: &LogStats) -> Decided<CheckpointAction> {
-        self.slot.decide(
-            |plugin| plugin.call_checkpoint(stats),
-            || self.native.load().decide(stats),
-        )
-    }
-
-    pub fn stats(&self) -> Option<Stats> {
-        self.slot.stats()
-    }
-
-    pub fn native_calls(&self) -> u64 {
-        self.slot.native_calls()
+        self.ask(stats)
     }
 }

@@ -1,8 +1,9 @@
 //! The guarded policies the request path calls: [`RetryPolicy`],
 //! [`RoutingPolicy`], [`CheckpointPolicy`].
 //!
-//! Each holds an optional [`BoundPlugin`] in an [`ArcSwapOption`] plus the
-//! native policy of the same kind, and always returns an answer:
+//! All three are one type, [`Guarded`], instantiated per kind: each holds
+//! an optional [`BoundPlugin`](crate::BoundPlugin) in an `ArcSwapOption` plus the native policy
+//! of the same kind, and always returns an answer:
 //! - no plugin bound → native ([`Source::Native`]);
 //! - plugin quarantined → native, without calling it
 //!   ([`Source::Quarantined`]);
@@ -25,25 +26,28 @@
 //! before the deadline stops it, or one instantiation when the pool must
 //! grow. That is short enough to run inline on an async worker, like any
 //! other small CPU work; `spawn_blocking` would cost more than the call.
+//!
+//! # Adding a kind
+//! A kind is a marker type implementing the (sealed) `PolicyKindSpec` in
+//! its own file, a type alias `Guarded<ThatKind>`, and an inherent impl on
+//! the alias with its constructor and its call method (whose signature is
+//! the kind's own). See `retry.rs`.
 
 mod checkpoint;
+mod guarded;
 mod retry;
 mod routing;
 
-pub use checkpoint::CheckpointPolicy;
-pub use retry::RetryPolicy;
-pub use routing::RoutingPolicy;
+pub use checkpoint::{CheckpointKind, CheckpointPolicy};
+pub use guarded::Guarded;
+pub use retry::{RetryKind, RetryPolicy};
+pub use routing::{RoutingKind, RoutingPolicy};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwapOption;
 use serde::Serialize;
 
-use crate::bound::BoundPlugin;
-use crate::error::{Failure, LoadError};
-use crate::kind::PolicyKind;
-use crate::stats::Stats;
+use crate::error::Failure;
 
 /// A policy answer and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,90 +102,5 @@ impl Source {
             Source::Fallback { .. } => "fallback",
             Source::Quarantined { .. } => "quarantined",
         }
-    }
-}
-
-/// The plugin slot shared by the three guarded policies.
-struct Slot {
-    kind: PolicyKind,
-    plugin: ArcSwapOption<BoundPlugin>,
-    native_calls: AtomicU64,
-}
-
-impl Slot {
-    fn new(kind: PolicyKind) -> Slot {
-        Slot {
-            kind,
-            plugin: ArcSwapOption::empty(),
-            native_calls: AtomicU64::new(0),
-        }
-    }
-
-    /// Swaps in `plugin` (or none); returns the previous one.
-    fn bind(
-        &self,
-        plugin: Option<Arc<BoundPlugin>>,
-    ) -> Result<Option<Arc<BoundPlugin>>, LoadError> {
-        if let Some(plugin) = &plugin
-            && plugin.kind() != self.kind
-        {
-            return Err(LoadError::WrongWorld {
-                expected: self.kind,
-                exports: plugin.component().exports().to_vec(),
-            });
-        }
-        Ok(self.plugin.swap(plugin))
-    }
-
-    fn plugin(&self) -> Option<Arc<BoundPlugin>> {
-        self.plugin.load_full()
-    }
-
-    /// Asks the plugin (if bound and healthy), else native.
-    fn decide<T>(
-        &self,
-        ask_plugin: impl FnOnce(&BoundPlugin) -> Result<T, Failure>,
-        ask_native: impl FnOnce() -> T,
-    ) -> Decided<T> {
-        // One load per call: the call is answered by this version only.
-        let guard = self.plugin.load();
-        let Some(plugin) = guard.as_deref() else {
-            self.native_calls.fetch_add(1, Ordering::Relaxed);
-            return Decided {
-                value: ask_native(),
-                source: Source::Native,
-            };
-        };
-        let name = plugin.component().name_arc().clone();
-        let version = plugin.component().version_arc().clone();
-        if plugin.is_quarantined() {
-            plugin.record_quarantined_call();
-            return Decided {
-                value: ask_native(),
-                source: Source::Quarantined { name, version },
-            };
-        }
-        match ask_plugin(plugin) {
-            Ok(value) => Decided {
-                value,
-                source: Source::Plugin { name, version },
-            },
-            Err(failure) => Decided {
-                value: ask_native(),
-                source: Source::Fallback {
-                    name,
-                    version,
-                    failure,
-                },
-            },
-        }
-    }
-
-    fn stats(&self) -> Option<Stats> {
-        self.plugin.load().as_deref().map(BoundPlugin::stats)
-    }
-
-    fn native_calls(&self) -> u64 {
-        self.native_calls.load(Ordering::Relaxed)
     }
 }

@@ -1,51 +1,53 @@
 //! [`RoutingPolicy`]: which replicas serve a request, in what order.
 
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
 use levee_policy::{Node, RequestInfo, RouteAffinity, RoutePlan};
 
-use super::{Decided, Slot};
+use super::Decided;
+use super::guarded::{Guarded, PolicyKindSpec};
 use crate::bound::BoundPlugin;
-use crate::error::LoadError;
+use crate::error::Failure;
 use crate::kind::PolicyKind;
 use crate::sanitize;
-use crate::stats::Stats;
+
+/// The routing kind of [`Guarded`].
+pub enum RoutingKind {}
 
 /// The guarded routing policy: a bound `routing-policy` plugin, or the
 /// native [`RouteAffinity`].
-pub struct RoutingPolicy {
-    slot: Slot,
-    native: ArcSwap<RouteAffinity>,
+pub type RoutingPolicy = Guarded<RoutingKind>;
+
+impl PolicyKindSpec for RoutingKind {
+    type Native = RouteAffinity;
+    type NativeEnv = ();
+    type Input<'a> = (&'a RequestInfo, &'a [Node]);
+    type Answer = RoutePlan;
+    const KIND: PolicyKind = PolicyKind::Routing;
+
+    fn ask_plugin(
+        plugin: &BoundPlugin,
+        &(request, candidates): &Self::Input<'_>,
+    ) -> Result<RoutePlan, Failure> {
+        plugin.call_route(request, candidates)
+    }
+
+    fn ask_native(
+        native: &RouteAffinity,
+        _: &(),
+        &(request, candidates): &Self::Input<'_>,
+    ) -> RoutePlan {
+        native.route(request, candidates)
+    }
+
+    /// Only candidate ids, each once.
+    fn sanitize(plan: RoutePlan, &(_, candidates): &Self::Input<'_>) -> RoutePlan {
+        sanitize::route_plan(plan, candidates)
+    }
 }
 
 impl RoutingPolicy {
+    /// Native `native` until a plugin is bound.
     pub fn new(native: RouteAffinity) -> RoutingPolicy {
-        RoutingPolicy {
-            slot: Slot::new(PolicyKind::Routing),
-            native: ArcSwap::from_pointee(native),
-        }
-    }
-
-    /// Atomically replaces the bound plugin (`None`: native only). Refuses
-    /// a plugin of another kind. Returns the previous one.
-    pub fn bind(
-        &self,
-        plugin: Option<Arc<BoundPlugin>>,
-    ) -> Result<Option<Arc<BoundPlugin>>, LoadError> {
-        self.slot.bind(plugin)
-    }
-
-    pub fn plugin(&self) -> Option<Arc<BoundPlugin>> {
-        self.slot.plugin()
-    }
-
-    pub fn set_native(&self, native: RouteAffinity) {
-        self.native.store(Arc::new(native));
-    }
-
-    pub fn native(&self) -> Arc<RouteAffinity> {
-        self.native.load_full()
+        Guarded::with_native(native, ())
     }
 
     /// Orders `candidates` (the key's replicas in ring order). The plan
@@ -53,19 +55,6 @@ impl RoutingPolicy {
     /// order".
     pub fn route(&self, request: &RequestInfo, candidates: &[Node]) -> Decided<RoutePlan> {
         let request = sanitize::bounded_request(request);
-        let mut decided = self.slot.decide(
-            |plugin| plugin.call_route(&request, candidates),
-            || self.native.load().route(&request, candidates),
-        );
-        decided.value = sanitize::route_plan(std::mem::take(&mut decided.value), candidates);
-        decided
-    }
-
-    pub fn stats(&self) -> Option<Stats> {
-        self.slot.stats()
-    }
-
-    pub fn native_calls(&self) -> u64 {
-        self.slot.native_calls()
+        self.ask((&request, candidates))
     }
 }

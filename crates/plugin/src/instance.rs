@@ -1,0 +1,131 @@
+//! Typed templates and instances of the three worlds, and what a failed
+//! guest call means.
+//!
+//! This is the lowest layer that knows about a running plugin: it sits on
+//! the `bindgen!` output and the store data ([`HostState`]) and below
+//! everything that compiles ([`crate::component`], [`crate::runtime`]) or
+//! pools (`pool`) instances. Keeping [`WorldPre`], [`WorldInstance`] and
+//! [`classify`] here is what lets those modules depend on each other one
+//! way only: the compile side needs the template and the failure
+//! classification, the pool needs the instance, and neither needs the
+//! other to provide them.
+
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, Trap};
+
+use crate::bindings;
+use crate::error::{Failure, LoadError};
+use crate::host::{HostState, truncate_to_char_boundary};
+use crate::kind::PolicyKind;
+
+/// Bytes of a trap description kept in a [`Failure`].
+const TRAP_DETAIL_BYTES_MAX: usize = 512;
+
+/// The pre-instantiation template of a component, typed by its world.
+pub(crate) enum WorldPre {
+    Retry(bindings::retry::RetryPolicyPre<HostState>),
+    Routing(bindings::routing::RoutingPolicyPre<HostState>),
+    Checkpoint(bindings::checkpoint::CheckpointPolicyPre<HostState>),
+}
+
+impl WorldPre {
+    /// Type-checks the component's exports against the world of `kind`.
+    pub(crate) fn new(
+        kind: PolicyKind,
+        pre: InstancePre<HostState>,
+    ) -> Result<WorldPre, LoadError> {
+        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
+            world: kind,
+            detail: format!("{e:#}"),
+        };
+        Ok(match kind {
+            PolicyKind::Retry => {
+                WorldPre::Retry(bindings::retry::RetryPolicyPre::new(pre).map_err(incompatible)?)
+            }
+            PolicyKind::Routing => WorldPre::Routing(
+                bindings::routing::RoutingPolicyPre::new(pre).map_err(incompatible)?,
+            ),
+            PolicyKind::Checkpoint => WorldPre::Checkpoint(
+                bindings::checkpoint::CheckpointPolicyPre::new(pre).map_err(incompatible)?,
+            ),
+        })
+    }
+
+    /// Instantiates into `store`: runs the component's start code and
+    /// type-checks every export function, but calls none.
+    pub(crate) fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<WorldInstance> {
+        match self {
+            WorldPre::Retry(pre) => pre.instantiate(store).map(WorldInstance::Retry),
+            WorldPre::Routing(pre) => pre.instantiate(store).map(WorldInstance::Routing),
+            WorldPre::Checkpoint(pre) => pre.instantiate(store).map(WorldInstance::Checkpoint),
+        }
+    }
+}
+
+/// A typed instance of one of the three worlds.
+pub(crate) enum WorldInstance {
+    Retry(bindings::retry::RetryPolicy),
+    Routing(bindings::routing::RoutingPolicy),
+    Checkpoint(bindings::checkpoint::CheckpointPolicy),
+}
+
+impl WorldInstance {
+    /// Calls the world's `configure` export with the plugin's config.
+    pub(crate) fn call_configure(
+        &self,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            WorldInstance::Retry(w) => w.levee_policy_retry().call_configure(store, config),
+            WorldInstance::Routing(w) => w.levee_policy_routing().call_configure(store, config),
+            WorldInstance::Checkpoint(w) => {
+                w.levee_policy_checkpoint().call_configure(store, config)
+            }
+        }
+    }
+}
+
+/// One configured plugin instance and its store.
+pub(crate) struct Instance {
+    pub(crate) store: Store<HostState>,
+    pub(crate) world: WorldInstance,
+}
+
+impl Instance {
+    /// Arms the deadline and resets per-call state.
+    pub(crate) fn begin_call(&mut self, deadline_ticks: u64) {
+        self.store.set_epoch_deadline(deadline_ticks);
+        self.store.data_mut().begin_call();
+    }
+
+    /// Turns a wasmtime error from a guest call into a [`Failure`].
+    pub(crate) fn classify(&self, error: &wasmtime::Error) -> Failure {
+        classify(&self.store, error)
+    }
+}
+
+/// Whether a failed instantiation or call is the guest's doing (a trap or
+/// a denied growth) rather than the host refusing the component's types.
+pub(crate) fn is_guest_fault(store: &Store<HostState>, error: &wasmtime::Error) -> bool {
+    store.data().growth_denied() || error.downcast_ref::<Trap>().is_some()
+}
+
+/// Turns a wasmtime error from instantiation or a guest call in `store`
+/// into a [`Failure`]: a denied growth, the deadline, or a trap.
+pub(crate) fn classify(store: &Store<HostState>, error: &wasmtime::Error) -> Failure {
+    if store.data().growth_denied() {
+        return Failure::MemoryLimit;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Failure::Timeout,
+        Some(trap) => Failure::Trap(trap.to_string()),
+        None => {
+            let detail = format!("{error:#}");
+            Failure::Trap(truncate_to_char_boundary(&detail, TRAP_DETAIL_BYTES_MAX).to_string())
+        }
+    }
+}
