@@ -75,6 +75,10 @@ struct Report {
     app_state: Vec<(String, usize)>,
     /// `(file, lines before the first #[cfg(test)])` over [`MAX_LINES`].
     too_long: Vec<(String, usize)>,
+    /// Groups of modules that import each other in a circle (same-layer
+    /// imports are allowed, circles are not: they are how a flat folder
+    /// grew a knot).
+    cycles: Vec<Vec<String>>,
 }
 
 /// The checker's core: `files` are `(path relative to src, contents)`.
@@ -87,6 +91,9 @@ fn check(files: &[(String, String)]) -> Report {
     let mut scanned = Vec::new();
     // The files of `#[cfg(test)] mod name;` modules are test code as a whole.
     let mut test_files = Vec::new();
+    // Module path (`cluster::health`) of every file, for the cycle check.
+    let modules: Vec<String> = files.iter().map(|(path, _)| module_of(path)).collect();
+    let mut edges: Vec<(String, String)> = Vec::new();
     for (path, text) in &files {
         let code = strip(text);
         let mut non_test = code.clone();
@@ -131,7 +138,16 @@ fn check(files: &[(String, String)]) -> Report {
             continue;
         }
         let depth = path.trim_end_matches("/mod.rs").split('/').count();
-        for (pos, written, target) in references(&non_test, depth) {
+        let refs = references(&non_test, depth);
+        let this = module_of(path);
+        for (_, written, _) in &refs {
+            if let Some(target) = resolve(&modules, written)
+                && target != this
+            {
+                edges.push((this.clone(), target));
+            }
+        }
+        for (pos, written, target) in refs {
             if rank(&target).unwrap_or(ROOT_RANK) > own {
                 report.upward.push(Upward {
                     file: path.clone(),
@@ -150,7 +166,88 @@ fn check(files: &[(String, String)]) -> Report {
             }
         }
     }
+    report.cycles = cycles(&modules, &edges);
     report
+}
+
+/// `cluster/health.rs` → `cluster::health`; `cluster/mod.rs` → `cluster`.
+fn module_of(path: &str) -> String {
+    let path = path.trim_end_matches(".rs").trim_end_matches("/mod");
+    if ["lib", "main"].contains(&path) {
+        return String::new();
+    }
+    path.replace('/', "::")
+}
+
+/// The file module a `crate::a::b::Item` path lands in: its longest prefix
+/// that is a module of the tree.
+fn resolve(modules: &[String], written: &str) -> Option<String> {
+    let rest = written.strip_prefix("crate::")?;
+    let segments: Vec<&str> = rest.split("::").collect();
+    (1..=segments.len())
+        .rev()
+        .map(|n| segments[..n].join("::"))
+        .find(|candidate| modules.contains(candidate))
+}
+
+/// Strongly connected groups of more than one module (Tarjan's algorithm,
+/// iterative over at most `modules.len()` nodes).
+fn cycles(modules: &[String], edges: &[(String, String)]) -> Vec<Vec<String>> {
+    let index_of = |m: &str| modules.iter().position(|x| x == m);
+    let n = modules.len();
+    let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (from, to) in edges {
+        if let (Some(a), Some(b)) = (index_of(from), index_of(to)) {
+            next[a].push(b);
+        }
+    }
+    let (mut index, mut low) = (vec![usize::MAX; n], vec![0; n]);
+    let (mut on_stack, mut stack, mut counter) = (vec![false; n], Vec::new(), 0);
+    let mut groups = Vec::new();
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        // (node, next edge to look at)
+        let mut work = vec![(root, 0usize)];
+        while let Some(&mut (v, ref mut edge)) = work.last_mut() {
+            if *edge == 0 && index[v] == usize::MAX {
+                index[v] = counter;
+                low[v] = counter;
+                counter += 1;
+                stack.push(v);
+                on_stack[v] = true;
+            }
+            if let Some(&w) = next[v].get(*edge) {
+                *edge += 1;
+                if index[w] == usize::MAX {
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut group = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    group.push(modules[w].clone());
+                    if w == v {
+                        break;
+                    }
+                }
+                if group.len() > 1 {
+                    group.sort();
+                    groups.push(group);
+                }
+            }
+        }
+    }
+    groups
 }
 
 // ---- scanning -------------------------------------------------------------
@@ -572,6 +669,22 @@ fn app_state_only_in_api_and_app() {
 }
 
 #[test]
+fn no_import_cycles() {
+    let cycles = report().cycles;
+    assert!(
+        cycles.is_empty(),
+        "modules of {} that import each other in a circle (make the dependency one-way: \
+         move what both need into the lower one, or a new module below both):\n{}",
+        source_dir().display(),
+        cycles
+            .iter()
+            .map(|group| format!("  {}", group.join(" <-> ")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
 fn no_source_file_over_500_lines() {
     let too_long = report().too_long;
     let lines: String = too_long
@@ -662,6 +775,37 @@ fn self_test_inline_paths_super_and_app_state() {
         ]
     );
     assert_eq!(report.app_state, [("policy/bind/deep.rs".to_string(), 3)]);
+}
+
+#[test]
+fn self_test_finds_import_cycles() {
+    let report = synthetic(&[
+        (
+            "cluster/health.rs",
+            "use crate::cluster::service::Service;\n",
+        ),
+        (
+            "cluster/service.rs",
+            "use crate::cluster::health::NodeHealth;\n",
+        ),
+        ("cluster/ring.rs", "use crate::config::Config;\n"),
+        ("config/mod.rs", "pub struct Config;\n"),
+    ]);
+    assert_eq!(
+        report.cycles,
+        vec![vec![
+            "cluster::health".to_string(),
+            "cluster::service".to_string()
+        ]]
+    );
+    let report = synthetic(&[
+        ("cluster/health.rs", "pub struct NodeHealth;\n"),
+        (
+            "cluster/service.rs",
+            "use crate::cluster::health::NodeHealth;\n",
+        ),
+    ]);
+    assert!(report.cycles.is_empty(), "{:?}", report.cycles);
 }
 
 #[test]

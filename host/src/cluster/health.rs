@@ -11,9 +11,14 @@
 //! [`NodeHealth::try_acquire`]) probes it; success closes it, failure
 //! re-ejects it at once with the next longer duration.
 //!
-//! **Active checks** (optional): a background task per node fetches the
-//! configured path; `unhealthy_threshold` failures in a row mark it down,
-//! `healthy_threshold` successes mark it up again.
+//! **Active checks** (optional): a background task per node
+//! ([`crate::cluster::probe::spawn_active_checks`]) probes it with the
+//! configured `health_check` under the one probe rule (the hinted handoff
+//! asks the same function); [`CheckStreak`] turns the results into health:
+//! `unhealthy_threshold` failures in a row mark it down,
+//! `healthy_threshold` successes mark it up again. The task lives with the
+//! probe, not here, because it needs the built `Service`, which holds a
+//! [`NodeHealth`] per node: this module stays below both.
 //!
 //! Everything is atomics: the request path reads and updates health without
 //! locks. The `failure_rate_permille` and `latency_ms` fed to routing
@@ -221,76 +226,6 @@ impl CheckStreak {
 /// The interval between two checks of one node.
 pub fn check_interval(spec: &HealthCheckSpec) -> Duration {
     Duration::from_millis(spec.interval_ms)
-}
-
-/// Starts one active-check task per node of `service`, if the service has
-/// `health_check` configured. Each task holds only a `Weak` to the service,
-/// so replacing the service (reload) ends its tasks on their next tick;
-/// shutdown ends them at once. Call again for a newly built service.
-pub fn spawn_active_checks(
-    service: &std::sync::Arc<crate::cluster::service::Service>,
-    client: crate::upstream::UpstreamClient,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let Some(spec) = service.spec.health_check.clone() else {
-        return;
-    };
-    for index in 0..service.nodes.len() {
-        let service = std::sync::Arc::downgrade(service);
-        let client = client.clone();
-        let spec = spec.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut streak = CheckStreak::default();
-            let mut ticker = tokio::time::interval(check_interval(&spec));
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = shutdown.wait_for(|&stop| stop) => return,
-                }
-                let Some(service) = service.upgrade() else {
-                    return;
-                };
-                let node = &service.nodes[index];
-                let ok = check_once(&client, node, &spec).await;
-                if let Some(healthy) = streak.observe(ok, node.health.actively_healthy(), &spec) {
-                    tracing::warn!(
-                        service = service.name(),
-                        node = node.spec.id,
-                        healthy,
-                        "active health changed"
-                    );
-                    node.health.set_actively_healthy(healthy);
-                }
-            }
-        });
-    }
-}
-
-/// One `GET <node><path>`: healthy on any 2xx within the timeout.
-async fn check_once(
-    client: &crate::upstream::UpstreamClient,
-    node: &crate::cluster::service::ServiceNode,
-    spec: &HealthCheckSpec,
-) -> bool {
-    let uri = hyper::Uri::builder()
-        .scheme(node.scheme.clone())
-        .authority(node.authority.clone())
-        .path_and_query(spec.path.as_str())
-        .build();
-    let Ok(uri) = uri else { return false };
-    let Ok(request) = hyper::Request::get(uri).body(crate::upstream::UpstreamBody::default())
-    else {
-        return false;
-    };
-    match client
-        .send(request, Duration::from_millis(spec.timeout_ms))
-        .await
-    {
-        Ok(response) => response.status().is_success(),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

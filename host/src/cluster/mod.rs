@@ -1,10 +1,12 @@
 //! The replicas behind each service: the SHA-1 [`ring`], per-node
-//! [`health`] (passive ejection and the one probe rule), the retry
-//! [`budget`], a built [`service::Service`], and the [`directory`] of the
-//! services in force.
+//! [`health`] (passive ejection, active-check streaks), the one [`probe`]
+//! rule and the active checks that run it (the handoff asks the same rule),
+//! the retry [`budget`], a built [`service::Service`], and the
+//! [`directory`] of the services in force.
 
 pub mod budget;
 pub mod directory;
 pub mod health;
+pub mod probe;
 pub mod ring;
 pub mod service;

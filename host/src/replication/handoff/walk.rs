@@ -1,69 +1,26 @@
-//! Hinted handoff: one background task per replica streams the writes it
-//! missed back out of the log and delivers them, in LSN order, once the
-//! replica is healthy again.
-//!
-//! # One node's task
-//!
-//! While the ledger says the node has a backlog, the task
-//! 1. **probes** the node, unless it answered in the last second: with an
-//!    active health check configured, its path must answer 2xx; without,
-//!    `GET /healthz` must answer anything but a 5xx (an upstream with no
-//!    such path answers 404, and that is an upstream that is up);
-//! 2. **walks** the log from the backlog head: a blocking reader thread
-//!    decodes records and passes those that target the node through a
-//!    channel two records deep (so memory is a few records, whatever the
-//!    backlog: a 1 GB backlog costs the same as a 1 KB one);
-//! 3. for each record asks the ledger ([`HintLedger::judge`]): already
-//!    acknowledged → skip; still being sent by the fan-out, or not yet
-//!    registered → stop and wait; otherwise it is a hint: **dropped** if it
-//!    is older than `hints.age_ms_max` or the node's backlog is over
-//!    `hints.bytes_max` (oldest first; counted, and warned about once per
-//!    walk), else **delivered** (the same request the fan-out sends, see
-//!    [`super::deliver`]); a definitive rejection is dropped and counted, a
-//!    failure ends the walk (the node is down again);
-//! 4. reports every record it walks past ([`HintLedger::passed`]), which
-//!    moves the node's cursor, until the end of the log
-//!    ([`HintLedger::caught_up`]).
-//!
-//! A node that is down is not sent anything, but its walk still runs (every
-//! few seconds) to drop hints past their limits, so an absent replica cannot
-//! hold the log forever. A node removed from the configuration is treated
-//! as down for good: its hints age out.
-//!
-//! # The supervisor
-//!
-//! One more task keeps a node task running for every configured replica
-//! (and for every replica the ledger still has hints for), closes LSN gaps
-//! left by failed appends ([`HintLedger::close_gaps`]) and publishes the
-//! backlog gauges.
+//! One node's handoff task: wait for a backlog, probe the node, walk the
+//! backlog in LSN order, back off while the node is down. The steps are in
+//! the [`super`] module doc; the ledger decides what each record needs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
-use levee_log::{LogError, Lsn as LogLsn};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use levee_log::LogError;
 
-use super::WritePlane;
-use super::deliver::{self, SendOutcome};
-use super::hints::{DropReason, HintLedger, HintLimits, Judgement, Lsn, NodeRef, Passed};
-use super::record::{KIND_CLIENT_WRITE, WriteRecord};
+use super::reader::{Item, spawn_reader};
+use super::{Env, hint_limits};
 use crate::base::clock;
-use crate::base::shutdown::Shutdown;
-use crate::cluster::directory::Directory;
 use crate::cluster::health::Verdict;
+use crate::cluster::probe::probe;
 use crate::cluster::service::Service;
+use crate::replication::WritePlane;
+use crate::replication::deliver::{self, SendOutcome};
+use crate::replication::hints::{DropReason, HintLimits, Judgement, Lsn, NodeRef, Passed};
+use crate::replication::record::WriteRecord;
 use crate::upstream::UpstreamClient;
 
-/// Records read ahead of the delivery (bounds the walk's memory).
-const READ_AHEAD_RECORDS: usize = 2;
-/// How often the supervisor looks for new nodes and LSN gaps.
-const SUPERVISOR_TICK_MS: u64 = 500;
 /// How long a node task sleeps when nothing wakes it.
 const IDLE_TICK_MS: u64 = 1_000;
 /// How long a walk blocked on an in-flight send waits before looking again.
@@ -72,103 +29,10 @@ const BLOCKED_RETRY_MS: u64 = 50;
 const DOWN_BACKOFF_MS_MIN: u64 = 200;
 /// ... doubling up to this.
 const DOWN_BACKOFF_MS_MAX: u64 = 2_000;
-/// A probe's timeout when the service configures no active health check.
-const PROBE_TIMEOUT_MS_DEFAULT: u64 = 1_000;
 /// A node that answered this recently is not probed again before a walk.
 const PROBE_REUSE_MS: u64 = 1_000;
 /// A delivery's timeout: the service's per-try timeout, at least this.
 const DELIVERY_TIMEOUT_MS_MIN: u64 = 1_000;
-
-/// What the handoff works with besides the write plane.
-#[derive(Clone, Debug)]
-struct Env {
-    directory: Arc<Directory>,
-    client: UpstreamClient,
-    shutdown: Shutdown,
-}
-
-/// Starts the supervisor; it stops when shutdown begins.
-pub fn spawn(
-    plane: Arc<WritePlane>,
-    directory: Arc<Directory>,
-    client: UpstreamClient,
-    shutdown: Shutdown,
-) -> JoinHandle<()> {
-    let env = Env {
-        directory,
-        client,
-        shutdown,
-    };
-    tokio::spawn(supervise(plane, env))
-}
-
-async fn supervise(plane: Arc<WritePlane>, state: Env) {
-    let mut tasks: BTreeMap<NodeRef, JoinHandle<()>> = BTreeMap::new();
-    let mut shutdown = state.shutdown.signal();
-    loop {
-        // Read the log's last LSN first: see HintLedger::close_gaps.
-        let last_lsn = plane.log.stats().last_lsn;
-        let closed = plane.ledger.close_gaps(last_lsn);
-        if closed > 0 {
-            tracing::warn!(
-                closed,
-                "LSNs appended without registration (failed appends); handoff will read them back"
-            );
-        }
-        for node in wanted_nodes(&plane.ledger, &state) {
-            let running = tasks.get(&node).is_some_and(|task| !task.is_finished());
-            if !running {
-                let task = NodeTask {
-                    plane: plane.clone(),
-                    state: state.clone(),
-                    node: node.clone(),
-                    answered_at_ms: AtomicU64::new(0),
-                };
-                tasks.insert(node, tokio::spawn(task.run()));
-            }
-        }
-        for stats in plane.ledger.stats() {
-            crate::base::metrics::hint_backlog(&stats.service, &stats.node, stats.backlog_records);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(SUPERVISOR_TICK_MS)) => {}
-            _ = shutdown.wait_for(|&stop| stop) => break,
-        }
-    }
-    for (_, task) in tasks {
-        task.abort();
-    }
-}
-
-/// Every configured replica, and every replica the ledger knows.
-fn wanted_nodes(ledger: &HintLedger, state: &Env) -> Vec<NodeRef> {
-    let mut nodes: Vec<NodeRef> = state
-        .directory
-        .services
-        .load()
-        .values()
-        .flat_map(|service| {
-            service
-                .nodes
-                .iter()
-                .map(|node| NodeRef::new(service.name(), &node.spec.id))
-        })
-        .collect();
-    nodes.extend(
-        ledger
-            .stats()
-            .into_iter()
-            .map(|stats| NodeRef::new(stats.service, stats.node)),
-    );
-    nodes.sort();
-    nodes.dedup();
-    nodes
-}
-
-/// The hint limits of a service.
-pub fn hint_limits(service: &Service) -> HintLimits {
-    service.spec.hints
-}
 
 /// How a walk ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -185,19 +49,8 @@ enum WalkEnd {
     Stalled,
 }
 
-/// One record, as the reader thread hands it over.
-enum Item {
-    /// Not a write for this node.
-    Skip(Lsn),
-    /// A write for this node.
-    Hint(Lsn, WriteRecord),
-    /// A write record that cannot be decoded.
-    Undecodable(Lsn, String),
-    /// The log failed; the walk ends.
-    Failed(LogError),
-}
-
-struct NodeTask {
+/// One node's handoff task.
+pub(super) struct NodeTask {
     plane: Arc<WritePlane>,
     state: Env,
     node: NodeRef,
@@ -232,7 +85,16 @@ impl DropTally {
 }
 
 impl NodeTask {
-    async fn run(self) {
+    pub(super) fn new(plane: Arc<WritePlane>, state: Env, node: NodeRef) -> NodeTask {
+        NodeTask {
+            plane,
+            state,
+            node,
+            answered_at_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) async fn run(self) {
         let signal = self.plane.ledger.signal(&self.node);
         let mut shutdown = self.state.shutdown.signal();
         let mut down_backoff_ms = DOWN_BACKOFF_MS_MIN;
@@ -442,78 +304,95 @@ impl NodeTask {
         self.answered_at_ms.store(at_ms, Ordering::Relaxed);
     }
 
-    /// Is the node up? With an active health check configured: its path
-    /// answers 2xx. Without: `/healthz` answers anything but a 5xx (a
-    /// service with no such path answers 404, and is up).
+    /// Is the node up? Asks [`node_is_up`] and remembers the answer.
     async fn probe(&self, service: &Service, index: usize) -> bool {
-        let healthy = self.probe_once(service, index).await;
-        self.note_answer(healthy);
-        healthy
-    }
-
-    async fn probe_once(&self, service: &Service, index: usize) -> bool {
-        let node = &service.nodes[index];
-        let (path, timeout_ms, strict) = match &service.spec.health_check {
-            Some(check) => (check.path.as_str(), check.timeout_ms, true),
-            None => ("/healthz", PROBE_TIMEOUT_MS_DEFAULT, false),
-        };
-        let uri = format!("{}://{}{}", node.scheme, node.authority, path);
-        let Ok(request) = Request::get(uri).body(Full::new(Bytes::new())) else {
-            return false;
-        };
-        match self
-            .state
-            .client
-            .send(request, Duration::from_millis(timeout_ms))
-            .await
-        {
-            Ok(response) if strict => response.status().is_success(),
-            Ok(response) => !response.status().is_server_error(),
-            Err(_) => false,
-        }
+        let up = node_is_up(&self.state.client, service, index).await;
+        self.note_answer(up);
+        up
     }
 }
 
-/// Reads the log from `from` on a blocking thread, handing over records
-/// that concern `node` (and just the LSN of those that do not). The thread
-/// ends when the log ends or the receiver is dropped.
-fn spawn_reader(plane: Arc<WritePlane>, node: NodeRef, from: Lsn) -> mpsc::Receiver<Item> {
-    let (sender, receiver) = mpsc::channel(READ_AHEAD_RECORDS);
-    tokio::task::spawn_blocking(move || {
-        let reader = match plane.log.read_from(from as LogLsn) {
-            Ok(reader) => reader,
-            Err(error) => {
-                let _ = sender.blocking_send(Item::Failed(error));
-                return;
-            }
-        };
-        for entry in reader {
-            let item = match entry {
-                Ok(entry) => classify(&node, entry.lsn, entry.kind, entry.payload),
-                Err(error) => Item::Failed(error),
-            };
-            let failed = matches!(item, Item::Failed(_));
-            if sender.blocking_send(item).is_err() || failed {
-                return;
-            }
-        }
-    });
-    receiver
+/// Is node `index` of `service` up? The one probe rule of
+/// [`crate::cluster::probe`] with the service's `health_check`, if any: the
+/// answer the active health checks would give for the same node.
+async fn node_is_up(client: &UpstreamClient, service: &Service, index: usize) -> bool {
+    let node = &service.nodes[index];
+    let result = probe(client, node, service.spec.health_check.as_ref()).await;
+    if !result.up {
+        tracing::debug!(
+            service = service.name(),
+            node = node.spec.id,
+            answer = ?result.answer,
+            latency_ms = result.latency_ms,
+            "handoff probe: node down"
+        );
+    }
+    result.up
 }
 
-/// Sorts one log record for `node`'s walk.
-fn classify(node: &NodeRef, lsn: Lsn, kind: u8, payload: Vec<u8>) -> Item {
-    if kind != KIND_CLIENT_WRITE {
-        return Item::Skip(lsn);
-    }
-    // Decoding borrows the body from the payload: no copy.
-    match WriteRecord::decode(payload) {
-        Ok(record)
-            if record.header.service != node.service || !record.header.targets_node(&node.node) =>
-        {
-            Item::Skip(lsn)
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use hyper::StatusCode;
+
+    use super::*;
+    use crate::cluster::probe::check_once;
+    use crate::cluster::probe::testing::{answering, silent};
+    use crate::config::{HealthCheckSpec, ServiceSpec};
+
+    fn service(address: SocketAddr, check: Option<HealthCheckSpec>) -> Service {
+        let mut spec = serde_json::json!({
+            "name": "kv",
+            "nodes": [{"id": "a", "url": format!("http://{address}")}],
+            "key": {"path_segment": 1},
+        });
+        if let Some(check) = check {
+            spec["health_check"] = serde_json::to_value(check).unwrap();
         }
-        Ok(record) => Item::Hint(lsn, record),
-        Err(error) => Item::Undecodable(lsn, error.to_string()),
+        let spec: ServiceSpec = serde_json::from_value(spec).unwrap();
+        spec.validate().unwrap();
+        let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default()).unwrap();
+        Service::build(spec, &runtime).unwrap()
+    }
+
+    /// The handoff and the active health checks reach the same verdict on
+    /// the same node, because both ask `cluster::probe::probe`.
+    #[tokio::test]
+    async fn the_handoff_and_the_health_checks_agree() {
+        let client = UpstreamClient::new();
+        let check = HealthCheckSpec {
+            path: "/ready".into(),
+            timeout_ms: 150,
+            ..Default::default()
+        };
+        let servers = [
+            (answering(StatusCode::OK).await, true),
+            (answering(StatusCode::NOT_FOUND).await, false),
+            (answering(StatusCode::SERVICE_UNAVAILABLE).await, false),
+            (silent().await, false),
+        ];
+        for (address, up) in servers {
+            let service = service(address, Some(check.clone()));
+            let handoff = node_is_up(&client, &service, 0).await;
+            let health = check_once(&client, &service.nodes[0], &check).await.up;
+            assert_eq!(handoff, health, "{address}");
+            assert_eq!(handoff, up, "{address}");
+        }
+    }
+
+    /// Without a `health_check` the handoff probes `/healthz` and takes
+    /// anything below 500: a replica without that path is up.
+    #[tokio::test]
+    async fn without_a_health_check_the_handoff_takes_a_404() {
+        let client = UpstreamClient::new();
+        for (status, up) in [
+            (StatusCode::OK, true),
+            (StatusCode::NOT_FOUND, true),
+            (StatusCode::SERVICE_UNAVAILABLE, false),
+        ] {
+            let service = service(answering(status).await, None);
+            assert_eq!(node_is_up(&client, &service, 0).await, up, "{status}");
+        }
     }
 }

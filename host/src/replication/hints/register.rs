@@ -1,0 +1,147 @@
+//! The fan-out's side of the ledger: an append ticket per client write,
+//! then the registration of its LSN and targets, then each target's ack,
+//! miss or rejection. And the supervisor's [`HintLedger::close_gaps`] for
+//! LSNs whose append failed (see "Registration" in the [`super`] doc).
+
+use super::counters::DropReason;
+use super::{HintLedger, Lsn, NodeRef};
+
+/// Proof that an append is in progress, so [`HintLedger::close_gaps`] does
+/// not mistake its LSN for a lost one. Register the LSN with it, or drop it
+/// if the append failed.
+#[must_use = "register the appended LSN, or drop the ticket if the append failed"]
+pub struct AppendTicket<'a> {
+    ledger: &'a HintLedger,
+    done: bool,
+}
+
+impl AppendTicket<'_> {
+    /// Registers a successfully appended record and the nodes it is about to
+    /// be sent to (all of them in flight).
+    pub fn register(mut self, lsn: Lsn, targets: &[NodeRef]) {
+        self.done = true;
+        let mut inner = self.ledger.lock();
+        debug_assert!(!inner.is_registered(lsn), "LSN {lsn} registered twice");
+        inner.appends_in_progress -= 1;
+        if lsn <= inner.registered_through {
+            // close_gaps already declared it unknown; its targets' handoffs
+            // will read it back. Only reachable if the log misreported.
+            return;
+        }
+        // In flight first: a node first seen here starts at the cursor the
+        // registration had before this LSN.
+        for target in targets {
+            inner.node_mut(target).inflight.insert(lsn);
+        }
+        inner.registered_ahead.insert(lsn);
+        while inner.registered_ahead.first() == Some(&(inner.registered_through + 1)) {
+            inner.registered_ahead.pop_first();
+            inner.registered_through += 1;
+        }
+        let registered_through = inner.registered_through;
+        for node in inner.nodes.values_mut() {
+            node.advance_cursor(registered_through);
+        }
+        for target in targets {
+            inner.nodes[target].signal.notify_one();
+        }
+    }
+}
+
+impl Drop for AppendTicket<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ledger.lock().appends_in_progress -= 1;
+        }
+    }
+}
+
+impl HintLedger {
+    /// Call before appending a client write.
+    pub fn begin_append(&self) -> AppendTicket<'_> {
+        self.lock().appends_in_progress += 1;
+        AppendTicket {
+            ledger: self,
+            done: false,
+        }
+    }
+
+    /// The node acknowledged LSN `lsn` directly.
+    pub fn acked(&self, node: &NodeRef, lsn: Lsn) {
+        let mut inner = self.lock();
+        let registered_through = inner.registered_through;
+        let ledger = inner.node_mut(node);
+        let was_inflight = ledger.inflight.remove(&lsn);
+        debug_assert!(
+            was_inflight,
+            "ack for {lsn} on {node} which was not in flight"
+        );
+        ledger.remember_done(lsn);
+        ledger.advance_cursor(registered_through);
+        ledger.signal.notify_one();
+    }
+
+    /// The node did not acknowledge LSN `lsn` (of `bytes` body bytes): it is
+    /// now a hint, to be read back from the log by the node's handoff.
+    pub fn missed(&self, node: &NodeRef, lsn: Lsn, bytes: u64) {
+        let mut inner = self.lock();
+        let ledger = inner.node_mut(node);
+        let was_inflight = ledger.inflight.remove(&lsn);
+        debug_assert!(
+            was_inflight,
+            "miss for {lsn} on {node} which was not in flight"
+        );
+        ledger.open_backlog_at(lsn);
+        ledger.backlog_records += 1;
+        ledger.backlog_bytes += bytes;
+        ledger.signal.notify_one();
+    }
+
+    /// The node refused LSN `lsn` for good (a definitive 4xx): sending it
+    /// again cannot help, so it is not a hint; it is counted as dropped.
+    pub fn rejected(&self, node: &NodeRef, lsn: Lsn, bytes: u64) {
+        let mut inner = self.lock();
+        let registered_through = inner.registered_through;
+        let ledger = inner.node_mut(node);
+        let was_inflight = ledger.inflight.remove(&lsn);
+        debug_assert!(
+            was_inflight,
+            "rejection for {lsn} on {node} which was not in flight"
+        );
+        ledger.counters.count_drop(DropReason::Rejected, bytes);
+        // For the cursor a rejection is as final as an ack.
+        ledger.remember_done(lsn);
+        ledger.advance_cursor(registered_through);
+        ledger.signal.notify_one();
+    }
+
+    /// Declares lost every LSN up to `last_lsn` (the log's last durable
+    /// LSN, read *before* this call) that no append in progress can still
+    /// register. Every node's handoff then reads those records back from the
+    /// log. Returns how many LSNs were closed this way.
+    pub fn close_gaps(&self, last_lsn: Lsn) -> u64 {
+        let mut inner = self.lock();
+        if inner.appends_in_progress > 0 || last_lsn <= inner.registered_through {
+            return 0;
+        }
+        let gap_start = inner.registered_through + 1;
+        let registered_in_gap = inner.registered_ahead.range(..=last_lsn).count() as u64;
+        let closed = last_lsn - inner.registered_through - registered_in_gap;
+        if closed == 0 {
+            return 0;
+        }
+        // Appends that finished after `last_lsn` was read stay registered.
+        inner.registered_ahead = inner.registered_ahead.split_off(&(last_lsn + 1));
+        inner.registered_through = last_lsn;
+        while inner.registered_ahead.first() == Some(&(inner.registered_through + 1)) {
+            inner.registered_ahead.pop_first();
+            inner.registered_through += 1;
+        }
+        for ledger in inner.nodes.values_mut() {
+            ledger.open_backlog_at(gap_start.max(ledger.cursor + 1));
+            ledger.highest_missed = ledger.highest_missed.max(last_lsn);
+            ledger.signal.notify_one();
+        }
+        closed
+    }
+}
