@@ -123,102 +123,66 @@ struct Case {
     calls_per_batch: usize,
 }
 
+impl Case {
+    /// `plugin-fresh` pays an instantiation per call, so it runs smaller
+    /// batches.
+    fn new(group: &'static str, variant: &'static str, run: impl Fn() + 'static) -> Case {
+        Case {
+            group,
+            variant,
+            run: Box::new(run),
+            calls_per_batch: if variant == "plugin-fresh" {
+                FRESH_CALLS_PER_BATCH
+            } else {
+                CALLS_PER_BATCH
+            },
+        }
+    }
+}
+
+/// The three ways to decide with the example plugin `name`: what each
+/// variant binds (nothing, for native).
+fn variants(
+    runtime: &Runtime,
+    name: &str,
+    kind: PolicyKind,
+) -> [(&'static str, Option<Arc<BoundPlugin>>); 3] {
+    [
+        ("plugin-pooled", Some(bind(runtime, name, kind, true))),
+        ("native", None),
+        ("plugin-fresh", Some(bind(runtime, name, kind, false))),
+    ]
+}
+
 fn cases(runtime: &Runtime) -> Vec<Case> {
     let mut cases = Vec::new();
-    for (variant, bound) in [
-        (
-            "plugin-pooled",
-            Some(bind(runtime, "retry-backoff", PolicyKind::Retry, true)),
-        ),
-        ("native", None),
-        (
-            "plugin-fresh",
-            Some(bind(runtime, "retry-backoff", PolicyKind::Retry, false)),
-        ),
-    ] {
+    for (variant, bound) in variants(runtime, "retry-backoff", PolicyKind::Retry) {
         let policy = RetryPolicy::new(runtime, RetryBackoff::default());
         policy.bind(bound).unwrap();
         let (request, outcome, context) = (request(), outcome(), context());
-        cases.push(Case {
-            group: "retry-backoff",
-            variant,
-            calls_per_batch: if variant == "plugin-fresh" {
-                FRESH_CALLS_PER_BATCH
-            } else {
-                CALLS_PER_BATCH
-            },
-            run: Box::new(move || {
-                black_box(policy.decide(
-                    black_box(&request),
-                    black_box(&outcome),
-                    black_box(&context),
-                ));
-            }),
-        });
+        cases.push(Case::new("retry-backoff", variant, move || {
+            black_box(policy.decide(
+                black_box(&request),
+                black_box(&outcome),
+                black_box(&context),
+            ));
+        }));
     }
-    for (variant, bound) in [
-        (
-            "plugin-pooled",
-            Some(bind(runtime, "route-affinity", PolicyKind::Routing, true)),
-        ),
-        ("native", None),
-        (
-            "plugin-fresh",
-            Some(bind(runtime, "route-affinity", PolicyKind::Routing, false)),
-        ),
-    ] {
+    for (variant, bound) in variants(runtime, "route-affinity", PolicyKind::Routing) {
         let policy = RoutingPolicy::new(RouteAffinity::default());
         policy.bind(bound).unwrap();
         let (request, candidates) = (request(), candidates());
-        cases.push(Case {
-            group: "route-affinity",
-            variant,
-            calls_per_batch: if variant == "plugin-fresh" {
-                FRESH_CALLS_PER_BATCH
-            } else {
-                CALLS_PER_BATCH
-            },
-            run: Box::new(move || {
-                black_box(policy.route(black_box(&request), black_box(&candidates)));
-            }),
-        });
+        cases.push(Case::new("route-affinity", variant, move || {
+            black_box(policy.route(black_box(&request), black_box(&candidates)));
+        }));
     }
-    for (variant, bound) in [
-        (
-            "plugin-pooled",
-            Some(bind(
-                runtime,
-                "checkpoint-interval",
-                PolicyKind::Checkpoint,
-                true,
-            )),
-        ),
-        ("native", None),
-        (
-            "plugin-fresh",
-            Some(bind(
-                runtime,
-                "checkpoint-interval",
-                PolicyKind::Checkpoint,
-                false,
-            )),
-        ),
-    ] {
+    for (variant, bound) in variants(runtime, "checkpoint-interval", PolicyKind::Checkpoint) {
         let policy = CheckpointPolicy::new(CheckpointInterval::default());
         policy.bind(bound).unwrap();
         let stats = stats();
-        cases.push(Case {
-            group: "checkpoint-interval",
-            variant,
-            calls_per_batch: if variant == "plugin-fresh" {
-                FRESH_CALLS_PER_BATCH
-            } else {
-                CALLS_PER_BATCH
-            },
-            run: Box::new(move || {
-                black_box(policy.decide(black_box(&stats)));
-            }),
-        });
+        cases.push(Case::new("checkpoint-interval", variant, move || {
+            black_box(policy.decide(black_box(&stats)));
+        }));
     }
     cases
 }

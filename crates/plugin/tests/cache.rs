@@ -5,38 +5,44 @@ mod support;
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
-use levee_plugin::{CacheOutcome, RetryPolicy, Runtime, Source};
-use levee_policy::RetryBackoff;
+use levee_plugin::{CacheOutcome, Component, Runtime};
 use support::*;
 
 fn entry_of(runtime: &Runtime, version: &str) -> std::path::PathBuf {
     runtime.cache_entry_path(version).expect("cache enabled")
 }
 
+/// The zoo's `retry-fixed` plugin, compiled under its own name.
+fn compile_retry_fixed(runtime: &Runtime) -> Arc<Component> {
+    runtime
+        .compile("retry-fixed", &dist("zoo/retry-fixed"))
+        .unwrap()
+}
+
 /// Loads retry-backoff and checks it still decides through a plugin.
 fn load_and_use(runtime: &Runtime) -> CacheOutcome {
-    let component = runtime
-        .compile("retry-backoff", &dist("retry-backoff"))
-        .unwrap();
-    let policy = RetryPolicy::new(runtime, RetryBackoff::default());
-    policy
-        .bind(Some(
-            component.bind(runtime, "{}", patient_limits()).unwrap(),
-        ))
-        .unwrap();
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
-    assert!(
-        matches!(decided.source, Source::Plugin { .. }),
-        "{:?}",
-        decided.source
-    );
+    let component = compile_retry_backoff(runtime);
+    let bound = component.bind(runtime, "{}", patient_limits()).unwrap();
+    let decided = decide_first_attempt(&retry_policy_with(runtime, bound), 503);
+    assert_plugin_answered(&decided.source);
     component.cache().clone()
 }
 
 fn fresh_runtime_outcome(data_dir: &Path) -> CacheOutcome {
     let runtime = cached_runtime(data_dir);
     load_and_use(&runtime)
+}
+
+/// A fresh runtime must reject the cache entry (`what` names it) for a
+/// reason that contains `because`.
+#[track_caller]
+fn assert_rejected_on_restart(data_dir: &Path, what: &str, because: &str) {
+    let CacheOutcome::Rejected { reason } = fresh_runtime_outcome(data_dir) else {
+        panic!("{what} must be rejected");
+    };
+    assert!(reason.contains(because), "{reason}");
 }
 
 #[test]
@@ -46,14 +52,10 @@ fn restart_is_a_cache_hit() {
         let runtime = cached_runtime(data_dir.path());
         assert_eq!(load_and_use(&runtime), CacheOutcome::Miss);
         // Once unused, compiled code is freed; loading again reads the disk.
-        let first = runtime
-            .compile("retry-backoff", &dist("retry-backoff"))
-            .unwrap();
+        let first = compile_retry_backoff(&runtime);
         assert_eq!(first.cache(), &CacheOutcome::Disk);
         // While a version is loaded, the in-memory cache answers.
-        let again = runtime
-            .compile("retry-backoff", &dist("retry-backoff"))
-            .unwrap();
+        let again = compile_retry_backoff(&runtime);
         assert_eq!(again.cache(), &CacheOutcome::Memory);
         assert_eq!(again.compile_ms(), 0.0);
     }
@@ -76,11 +78,7 @@ fn tampered_entries_are_rejected_and_rewritten() {
     let version = {
         let runtime = cached_runtime(data_dir.path());
         load_and_use(&runtime);
-        runtime
-            .compile("retry-backoff", &dist("retry-backoff"))
-            .unwrap()
-            .version()
-            .to_string()
+        compile_retry_backoff(&runtime).version().to_string()
     };
     let runtime = cached_runtime(data_dir.path());
     let entry = entry_of(&runtime, &version);
@@ -91,33 +89,26 @@ fn tampered_entries_are_rejected_and_rewritten() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     fs::write(&entry, &bytes).unwrap();
-    let CacheOutcome::Rejected { reason } = fresh_runtime_outcome(data_dir.path()) else {
-        panic!("a tampered entry must be rejected");
-    };
-    assert!(reason.contains("authentication tag mismatch"), "{reason}");
+    assert_rejected_on_restart(
+        data_dir.path(),
+        "a tampered entry",
+        "authentication tag mismatch",
+    );
     // It was recompiled and overwritten: the next start hits again.
     assert_eq!(fresh_runtime_outcome(data_dir.path()), CacheOutcome::Disk);
 
     // Truncated.
     let bytes = fs::read(&entry).unwrap();
     fs::write(&entry, &bytes[..bytes.len() - 100]).unwrap();
-    let CacheOutcome::Rejected { reason } = fresh_runtime_outcome(data_dir.path()) else {
-        panic!("a truncated entry must be rejected");
-    };
-    assert!(reason.contains("length mismatch"), "{reason}");
+    assert_rejected_on_restart(data_dir.path(), "a truncated entry", "length mismatch");
 
     // Not ours at all: raw wasmtime output without levee's header.
     let runtime = cached_runtime(data_dir.path());
-    let component = runtime
-        .compile("retry-backoff", &dist("retry-backoff"))
-        .unwrap();
+    let component = compile_retry_backoff(&runtime);
     drop(component);
     drop(runtime);
     fs::write(&entry, b"\x7fELF pretending to be compiled code").unwrap();
-    let CacheOutcome::Rejected { reason } = fresh_runtime_outcome(data_dir.path()) else {
-        panic!("a foreign entry must be rejected");
-    };
-    assert!(reason.contains("bad magic"), "{reason}");
+    assert_rejected_on_restart(data_dir.path(), "a foreign entry", "bad magic");
     assert_eq!(fresh_runtime_outcome(data_dir.path()), CacheOutcome::Disk);
 }
 
@@ -127,10 +118,11 @@ fn entries_from_another_install_are_rejected() {
     fresh_runtime_outcome(data_dir.path());
     // A new secret means another install: its old entries are not trusted.
     fs::remove_file(data_dir.path().join("plugin-cache/secret.key")).unwrap();
-    let CacheOutcome::Rejected { reason } = fresh_runtime_outcome(data_dir.path()) else {
-        panic!("an entry signed with another secret must be rejected");
-    };
-    assert!(reason.contains("authentication tag mismatch"), "{reason}");
+    assert_rejected_on_restart(
+        data_dir.path(),
+        "an entry signed with another secret",
+        "authentication tag mismatch",
+    );
     assert_eq!(fresh_runtime_outcome(data_dir.path()), CacheOutcome::Disk);
 }
 
@@ -138,12 +130,8 @@ fn entries_from_another_install_are_rejected() {
 fn an_entry_moved_to_another_version_is_rejected() {
     let data_dir = tempfile::tempdir().unwrap();
     let runtime = cached_runtime(data_dir.path());
-    let backoff = runtime
-        .compile("retry-backoff", &dist("retry-backoff"))
-        .unwrap();
-    let fixed = runtime
-        .compile("retry-fixed", &dist("zoo/retry-fixed"))
-        .unwrap();
+    let backoff = compile_retry_backoff(&runtime);
+    let fixed = compile_retry_fixed(&runtime);
     let (backoff_entry, fixed_entry) = (
         entry_of(&runtime, backoff.version()),
         entry_of(&runtime, fixed.version()),
@@ -153,9 +141,7 @@ fn an_entry_moved_to_another_version_is_rejected() {
     // name: the tag covers the version, so this must not load.
     fs::copy(&backoff_entry, &fixed_entry).unwrap();
     let runtime = cached_runtime(data_dir.path());
-    let fixed = runtime
-        .compile("retry-fixed", &dist("zoo/retry-fixed"))
-        .unwrap();
+    let fixed = compile_retry_fixed(&runtime);
     assert!(
         matches!(fixed.cache(), CacheOutcome::Rejected { .. }),
         "{:?}",
@@ -167,8 +153,6 @@ fn an_entry_moved_to_another_version_is_rejected() {
 fn without_a_cache_dir_nothing_is_written() {
     let runtime = seeded_runtime(SEED);
     assert!(runtime.cache_dir().is_none());
-    let component = runtime
-        .compile("retry-backoff", &dist("retry-backoff"))
-        .unwrap();
+    let component = compile_retry_backoff(&runtime);
     assert_eq!(component.cache(), &CacheOutcome::Disabled);
 }

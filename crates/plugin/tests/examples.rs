@@ -9,7 +9,11 @@
 
 mod support;
 
-use levee_plugin::{CheckpointPolicy, HostRng, PolicyKind, RetryPolicy, RoutingPolicy, Source};
+use std::sync::Arc;
+
+use levee_plugin::{
+    BoundPlugin, CheckpointPolicy, HostRng, PolicyKind, RetryPolicy, RoutingPolicy, Runtime, Source,
+};
 use levee_policy::{
     AttemptOutcome, AttemptResult, CheckpointInterval, ErrorKind, LogStats, Node, RequestInfo,
     RetryBackoff, RetryContext, RouteAffinity,
@@ -33,6 +37,24 @@ const CHECKPOINT_CONFIGS: [&str; 2] = [
     r#"{"every_records": 100, "every_bytes": 4096, "every_ms": 1000, "compact_reclaimable_bytes": 8192}"#,
 ];
 
+/// An example plugin, compiled under its own name as the world it must
+/// implement, and bound to `config`.
+fn bind_example(runtime: &Runtime, name: &str, kind: PolicyKind, config: &str) -> Arc<BoundPlugin> {
+    runtime
+        .compile_as(name, &dist(name), kind)
+        .unwrap()
+        .bind(runtime, config, patient_limits())
+        .unwrap()
+}
+
+/// A proptest runner for 300 generated cases.
+fn runner_of_300_cases() -> TestRunner {
+    TestRunner::new(ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    })
+}
+
 fn assert_from_plugin(source: &Source, version: &str) {
     match source {
         Source::Plugin { version: v, .. } => assert_eq!(&**v, version),
@@ -52,17 +74,11 @@ impl RetryPair {
     fn new(config: &str) -> RetryPair {
         let seed = SEED ^ config.len() as u64;
         let runtime = seeded_runtime(seed);
-        let component = runtime
-            .compile_as("retry-backoff", &dist("retry-backoff"), PolicyKind::Retry)
-            .unwrap();
-        let bound = component.bind(&runtime, config, patient_limits()).unwrap();
-        let native = RetryBackoff::from_json(config).unwrap();
-        let plugin = RetryPolicy::new(&runtime, RetryBackoff::default());
-        plugin.bind(Some(bound)).unwrap();
+        let bound = bind_example(&runtime, "retry-backoff", PolicyKind::Retry, config);
         RetryPair {
-            plugin,
-            version: component.version().to_string(),
-            native,
+            version: bound.version().to_string(),
+            plugin: retry_policy_with(&runtime, bound),
+            native: RetryBackoff::from_json(config).unwrap(),
             native_rng: HostRng::seeded(seed),
         }
     }
@@ -215,10 +231,7 @@ fn retry_inputs() -> impl Strategy<Value = (RequestInfo, AttemptOutcome, RetryCo
 fn retry_backoff_matches_native_on_generated_inputs() {
     for config in RETRY_CONFIGS {
         let pair = RetryPair::new(config);
-        let mut runner = TestRunner::new(ProptestConfig {
-            cases: 300,
-            ..ProptestConfig::default()
-        });
+        let mut runner = runner_of_300_cases();
         runner
             .run(&retry_inputs(), |(request, outcome, context)| {
                 pair.check(&request, &outcome, &context);
@@ -233,24 +246,11 @@ fn retry_backoff_matches_native_on_generated_inputs() {
 
 fn routing_pair(config: &str) -> (RoutingPolicy, String, RouteAffinity) {
     let runtime = seeded_runtime(SEED);
-    let component = runtime
-        .compile_as(
-            "route-affinity",
-            &dist("route-affinity"),
-            PolicyKind::Routing,
-        )
-        .unwrap();
+    let bound = bind_example(&runtime, "route-affinity", PolicyKind::Routing, config);
+    let version = bound.version().to_string();
     let policy = RoutingPolicy::new(RouteAffinity::default());
-    policy
-        .bind(Some(
-            component.bind(&runtime, config, patient_limits()).unwrap(),
-        ))
-        .unwrap();
-    (
-        policy,
-        component.version().to_string(),
-        RouteAffinity::from_json(config).unwrap(),
-    )
+    policy.bind(Some(bound)).unwrap();
+    (policy, version, RouteAffinity::from_json(config).unwrap())
 }
 
 fn nodes_strategy() -> impl Strategy<Value = Vec<Node>> {
@@ -304,10 +304,7 @@ fn route_affinity_matches_native() {
                 );
             }
         }
-        let mut runner = TestRunner::new(ProptestConfig {
-            cases: 300,
-            ..ProptestConfig::default()
-        });
+        let mut runner = runner_of_300_cases();
         let methods = prop::sample::select(vec!["GET", "HEAD", "PUT", "POST"]);
         runner
             .run(&(nodes_strategy(), methods), |(candidates, method)| {
@@ -326,16 +323,15 @@ fn route_affinity_matches_native() {
 fn checkpoint_interval_matches_native() {
     for config in CHECKPOINT_CONFIGS {
         let runtime = seeded_runtime(SEED);
-        let bytes = dist("checkpoint-interval");
-        let component = runtime
-            .compile_as("checkpoint-interval", &bytes, PolicyKind::Checkpoint)
-            .unwrap();
+        let bound = bind_example(
+            &runtime,
+            "checkpoint-interval",
+            PolicyKind::Checkpoint,
+            config,
+        );
+        let version = bound.version().to_string();
         let policy = CheckpointPolicy::new(CheckpointInterval::default());
-        policy
-            .bind(Some(
-                component.bind(&runtime, config, patient_limits()).unwrap(),
-            ))
-            .unwrap();
+        policy.bind(Some(bound)).unwrap();
         let native = CheckpointInterval::from_json(config).unwrap();
         let strategy = (0u64..20_000, 0u64..1 << 27, 0u64..120_000, 0u64..1 << 27).prop_map(
             |(records, bytes, ms, reclaimable)| LogStats {
@@ -347,14 +343,11 @@ fn checkpoint_interval_matches_native() {
                 reclaimable_bytes: reclaimable,
             },
         );
-        let mut runner = TestRunner::new(ProptestConfig {
-            cases: 300,
-            ..ProptestConfig::default()
-        });
+        let mut runner = runner_of_300_cases();
         runner
             .run(&strategy, |stats| {
                 let decided = policy.decide(&stats);
-                assert_from_plugin(&decided.source, component.version());
+                assert_from_plugin(&decided.source, &version);
                 prop_assert_eq!(decided.value, native.decide(&stats));
                 Ok(())
             })
@@ -370,9 +363,7 @@ fn checkpoint_interval_matches_native() {
 #[test]
 fn plugin_config_errors_match_native_config_errors() {
     let runtime = seeded_runtime(SEED);
-    let component = runtime
-        .compile("retry-backoff", &dist("retry-backoff"))
-        .unwrap();
+    let component = compile_retry_backoff(&runtime);
     let bad = r#"{"max_attempts": 0}"#;
     let native_error = RetryBackoff::from_json(bad).unwrap_err();
     let plugin_error = component.bind(&runtime, bad, patient_limits()).unwrap_err();

@@ -8,8 +8,8 @@ mod support;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
-use levee_plugin::{PolicyKind, RetryPolicy, Source};
-use levee_policy::{RetryBackoff, RetryDecision, Target};
+use levee_plugin::{PolicyKind, Source};
+use levee_policy::{RetryDecision, Target};
 use support::*;
 
 const CALLER_THREADS: usize = 4;
@@ -36,8 +36,7 @@ fn every_call_is_answered_by_exactly_one_version() {
     let (backoff_version, fixed_version) =
         (backoff.version().to_string(), fixed.version().to_string());
 
-    let policy = Arc::new(RetryPolicy::new(&runtime, RetryBackoff::default()));
-    policy.bind(Some(backoff_bound.clone())).unwrap();
+    let policy = Arc::new(retry_policy_with(&runtime, backoff_bound.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let calls_done = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(CALLER_THREADS + 1));
@@ -54,8 +53,7 @@ fn every_call_is_answered_by_exactly_one_version() {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let decided =
-                        policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
+                    let decided = decide_first_attempt(&policy, 503);
                     let Source::Plugin { version, .. } = &decided.source else {
                         panic!(
                             "every call must be answered by a plugin, got {:?}",
@@ -137,14 +135,8 @@ fn unbinding_returns_to_native_and_drops_the_old_version_when_idle() {
     let runtime = seeded_runtime(SEED);
     let component = runtime.compile("retry", &dist("retry-backoff")).unwrap();
     let bound = component.bind(&runtime, "{}", patient_limits()).unwrap();
-    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
-    policy.bind(Some(bound)).unwrap();
-    assert!(matches!(
-        policy
-            .decide(&get("/k"), &status("n1", 1, 503), &roomy_context())
-            .source,
-        Source::Plugin { .. }
-    ));
+    let policy = retry_policy_with(&runtime, bound);
+    assert_plugin_answered(&decide_first_attempt(&policy, 503).source);
     let previous = policy.bind(None).unwrap().expect("was bound");
     let weak = Arc::downgrade(&previous);
     drop(previous);
@@ -152,10 +144,5 @@ fn unbinding_returns_to_native_and_drops_the_old_version_when_idle() {
         weak.upgrade().is_none(),
         "nothing else holds the old binding"
     );
-    assert_eq!(
-        policy
-            .decide(&get("/k"), &status("n1", 1, 503), &roomy_context())
-            .source,
-        Source::Native
-    );
+    assert_eq!(decide_first_attempt(&policy, 503).source, Source::Native);
 }

@@ -2,10 +2,7 @@
 
 mod support;
 
-use levee_plugin::{
-    LoadError, PluginStatus, PolicyKind, Registry, RegistryError, RetryPolicy, Source, check,
-};
-use levee_policy::RetryBackoff;
+use levee_plugin::{LoadError, PluginStatus, PolicyKind, Registry, RegistryError, Source, check};
 use support::*;
 
 #[test]
@@ -117,15 +114,9 @@ fn quarantine_shows_in_the_status_and_rollback_clears_it() {
     let registry = Registry::new(runtime.clone());
     registry.install("retry", &dist("retry-backoff")).unwrap();
     let panicky = registry.install("retry", &dist("zoo/panic")).unwrap();
-    let limits = levee_plugin::Limits {
-        consecutive_failures_max: 1,
-        ..patient_limits()
-    };
-    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
-    policy
-        .bind(Some(panicky.bind(&runtime, "{}", limits).unwrap()))
-        .unwrap();
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
+    let bound = panicky.bind(&runtime, "{}", quarantine_after(1)).unwrap();
+    let policy = retry_policy_with(&runtime, bound);
+    let decided = decide_first_attempt(&policy, 503);
     assert!(matches!(decided.source, Source::Fallback { .. }));
     let info = registry.info("retry").unwrap();
     assert_eq!(info.status, PluginStatus::Quarantined);

@@ -9,8 +9,8 @@ mod support;
 use std::sync::Arc;
 
 use levee_plugin::{
-    BoundPlugin, Failure, Limits, LoadError, PolicyKind, RetryPolicy, RoutingPolicy, Runtime,
-    Source,
+    BoundPlugin, Component, Failure, Limits, LoadError, PolicyKind, RetryPolicy, RoutingPolicy,
+    Runtime, Source,
 };
 use levee_policy::{RetryBackoff, RetryDecision, RouteAffinity, Target};
 use support::*;
@@ -21,11 +21,17 @@ fn native_give_up_on_500() -> RetryDecision {
     RetryBackoff::default().decide(&get("/k"), &status("n1", 1, 500), &roomy_context(), 0)
 }
 
+/// `plugins/dist/zoo/<name>.wasm`, compiled under `name` as a `kind` policy.
+fn compile_zoo(runtime: &Runtime, name: &str, kind: PolicyKind) -> Arc<Component> {
+    runtime
+        .compile_as(name, &dist(&format!("zoo/{name}")), kind)
+        .unwrap()
+}
+
 fn bind_zoo(runtime: &Runtime, name: &str, config: &str, limits: Limits) -> Arc<BoundPlugin> {
-    let component = runtime
-        .compile_as(name, &dist(&format!("zoo/{name}")), PolicyKind::Retry)
-        .unwrap();
-    component.bind(runtime, config, limits).unwrap()
+    compile_zoo(runtime, name, PolicyKind::Retry)
+        .bind(runtime, config, limits)
+        .unwrap()
 }
 
 /// Binds a misbehaving retry plugin, calls it once, and returns the failure.
@@ -38,9 +44,8 @@ fn one_failing_call(runtime: &Runtime, name: &str, config: &str) -> (Failure, Ar
         patient_limits()
     };
     let bound = bind_zoo(runtime, name, config, limits);
-    let policy = RetryPolicy::new(runtime, RetryBackoff::default());
-    policy.bind(Some(bound.clone())).unwrap();
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    let policy = retry_policy_with(runtime, bound.clone());
+    let decided = decide_first_attempt(&policy, 500);
     assert_eq!(
         decided.value,
         native_give_up_on_500(),
@@ -58,21 +63,10 @@ fn one_failing_call(runtime: &Runtime, name: &str, config: &str) -> (Failure, Ar
 
 /// A good plugin still decides correctly on this runtime.
 fn assert_runtime_healthy(runtime: &Runtime) {
-    let component = runtime
-        .compile("retry-backoff", &dist("retry-backoff"))
-        .unwrap();
-    let policy = RetryPolicy::new(runtime, RetryBackoff::default());
-    policy
-        .bind(Some(
-            component.bind(runtime, "{}", patient_limits()).unwrap(),
-        ))
-        .unwrap();
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
-    assert!(
-        matches!(decided.source, Source::Plugin { .. }),
-        "{:?}",
-        decided.source
-    );
+    let component = compile_retry_backoff(runtime);
+    let bound = component.bind(runtime, "{}", patient_limits()).unwrap();
+    let decided = decide_first_attempt(&retry_policy_with(runtime, bound), 503);
+    assert_plugin_answered(&decided.source);
     match decided.value {
         RetryDecision::Retry { delay_ms, target } => {
             assert!(
@@ -144,14 +138,8 @@ fn huge_string_cannot_exhaust_the_host() {
         r#"{"reason_bytes": 1000000}"#,
         patient_limits(),
     );
-    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
-    policy.bind(Some(bound.clone())).unwrap();
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
-    assert!(
-        matches!(decided.source, Source::Plugin { .. }),
-        "{:?}",
-        decided.source
-    );
+    let decided = decide_first_attempt(&retry_policy_with(&runtime, bound.clone()), 500);
+    assert_plugin_answered(&decided.source);
     let RetryDecision::GiveUp(reason) = decided.value else {
         panic!("expected a give-up")
     };
@@ -165,9 +153,7 @@ fn huge_string_cannot_exhaust_the_host() {
 #[test]
 fn huge_route_plans_are_refused_or_cleaned() {
     let runtime = seeded_runtime(SEED);
-    let component = runtime
-        .compile_as("huge-list", &dist("zoo/huge-list"), PolicyKind::Routing)
-        .unwrap();
+    let component = compile_zoo(&runtime, "huge-list", PolicyKind::Routing);
     let candidates = vec![node("n1", None, true), node("n2", None, true)];
     let native = RouteAffinity::default().route(&get("/k"), &candidates);
     let route = |config: &str| {
@@ -215,11 +201,7 @@ fn huge_route_plans_are_refused_or_cleaned() {
 
     // 10 ids: accepted, and the unknown ones are dropped.
     let decided = route(r#"{"order_len": 10}"#);
-    assert!(
-        matches!(decided.source, Source::Plugin { .. }),
-        "{:?}",
-        decided.source
-    );
+    assert_plugin_answered(&decided.source);
     assert_eq!(
         decided.value.order,
         vec!["n1".to_string(), "n2".to_string()]
@@ -260,9 +242,7 @@ fn wrong_world_is_refused_with_the_exports_named() {
 #[test]
 fn bad_config_is_refused_with_the_plugins_reason() {
     let runtime = seeded_runtime(SEED);
-    let component = runtime
-        .compile_as("bad-config", &dist("zoo/bad-config"), PolicyKind::Retry)
-        .unwrap();
+    let component = compile_zoo(&runtime, "bad-config", PolicyKind::Retry);
     let error = component
         .bind(&runtime, r#"{"anything": 1}"#, patient_limits())
         .unwrap_err();
@@ -379,9 +359,7 @@ fn oversized_components_and_configs_are_refused() {
         runtime.compile("huge", &huge).unwrap_err(),
         LoadError::TooLarge { .. }
     ));
-    let component = runtime
-        .compile("retry-backoff", &dist("retry-backoff"))
-        .unwrap();
+    let component = compile_retry_backoff(&runtime);
     let config = format!(
         "{{\"pad\": \"{}\"}}",
         "x".repeat(levee_policy::limits::CONFIG_BYTES_MAX)
@@ -406,13 +384,8 @@ fn oversized_components_and_configs_are_refused() {
 #[test]
 fn flaky_failures_are_counted_and_trapped_instances_never_reused() {
     let runtime = seeded_runtime(SEED);
-    let limits = Limits {
-        consecutive_failures_max: 2,
-        ..patient_limits()
-    };
-    let bound = bind_zoo(&runtime, "flaky", "{}", limits);
-    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
-    policy.bind(Some(bound.clone())).unwrap();
+    let bound = bind_zoo(&runtime, "flaky", "{}", quarantine_after(2));
+    let policy = retry_policy_with(&runtime, bound.clone());
     let context = roomy_context();
 
     // Odd attempts succeed, even ones panic. Alternating never reaches two
@@ -460,16 +433,11 @@ fn flaky_failures_are_counted_and_trapped_instances_never_reused() {
 #[test]
 fn quarantine_after_consecutive_failures_until_a_new_version_is_bound() {
     let runtime = seeded_runtime(SEED);
-    let limits = Limits {
-        consecutive_failures_max: 3,
-        ..patient_limits()
-    };
-    let bound = bind_zoo(&runtime, "panic", "{}", limits);
-    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
-    policy.bind(Some(bound.clone())).unwrap();
+    let bound = bind_zoo(&runtime, "panic", "{}", quarantine_after(3));
+    let policy = retry_policy_with(&runtime, bound.clone());
 
     for _ in 0..3 {
-        let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+        let decided = decide_first_attempt(&policy, 500);
         assert!(
             matches!(decided.source, Source::Fallback { .. }),
             "{:?}",
@@ -482,7 +450,7 @@ fn quarantine_after_consecutive_failures_until_a_new_version_is_bound() {
 
     // Quarantined: native answers without calling the plugin.
     for _ in 0..5 {
-        let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+        let decided = decide_first_attempt(&policy, 500);
         assert!(
             matches!(decided.source, Source::Quarantined { .. }),
             "{:?}",
@@ -502,22 +470,15 @@ fn quarantine_after_consecutive_failures_until_a_new_version_is_bound() {
         .bind(&runtime, "{}", patient_limits())
         .unwrap();
     policy.bind(Some(again)).unwrap();
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    let decided = decide_first_attempt(&policy, 500);
     assert!(matches!(decided.source, Source::Quarantined { .. }));
 
     // ...a new version is called again.
-    let fresh = runtime
-        .compile("retry-backoff", &dist("retry-backoff"))
-        .unwrap();
+    let fresh = compile_retry_backoff(&runtime);
     policy
         .bind(Some(fresh.bind(&runtime, "{}", patient_limits()).unwrap()))
         .unwrap();
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
-    assert!(
-        matches!(decided.source, Source::Plugin { .. }),
-        "{:?}",
-        decided.source
-    );
+    assert_plugin_answered(&decide_first_attempt(&policy, 503).source);
 }
 
 #[test]
@@ -542,7 +503,7 @@ fn the_whole_zoo_in_one_runtime_leaves_it_healthy() {
 fn no_plugin_means_native() {
     let runtime = seeded_runtime(SEED);
     let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    let decided = decide_first_attempt(&policy, 500);
     assert_eq!(decided.source, Source::Native);
     assert_eq!(decided.value, native_give_up_on_500());
     assert_eq!(policy.native_calls(), 1);
@@ -552,20 +513,15 @@ fn no_plugin_means_native() {
 #[test]
 fn plugin_logs_are_capped_per_call() {
     let runtime = seeded_runtime(SEED);
-    let component = runtime
-        .compile_as("retry-fixed", &dist("zoo/retry-fixed"), PolicyKind::Retry)
-        .unwrap();
+    let component = compile_zoo(&runtime, "retry-fixed", PolicyKind::Retry);
     // retry-fixed logs one line per decision.
     let quiet = Limits {
         log_calls_per_call_max: 0,
         ..patient_limits()
     };
-    let policy = RetryPolicy::new(&runtime, RetryBackoff::default());
-    policy
-        .bind(Some(component.bind(&runtime, "{}", quiet).unwrap()))
-        .unwrap();
+    let policy = retry_policy_with(&runtime, component.bind(&runtime, "{}", quiet).unwrap());
     for _ in 0..5 {
-        let decided = policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
+        let decided = decide_first_attempt(&policy, 503);
         assert!(
             matches!(decided.source, Source::Plugin { .. }),
             "a dropped log line is not a failure"
@@ -578,7 +534,7 @@ fn plugin_logs_are_capped_per_call() {
             component.bind(&runtime, "{}", patient_limits()).unwrap(),
         ))
         .unwrap();
-    policy.decide(&get("/k"), &status("n1", 1, 503), &roomy_context());
+    decide_first_attempt(&policy, 503);
     assert_eq!(policy.stats().unwrap().counters.logs_dropped, 0);
 }
 
@@ -595,7 +551,7 @@ fn a_binding_outliving_its_runtime_handle_is_still_fenced() {
         RetryBackoff::default(),
     );
     policy.bind(Some(bound)).unwrap();
-    let decided = policy.decide(&get("/k"), &status("n1", 1, 500), &roomy_context());
+    let decided = decide_first_attempt(&policy, 500);
     assert!(
         matches!(
             decided.source,

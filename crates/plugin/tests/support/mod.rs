@@ -5,12 +5,20 @@
 //! `cargo test`). A missing file fails the test with that instruction: a
 //! skipped plugin test would look like a passing one.
 
+// Each test file includes this module but uses only some of its helpers.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use levee_plugin::{EngineCaps, HostEnv, Limits, Runtime, RuntimeOptions};
-use levee_policy::{AttemptOutcome, AttemptResult, ErrorKind, Node, RequestInfo, RetryContext};
+use levee_plugin::{
+    BoundPlugin, Component, Decided, EngineCaps, HostEnv, Limits, RetryPolicy, Runtime,
+    RuntimeOptions, Source,
+};
+use levee_policy::{
+    AttemptOutcome, AttemptResult, ErrorKind, Node, RequestInfo, RetryBackoff, RetryContext,
+    RetryDecision,
+};
 
 /// Seed of the host random source in tests.
 pub const SEED: u64 = 0x5EED_1E7E_E000_0001;
@@ -26,6 +34,15 @@ pub fn patient_limits() -> Limits {
         call_timeout_ms: 1_000,
         configure_timeout_ms: 10_000,
         ..Limits::default()
+    }
+}
+
+/// [`patient_limits`] that quarantine the version after `failures`
+/// consecutive failures.
+pub fn quarantine_after(failures: u32) -> Limits {
+    Limits {
+        consecutive_failures_max: failures,
+        ..patient_limits()
     }
 }
 
@@ -126,4 +143,32 @@ pub fn node(id: &str, zone: Option<&str>, healthy: bool) -> Node {
         failure_rate_permille: 0,
         latency_ms: 3,
     }
+}
+
+/// The example `retry-backoff` plugin, compiled under its own name.
+pub fn compile_retry_backoff(runtime: &Runtime) -> Arc<Component> {
+    runtime
+        .compile("retry-backoff", &dist("retry-backoff"))
+        .unwrap()
+}
+
+/// A retry policy (native fallback: the default `RetryBackoff`) with
+/// `bound` plugged in.
+pub fn retry_policy_with(runtime: &Runtime, bound: Arc<BoundPlugin>) -> RetryPolicy {
+    let policy = RetryPolicy::new(runtime, RetryBackoff::default());
+    policy.bind(Some(bound)).unwrap();
+    policy
+}
+
+/// The decision after a first attempt at `GET /k` that got `code` from
+/// n1, with room to retry.
+pub fn decide_first_attempt(policy: &RetryPolicy, code: u16) -> Decided<RetryDecision> {
+    policy.decide(&get("/k"), &status("n1", 1, code), &roomy_context())
+}
+
+/// Fails unless the plugin itself answered (no native, fallback or
+/// quarantine answer).
+#[track_caller]
+pub fn assert_plugin_answered(source: &Source) {
+    assert!(matches!(source, Source::Plugin { .. }), "{source:?}");
 }
