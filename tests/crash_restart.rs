@@ -126,10 +126,11 @@ async fn a_restart_restores_hint_cursors_from_the_checkpoint_and_redelivers_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpoint_plugin_decides_when_checkpoints_are_written() {
     let policy = json!({"plugin": "checkpoint-interval", "config": {"every_records": 5, "every_ms": 3600000}});
+    // One checkpoint policy per process: the binding is top-level.
     let cluster = start_with(
         3,
-        json!({"plugin_dir": plugin_dist()}),
-        json!({"policies": {"checkpoint": policy}}),
+        json!({"plugin_dir": plugin_dist(), "checkpoint": policy}),
+        json!({}),
     )
     .await;
     let log = admin_get(&cluster.levee, "/admin/log").await;
@@ -167,4 +168,31 @@ async fn the_checkpoint_plugin_decides_when_checkpoints_are_written() {
         "the plugin, not the native policy, decided: {plugin}"
     );
     assert_eq!(plugin["fallbacks"], 0, "{plugin}");
+    // The binding is the process's, not a service's.
+    assert_eq!(plugin["checkpoint_policy"], true, "{plugin}");
+    assert_eq!(plugin["services"], json!([]), "{plugin}");
+    assert_eq!(plugin["bindings"][0]["scope"], "process", "{plugin}");
+    let state = admin_get(&cluster.levee, "/admin/state").await;
+    assert_eq!(
+        state["checkpoint_policy"]["plugin"], "checkpoint-interval",
+        "{state}"
+    );
+    assert!(state["checkpoint_policy"]["version"].is_string(), "{state}");
+    // Loads and deletions see the process's binding: a re-upload reports
+    // it, and the plugin cannot be deleted while the checkpoint policy
+    // uses it.
+    let auth = format!("Bearer {}", write_support::ADMIN_TOKEN);
+    let url = cluster
+        .levee
+        .admin_url("/admin/plugins/checkpoint-interval");
+    let bytes = std::fs::read(plugin_dist().join("checkpoint-interval.wasm")).unwrap();
+    let (status, _, body) =
+        support::call(hyper::Method::PUT, &url, &[("authorization", &auth)], bytes).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let installed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(installed["checkpoint_policy"], true, "{body}");
+    let (status, _, body) =
+        support::call(hyper::Method::DELETE, &url, &[("authorization", &auth)], "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("used by the checkpoint policy"), "{body}");
 }

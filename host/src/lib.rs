@@ -13,7 +13,7 @@
 //! | [`base`] | the clock, metric families, the shutdown signal |
 //! | [`config`] | the configuration file: serde data and validation with field paths |
 //! | [`upstream`] | the pooled HTTP client, hop-by-hop hygiene, attempt error classes |
-//! | [`cluster`] | the SHA-1 [`cluster::ring`], node [`cluster::health`] (one probe rule), retry [`cluster::budget`], a built [`cluster::service::Service`], the [`cluster::directory`] of services |
+//! | [`cluster`] | the SHA-1 [`cluster::ring`], node [`cluster::health`], the one probe rule ([`cluster::probe`]), retry [`cluster::budget`], a built [`cluster::service::Service`], the [`cluster::directory`] of services |
 //! | [`policy`] | binding plugins or native policies to services, the policy-version header |
 //! | [`replication`] | the write plane over `levee_log`: records, hints, handoff, checkpoints, snapshots, service-change records |
 //! | [`dataplane`] | inbound validation, the one attempt path and retry gate, the read proxy, the write fan-out, `AppError` |
@@ -65,12 +65,13 @@ pub mod api;
 pub mod app;
 pub mod base;
 pub mod cluster;
-pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod policy;
 pub mod replication;
 pub mod upstream;
+
+pub use levee_config as config;
 
 pub use api::state::AppState;
 pub use api::{admin_app, data_app};

@@ -3,9 +3,10 @@
 //! An upload is the component's bytes as the request body (any content
 //! type), at most 32 MiB (413 beyond, refused by `Content-Length` before
 //! reading). It goes through [`crate::control::plugin_host::PluginHost::install`]:
-//! compiled, checked against every service bound to it, persisted, swapped.
+//! compiled, checked against every binding that names it (services' and the
+//! process's checkpoint binding), persisted, swapped.
 //! A refusal is 400 (bad name), 413 (too big) or 422 (not a component, wrong
-//! world, a bound service's config rejected), with the exact reason; the
+//! world, a binding's config rejected), with the exact reason; the
 //! previous version keeps serving either way.
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use crate::api::admin::read_body;
 use crate::api::admin_error::AdminError;
 use crate::api::state::AppState;
 use crate::base::metrics::LoadSource;
-use crate::policy::bind::policy_refs;
+use crate::policy::bind::{checkpoint_ref, policy_refs};
 
 /// One plugin as the admin API and the status page show it.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +47,9 @@ pub struct PluginView {
     pub quarantined_calls: u64,
     /// Services whose configuration names this plugin.
     pub services: Vec<String>,
+    /// True when the process's checkpoint binding (the top-level
+    /// `checkpoint`) names this plugin.
+    pub checkpoint_policy: bool,
     /// What each binding runs right now (during a swap, briefly, two
     /// bindings may show different versions).
     pub bindings: Vec<BindingView>,
@@ -55,13 +59,27 @@ pub struct PluginView {
     pub last_error_at_ms: Option<u64>,
 }
 
-/// One service's use of a plugin.
+/// One use of a plugin: a service's `policies.<kind>`, or the process's
+/// checkpoint binding.
 #[derive(Debug, Clone, Serialize)]
 pub struct BindingView {
-    pub service: String,
+    /// `service` or `process` (the top-level `checkpoint`).
+    pub scope: BindingScope,
+    /// The service whose slot it is; `None` for the process's binding.
+    pub service: Option<String>,
     pub kind: PolicyKind,
-    /// The version bound in that service's slot, `None` while unbound.
+    /// The version bound in that slot, `None` while unbound.
     pub version: Option<String>,
+}
+
+/// Whose slot a binding fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingScope {
+    /// A service's `policies.<kind>`.
+    Service,
+    /// The process's checkpoint policy (the top-level `checkpoint`).
+    Process,
 }
 
 /// `GET /admin/plugins`.
@@ -123,7 +141,7 @@ pub async fn rollback(
     Ok(Json(installed).into_response())
 }
 
-/// Every plugin the registry knows, plus any a service names that is not
+/// Every plugin the registry knows, plus any a binding names that is not
 /// loaded (shown as failed, so a typo in a binding is visible).
 pub fn views(state: &AppState) -> Vec<PluginView> {
     let registry = state.control.plugins.registry();
@@ -143,7 +161,10 @@ pub fn views(state: &AppState) -> Vec<PluginView> {
             {
                 add_counters(view, bound);
             }
-            view.services.push(binding.service.clone());
+            match &binding.service {
+                Some(service) => view.services.push(service.clone()),
+                None => view.checkpoint_policy = true,
+            }
             view.bindings.push(binding);
         }
         view.services.sort();
@@ -168,6 +189,7 @@ fn view_of(info: PluginInfo) -> PluginView {
         timeouts: 0,
         quarantined_calls: 0,
         services: Vec::new(),
+        checkpoint_policy: false,
         bindings: Vec::new(),
         previous_versions: info.previous_versions,
         last_error: info.last_error,
@@ -198,30 +220,42 @@ fn add_counters(view: &mut PluginView, bound: &BoundPlugin) {
     view.quarantined_calls += counters.quarantined_calls;
 }
 
-/// A service binding and the plugin its slot holds.
+/// A binding and the plugin its slot holds.
 type BindingSlot = (BindingView, Option<Arc<BoundPlugin>>);
 
-/// Per plugin name: each service binding and what its slot holds.
+/// Per plugin name: each binding (services', then the process's) and what
+/// its slot holds.
 fn current_bindings(state: &AppState) -> BTreeMap<String, Vec<BindingSlot>> {
     let mut bindings: BTreeMap<String, Vec<BindingSlot>> = BTreeMap::new();
+    let mut add = |plugin: &str, service: Option<&str>, kind, bound: Option<Arc<BoundPlugin>>| {
+        let bound = bound.filter(|bound| bound.name() == plugin);
+        let view = BindingView {
+            scope: match service {
+                Some(_) => BindingScope::Service,
+                None => BindingScope::Process,
+            },
+            service: service.map(str::to_string),
+            kind,
+            version: bound.as_ref().map(|b| b.version().to_string()),
+        };
+        bindings
+            .entry(plugin.to_string())
+            .or_default()
+            .push((view, bound));
+    };
     for service in state.directory.services.load().values() {
         for (kind, policy) in policy_refs(&service.spec) {
             let bound = match kind {
                 PolicyKind::Retry => service.policies.retry.plugin(),
                 PolicyKind::Routing => service.policies.routing.plugin(),
-                PolicyKind::Checkpoint => state.writes.checkpoints.policy.plugin(),
-            }
-            .filter(|bound| bound.name() == policy.plugin);
-            let view = BindingView {
-                service: service.name().to_string(),
-                kind,
-                version: bound.as_ref().map(|b| b.version().to_string()),
+                PolicyKind::Checkpoint => None,
             };
-            bindings
-                .entry(policy.plugin.clone())
-                .or_default()
-                .push((view, bound));
+            add(&policy.plugin, Some(service.name()), kind, bound);
         }
+    }
+    if let Some(policy) = checkpoint_ref(&state.directory.config.load()) {
+        let bound = state.writes.checkpoints.policy.plugin();
+        add(&policy.plugin, None, PolicyKind::Checkpoint, bound);
     }
     bindings
 }

@@ -275,6 +275,9 @@ fn missing_plugin_is_a_field(spec: &ServiceSpec, error: PluginError) -> AdminErr
     }
 }
 
+/// The `policies.<kind>` field of a service binding. A service has no
+/// checkpoint binding (it is the process's, the top-level `checkpoint`), so
+/// that arm names the field a service spec refuses.
 fn kind_key(kind: PolicyKind) -> &'static str {
     match kind {
         PolicyKind::Retry => "retry",
@@ -343,6 +346,24 @@ mod tests {
         };
         assert!(
             fields.iter().any(|f| f.path.ends_with("write_quorum")),
+            "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_checkpoint_binding_is_refused_at_its_field() {
+        let mut spec = minimal();
+        spec["policies"] = serde_json::json!({"checkpoint": {"plugin": "checkpoint-interval"}});
+        let AdminError::Unprocessable { fields, .. } =
+            parse_spec("users", &body(spec)).unwrap_err()
+        else {
+            panic!("expected 422");
+        };
+        assert_eq!(fields[0].path, "policies.checkpoint");
+        assert!(
+            fields[0]
+                .message
+                .starts_with(crate::config::CHECKPOINT_MOVED),
             "{fields:?}"
         );
     }

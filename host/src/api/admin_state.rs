@@ -9,17 +9,18 @@
 //! for a picture, and it needs nothing from the ring but its public lookup.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use levee_plugin::PolicyKind;
+use levee_plugin::{BoundPlugin, PolicyKind};
 use serde::Serialize;
 
 use crate::api::admin_plugins::{PluginView, views};
 use crate::api::state::AppState;
 use crate::cluster::service::Service;
 use crate::config::ServiceSpec;
-use crate::policy::bind::policy_refs;
+use crate::policy::bind::{checkpoint_ref, policy_refs};
 
 /// Samples of ring ownership per service.
 pub const RING_SAMPLES: u64 = 720;
@@ -32,6 +33,9 @@ pub struct StateView {
     pub shutting_down: bool,
     pub uptime_ms: u64,
     pub services: Vec<ServiceView>,
+    /// The process's checkpoint policy binding (the top-level
+    /// `checkpoint`); `None`: the native `checkpoint-interval`.
+    pub checkpoint_policy: Option<PolicyView>,
     pub plugins: Vec<PluginView>,
     pub log: LogView,
 }
@@ -46,6 +50,8 @@ pub struct ServiceView {
     pub nodes: Vec<NodeView>,
     /// Arcs of the ring, as fractions of the circle from 0 (12 o'clock).
     pub ring: Vec<ArcView>,
+    /// The service's own policies (`retry`, `routing`); the checkpoint
+    /// policy is the process's ([`StateView::checkpoint_policy`]).
     pub policies: BTreeMap<&'static str, Option<PolicyView>>,
     pub spec: ServiceSpec,
 }
@@ -126,6 +132,7 @@ pub async fn get(State(state): State<AppState>) -> Json<StateView> {
             .values()
             .map(|service| service_view(&state, service))
             .collect(),
+        checkpoint_policy: checkpoint_policy_view(&state),
         plugins: views(&state),
         log: log_view(&state),
     })
@@ -162,7 +169,7 @@ pub fn service_view(state: &AppState, service: &Service) -> ServiceView {
         in_flight: service.in_flight(),
         nodes,
         ring,
-        policies: policy_views(state, service),
+        policies: policy_views(service),
         spec: service.spec.clone(),
     }
 }
@@ -194,34 +201,38 @@ fn ring_arcs(service: &Service) -> (Vec<ArcView>, Vec<u64>) {
     (arcs, samples)
 }
 
-fn policy_views(state: &AppState, service: &Service) -> BTreeMap<&'static str, Option<PolicyView>> {
+fn policy_views(service: &Service) -> BTreeMap<&'static str, Option<PolicyView>> {
     let mut policies: BTreeMap<&'static str, Option<PolicyView>> =
-        [("retry", None), ("routing", None), ("checkpoint", None)]
-            .into_iter()
-            .collect();
+        [("retry", None), ("routing", None)].into_iter().collect();
     for (kind, policy) in policy_refs(&service.spec) {
-        let bound = match kind {
-            PolicyKind::Retry => service.policies.retry.plugin(),
-            PolicyKind::Routing => service.policies.routing.plugin(),
-            PolicyKind::Checkpoint => state.writes.checkpoints.policy.plugin(),
+        let (key, bound) = match kind {
+            PolicyKind::Retry => ("retry", service.policies.retry.plugin()),
+            PolicyKind::Routing => ("routing", service.policies.routing.plugin()),
+            PolicyKind::Checkpoint => continue,
         };
-        let version = bound
-            .filter(|b| b.name() == policy.plugin)
-            .map(|b| b.version().to_string());
-        let key = match kind {
-            PolicyKind::Retry => "retry",
-            PolicyKind::Routing => "routing",
-            PolicyKind::Checkpoint => "checkpoint",
-        };
-        policies.insert(
-            key,
-            Some(PolicyView {
-                plugin: policy.plugin.clone(),
-                version,
-            }),
-        );
+        policies.insert(key, Some(policy_view(&policy.plugin, bound)));
     }
     policies
+}
+
+/// The process's checkpoint binding and what its slot holds.
+pub fn checkpoint_policy_view(state: &AppState) -> Option<PolicyView> {
+    let config = state.directory.config.load();
+    let policy = checkpoint_ref(&config)?;
+    let bound = state.writes.checkpoints.policy.plugin();
+    Some(policy_view(&policy.plugin, bound))
+}
+
+/// A binding to `plugin`, with the version its slot holds if it is that
+/// plugin's.
+fn policy_view(plugin: &str, bound: Option<Arc<BoundPlugin>>) -> PolicyView {
+    let version = bound
+        .filter(|b| b.name() == plugin)
+        .map(|b| b.version().to_string());
+    PolicyView {
+        plugin: plugin.to_string(),
+        version,
+    }
 }
 
 /// Hint backlog (records) per node id of `service`.

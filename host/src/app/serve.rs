@@ -42,7 +42,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     };
     crate::control::start(&state.control.plugins, &state.shutdown).await?;
     for service in state.directory.services.load().values() {
-        crate::cluster::health::spawn_active_checks(
+        crate::cluster::probe::spawn_active_checks(
             service,
             state.client.clone(),
             state.shutdown_signal(),

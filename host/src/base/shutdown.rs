@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-/// Default drain bound when the config does not set `shutdown_grace_ms`.
-pub const GRACE_MS_DEFAULT: u64 = 10_000;
-/// Largest accepted `shutdown_grace_ms`: orchestrators kill after ~30-60 s
-/// anyway, and an unbounded drain is no drain.
-pub const GRACE_MS_MAX: u64 = 120_000;
+/// The drain bounds (`shutdown_grace_ms`: default and largest accepted)
+/// belong to the configuration, which validates them.
+pub use levee_config::{
+    SHUTDOWN_GRACE_MS_DEFAULT as GRACE_MS_DEFAULT, SHUTDOWN_GRACE_MS_MAX as GRACE_MS_MAX,
+};
 
 /// Flips to "stop" once; clone freely.
 #[derive(Clone, Debug)]

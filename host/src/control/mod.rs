@@ -5,14 +5,17 @@
 //! plane cannot accept (an exposed admin listener without a token, an
 //! unusable plugin store) stops levee before it serves anything. [`start`]
 //! runs once the services exist: it restores stored plugins, loads the
-//! drop-in directory, binds every service to its plugins and starts the
-//! watcher; only then is levee ready.
+//! drop-in directory, binds every service to its plugins and the process's
+//! checkpoint policy to its plugin, and starts the watcher; only then is
+//! levee ready.
 //!
 //! The control plane takes what it changes (the [`Directory`] of services,
 //! the write plane that holds the checkpoint policy and the service-change
 //! log) and the [`Shutdown`] signal; it never sees the application state.
 
 pub mod auth;
+pub mod plugin_bindings;
+pub mod plugin_error;
 pub mod plugin_host;
 pub mod plugin_store;
 pub mod service_change;
@@ -85,9 +88,10 @@ impl ControlPlane {
 }
 
 /// Brings the plugins up before levee reports ready: restores the store,
-/// loads the drop-in directory, binds every service, starts the watcher.
-/// A service bound to a plugin that is nowhere to be found, or whose config
-/// the plugin rejects, stops the start with a message naming both.
+/// loads the drop-in directory, binds every service and the checkpoint
+/// policy, starts the watcher. A binding to a plugin that is nowhere to be
+/// found, or whose config the plugin rejects, stops the start with a
+/// message naming both (the service, or the checkpoint policy).
 pub async fn start(host: &Arc<PluginHost>, shutdown: &Shutdown) -> Result<(), ControlError> {
     for (name, error) in host.restore().await {
         tracing::error!(plugin = %name, %error, "stored plugin not restored");
@@ -143,26 +147,51 @@ async fn load_drop_in(host: &PluginHost, drop_in: DropIn) {
     }
 }
 
-/// Binds every service to the current version of each plugin it names.
+/// Binds every service to the current version of each plugin it names,
+/// then the process's checkpoint policy to the plugin the top-level
+/// `checkpoint` names (once: it is one per process).
 async fn bind_all_services(host: &PluginHost) -> Result<(), ControlError> {
     let services = host.directory().services.load_full();
     for service in services.values() {
-        let bound = host.bind_for(&service.spec).await.map_err(|error| match error {
-            PluginError::NotFound(plugin) => match host.registry().info(&plugin).and_then(|info| info.last_error) {
-                Some(error) => ControlError::Binding(format!(
-                    "service {:?} uses plugin {plugin:?}, which failed to load: {error}",
-                    service.name()
-                )),
-                None => ControlError::Binding(format!(
-                    "service {:?} uses plugin {plugin:?}, which is neither in the plugin directory ({}) nor stored",
-                    service.name(),
-                    host.directory().config.load().plugin_dir().display()
-                )),
-            },
-            other => ControlError::Binding(other.to_string()),
-        })?;
+        let user = format!("service {:?}", service.name());
+        let bound = host
+            .bind_for(&service.spec)
+            .await
+            .map_err(|error| binding_error(host, &user, error))?;
         host.swap_into(service, bound)
-            .map_err(|e| ControlError::Binding(format!("service {:?}: {e}", service.name())))?;
+            .map_err(|e| ControlError::Binding(format!("{user}: {e}")))?;
+    }
+    let user = "the checkpoint policy";
+    if let Some(plugin) = host
+        .bind_checkpoint()
+        .await
+        .map_err(|error| binding_error(host, user, error))?
+    {
+        host.swap_checkpoint(plugin)
+            .map_err(|e| ControlError::Binding(format!("{user}: {e}")))?;
     }
     Ok(())
+}
+
+/// A start-up binding refusal, naming its `user` (`service "kv"`, `the
+/// checkpoint policy`) and, for a missing plugin, why it is missing.
+fn binding_error(host: &PluginHost, user: &str, error: PluginError) -> ControlError {
+    match error {
+        PluginError::NotFound(plugin) => {
+            match host
+                .registry()
+                .info(&plugin)
+                .and_then(|info| info.last_error)
+            {
+                Some(error) => ControlError::Binding(format!(
+                    "{user} uses plugin {plugin:?}, which failed to load: {error}"
+                )),
+                None => ControlError::Binding(format!(
+                    "{user} uses plugin {plugin:?}, which is neither in the plugin directory ({}) nor stored",
+                    host.directory().config.load().plugin_dir().display()
+                )),
+            }
+        }
+        other => ControlError::Binding(other.to_string()),
+    }
 }

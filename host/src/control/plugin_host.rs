@@ -1,15 +1,18 @@
 //! The control plane's side of policy plugins: load a component (upload,
-//! drop-in, rollback or restart), check it against every service bound to
-//! it, persist it, and swap it in.
+//! drop-in, rollback or restart), check it against every binding that names
+//! it (services' and the process's checkpoint binding), persist it, and swap
+//! it in.
 //!
 //! # One path for every load
 //! Whatever the source, a new version goes through [`PluginHost::install`]:
 //! 1. **compile** (in `spawn_blocking`: tens to hundreds of milliseconds on a
 //!    cache miss), which validates the component and finds its world;
-//! 2. **check every binding**: each service whose `policies.<kind>.plugin`
-//!    names the plugin must bind it with its own config; a world of the
-//!    wrong kind or a `configure` that rejects the service's config refuses
-//!    the whole load, naming the service;
+//! 2. **check every binding** ([`super::plugin_bindings`]): each service
+//!    whose `policies.<kind>.plugin` names the plugin, and the process when
+//!    the top-level `checkpoint.plugin` does, must bind it with its own
+//!    config; a world of the wrong kind or a `configure` that rejects the
+//!    binding's config refuses the whole load, naming the service (or the
+//!    checkpoint policy);
 //! 3. **persist** to the [`PluginStore`] (fsynced) before anything changes,
 //!    so a version that served a request survives a crash;
 //! 4. **swap** each binding's slot (an `ArcSwap` inside the guarded policy):
@@ -17,9 +20,10 @@
 //!    get the new one, and the old instances are dropped with the last
 //!    request holding them.
 //!
-//! A plugin no service uses yet is compiled and validated only; its
+//! A plugin nothing uses yet is compiled and validated only; its
 //! `configure` first runs when a service binds it (`PUT /admin/services`),
-//! and a refusal there is that request's 422.
+//! and a refusal there is that request's 422. The checkpoint binding is
+//! read from the configuration file at start-up ([`PluginHost::bind_checkpoint`]).
 //!
 //! Any failure before step 4 leaves the previous version serving and is
 //! recorded in the registry (`GET /admin/plugins` shows status `failed` and
@@ -34,132 +38,27 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use levee_plugin::{
-    BoundPlugin, Component, Limits, LoadError, PolicyKind, Registry, RegistryError,
-};
-use serde::Serialize;
-use thiserror::Error;
+use levee_plugin::{BoundPlugin, Component, LoadError, PolicyKind, Registry};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::base::metrics::{self, LoadSource};
 use crate::cluster::directory::Directory;
 use crate::cluster::service::Service;
 use crate::config::ServiceSpec;
-use crate::control::plugin_store::{PluginStore, StoreError};
-use crate::policy::bind::{bind_policy, policy_refs};
+use crate::control::plugin_bindings::{
+    bind_all, bind_current, bindings_of, installed, swap_all, targets,
+};
+pub use crate::control::plugin_error::{Installed, PluginError, TargetName};
+use crate::control::plugin_store::PluginStore;
+use crate::policy::bind::{bind_checkpoint, bind_policy, checkpoint_ref, policy_refs};
 use crate::replication::WritePlane;
-
-/// Why a plugin operation was refused. Every message is safe to show the
-/// operator and says exactly what is wrong.
-#[derive(Debug, Error)]
-pub enum PluginError {
-    #[error("invalid plugin name {name:?}: {reason}")]
-    BadName { name: String, reason: String },
-    #[error("component is {component_bytes} bytes, more than the {limit_bytes} allowed")]
-    TooLarge {
-        component_bytes: u64,
-        limit_bytes: u64,
-    },
-    /// Not a component, not a policy, forbidden imports, ...
-    #[error("{0}")]
-    Load(LoadError),
-    /// A service bound to the plugin cannot use this version.
-    #[error("service {service:?} ({kind} binding): {reason}")]
-    Binding {
-        service: String,
-        kind: PolicyKind,
-        reason: LoadError,
-    },
-    #[error("no plugin named {0:?}")]
-    NotFound(String),
-    #[error("plugin {name:?} is used by services [{}]; unbind it first", services.join(", "))]
-    InUse { name: String, services: Vec<String> },
-    #[error("plugin {0:?} has no previous version to roll back to")]
-    NoPrevious(String),
-    #[error("the plugin registry is full ({max} plugins)")]
-    Full { max: usize },
-    /// Storage or task failure: the detail is for the log.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl PluginError {
-    /// True when the request itself was at fault (as opposed to levee).
-    pub fn is_client_error(&self) -> bool {
-        !matches!(self, PluginError::Internal(_))
-    }
-}
-
-impl From<StoreError> for PluginError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::BadName { name, reason } => PluginError::BadName { name, reason },
-            StoreError::TooLarge { component_bytes } => PluginError::TooLarge {
-                component_bytes,
-                limit_bytes: crate::control::plugin_store::COMPONENT_BYTES_MAX,
-            },
-            StoreError::NotStored { name } => PluginError::NotFound(name),
-            StoreError::NoPrevious { name } => PluginError::NoPrevious(name),
-            StoreError::Full => PluginError::Full {
-                max: crate::control::plugin_store::PLUGINS_MAX,
-            },
-            other => PluginError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<RegistryError> for PluginError {
-    fn from(error: RegistryError) -> Self {
-        match error {
-            RegistryError::InvalidName(name) => PluginError::BadName {
-                name,
-                reason: "use 1 to 64 of a-z, 0-9, '_' and '-'".into(),
-            },
-            RegistryError::NotFound(name) => PluginError::NotFound(name),
-            RegistryError::NoPreviousVersion(name) => PluginError::NoPrevious(name),
-            RegistryError::Full { max } => PluginError::Full { max },
-            RegistryError::Load(error) => PluginError::Load(error),
-        }
-    }
-}
-
-/// A successful load: what now serves.
-#[derive(Debug, Clone, Serialize)]
-pub struct Installed {
-    pub name: String,
-    /// SHA-256 of the component, hex.
-    pub version: String,
-    pub world: PolicyKind,
-    /// Services now bound to this version.
-    pub services: Vec<String>,
-    /// False when this version was already current (nothing changed).
-    pub changed: bool,
-}
-
-/// One service's use of a plugin: `services[name].policies.<kind>`.
-#[derive(Clone)]
-pub struct Binding {
-    pub service: Arc<Service>,
-    pub kind: PolicyKind,
-    pub config_json: String,
-    /// The binding's fence (`policies.<kind>.limits`).
-    pub limits: Limits,
-}
-
-impl std::fmt::Debug for Binding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Binding")
-            .field("service", &self.service.name())
-            .field("kind", &self.kind)
-            .finish()
-    }
-}
 
 /// Plugins: the registry (in memory, compiled) and the store (on disk).
 pub struct PluginHost {
     registry: Arc<Registry>,
     store: PluginStore,
-    /// The services whose bindings a load checks and swaps.
+    /// The services and the running configuration (the top-level
+    /// `checkpoint`), whose bindings a load checks and swaps.
     directory: Arc<Directory>,
     /// Holds the process's checkpoint policy.
     writes: Arc<WritePlane>,
@@ -209,11 +108,16 @@ impl PluginHost {
         service: &Service,
         bound: Vec<(PolicyKind, Arc<BoundPlugin>)>,
     ) -> Result<(), LoadError> {
-        let checkpoint = &self.writes.checkpoints.policy;
         for (kind, plugin) in bound {
-            bind_policy(service, checkpoint, kind, Some(plugin))?;
+            bind_policy(service, kind, Some(plugin))?;
         }
         Ok(())
+    }
+
+    /// Swaps `plugin` (from [`PluginHost::bind_checkpoint`]) into the
+    /// process's checkpoint policy.
+    pub fn swap_checkpoint(&self, plugin: Arc<BoundPlugin>) -> Result<(), LoadError> {
+        bind_checkpoint(&self.writes.checkpoints.policy, Some(plugin))
     }
 
     pub fn store(&self) -> &PluginStore {
@@ -267,6 +171,7 @@ impl PluginHost {
                 version = %installed.version,
                 source = source.as_str(),
                 services = ?installed.services,
+                checkpoint_policy = installed.checkpoint_policy,
                 changed = installed.changed,
                 "plugin loaded"
             ),
@@ -321,7 +226,7 @@ impl PluginHost {
         .map_err(PluginError::from)
     }
 
-    /// Makes the previous version current again, for every bound service.
+    /// Makes the previous version current again, for every binding.
     pub async fn rollback(&self, name: &str) -> Result<Installed, PluginError> {
         check_name(name)?;
         let _changes = self.lock().await;
@@ -331,18 +236,15 @@ impl PluginHost {
     }
 
     /// Forgets `name` and deletes its stored versions; refused while any
-    /// service is bound to it.
+    /// service or the checkpoint policy is bound to it.
     pub async fn remove(&self, name: &str) -> Result<(), PluginError> {
         check_name(name)?;
         let _changes = self.lock().await;
-        let users: Vec<String> = bindings_of(&self.directory, name)
-            .iter()
-            .map(|b| b.service.name().to_string())
-            .collect();
+        let users = targets(&bindings_of(&self.directory, name));
         if !users.is_empty() {
             return Err(PluginError::InUse {
                 name: name.to_string(),
-                services: dedup(users),
+                users,
             });
         }
         let known = self.registry.remove(name).is_ok();
@@ -379,32 +281,27 @@ impl PluginHost {
     ) -> Result<Vec<(PolicyKind, Arc<BoundPlugin>)>, PluginError> {
         let mut bound = Vec::new();
         for (kind, policy) in policy_refs(spec) {
-            let component = self
-                .registry
-                .get(&policy.plugin)
-                .ok_or_else(|| PluginError::NotFound(policy.plugin.clone()))?;
-            let binding_error = |reason| PluginError::Binding {
-                service: spec.name.clone(),
+            let target = TargetName::Service(spec.name.clone());
+            bound.push((
                 kind,
-                reason,
-            };
-            if component.kind() != kind {
-                return Err(binding_error(LoadError::WrongWorld {
-                    expected: kind,
-                    exports: component.exports().to_vec(),
-                }));
-            }
-            let runtime = self.registry.runtime().clone();
-            let config_json = policy.config.to_string();
-            let limits = policy.limits.clone().unwrap_or_default();
-            let plugin =
-                tokio::task::spawn_blocking(move || component.bind(&runtime, &config_json, limits))
-                    .await
-                    .map_err(|e| PluginError::Internal(format!("bind task: {e}")))?
-                    .map_err(binding_error)?;
-            bound.push((kind, plugin));
+                bind_current(&self.registry, target, kind, policy).await?,
+            ));
         }
         Ok(bound)
+    }
+
+    /// Binds the current version of the plugin the process's checkpoint
+    /// binding (top-level `checkpoint`) names, if there is one; refuses a
+    /// missing plugin or a rejected config. Swap it in with
+    /// [`PluginHost::swap_checkpoint`].
+    pub async fn bind_checkpoint(&self) -> Result<Option<Arc<BoundPlugin>>, PluginError> {
+        let config = self.directory.config.load_full();
+        let Some(policy) = checkpoint_ref(&config) else {
+            return Ok(None);
+        };
+        let target = TargetName::CheckpointPolicy;
+        let plugin = bind_current(&self.registry, target, PolicyKind::Checkpoint, policy).await?;
+        Ok(Some(plugin))
     }
 }
 
@@ -490,97 +387,4 @@ fn check_name(name: &str) -> Result<(), PluginError> {
         name: name.chars().take(80).collect(),
         reason,
     })
-}
-
-/// Every service binding that names `plugin`, across the current services.
-pub fn bindings_of(directory: &Directory, plugin: &str) -> Vec<Binding> {
-    let services = directory.services.load();
-    let mut bindings = Vec::new();
-    for service in services.values() {
-        for (kind, policy) in policy_refs(&service.spec) {
-            if policy.plugin == plugin {
-                bindings.push(Binding {
-                    service: service.clone(),
-                    kind,
-                    config_json: policy.config.to_string(),
-                    limits: policy.limits.clone().unwrap_or_default(),
-                });
-            }
-        }
-    }
-    bindings
-}
-
-/// Binds `component` for every binding (blocking work off the async
-/// threads); the first refusal names its service.
-async fn bind_all(
-    registry: &Arc<Registry>,
-    component: &Arc<Component>,
-    bindings: &[Binding],
-) -> Result<Vec<(Binding, Arc<BoundPlugin>)>, PluginError> {
-    let runtime = registry.runtime().clone();
-    let component = component.clone();
-    let bindings = bindings.to_vec();
-    tokio::task::spawn_blocking(move || {
-        bindings
-            .into_iter()
-            .map(|binding| {
-                let refuse = |reason| PluginError::Binding {
-                    service: binding.service.name().to_string(),
-                    kind: binding.kind,
-                    reason,
-                };
-                if component.kind() != binding.kind {
-                    let exports = component.exports().to_vec();
-                    return Err(refuse(LoadError::WrongWorld {
-                        expected: binding.kind,
-                        exports,
-                    }));
-                }
-                let bound = component
-                    .bind(&runtime, &binding.config_json, binding.limits.clone())
-                    .map_err(refuse)?;
-                Ok((binding, bound))
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| PluginError::Internal(format!("bind task: {e}")))?
-}
-
-/// Swaps every prepared binding in. Cannot fail for a checked kind; an
-/// error here is a bug, reported as internal.
-fn swap_all(writes: &WritePlane, bound: &[(Binding, Arc<BoundPlugin>)]) -> Result<(), PluginError> {
-    let checkpoint = &writes.checkpoints.policy;
-    for (binding, plugin) in bound {
-        bind_policy(
-            &binding.service,
-            checkpoint,
-            binding.kind,
-            Some(plugin.clone()),
-        )
-        .map_err(|e| PluginError::Internal(format!("swapping {}: {e}", binding.service.name())))?;
-    }
-    Ok(())
-}
-
-fn installed(component: &Component, bindings: &[Binding], changed: bool) -> Installed {
-    Installed {
-        name: component.name().to_string(),
-        version: component.version().to_string(),
-        world: component.kind(),
-        services: dedup(
-            bindings
-                .iter()
-                .map(|b| b.service.name().to_string())
-                .collect(),
-        ),
-        changed,
-    }
-}
-
-fn dedup(mut names: Vec<String>) -> Vec<String> {
-    names.sort();
-    names.dedup();
-    names
 }

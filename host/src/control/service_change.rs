@@ -87,7 +87,7 @@ impl ChangeContext<'_> {
             .map_err(|error: LoadError| ChangeRefused::Internal(error.to_string()))?;
         let added = self.directory().service(service.name()).is_none();
         commit(self.writes, self.directory(), change, Some(service.clone())).await?;
-        crate::cluster::health::spawn_active_checks(
+        crate::cluster::probe::spawn_active_checks(
             &service,
             self.client.clone(),
             self.shutdown.signal(),

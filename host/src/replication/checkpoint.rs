@@ -22,9 +22,11 @@
 //! would resume from exactly those cursors, so the records they need must
 //! still be there.
 //!
-//! Which policy: the log is one per levee, so the first service (in
-//! configuration order) with a `policies.checkpoint` binding configures it;
-//! the native `checkpoint-interval` with its defaults otherwise.
+//! Which policy: the log is one per levee, so the checkpoint policy is the
+//! process's: the top-level `checkpoint` binding's config configures the
+//! native `checkpoint-interval` (which answers whenever no plugin does), and
+//! the control plane binds its plugin (`control::plugin_host`); without a
+//! binding, the native policy with its defaults.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,11 +100,7 @@ impl Checkpointer {
     /// A checkpointer with the native policy configured as described in the
     /// module doc. A plugin is bound later with `policy.bind`.
     pub fn new(config: &Config) -> Result<Checkpointer, String> {
-        let binding = config
-            .services
-            .iter()
-            .find_map(|service| service.policies.checkpoint.as_ref());
-        let native = match binding {
+        let native = match &config.checkpoint {
             Some(binding) => CheckpointInterval::from_json(&binding.config.to_string())?,
             None => CheckpointInterval::default(),
         };
@@ -322,6 +320,28 @@ mod tests {
         plane.ledger.acked(&a, lsn);
         plane.ledger.missed(&b, lsn, 4096);
         lsn
+    }
+
+    #[test]
+    fn the_native_policy_is_configured_by_the_top_level_binding() {
+        let defaults = Checkpointer::new(&config()).unwrap();
+        assert_eq!(
+            defaults.policy.native().config,
+            CheckpointInterval::default().config
+        );
+        let mut bound = config();
+        bound.checkpoint = Some(crate::config::PolicyRef {
+            plugin: "checkpoint-interval".into(),
+            config: serde_json::json!({"every_records": 5, "every_ms": 3_600_000}),
+            limits: None,
+        });
+        let checkpointer = Checkpointer::new(&bound).unwrap();
+        let native = checkpointer.policy.native();
+        assert_eq!(native.config.every_records, 5);
+        assert_eq!(native.config.every_ms, 3_600_000);
+        assert!(checkpointer.policy.plugin().is_none(), "bound later");
+        bound.checkpoint.as_mut().unwrap().config = serde_json::json!({"every_records": 0});
+        assert!(Checkpointer::new(&bound).is_err());
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct Snapshot {
     /// The policy plugins bound per service and kind at the time.
     #[serde(default)]
     pub plugin_bindings: Vec<PluginBinding>,
+    /// The process's checkpoint binding (the top-level `checkpoint`) at the
+    /// time, if any.
+    #[serde(default)]
+    pub checkpoint_binding: Option<CheckpointBinding>,
     /// One entry per replica: its hint cursor and counters.
     #[serde(default)]
     pub hint_cursors: Vec<NodeCursor>,
@@ -77,8 +81,18 @@ pub struct NodeSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginBinding {
     pub service: String,
-    /// `retry`, `routing` or `checkpoint`.
+    /// `retry` or `routing` (`checkpoint` in snapshots written before the
+    /// checkpoint binding moved to the top level).
     pub kind: String,
+    pub plugin: String,
+    /// The binding's config, as JSON text.
+    #[serde(default)]
+    pub config: String,
+}
+
+/// The top-level `checkpoint`: the process's checkpoint policy binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointBinding {
     pub plugin: String,
     /// The binding's config, as JSON text.
     #[serde(default)]
@@ -136,22 +150,22 @@ impl Snapshot {
             .iter()
             .flat_map(|spec| {
                 let policies = &spec.policies;
-                [
-                    ("retry", &policies.retry),
-                    ("routing", &policies.routing),
-                    ("checkpoint", &policies.checkpoint),
-                ]
-                .into_iter()
-                .filter_map(|(kind, binding)| {
-                    binding.as_ref().map(|binding| PluginBinding {
-                        service: spec.name.clone(),
-                        kind: kind.to_string(),
-                        plugin: binding.plugin.clone(),
-                        config: binding.config.to_string(),
+                [("retry", &policies.retry), ("routing", &policies.routing)]
+                    .into_iter()
+                    .filter_map(|(kind, binding)| {
+                        binding.as_ref().map(|binding| PluginBinding {
+                            service: spec.name.clone(),
+                            kind: kind.to_string(),
+                            plugin: binding.plugin.clone(),
+                            config: binding.config.to_string(),
+                        })
                     })
-                })
             })
             .collect();
+        let checkpoint_binding = config.checkpoint.as_ref().map(|binding| CheckpointBinding {
+            plugin: binding.plugin.clone(),
+            config: binding.config.to_string(),
+        });
         let hint_cursors = ledger
             .cursors
             .iter()
@@ -167,6 +181,7 @@ impl Snapshot {
             covers_lsn: ledger.registered_through,
             services,
             plugin_bindings,
+            checkpoint_binding,
             hint_cursors,
             service_overlay,
         }
@@ -249,7 +264,7 @@ mod tests {
                 "nodes": [{"id": "a", "url": "http://127.0.0.1:1"}, {"id": "b", "url": "http://127.0.0.1:2"}],
                 "key": {"path_segment": 1},
                 "policies": {"retry": {"plugin": "retry-backoff", "config": {"base_delay_ms": 5}}},
-            }]})
+            }], "checkpoint": {"plugin": "checkpoint-interval", "config": {"every_records": 5}}})
             .to_string(),
         )
         .unwrap();
@@ -271,6 +286,10 @@ mod tests {
         assert_eq!(back.covers_lsn, 42);
         assert_eq!(back.cursors()[&a], (40, counters));
         assert_eq!(back.services[0].nodes.len(), 2);
+        assert_eq!(back.plugin_bindings.len(), 1);
         assert_eq!(back.plugin_bindings[0].plugin, "retry-backoff");
+        let checkpoint = back.checkpoint_binding.unwrap();
+        assert_eq!(checkpoint.plugin, "checkpoint-interval");
+        assert_eq!(checkpoint.config, r#"{"every_records":5}"#);
     }
 }

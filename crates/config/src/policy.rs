@@ -1,0 +1,230 @@
+//! Policy bindings: which plugin serves a policy, with what config and
+//! fence.
+//!
+//! Two scopes, because the policies have two owners:
+//! - **per service** (`services[].policies`): `retry` and `routing`, each
+//!   service's own;
+//! - **per process** (the top-level `checkpoint`): the checkpoint policy
+//!   decides about the durable log, and there is one log per levee, so one
+//!   binding. A `services[].policies.checkpoint` (where it used to be) is
+//!   refused at its path with a message saying where it went, rather than
+//!   letting one service's binding silently win over the others'.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::Errors;
+use crate::names::validate_plugin_name;
+
+/// The message for a `services[].policies.checkpoint`.
+pub const CHECKPOINT_MOVED: &str = "the checkpoint policy moved to the top-level `checkpoint` field \
+     (one checkpoint policy per process: the log it decides about is shared by every service)";
+
+/// A service's plugin bindings; an absent policy means the native built-in.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(from = "PoliciesWire")]
+pub struct PoliciesSpec {
+    pub retry: Option<PolicyRef>,
+    pub routing: Option<PolicyRef>,
+}
+
+/// [`PoliciesSpec`] as the file spells it: also names the old
+/// `checkpoint` field, only to refuse it at its own path.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PoliciesWire {
+    retry: Option<PolicyRef>,
+    routing: Option<PolicyRef>,
+    #[serde(deserialize_with = "refuse_checkpoint")]
+    checkpoint: (),
+}
+
+impl From<PoliciesWire> for PoliciesSpec {
+    fn from(wire: PoliciesWire) -> PoliciesSpec {
+        let PoliciesWire {
+            retry,
+            routing,
+            checkpoint: (),
+        } = wire;
+        PoliciesSpec { retry, routing }
+    }
+}
+
+/// A `policies.checkpoint` binding is refused. `null` (no binding) is
+/// accepted: service specs stored before the move (service-change records,
+/// snapshots) spell every absent binding that way.
+fn refuse_checkpoint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    match Option::<serde::de::IgnoredAny>::deserialize(deserializer)? {
+        None => Ok(()),
+        Some(_) => Err(serde::de::Error::custom(CHECKPOINT_MOVED)),
+    }
+}
+
+/// `{"plugin": "<name>", "config": {...}, "limits": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    pub plugin: String,
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// The fence around the plugin (`levee_plugin::Limits`: per-call CPU
+    /// deadline, memory, pool size, ...); its defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<levee_plugin::Limits>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+impl PolicyRef {
+    /// Checks the binding at `path` (`services[0].policies.retry`,
+    /// `checkpoint`, ...).
+    pub(crate) fn validate_into(&self, path: &str, errors: &mut Errors) {
+        if validate_plugin_name(&self.plugin).is_err() {
+            errors.add(
+                format!("{path}.plugin"),
+                "must be 1 to 64 bytes of [a-z0-9_-] (a file name in plugin_dir without .wasm)",
+            );
+        }
+        if !self.config.is_object() {
+            errors.add(format!("{path}.config"), "must be a JSON object");
+        } else if self.config.to_string().len() > levee_policy::limits::CONFIG_BYTES_MAX {
+            errors.add(
+                format!("{path}.config"),
+                format!(
+                    "must serialize to at most {} bytes",
+                    levee_policy::limits::CONFIG_BYTES_MAX
+                ),
+            );
+        }
+    }
+}
+
+impl PoliciesSpec {
+    /// Checks each binding at `<path>.policies.<kind>`.
+    pub(crate) fn validate_into(&self, path: &str, errors: &mut Errors) {
+        for (kind, binding) in [("retry", &self.retry), ("routing", &self.routing)] {
+            if let Some(binding) = binding {
+                binding.validate_into(&format!("{path}.policies.{kind}"), errors);
+            }
+        }
+    }
+}
+
+/// Checks the process's checkpoint binding (the top-level `checkpoint`).
+/// Its config also configures the native `checkpoint-interval`, which
+/// answers whenever the plugin does not, so that config must parse too.
+pub(crate) fn validate_checkpoint(binding: &PolicyRef, errors: &mut Errors) {
+    binding.validate_into("checkpoint", errors);
+    let config = binding.config.to_string();
+    if binding.config.is_object()
+        && config.len() <= levee_policy::limits::CONFIG_BYTES_MAX
+        && let Err(reason) = levee_policy::CheckpointInterval::from_json(&config)
+    {
+        errors.add(
+            "checkpoint.config",
+            format!("the native checkpoint-interval refuses it: {reason}"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::Config;
+    use crate::test_support::{messages, service, with_service};
+
+    #[test]
+    fn the_checkpoint_binding_is_top_level() {
+        let binding = json!({"plugin": "checkpoint-interval", "config": {"every_records": 5}});
+        let text = json!({"checkpoint": binding, "services": [service(3)]}).to_string();
+        let config = Config::from_json(&text).unwrap();
+        let checkpoint = config.checkpoint.as_ref().unwrap();
+        assert_eq!(checkpoint.plugin, "checkpoint-interval");
+        assert_eq!(checkpoint.config["every_records"], 5);
+        assert!(Config::from_json("{}").unwrap().checkpoint.is_none());
+        let again = Config::from_json(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn the_checkpoint_binding_is_validated_with_field_paths() {
+        let error = Config::from_json(
+            &json!({"checkpoint": {"plugin": "../x", "config": [1]}}).to_string(),
+        )
+        .unwrap_err();
+        let all = messages(error);
+        assert!(
+            all[0].starts_with("checkpoint.plugin: must be 1 to 64 bytes"),
+            "{all:?}"
+        );
+        assert_eq!(all[1], "checkpoint.config: must be a JSON object");
+
+        let unknown =
+            Config::from_json(&json!({"checkpoint": {"plugin": "p", "confg": {}}}).to_string())
+                .unwrap_err();
+        assert!(
+            messages(unknown)[0].starts_with("checkpoint.confg: unknown field `confg`"),
+            "parse errors carry the path too"
+        );
+
+        let native = Config::from_json(
+            &json!({"checkpoint": {"plugin": "p", "config": {"every_records": "often"}}})
+                .to_string(),
+        )
+        .unwrap_err();
+        let all = messages(native);
+        assert!(
+            all[0].starts_with("checkpoint.config: the native checkpoint-interval refuses it"),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn a_per_service_checkpoint_binding_is_refused_at_its_path() {
+        for value in [json!({"plugin": "checkpoint-interval"}), json!("x")] {
+            let mut spec = service(3);
+            spec["policies"] = json!({"checkpoint": value});
+            let all = messages(Config::from_json(&with_service(spec)).unwrap_err());
+            assert_eq!(all.len(), 1, "{all:?}");
+            assert!(
+                all[0].starts_with(&format!(
+                    "services[0].policies.checkpoint: {}",
+                    super::CHECKPOINT_MOVED
+                )),
+                "{all:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn specs_stored_before_the_move_still_parse() {
+        // What a service-change record or a snapshot held: every absent
+        // binding as `null`, the checkpoint's included.
+        let mut spec = service(3);
+        spec["policies"] = json!({"retry": null, "routing": null, "checkpoint": null});
+        let config = Config::from_json(&with_service(spec)).unwrap();
+        assert_eq!(config.services[0].policies, Default::default());
+        let written = serde_json::to_value(&config.services[0].policies).unwrap();
+        assert_eq!(written, json!({"retry": null, "routing": null}));
+    }
+
+    #[test]
+    fn service_bindings_are_checked_at_their_paths() {
+        let mut spec = service(3);
+        spec["policies"] = json!({
+            "retry": {"plugin": "retry-backoff", "config": "x"},
+            "routing": {"plugin": "Bad"},
+        });
+        let all = messages(Config::from_json(&with_service(spec)).unwrap_err());
+        assert_eq!(
+            all,
+            [
+                "services[0].policies.retry.config: must be a JSON object",
+                "services[0].policies.routing.plugin: must be 1 to 64 bytes of [a-z0-9_-] \
+                 (a file name in plugin_dir without .wasm)",
+            ]
+        );
+    }
+}
