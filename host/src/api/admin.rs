@@ -31,14 +31,11 @@
 //! ([`super::data`]), in which `/admin/...` is just an unknown service.
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::api::admin_error::AdminError;
 use crate::api::state::AppState;
@@ -111,7 +108,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus text exposition format 0.0.4.
 async fn metrics(State(state): State<AppState>) -> Response {
-    admin_state::mirror_gauges(&state);
+    crate::api::views::state::mirror_gauges(&state);
     let text = crate::base::metrics::render();
     (
         [(
@@ -125,35 +122,4 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> AdminError {
     AdminError::NotFound("no such admin endpoint; see GET /admin/ for the status page".into())
-}
-
-/// Reads a request body of at most `limit_bytes`, refusing a larger
-/// `Content-Length` before reading anything.
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit_bytes: u64,
-) -> Result<Bytes, AdminError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit_bytes) {
-        return Err(AdminError::TooLarge { limit_bytes });
-    }
-    let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) => {
-            let too_large = error.is::<LengthLimitError>()
-                || std::error::Error::source(&*error)
-                    .is_some_and(|source| source.is::<LengthLimitError>());
-            if too_large {
-                Err(AdminError::TooLarge { limit_bytes })
-            } else {
-                Err(AdminError::BadRequest(format!(
-                    "could not read the request body: {error}"
-                )))
-            }
-        }
-    }
 }

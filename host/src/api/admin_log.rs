@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::api::admin_error::AdminError;
-use crate::api::admin_state::{LogView, log_view};
 use crate::api::state::AppState;
+use crate::api::views::state::{LogView, log_view};
 use crate::base::metrics::CheckpointTrigger;
 
 /// `GET /admin/log`.

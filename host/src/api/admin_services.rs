@@ -20,10 +20,10 @@ use axum::response::{IntoResponse, Response};
 use levee_plugin::PolicyKind;
 use serde::Serialize;
 
-use crate::api::admin::read_body;
 use crate::api::admin_error::{AdminError, FieldProblem};
-use crate::api::admin_state::{ServiceView, service_view};
+use crate::api::body::read_body;
 use crate::api::state::AppState;
+use crate::api::views::state::{ServiceView, service_view};
 use crate::cluster::service::Service;
 use crate::config::{ConfigError, ServiceSpec, validate_service_name};
 use crate::control::plugin_host::PluginError;

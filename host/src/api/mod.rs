@@ -17,10 +17,12 @@ pub mod admin_plugins;
 pub mod admin_services;
 pub mod admin_state;
 pub mod auth;
+pub mod body;
 pub mod data;
 pub mod request_id;
 pub mod state;
 pub mod status_page;
+pub mod views;
 
 use axum::Router;
 
