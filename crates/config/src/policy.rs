@@ -66,10 +66,11 @@ pub struct PolicyRef {
     pub plugin: String,
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
-    /// The fence around the plugin (`levee_plugin::Limits`: per-call CPU
+    /// The fence around the plugin (`levee_policy::limits::PluginLimits`,
+    /// which the runtime re-exports as `levee_plugin::Limits`: per-call CPU
     /// deadline, memory, pool size, ...); its defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<levee_plugin::Limits>,
+    pub limits: Option<levee_policy::limits::PluginLimits>,
 }
 
 fn empty_object() -> serde_json::Value {

@@ -25,7 +25,7 @@ use crate::error::{Failure, LoadError};
 use crate::host::{PluginTag, short_version};
 use crate::instance::{Instance, WorldInstance};
 use crate::kind::PolicyKind;
-use crate::limits::Limits;
+use crate::limits::{Limits, ValidateLimits};
 use crate::pool::{InstantiateError, Pool, Recipe};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};

@@ -39,10 +39,12 @@
 //!    [`error`] ([`LoadError`], [`Failure`], [`RuntimeError`],
 //!    [`RegistryError`]), [`engine`] (the wasmtime configuration,
 //!    [`EngineCaps`], the epoch ticker), [`limits`] ([`Limits`], the fence
-//!    around one plugin), [`env`](mod@env) ([`HostEnv`], the seedable clock
-//!    and random source), [`stats`] ([`Stats`] snapshots and the live
-//!    counters), `hmac`, `validate` (header, world and import checks on
-//!    load), `bindings` (the `bindgen!` output, private).
+//!    around one plugin, re-exported from `levee_policy`, and
+//!    [`ValidateLimits`], its check against the engine), [`env`](mod@env)
+//!    ([`HostEnv`], the seedable clock and random source), [`stats`]
+//!    ([`Stats`] snapshots and the live counters), `hmac`, `validate`
+//!    (header, world and import checks on load), `bindings` (the
+//!    `bindgen!` output, private).
 //! 2. `host`: the store data and the WIT `host` import (log, clock, rng);
 //!    `convert`, `sanitize`: the boundary between WIT types and
 //!    `levee_policy` types, and the host invariants on every answer;
@@ -94,7 +96,7 @@ pub use env::{Clock, HostEnv, HostRng, ManualClock, SystemClock};
 pub use error::{Failure, LoadError, RegistryError, RuntimeError};
 pub use host::LOG_MESSAGE_BYTES_MAX;
 pub use kind::PolicyKind;
-pub use limits::Limits;
+pub use limits::{Limits, ValidateLimits};
 pub use policy::{CheckpointPolicy, Decided, RetryPolicy, RoutingPolicy, Source};
 pub use registry::{PluginInfo, PluginStatus, Registry};
 pub use runtime::{Runtime, RuntimeOptions};

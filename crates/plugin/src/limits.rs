@@ -12,91 +12,40 @@
 //! lifts more than roughly the memory cap; the returned-size caps are then
 //! checked again on the lifted values (see the `sanitize` module).
 //!
-//! Limits are serde so the service config can carry them
-//! (`policies.retry.limits`), every field has a sane default, and
-//! [`Limits::validate`] refuses nonsense before anything is instantiated.
-
-use serde::{Deserialize, Serialize};
+//! The data type lives in `levee_policy::limits` as
+//! [`PluginLimits`](levee_policy::limits::PluginLimits), so the
+//! configuration crate can carry it (`policies.retry.limits`) without
+//! depending on this runtime; it is re-exported here as [`Limits`] with its
+//! ceilings. What needs the engine stays here: [`ValidateLimits`] refuses
+//! nonsense, and anything the engine was not built to allow ([`EngineCaps`]),
+//! before anything is instantiated.
 
 use crate::engine::EngineCaps;
 use crate::error::LoadError;
 
-/// Per-bound-plugin limits. Units are in the names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// CPU budget of one policy call, enforced by epoch interruption: the
-    /// call is stopped between this and this plus one epoch tick. It is
-    /// measured in wall time while the call runs, so a thread preempted
-    /// mid-call on an overloaded machine can time out; the native policy
-    /// then answers that call, which keeps the answer correct.
-    pub call_timeout_ms: u32,
-    /// Budget for instantiation plus `configure` of a fresh instance.
-    pub configure_timeout_ms: u32,
-    /// Linear memory of one instance.
-    pub memory_bytes_max: u64,
-    /// Elements of any one table.
-    pub table_elements_max: u32,
-    /// Core instances one component instance may create.
-    pub instances_max: u32,
-    /// Linear memories one component instance may create.
-    pub memories_max: u32,
-    /// Tables one component instance may create.
-    pub tables_max: u32,
-    /// Bytes of any string the plugin returns (reasons, node ids).
-    pub returned_string_bytes_max: u32,
-    /// Entries of a returned route plan.
-    pub route_order_max: u32,
-    /// `host.log` calls honoured per policy call; further ones are dropped.
-    pub log_calls_per_call_max: u32,
-    /// Failures in a row after which the version is quarantined.
-    pub consecutive_failures_max: u32,
-    /// Ready instances kept between calls.
-    pub pool_idle_max: u32,
-    /// Instances alive at once (idle + in a call).
-    pub pool_instances_max: u32,
-}
+pub use levee_policy::limits::PluginLimits as Limits;
+pub use levee_policy::limits::{
+    CALL_TIMEOUT_MS_MAX, CONFIGURE_TIMEOUT_MS_MAX, LOG_CALLS_PER_CALL_CEILING,
+    RETURNED_STRING_BYTES_CEILING, ROUTE_ORDER_CEILING,
+};
 
-impl Default for Limits {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let pool_idle_max = u32::try_from(2 * cores).unwrap_or(u32::MAX).min(64);
-        Limits {
-            call_timeout_ms: 2,
-            configure_timeout_ms: 100,
-            memory_bytes_max: 16 * 1024 * 1024,
-            table_elements_max: 10_000,
-            instances_max: 16,
-            memories_max: 4,
-            tables_max: 16,
-            returned_string_bytes_max: levee_policy::limits::RETURNED_STRING_BYTES_MAX as u32,
-            route_order_max: levee_policy::limits::ROUTE_ORDER_MAX as u32,
-            log_calls_per_call_max: 8,
-            consecutive_failures_max: 5,
-            pool_idle_max,
-            pool_instances_max: 32.max(pool_idle_max),
-        }
-    }
-}
-
-/// The hard ceiling of [`Limits::call_timeout_ms`]: a request-path policy
-/// that needs more than a second of CPU is a bug, not a configuration.
-pub const CALL_TIMEOUT_MS_MAX: u32 = 1_000;
-/// The hard ceiling of [`Limits::configure_timeout_ms`].
-pub const CONFIGURE_TIMEOUT_MS_MAX: u32 = 10_000;
-/// The hard ceiling of [`Limits::returned_string_bytes_max`].
-pub const RETURNED_STRING_BYTES_CEILING: u32 = 1024 * 1024;
-/// The hard ceiling of [`Limits::route_order_max`].
-pub const ROUTE_ORDER_CEILING: u32 = 4_096;
-/// The hard ceiling of [`Limits::log_calls_per_call_max`].
-pub const LOG_CALLS_PER_CALL_CEILING: u32 = 1_024;
 /// One WebAssembly page: the smallest memory a plugin can run in.
 const WASM_PAGE_BYTES: u64 = 64 * 1024;
 
-impl Limits {
+/// The engine-side checks of [`Limits`] (an extension trait: the type
+/// itself lives in `levee_policy`). Bring it into scope to call
+/// `limits.validate(&caps)` or `Limits::from_json(json, &caps)`.
+pub trait ValidateLimits: Sized {
     /// Checks every field against its range and against what the engine
     /// was built to allow (`caps`).
-    pub fn validate(&self, caps: &EngineCaps) -> Result<(), LoadError> {
+    fn validate(&self, caps: &EngineCaps) -> Result<(), LoadError>;
+
+    /// Parses limits from JSON (`{}` or empty means defaults) and validates.
+    fn from_json(json: &str, caps: &EngineCaps) -> Result<Self, LoadError>;
+}
+
+impl ValidateLimits for Limits {
+    fn validate(&self, caps: &EngineCaps) -> Result<(), LoadError> {
         check_range(
             "call_timeout_ms",
             self.call_timeout_ms.into(),
@@ -178,8 +127,7 @@ impl Limits {
         Ok(())
     }
 
-    /// Parses limits from JSON (`{}` or empty means defaults) and validates.
-    pub fn from_json(json: &str, caps: &EngineCaps) -> Result<Limits, LoadError> {
+    fn from_json(json: &str, caps: &EngineCaps) -> Result<Limits, LoadError> {
         let limits: Limits = if json.trim().is_empty() {
             Limits::default()
         } else {

@@ -12,7 +12,8 @@
 //!
 //! # Layout
 //! - [`types`]: mirrors of the WIT records and variants.
-//! - [`limits`]: sizes both sides agree on.
+//! - [`limits`]: sizes both sides agree on, and [`limits::PluginLimits`],
+//!   the fence around one bound plugin (configured by the host).
 //! - [`config`]: JSON config parsing with errors that name the field.
 //! - [`retry`]: `retry-backoff`, exponential backoff with full jitter.
 //! - [`routing`]: `route-affinity`, ring order, healthy first, zone preference.

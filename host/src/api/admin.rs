@@ -24,7 +24,7 @@
 //! Layers, outermost first: request id (every admin response carries
 //! `x-request-id`), bearer-token authentication ([`super::auth`]), then the
 //! handlers. Request bodies are not limited by a blanket layer: each handler
-//! reads its body through [`read_body`] with its own bound (32 MiB for a
+//! reads its body through [`crate::api::body::read_body`] with its own bound (32 MiB for a
 //! component, 1 MiB for a service), refusing by `Content-Length` first.
 //!
 //! The data listener never serves any of this: it has its own router

@@ -203,7 +203,7 @@ impl Drop for InFlight {
 /// and the native `levee_policy` logic (configured from the binding's
 /// `config`) otherwise or when the plugin fails. Plugins are bound after the
 /// service is built (they compile off the async threads), through
-/// [`bind_policy`]; until then the native policy answers.
+/// [`crate::policy::bind::bind_policy`]; until then the native policy answers.
 pub struct Policies {
     pub retry: levee_plugin::RetryPolicy,
     pub routing: levee_plugin::RoutingPolicy,

@@ -4,7 +4,7 @@
 //! A change is checked whole before anything moves: the configuration
 //! after the change must validate, every plugin the service names must be
 //! loaded and accept the binding's config, and the service must build.
-//! Then it is made durable, then visible, in this order ([`commit`]): log
+//! Then it is made durable, then visible, in this order (`commit`): log
 //! append (fsynced), the change log's overlay, the running configuration,
 //! the service table, and only then the ledger registration that lets a
 //! checkpoint claim to cover it (see `replication::service_changes`).
