@@ -7,7 +7,7 @@ mod write_support;
 
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
-use write_support::{acks, put, start, wait_converged, write};
+use write_support::{CONVERGE_POLL_PAUSE, CONVERGE_POLLS, acks, put, start, wait_converged, write};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_acknowledged_by_all_three_replicas_and_stored_on_each() {
@@ -204,4 +204,159 @@ async fn a_definitive_rejection_by_the_replicas_is_relayed_not_hidden_behind_503
     let (status, headers, _) = put(&cluster.levee, "erin", "bad").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(acks(&headers), "0/3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_ejected_by_writes_alone_is_counted_in_the_metrics() {
+    // Writes only, no reads: the only requests r1 can fail are write
+    // fan-out sends, so an ejection of r1 can only come from the write path.
+    // One attempt per replica per write (no retries), three failures in a
+    // row eject, and an ejection outlasts the test.
+    const CONSECUTIVE_FAILURES: u64 = 3;
+    let cluster = start(
+        3,
+        json!({
+            "max_attempts": 1,
+            "outlier": {
+                "consecutive_failures": CONSECUTIVE_FAILURES,
+                "base_ejection_ms": 600_000,
+                "max_ejection_ms": 600_000,
+            },
+        }),
+    )
+    .await;
+    cluster.replicas[1]
+        .fault(json!({"fail_status": 503, "methods": ["PUT"]}))
+        .await;
+    let r1 = [("service", "kv"), ("node", "r1")];
+
+    // Bounded: r1 fails every write, so it is ejected after the third; the
+    // failure is recorded in the background, hence the metrics poll.
+    let mut writes = 0u64;
+    let mut ejections = None;
+    for i in 0..CONVERGE_POLLS {
+        if writes < 4 * CONSECUTIVE_FAILURES {
+            let (status, headers, body) = put(&cluster.levee, &format!("w{i}"), "v").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(acks(&headers), "2/3", "r1 never acknowledges");
+            writes += 1;
+        }
+        ejections = sample(&scrape(&cluster.levee).await, EJECTIONS, &r1);
+        if ejections.is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        tokio::time::sleep(CONVERGE_POLL_PAUSE).await;
+    }
+    let text = scrape(&cluster.levee).await;
+    assert!(
+        ejections.is_some_and(|n| n >= 1.0),
+        "{writes} writes failed on r1 but {EJECTIONS} has no count for it:\n{text}"
+    );
+    for healthy in ["r0", "r2"] {
+        let labels = [("service", "kv"), ("node", healthy)];
+        assert_eq!(sample(&text, EJECTIONS, &labels), None, "{text}");
+    }
+    assert!(
+        !text.contains("method=\"GET\""),
+        "the test sent no reads:\n{text}"
+    );
+
+    // r0 and r2 acknowledged every write (W=2 needs both, r1 never acks).
+    // Each write makes one attempt per replica it is sent to, so r1's
+    // attempts are at least the failures that ejected it and at most one per
+    // write sent before the ejection was seen.
+    let attempts = |text: &str, node: &str| {
+        sample(text, ATTEMPTS, &[("service", "kv"), ("node", node)])
+            .unwrap_or_else(|| panic!("no {ATTEMPTS} for {node}:\n{text}"))
+    };
+    for healthy in ["r0", "r2"] {
+        assert_eq!(attempts(&text, healthy), writes as f64, "{text}");
+    }
+    let r1_attempts = attempts(&text, "r1");
+    assert!(
+        r1_attempts >= CONSECUTIVE_FAILURES as f64,
+        "{r1_attempts} attempts on r1:\n{text}"
+    );
+
+    // Ejected (for longer than the test): later writes skip r1 and are
+    // hinted for the handoff, so its attempts stay within the first writes.
+    let more = 3;
+    for i in 0..more {
+        let (status, headers, body) = put(&cluster.levee, &format!("after{i}"), "v").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(acks(&headers), "2/3");
+    }
+    let text = scrape(&cluster.levee).await;
+    for healthy in ["r0", "r2"] {
+        assert_eq!(attempts(&text, healthy), (writes + more) as f64, "{text}");
+    }
+    let r1_attempts = attempts(&text, "r1");
+    assert!(
+        (CONSECUTIVE_FAILURES as f64..=writes as f64).contains(&r1_attempts),
+        "{r1_attempts} attempts on r1 for {writes} writes before the ejection and {more} after:\n{text}"
+    );
+}
+
+const EJECTIONS: &str = "levee_node_ejections_total";
+const ATTEMPTS: &str = "levee_upstream_attempts_total";
+
+/// The admin listener's `/metrics` (open on loopback).
+async fn scrape(levee: &support::Levee) -> String {
+    let (status, _, text) = support::call(Method::GET, &levee.admin_url("/metrics"), &[], "").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    text
+}
+
+/// The value of the Prometheus sample `name{...}` whose labels include
+/// `labels` (the sum if several do); `None` when there is none.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric, series_labels) = match series.split_once('{') {
+            Some((metric, rest)) => (metric, parse_labels(rest.strip_suffix('}')?)),
+            None => (series, Vec::new()),
+        };
+        let matches = metric == name
+            && labels
+                .iter()
+                .all(|(key, wanted)| series_labels.iter().any(|(k, v)| k == key && v == wanted));
+        if matches {
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad sample value in {line:?}"));
+            *found.get_or_insert(0.0) += value;
+        }
+    }
+    found
+}
+
+/// `a="x",b="y\"z"` → `[(a, x), (b, y"z)]`.
+fn parse_labels(text: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => {}
+                },
+                '"' => {
+                    end = at + 1;
+                    break;
+                }
+                other => value.push(other),
+            }
+        }
+        labels.push((key.trim_start_matches(',').trim().to_owned(), value));
+        rest = &after[end..];
+    }
+    labels
 }

@@ -6,4 +6,7 @@ pub mod attempt;
 pub mod error;
 pub mod fanout;
 pub mod inbound;
+pub mod plan;
 pub mod proxy;
+pub mod replica_send;
+pub mod tally;

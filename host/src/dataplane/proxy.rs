@@ -4,7 +4,8 @@
 //! One request, step by step:
 //! 1. The ring gives the key's N replicas in preference order; the routing
 //!    policy orders them (the native `route-affinity` keeps ring order and
-//!    skips unhealthy nodes) and may ask for a hedge.
+//!    skips unhealthy nodes) and may ask for a hedge. The plan is built in
+//!    [`crate::dataplane::plan`].
 //! 2. Attempt the first node. A response that is not 5xx or 429 is final
 //!    and streamed back. For GET/HEAD with a hedge delay, if the first
 //!    attempt has not answered after the delay, a second attempt goes to the
@@ -39,36 +40,17 @@ use levee_policy::{AttemptResult, ErrorKind, RequestInfo, Target};
 
 use crate::base::clock;
 use crate::cluster::health::Verdict;
-use crate::cluster::ring::REPLICAS_MAX;
 use crate::cluster::service::Service;
 use crate::config::ATTEMPTS_MAX;
 use crate::dataplane::attempt::{self, Failed, RetryGate};
 use crate::dataplane::error::AppError;
-use crate::dataplane::inbound::{IDEMPOTENCY_KEY, Inbound, X_REQUEST_ID};
+use crate::dataplane::inbound::{Inbound, X_REQUEST_ID};
+use crate::dataplane::plan::{Plan, native_plan, plugin_plan, request_info};
 use crate::upstream::{self, AttemptError, RESPONSE_BODY_BYTES_MAX, UpstreamBody, UpstreamClient};
 
 /// The response header counting attempts.
 pub static X_LEVEE_ATTEMPTS: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-levee-attempts");
-
-/// The routing plan resolved to node indices, without allocation.
-#[derive(Debug, Clone, Copy)]
-struct Plan {
-    nodes: [usize; REPLICAS_MAX],
-    len: usize,
-    hedge_delay_ms: Option<u64>,
-}
-
-impl Plan {
-    fn get(&self, position: usize) -> usize {
-        debug_assert!(position < self.len);
-        self.nodes[position % self.len]
-    }
-
-    fn position_of(&self, node: usize) -> Option<usize> {
-        self.nodes[..self.len].iter().position(|&n| n == node)
-    }
-}
 
 /// One finished attempt.
 struct Attempt {
@@ -116,7 +98,7 @@ pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Respon
     let info = OnceLock::new();
     let plan = if service.policies.routing.plugin().is_some() {
         let info = info.get_or_init(|| request_info(&service, &inbound));
-        plan(&service, &inbound, info, now_ms)
+        plugin_plan(&service, &inbound, info, now_ms)
     } else {
         native_plan(&service, &inbound, now_ms)
     };
@@ -402,190 +384,6 @@ fn describe(kind: ErrorKind) -> &'static str {
         ErrorKind::Reset => "connection reset",
         ErrorKind::Protocol => "malformed HTTP response",
         ErrorKind::Other => "request failed",
-    }
-}
-
-/// The plugin-facing description of the request.
-fn request_info(service: &Service, inbound: &Inbound) -> RequestInfo {
-    use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, HEADERS_MAX};
-    let mut headers = Vec::new();
-    if let Some(key) = inbound.headers.get(&IDEMPOTENCY_KEY) {
-        headers.push((
-            IDEMPOTENCY_KEY.as_str().to_owned(),
-            header_text(key, HEADER_VALUE_BYTES_MAX),
-        ));
-    }
-    for (name, value) in &inbound.headers {
-        if headers.len() >= HEADERS_MAX {
-            break;
-        }
-        if name != IDEMPOTENCY_KEY {
-            headers.push((
-                name.as_str().to_owned(),
-                header_text(value, HEADER_VALUE_BYTES_MAX),
-            ));
-        }
-    }
-    RequestInfo {
-        service: service.name().to_owned(),
-        method: inbound.method.as_str().to_owned(),
-        path: inbound.path_and_query.clone(),
-        routing_key: inbound.routing_key().to_owned(),
-        idempotent: inbound.is_idempotent(),
-        headers,
-    }
-}
-
-/// A header value as text, lossy and truncated at a char boundary.
-fn header_text(value: &HeaderValue, bytes_max: usize) -> String {
-    let text = String::from_utf8_lossy(value.as_bytes());
-    let mut end = text.len().min(bytes_max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}
-
-/// The native `route-affinity` plan, computed over node indices: used when
-/// no routing plugin is bound, i.e. on almost every request, where building
-/// the policy's string-based inputs (a `RequestInfo`, a `Node` per
-/// candidate, an id list back) would cost a few dozen allocations. The rules
-/// are `levee_policy::RouteAffinity::route`'s, applied to the same inputs;
-/// a property test checks that both always agree.
-fn native_plan(service: &Service, inbound: &Inbound, now_ms: u64) -> Plan {
-    let preference = service.preference(inbound.routing_key().as_bytes());
-    let native = service.policies.routing.native();
-    let mut nodes = [0usize; REPLICAS_MAX];
-    let mut healthy = [false; REPLICAS_MAX];
-    let mut zones: [Option<&str>; REPLICAS_MAX] = [None; REPLICAS_MAX];
-    for (slot, node) in preference.iter().enumerate() {
-        nodes[slot] = node;
-        healthy[slot] = service.nodes[node].health.is_healthy(now_ms);
-        zones[slot] = service.nodes[node].spec.zone.as_deref();
-    }
-    let len = preference.len();
-    let mut plan = affinity_order(
-        &nodes[..len],
-        &healthy[..len],
-        &zones[..len],
-        native.config.prefer_zone.as_deref(),
-    );
-    let hedge = if inbound.is_read() && plan.len >= 2 {
-        native.config.hedge_delay_ms
-    } else {
-        None
-    };
-    plan.hedge_delay_ms = hedge.map(u64::from).or(service.spec.hedge_delay_ms);
-    plan
-}
-
-/// `route-affinity`'s order: healthy candidates only (all of them when none
-/// is healthy), those in `prefer_zone` first, each group in ring order.
-fn affinity_order(
-    nodes: &[usize],
-    healthy: &[bool],
-    zones: &[Option<&str>],
-    prefer_zone: Option<&str>,
-) -> Plan {
-    debug_assert!(nodes.len() == healthy.len() && nodes.len() == zones.len());
-    let mut plan = Plan {
-        nodes: [0; REPLICAS_MAX],
-        len: 0,
-        hedge_delay_ms: None,
-    };
-    let any_healthy = healthy.iter().any(|&h| h);
-    let in_zone = |slot: usize| matches!((prefer_zone, zones[slot]), (Some(p), Some(z)) if p == z);
-    for preferred_pass in [true, false] {
-        for slot in 0..nodes.len() {
-            if (healthy[slot] || !any_healthy) && in_zone(slot) == preferred_pass {
-                plan.nodes[plan.len] = nodes[slot];
-                plan.len += 1;
-            }
-        }
-    }
-    plan
-}
-
-/// Asks the routing policy to order the key's replicas.
-fn plan(service: &Service, inbound: &Inbound, info: &RequestInfo, now_ms: u64) -> Plan {
-    let preference = service.preference(inbound.routing_key().as_bytes());
-    let candidates: Vec<levee_policy::Node> = preference
-        .iter()
-        .map(|i| service.node_view(i, now_ms))
-        .collect();
-    let route = service.policies.route(info, &candidates);
-    let mut plan = Plan {
-        nodes: [0; REPLICAS_MAX],
-        len: 0,
-        hedge_delay_ms: None,
-    };
-    for id in route.order.iter() {
-        if plan.len == REPLICAS_MAX {
-            break;
-        }
-        let Some(node) = preference.iter().find(|&i| service.nodes[i].spec.id == *id) else {
-            continue;
-        };
-        if plan.position_of(node).is_none() {
-            plan.nodes[plan.len] = node;
-            plan.len += 1;
-        }
-    }
-    if plan.len == 0 {
-        for node in preference.iter() {
-            plan.nodes[plan.len] = node;
-            plan.len += 1;
-        }
-    }
-    assert!(plan.len > 0, "a service has at least one node");
-    plan.hedge_delay_ms = route
-        .hedge_delay_ms
-        .map(u64::from)
-        .or(service.spec.hedge_delay_ms);
-    plan
-}
-
-#[cfg(test)]
-mod native_plan_tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The index-based fast path and the reference `RouteAffinity`
-        /// decide identically.
-        #[test]
-        fn affinity_order_matches_route_affinity(
-            candidates in proptest::collection::vec((any::<bool>(), 0u8..3), 1..8),
-            prefer in 0u8..3,
-            read in any::<bool>(),
-            hedge in proptest::option::of(1u32..1000),
-        ) {
-            let zone = |z: u8| (z > 0).then(|| format!("z{z}"));
-            let prefer_zone = zone(prefer);
-            let nodes: Vec<levee_policy::Node> = candidates.iter().enumerate().map(|(i, (healthy, z))| levee_policy::Node {
-                id: format!("n{i}"),
-                address: format!("http://127.0.0.1:{}", 7000 + i),
-                zone: zone(*z),
-                weight: 1,
-                healthy: *healthy,
-                ..Default::default()
-            }).collect();
-            let reference = levee_policy::RouteAffinity::new(levee_policy::RoutingConfig {
-                prefer_zone: prefer_zone.clone(),
-                hedge_delay_ms: hedge,
-            }).unwrap();
-            let request = RequestInfo { method: if read { "GET" } else { "POST" }.into(), ..Default::default() };
-            let expected = reference.route(&request, &nodes);
-
-            let indices: Vec<usize> = (0..nodes.len()).collect();
-            let healthy: Vec<bool> = nodes.iter().map(|n| n.healthy).collect();
-            let zones: Vec<Option<&str>> = nodes.iter().map(|n| n.zone.as_deref()).collect();
-            let plan = affinity_order(&indices, &healthy, &zones, prefer_zone.as_deref());
-            let order: Vec<String> = (0..plan.len).map(|p| format!("n{}", plan.nodes[p])).collect();
-            prop_assert_eq!(order, expected.order);
-            let fast_hedge = if read && plan.len >= 2 { hedge } else { None };
-            prop_assert_eq!(fast_hedge, expected.hedge_delay_ms);
-        }
     }
 }
 

@@ -49,7 +49,7 @@
 //! a few records at a time). Everything else that grows is bounded: writes
 //! in flight by the service's `concurrency_max` (the slot is held until the
 //! last replica's send ends), each send by the request deadline, remembered
-//! acks per node by [`hints::ACKED_AHEAD_MAX`], hints per node by
+//! acks per node by [`hints::DONE_AHEAD_MAX`], hints per node by
 //! `hints.age_ms_max` and `hints.bytes_max`, the log by its `log_bytes_max`
 //! (a full log answers 503 and sends nothing).
 
