@@ -57,21 +57,23 @@
 //! 4. Errors become [`dataplane::error::AppError`]: JSON `{"error",
 //!    "reason"}` with the right status, never internals.
 //!
-//! The admin listener ([`admin_app`]) routes through the request id and
+//! The admin listener ([`api::admin_app`]) routes through the request id and
 //! [`api::auth`] to the admin API; [`app::serve::serve`] runs both
 //! listeners and owns every background task.
 
-pub mod api;
+// Most layers are crate-private (the binary, the tests and the benches use
+// only `app::serve`, `cluster::ring` and `upstream`); the layout above names
+// them anyway, for `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
+pub(crate) mod api;
 pub mod app;
-pub mod base;
+pub(crate) mod base;
 pub mod cluster;
-pub mod control;
-pub mod dataplane;
-pub mod policy;
-pub mod replication;
+pub(crate) mod control;
+pub(crate) mod dataplane;
+pub(crate) mod policy;
+pub(crate) mod replication;
 pub mod upstream;
 
-pub use levee_config as config;
-
-pub use api::state::AppState;
-pub use api::{admin_app, data_app};
+pub(crate) use levee_config as config;

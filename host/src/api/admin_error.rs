@@ -142,7 +142,6 @@ impl From<AppError> for AdminError {
         match error {
             AppError::BadRequest(reason) => AdminError::BadRequest(reason),
             AppError::NotFound(reason) => AdminError::NotFound(reason),
-            AppError::Conflict(reason) => AdminError::Conflict(reason),
             AppError::PayloadTooLarge { limit_bytes } => AdminError::TooLarge { limit_bytes },
             AppError::Overloaded(reason) | AppError::Unavailable(reason) => {
                 AdminError::Unavailable(reason)

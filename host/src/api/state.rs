@@ -125,9 +125,4 @@ impl AppState {
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.signal()
     }
-
-    /// Resolves when shutdown begins.
-    pub async fn shutdown_requested(&self) {
-        self.shutdown.requested().await
-    }
 }

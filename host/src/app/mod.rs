@@ -3,7 +3,7 @@
 //! [`boot`] probes while recovery runs, the [`listener`] accept loop, and
 //! [`shutdown`].
 
-pub mod boot;
-pub mod listener;
+pub(crate) mod boot;
+pub(crate) mod listener;
 pub mod serve;
-pub mod shutdown;
+pub(crate) mod shutdown;

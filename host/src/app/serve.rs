@@ -48,6 +48,12 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
             state.shutdown_signal(),
         );
     }
+    // Histogram samples are buffered until drained: drain them on a timer
+    // too, so memory stays bounded when nobody scrapes `/metrics`.
+    let upkeep = {
+        let shutdown = state.shutdown.clone();
+        crate::base::metrics::spawn_upkeep(async move { shutdown.requested().await })
+    };
     let write_tasks = crate::replication::spawn_background(
         state.writes.clone(),
         state.directory.clone(),
@@ -82,6 +88,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     tokio::join!(data_loop, admin_loop);
     // The write path's last checkpoint, then a log fsync.
     crate::app::shutdown::finish(&state, write_tasks).await;
+    let _ = upkeep.await;
     Ok(())
 }
 

@@ -9,12 +9,6 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-/// The drain bounds (`shutdown_grace_ms`: default and largest accepted)
-/// belong to the configuration, which validates them.
-pub use levee_config::{
-    SHUTDOWN_GRACE_MS_DEFAULT as GRACE_MS_DEFAULT, SHUTDOWN_GRACE_MS_MAX as GRACE_MS_MAX,
-};
-
 /// Flips to "stop" once; clone freely.
 #[derive(Clone, Debug)]
 pub struct Shutdown(Arc<watch::Sender<bool>>);

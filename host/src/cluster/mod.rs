@@ -4,9 +4,9 @@
 //! the retry [`budget`], a built [`service::Service`], and the
 //! [`directory`] of the services in force.
 
-pub mod budget;
-pub mod directory;
-pub mod health;
-pub mod probe;
+pub(crate) mod budget;
+pub(crate) mod directory;
+pub(crate) mod health;
+pub(crate) mod probe;
 pub mod ring;
-pub mod service;
+pub(crate) mod service;

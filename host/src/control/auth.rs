@@ -117,6 +117,7 @@ impl AdminAuth {
     }
 
     /// Whether a token is required at all.
+    #[cfg(test)] // only tests ask
     pub fn token_required(&self) -> bool {
         self.token_digest.is_some()
     }

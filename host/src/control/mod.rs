@@ -132,6 +132,7 @@ async fn load_drop_ins(host: Arc<PluginHost>, mut drop_ins: mpsc::Receiver<DropI
 }
 
 async fn load_drop_in(host: &PluginHost, drop_in: DropIn) {
+    tracing::info!(plugin = %drop_in.name, path = %drop_in.path.display(), initial = drop_in.initial, "loading drop-in plugin file");
     match drop_in.bytes {
         Ok(bytes) => {
             // Errors are recorded by the host (status failed, last_error).

@@ -48,13 +48,6 @@ pub enum PluginError {
     Internal(String),
 }
 
-impl PluginError {
-    /// True when the request itself was at fault (as opposed to levee).
-    pub fn is_client_error(&self) -> bool {
-        !matches!(self, PluginError::Internal(_))
-    }
-}
-
 impl From<StoreError> for PluginError {
     fn from(error: StoreError) -> Self {
         match error {

@@ -16,21 +16,12 @@ pub enum AppError {
     /// The request is malformed (e.g. no routing key).
     #[error("{0}")]
     BadRequest(String),
-    /// Authentication is missing or wrong.
-    #[error("{0}")]
-    Unauthorized(String),
     /// No such service, key or route.
     #[error("{0}")]
     NotFound(String),
-    /// The method is not served on this path.
-    #[error("{0}")]
-    MethodNotAllowed(String),
     /// The request body is larger than the service allows.
     #[error("request body is larger than the {limit_bytes} bytes this service accepts")]
     PayloadTooLarge { limit_bytes: u64 },
-    /// The request is valid but conflicts with current state.
-    #[error("{0}")]
-    Conflict(String),
     /// A limit was hit (concurrency, log full); the client may retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -59,11 +50,8 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Overloaded(_) | AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -75,11 +63,8 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::BadRequest(_) => "bad_request",
-            AppError::Unauthorized(_) => "unauthorized",
             AppError::NotFound(_) => "not_found",
-            AppError::MethodNotAllowed(_) => "method_not_allowed",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
-            AppError::Conflict(_) => "conflict",
             AppError::Overloaded(_) => "overloaded",
             AppError::Unavailable(_) => "unavailable",
             AppError::BadGateway(_) => "bad_gateway",

@@ -50,7 +50,6 @@ use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::Inbound;
 use crate::dataplane::replica_send::ReplicaSend;
 use crate::dataplane::tally::Tally;
-pub use crate::dataplane::tally::{X_LEVEE_ACKS, X_LEVEE_LSN};
 use crate::replication::WritePlane;
 use crate::replication::hints::{Lsn, NodeRef};
 use crate::replication::record::{KIND_CLIENT_WRITE, REPLICATED_HEADERS, WriteHeader, WriteRecord};

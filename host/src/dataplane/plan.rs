@@ -1,7 +1,7 @@
 //! The routing plan of one read: the key's replicas from the ring, put in
 //! order by the routing policy (a bound plugin, or the native
 //! `route-affinity` computed over node indices without allocation), with
-//! the hedge delay, resolved to node indices; and [`request_info`], the
+//! the hedge delay, resolved to node indices; and `request_info`, the
 //! plugin-facing description of the request.
 
 use hyper::header::HeaderValue;

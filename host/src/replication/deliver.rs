@@ -58,17 +58,6 @@ pub enum SendOutcome {
     Failed(AttemptResult),
 }
 
-impl SendOutcome {
-    /// A short description for logs and error bodies.
-    pub fn describe(&self) -> String {
-        match self {
-            SendOutcome::Acked(answer) => format!("acknowledged ({})", answer.status.as_u16()),
-            SendOutcome::Rejected(answer) => format!("rejected with {}", answer.status.as_u16()),
-            SendOutcome::Failed(result) => describe_failure(*result),
-        }
-    }
-}
-
 /// A failure as a human reads it.
 pub fn describe_failure(result: AttemptResult) -> String {
     match result {

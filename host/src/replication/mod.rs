@@ -175,11 +175,6 @@ impl WritePlane {
         self.checkpoints.appended();
     }
 
-    /// What start-up recovered.
-    pub fn recovery(&self) -> &RecoverySummary {
-        &self.recovery
-    }
-
     /// The write path's state for operators.
     pub fn status(&self) -> WriteStatus {
         let nodes = self.ledger.stats();

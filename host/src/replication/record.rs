@@ -141,6 +141,7 @@ impl WriteRecord {
 
 /// Decodes only the header of a log payload: what the handoff needs to
 /// decide whether a record concerns a node before it bothers with the body.
+#[cfg(test)] // only tests ask
 pub fn decode_header(payload: &[u8]) -> Result<WriteHeader, RecordError> {
     let header_end = header_end(payload)?;
     decode_header_bytes(&payload[PREFIX_BYTES..header_end])

@@ -35,8 +35,7 @@ pub mod names;
 pub mod record;
 
 pub use installer::{install, render, spawn_upkeep};
-pub use labels::{BoundedLabels, OVERFLOW_LABEL, VERSION_LABEL_CHARS, method_label, service_label};
-pub use names::*;
+pub use labels::service_label;
 pub use record::*;
 
 #[cfg(test)]

@@ -115,6 +115,7 @@ impl HintLedger {
     }
 
     /// The node's counters.
+    #[cfg(test)] // only tests ask
     pub fn counters(&self, node: &NodeRef) -> HintCounters {
         self.lock()
             .nodes

@@ -69,10 +69,8 @@ use serde::{Deserialize, Serialize};
 
 pub use counters::{DropReason, HintCounters};
 pub use export::{LedgerExport, NodeHintStats};
-pub use node::DONE_AHEAD_MAX;
-pub use register::AppendTicket;
 // The limits are configuration; the ledger's users find them here.
-pub use crate::config::hints::{HINT_AGE_MS_LIMIT, HINT_BYTES_LIMIT, HintLimits};
+pub use crate::config::hints::HintLimits;
 
 use node::NodeLedger;
 
@@ -183,6 +181,7 @@ impl HintLedger {
     }
 
     /// The node's cursor.
+    #[cfg(test)] // only tests ask
     pub fn cursor(&self, node: &NodeRef) -> Option<Lsn> {
         self.lock().nodes.get(node).map(|ledger| ledger.cursor)
     }
