@@ -83,9 +83,9 @@ impl ReplicaSend {
             idempotent: self.header.is_idempotent(),
         };
         service.budget.record_request(clock::now_ms());
-        // Bounded: each iteration starts an attempt, and the gate stops at
-        // max_attempts (<= ATTEMPTS_MAX).
-        for attempts in 1.. {
+        // Bounded by gate.max_attempts (<= ATTEMPTS_MAX): each iteration
+        // starts an attempt, and the gate refuses a retry past the last.
+        for attempts in 1..=gate.max_attempts {
             let now_ms = clock::now_ms();
             if !health.try_acquire(now_ms) {
                 return ReplicaOutcome::Failed("ejected by outlier detection; not sent".into());
@@ -121,7 +121,7 @@ impl ReplicaSend {
             };
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
-        unreachable!("the retry gate stops at max_attempts")
+        ReplicaOutcome::Failed("out of attempts".into())
     }
 
     /// One send of the record through the shared attempt path.

@@ -4,6 +4,7 @@
 //! LSNs whose append failed (see "Registration" in the [`super`] doc).
 
 use super::counters::DropReason;
+use super::node::NodeLedger;
 use super::{HintLedger, Lsn, NodeRef};
 
 /// Proof that an append is in progress, so [`HintLedger::close_gaps`] does
@@ -71,14 +72,8 @@ impl HintLedger {
         let mut inner = self.lock();
         let registered_through = inner.registered_through;
         let ledger = inner.node_mut(node);
-        let was_inflight = ledger.inflight.remove(&lsn);
-        debug_assert!(
-            was_inflight,
-            "ack for {lsn} on {node} which was not in flight"
-        );
-        ledger.remember_done(lsn);
-        ledger.advance_cursor(registered_through);
-        ledger.signal.notify_one();
+        take_inflight(ledger, node, lsn, "ack");
+        finish(ledger, lsn, registered_through);
     }
 
     /// The node did not acknowledge LSN `lsn` (of `bytes` body bytes): it is
@@ -86,11 +81,7 @@ impl HintLedger {
     pub fn missed(&self, node: &NodeRef, lsn: Lsn, bytes: u64) {
         let mut inner = self.lock();
         let ledger = inner.node_mut(node);
-        let was_inflight = ledger.inflight.remove(&lsn);
-        debug_assert!(
-            was_inflight,
-            "miss for {lsn} on {node} which was not in flight"
-        );
+        take_inflight(ledger, node, lsn, "miss");
         ledger.open_backlog_at(lsn);
         ledger.backlog_records += 1;
         ledger.backlog_bytes += bytes;
@@ -103,16 +94,10 @@ impl HintLedger {
         let mut inner = self.lock();
         let registered_through = inner.registered_through;
         let ledger = inner.node_mut(node);
-        let was_inflight = ledger.inflight.remove(&lsn);
-        debug_assert!(
-            was_inflight,
-            "rejection for {lsn} on {node} which was not in flight"
-        );
+        take_inflight(ledger, node, lsn, "rejection");
         ledger.counters.count_drop(DropReason::Rejected, bytes);
         // For the cursor a rejection is as final as an ack.
-        ledger.remember_done(lsn);
-        ledger.advance_cursor(registered_through);
-        ledger.signal.notify_one();
+        finish(ledger, lsn, registered_through);
     }
 
     /// Declares lost every LSN up to `last_lsn` (the log's last durable
@@ -144,4 +129,21 @@ impl HintLedger {
         }
         closed
     }
+}
+
+/// `lsn` was in flight to `node` and now has an outcome (`what`).
+fn take_inflight(ledger: &mut NodeLedger, node: &NodeRef, lsn: Lsn, what: &str) {
+    let was_inflight = ledger.inflight.remove(&lsn);
+    debug_assert!(
+        was_inflight,
+        "{what} for {lsn} on {node} which was not in flight"
+    );
+}
+
+/// `lsn` is done for the node (acked, or rejected for good): the cursor may
+/// move past it, and the node's handoff should look.
+fn finish(ledger: &mut NodeLedger, lsn: Lsn, registered_through: Lsn) {
+    ledger.remember_done(lsn);
+    ledger.advance_cursor(registered_through);
+    ledger.signal.notify_one();
 }
