@@ -49,7 +49,7 @@ impl Directory {
 }
 
 /// Builds every configured service.
-pub fn build_services(
+fn build_services(
     config: &Config,
     runtime: &levee_plugin::Runtime,
 ) -> Result<ServiceMap, ServiceError> {

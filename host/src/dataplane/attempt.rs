@@ -90,6 +90,16 @@ pub fn record(service: &Service, node: usize, verdict: Verdict, elapsed_ms: u64,
     }
 }
 
+/// Withdraws one extra attempt (a retry or a hedge) from the service's
+/// retry budget; counts a refusal in `levee_retry_budget_exhausted_total`.
+pub fn spend_budget(service: &Service, now_ms: u64) -> bool {
+    let spent = service.budget.try_withdraw(now_ms);
+    if !spent {
+        metrics::budget_exhausted(service.name());
+    }
+    spent
+}
+
 /// A failed attempt as the retry gate sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Failed {
@@ -188,8 +198,7 @@ impl RetryGate<'_> {
         if delay_ms >= deadline_remaining_ms {
             return None;
         }
-        if !self.service.budget.try_withdraw(now_ms) {
-            metrics::budget_exhausted(self.service.name());
+        if !spend_budget(self.service, now_ms) {
             return None;
         }
         metrics::retry_sent(self.service.name());

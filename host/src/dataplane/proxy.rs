@@ -42,7 +42,7 @@ use crate::base::clock;
 use crate::cluster::health::Verdict;
 use crate::cluster::service::Service;
 use crate::config::ATTEMPTS_MAX;
-use crate::dataplane::attempt::{self, Failed, RetryGate};
+use crate::dataplane::attempt::{self, Attempted, Failed, RetryGate};
 use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::{Inbound, X_REQUEST_ID};
 use crate::dataplane::plan::{Plan, native_plan, plugin_plan, request_info};
@@ -52,14 +52,10 @@ use crate::upstream::{self, AttemptError, RESPONSE_BODY_BYTES_MAX, UpstreamBody,
 pub static X_LEVEE_ATTEMPTS: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-levee-attempts");
 
-/// One finished attempt.
-struct Attempt {
-    node: usize,
-    result: Result<hyper::Response<Incoming>, AttemptError>,
-    elapsed_ms: u64,
-}
+/// One finished attempt (the shared attempt path's record of it).
+type Attempt = Attempted<Result<hyper::Response<Incoming>, AttemptError>>;
 
-impl Attempt {
+impl Attempted<Result<hyper::Response<Incoming>, AttemptError>> {
     /// Final: an HTTP answer that is neither 5xx nor 429.
     fn is_final(&self) -> bool {
         match &self.result {
@@ -197,8 +193,7 @@ impl Run<'_> {
             }
             () = tokio::time::sleep(delay) => {}
         }
-        if !self.service.budget.try_withdraw(clock::now_ms()) {
-            crate::base::metrics::budget_exhausted(self.service.name());
+        if !attempt::spend_budget(self.service, clock::now_ms()) {
             let attempt = first.await;
             return if attempt.is_final() {
                 Round::Final(attempt)
@@ -245,7 +240,7 @@ impl Run<'_> {
     /// Sends the request to one node through the shared attempt path
     /// (per-try timeout, health verdict, ejection metrics).
     async fn attempt(&self, node: usize) -> Attempt {
-        let attempted = attempt::attempt(
+        attempt::attempt(
             self.service,
             node,
             self.deadline_ms,
@@ -262,12 +257,7 @@ impl Run<'_> {
                 Err(_) => Verdict::Failure,
             },
         )
-        .await;
-        Attempt {
-            node: attempted.node,
-            result: attempted.result,
-            elapsed_ms: attempted.elapsed_ms,
-        }
+        .await
     }
 
     fn build_request(&self, node: usize) -> Result<Request<UpstreamBody>, ()> {
