@@ -2,19 +2,23 @@
 """levee vs HAProxy vs nginx vs the bare upstream, side by side in one run.
 
 Run through `bench/peers.sh`, which installs the tools and builds levee and
-the plugins first. This file is the plan of the run; the machinery is in
-`peerbench/`:
+the plugins first (or takes a given binary). This file is the plan of the
+run; the machinery is in `peerbench/`:
 
-1. Start three `levee kv-replica` upstreams and PUT the same keys on each.
+1. Start three upstreams (see peerbench/upstreams.py). By default three
+   nginx processes answering `return 200 "<fixed body>"`: cheap, so the
+   proxy is the bottleneck. With `--upstream kv-replica` (or
+   `nginx,kv-replica` for both, one table each) three `levee kv-replica`
+   processes with the same keys preloaded on each.
 2. Start every GET target (direct, HAProxy, nginx, levee native, levee
-   Wasm) and check each returns the preloaded values.
+   Wasm) and check each answers 200 with the expected body for 50 keys.
 3. Measure them in rounds, one target at a time, each round in a rotated
    order, so a burst of outside load (the machine is shared) hits one
    round of every target rather than all rounds of one. Each target keeps
    its best round: outside noise only ever makes a run slower.
    Then profile each levee once with `perf` (see peerbench/profile.py).
-4. Measure quorum writes through levee with all replicas fast, then with
-   one replica slowed by 500 ms.
+4. kv-replica upstreams only: measure quorum writes through levee with all
+   replicas fast, then with one replica slowed by 500 ms.
 5. Print the Markdown report and save it under `bench/results/`.
 
 Every process is stopped by PID on the way out, whatever happened.
@@ -35,25 +39,31 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from peerbench import cpu, levee, probe, profile, replicas, report, targets, wrk
+from peerbench import cpu, levee, probe, profile, replicas, report, targets, upstreams, wrk
 from peerbench.procs import Processes
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 SLOW_REPLICA_DELAY_MS = 500
 GET_TARGETS = ("direct", "haproxy", "nginx", "levee-native", "levee-wasm")
-DESCRIPTIONS = {
-    "direct": "direct to one replica (no proxy)",
-    "haproxy": "HAProxy 2.6, `balance hdr(x-key)` consistent",
-    "nginx": "nginx 1.22, `hash $http_x_key consistent`",
-    "levee-native": "levee, native policies",
-    "levee-wasm": "levee, Wasm policies",
-}
+LEVEE_TARGETS = ("levee-native", "levee-wasm")
+
+
+def description(name: str, args: argparse.Namespace, kind: str) -> str:
+    """The target's row label in the report."""
+    upstream = "nginx upstream" if kind == "nginx" else "kv-replica"
+    return {
+        "direct": f"direct to one {upstream} (no proxy)",
+        "haproxy": f"HAProxy 2.6, `nbthread {args.proxy_threads}`, `balance hdr(x-key)` consistent",
+        "nginx": f"nginx 1.22, {args.proxy_threads} workers, `hash $http_x_key consistent`",
+        "levee-native": "levee, native policies",
+        "levee-wasm": "levee, Wasm retry-backoff + route-affinity",
+    }[name]
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Which CPUs wrk, the target under test and the replicas may use."""
+    """Which CPUs wrk, the target under test and the upstreams may use."""
 
     name: str
     wrk_cpus: set[int] | None
@@ -62,11 +72,11 @@ class Layout:
 
     def describe(self) -> str:
         if self.target_cpus is None:
-            return "no pinning: the kernel schedules wrk, the target and the replicas freely"
+            return "no pinning: the kernel schedules wrk, the target and the upstreams freely"
         return (
-            f"pinned: wrk and the replicas on CPU {_cpus(self.wrk_cpus)}, the target under "
+            f"pinned: wrk and the upstreams on CPU {_cpus(self.wrk_cpus)}, the target under "
             f"test alone on CPU {_cpus(self.target_cpus)} (for `direct`, the measured "
-            f"replica moves there for its run)"
+            f"upstream moves there for its run)"
         )
 
 
@@ -83,35 +93,55 @@ def layouts() -> dict[str, Layout]:
     return {"shared": shared, "split": Layout("split", first, second, first)}
 
 
-def parse_args() -> argparse.Namespace:
+def _names(text: str) -> list[str]:
+    return [name for name in text.split(",") if name]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levee-bin", type=Path, default=REPO_DIR / "target/release/levee")
-    parser.add_argument("--duration-s", type=int, default=10, help="measured wrk run per target")
+    parser.add_argument("--levee-bin", type=Path, default=REPO_DIR / "target/release/levee",
+                        help="levee binary to measure (default: the repo's release build; "
+                        "peers.sh skips its cargo build when this is given)")
+    parser.add_argument("--plugins-dir", type=Path, default=levee.DEFAULT_PLUGIN_DIR,
+                        help="directory holding " + " and ".join(levee.plugin_files())
+                        + " (default: plugins/dist; peers.sh skips the plugin build "
+                        "when this is given)")
+    parser.add_argument("--upstream", default="nginx",
+                        help="comma-separated upstream kinds, one GET table each, in this "
+                        f"order: {', '.join(upstreams.KINDS)} (default: nginx)")
+    parser.add_argument("--duration-s", type=int, default=5, help="measured wrk run per target")
     parser.add_argument("--warmup-s", type=int, default=2, help="discarded wrk run before each")
     parser.add_argument("--rounds", type=int, default=3, help="GET rounds over all targets")
     parser.add_argument("--write-rounds", type=int, default=2,
-                        help="rounds of (all fast, one slow) quorum writes")
+                        help="rounds of (all fast, one slow) quorum writes (kv-replica only)")
     parser.add_argument("--profile-s", type=int, default=5,
                         help="perf profile of each levee after the rounds (0: skip)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections for GET")
     parser.add_argument("--write-connections", type=int, default=16)
-    parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--proxy-threads", type=int, default=1,
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--proxy-threads", type=int, default=2,
                         help="haproxy nbthread, nginx worker_processes, levee tokio workers")
     parser.add_argument("--replica-threads", type=int, default=1,
                         help="tokio worker threads of each kv-replica")
     parser.add_argument("--keys", type=int, default=1000)
-    parser.add_argument("--layout", choices=("split", "shared"), default="split")
+    parser.add_argument("--layout", choices=("shared", "split"), default="shared",
+                        help="shared: no pinning (default); split: wrk and the upstreams on "
+                        "the first CPU, the target alone on the second")
     parser.add_argument("--targets", default=",".join(GET_TARGETS),
                         help=f"comma-separated subset of {','.join(GET_TARGETS)}")
-    parser.add_argument("--no-writes", action="store_true", help="skip the quorum-write part")
+    parser.add_argument("--no-writes", action="store_true",
+                        help="skip the quorum-write part (kv-replica upstreams only)")
     parser.add_argument("--out", type=Path, default=None, help="report file (default: "
-                        "bench/results/peers-<date>.md)")
-    args = parser.parse_args()
-    args.targets = [name for name in args.targets.split(",") if name]
+                        "bench/results/peers-<date>.md, or peers-<date>-N.md if taken)")
+    args = parser.parse_args(argv)
+    args.targets = _names(args.targets)
     unknown = set(args.targets) - set(GET_TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}; known: {', '.join(GET_TARGETS)}")
+    args.upstream = _names(args.upstream)
+    unknown = set(args.upstream) - set(upstreams.KINDS)
+    if unknown or not args.upstream or len(set(args.upstream)) != len(args.upstream):
+        parser.error(f"--upstream: one or more of {', '.join(upstreams.KINDS)}, each once")
     if not 0 <= args.profile_s <= 600:
         parser.error("--profile-s must be between 0 and 600")
     for name in ("duration_s", "warmup_s", "rounds", "write_rounds", "connections",
@@ -122,6 +152,15 @@ def parse_args() -> argparse.Namespace:
     if args.keys < targets.VERIFY_KEYS_SPAN:
         parser.error(f"--keys must be at least {targets.VERIFY_KEYS_SPAN}")
     return args
+
+
+def writes_wanted(args: argparse.Namespace) -> bool:
+    """Quorum writes need upstreams that store: the kv-replicas."""
+    return "kv-replica" in args.upstream and not args.no_writes
+
+
+def needs_levee_bin(args: argparse.Namespace) -> bool:
+    return bool(set(args.targets) & set(LEVEE_TARGETS)) or "kv-replica" in args.upstream
 
 
 def stop_on_signals():
@@ -136,31 +175,32 @@ def stop_on_signals():
         signal.signal(signum, handler)
 
 
-def start_target(name, procs, args, layout, reps, work_dir) -> targets.Running:
+def start_target(name, procs, args, layout, ups, work_dir) -> targets.Running:
     if name == "direct":
-        return targets.direct(reps)
+        return targets.direct(ups)
     if name == "haproxy":
-        return targets.haproxy(procs, reps, work_dir, layout.target_cpus, args.proxy_threads)
+        return targets.haproxy(procs, ups, work_dir, layout.target_cpus, args.proxy_threads)
     if name == "nginx":
-        return targets.nginx(procs, reps, work_dir, layout.target_cpus, args.proxy_threads)
+        return targets.nginx(procs, ups, work_dir, layout.target_cpus, args.proxy_threads)
     flavour = name.removeprefix("levee-")
     return targets.levee_target(
-        procs, args.levee_bin, reps, work_dir, layout.target_cpus, args.proxy_threads, flavour, name
+        procs, args.levee_bin, args.plugins_dir, ups, work_dir, layout.target_cpus,
+        args.proxy_threads, flavour, name,
     )
 
 
-def measure(running, load, warmup_s, layout, reps) -> tuple[wrk.WrkResult, cpu.Usage]:
+def measure(running, load, warmup_s, layout, ups) -> tuple[wrk.WrkResult, cpu.Usage]:
     """One warmup (discarded) and one measured wrk run; returns the result
     and where the CPU went during the measured run."""
     moved = running.name == "direct" and layout.target_cpus is not None
     if moved:
         running.process.pin_all_threads(layout.target_cpus)
-    upstreams = [replica.process for replica in reps if replica.process is not running.process]
+    others = [process for process in ups.processes if process is not running.process]
     try:
         wrk.run(running.url, replace(load, duration_s=warmup_s), layout.wrk_cpus)
-        before = cpu.snapshot(running.process, upstreams)
+        before = cpu.snapshot(running.process, others)
         result = wrk.run(running.url, load, layout.wrk_cpus)
-        used = cpu.usage(before, cpu.snapshot(running.process, upstreams))
+        used = cpu.usage(before, cpu.snapshot(running.process, others))
     finally:
         if moved:
             running.process.pin_all_threads(layout.upstream_cpus)
@@ -173,7 +213,8 @@ def describe_round(label: str, result: wrk.WrkResult, used: cpu.Usage) -> str:
         f"    {label:<22} {result.rps:>9,.0f} req/s  p50 {result.p50_us / 1000:6.2f} ms  "
         f"p99 {result.p99_us / 1000:6.2f} ms  errors {report.errors_text(result)}  "
         f"[{busy}, target {used.target_s / used.elapsed_s:.2f} cores, "
-        f"foreign {used.foreign_cores:.2f} cores]"
+        f"upstreams {used.upstream_s / used.elapsed_s:.2f}, "
+        f"foreign {used.foreign_cores:.2f}]"
     )
 
 
@@ -192,12 +233,13 @@ class Rounds:
             self.best[name] = (result, used)
 
 
-def run_gets(procs, args, layout, reps, work_dir):
+def run_gets(procs, args, layout, ups, work_dir):
     load = wrk.Load("get.lua", args.connections, args.wrk_threads, args.duration_s, args.keys)
     running = []
     for name in args.targets:
-        print(f"==> starting {name}", flush=True)
-        running.append(start_target(name, procs, args, layout, reps, work_dir))
+        print(f"==> starting {name} (checking 200 + expected body for "
+              f"{targets.VERIFY_KEYS_COUNT} keys)", flush=True)
+        running.append(start_target(name, procs, args, layout, ups, work_dir))
     rounds = Rounds({}, {}, {})
     for round_index in range(args.rounds):
         # Each round starts one target later, so no target is always the
@@ -205,7 +247,7 @@ def run_gets(procs, args, layout, reps, work_dir):
         shift = round_index % len(running)
         for target in running[shift:] + running[:shift]:
             target_load = replace(load, path_prefix=target.path_prefix)
-            result, used = measure(target, target_load, args.warmup_s, layout, reps)
+            result, used = measure(target, target_load, args.warmup_s, layout, ups)
             rounds.record(target.name, result, used)
             print(describe_round(f"round {round_index + 1} {target.name}", result, used), flush=True)
     notes = [plugin_note(target, rounds.requests[target.name]) for target in running if target.admin]
@@ -214,7 +256,7 @@ def run_gets(procs, args, layout, reps, work_dir):
     rows = [
         report.Row(
             name=target.name,
-            description=DESCRIPTIONS[target.name],
+            description=description(target.name, args, ups.kind),
             result=rounds.best[target.name][0],
             peak_rss_bytes=target.process.peak_rss_bytes(),
             usage=rounds.best[target.name][1],
@@ -267,42 +309,48 @@ def plugin_note(target: targets.Running, measured_requests: int) -> str:
         for name, plugin in sorted(calls.items())
     ]
     routing = calls.get(levee.WASM_POLICIES["routing"]["plugin"])
-    if routing and (routing.calls < measured_requests or routing.fallbacks):
+    if routing and routing.calls < measured_requests:
         parts.append(
-            f"**warning**: the routing plugin answered fewer requests than were measured "
-            f"({measured_requests:,}) or fell back"
+            f"**warning**: the routing plugin answered fewer calls than requests were "
+            f"measured ({measured_requests:,}): some requests did not run Wasm"
+        )
+    if routing and routing.fallbacks:
+        parts.append(
+            f"**warning**: the routing plugin fell back to the native policy "
+            f"{routing.fallbacks:,} times ({routing.timeouts:,} timeouts, {routing.traps:,} "
+            f"traps), out of {routing.calls:,} calls (warmups and checks included)"
         )
     return (
         f"{target.name} plugins (from `/admin/plugins`): " + "; ".join(parts)
         + ". The retry plugin is consulted only after a failed attempt, so it has no calls "
-        "on a healthy run; the routing plugin orders the replicas of every request."
+        "on a healthy run; the routing plugin orders the upstreams of every request."
     )
 
 
-def run_writes(procs, args, layout, reps, work_dir) -> list[report.WriteRow]:
+def run_writes(procs, args, layout, ups, work_dir) -> list[report.WriteRow]:
     print("==> starting levee for quorum writes", flush=True)
     running = targets.levee_target(
-        procs, args.levee_bin, reps, work_dir, layout.target_cpus, args.proxy_threads,
-        "wasm", "levee-writes",
+        procs, args.levee_bin, args.plugins_dir, ups, work_dir, layout.target_cpus,
+        args.proxy_threads, "wasm", "levee-writes",
     )
     load = wrk.Load(
         "put.lua", args.write_connections, args.wrk_threads, args.duration_s, args.keys,
         running.path_prefix,
     )
-    slowed = reps[-1]
+    slowed = ups.members[-1]
     conditions = ("all 3 fast", f"{slowed.name} slowed by {SLOW_REPLICA_DELAY_MS} ms")
     results: dict[str, list[wrk.WrkResult]] = {condition: [] for condition in conditions}
     # Fast and slow alternate, like the GET rounds, so outside load (disk
     # too: every write is fsynced) spreads over both conditions.
     for round_index in range(args.write_rounds):
-        fast, used = measure(running, load, args.warmup_s, layout, reps)
+        fast, used = measure(running, load, args.warmup_s, layout, ups)
         if round_index == 0:
             targets.verify_written(running)
         results[conditions[0]].append(fast)
         print(describe_round(f"round {round_index + 1} writes fast", fast, used), flush=True)
         replicas.set_delay(slowed, SLOW_REPLICA_DELAY_MS)
         try:
-            slow, used = measure(running, load, args.warmup_s, layout, reps)
+            slow, used = measure(running, load, args.warmup_s, layout, ups)
         finally:
             replicas.set_delay(slowed, 0)
         results[conditions[1]].append(slow)
@@ -316,6 +364,24 @@ def run_writes(procs, args, layout, reps, work_dir) -> list[report.WriteRow]:
         )
         for condition, runs in results.items()
     ]
+
+
+def run_mode(kind: str, args, layout: Layout, work_dir: Path) -> report.Section:
+    """Everything measured against one kind of upstreams: its own
+    processes, stopped (by PID) before the next kind starts."""
+    mode_dir = work_dir / kind
+    mode_dir.mkdir()
+    with Processes(mode_dir) as procs:
+        print(f"==> upstreams: starting {upstreams.COUNT} {kind}", flush=True)
+        ups = upstreams.start(
+            kind, procs, args.levee_bin, mode_dir, layout.upstream_cpus, args.replica_threads,
+            args.keys,
+        )
+        rows, notes, profiles = run_gets(procs, args, layout, ups, mode_dir)
+        writes = []
+        if kind == "kv-replica" and writes_wanted(args):
+            writes = run_writes(procs, args, layout, ups, mode_dir)
+    return report.Section(kind, ups.description, rows, notes, profiles, writes)
 
 
 def command_output(argv: list[str]) -> str:
@@ -338,24 +404,34 @@ def cpu_model() -> str:
     return platform.processor() or "?"
 
 
-def preamble(args, layout: Layout, load_before: str, load_after: str, elapsed_s: float):
-    # "-dirty": the tree had uncommitted changes (others work in it too).
-    commit = command_output(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"])
+def levee_origin(args, original_bin: Path) -> str:
+    """Which levee was measured: the repo's build (and its commit) or a
+    binary given with --levee-bin."""
+    version = command_output([str(args.levee_bin), "--version"])
+    if original_bin.resolve() == (REPO_DIR / "target/release/levee").resolve():
+        # "-dirty": the tree had uncommitted changes (others work in it too).
+        commit = command_output(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"])
+        return f"{version}, `target/release/levee` built from commit {commit}"
+    return f"{version}, binary `{original_bin}` (`--levee-bin`; not built by this run)"
+
+
+def preamble(args, layout: Layout, origin: str, load_before: str, load_after: str,
+             elapsed_s: float) -> list[str]:
     return [
         f"Machine: {cpu_model()}, {os.cpu_count()} CPUs (shared with other work), "
         f"Linux {platform.release()}, everything on loopback. "
         f"Load average before/after: {load_before} / {load_after}.",
-        f"levee commit {commit} (`cargo build --release -p levee`); "
+        f"levee: {origin}; plugins from `{args.plugins_source}`. "
         f"{command_output(['haproxy', '-v'])}; {command_output(['nginx', '-v'])}; "
         f"{command_output(['wrk', '-v'])}.",
-        f"Load: wrk, {args.wrk_threads} threads, GET /kv/<key> over {args.keys} keys "
-        f"(64-byte values, preloaded on all 3 replicas), {args.warmup_s} s warmup + "
-        f"{args.duration_s} s measured per target, best of {args.rounds} rounds, "
-        f"one target at a time. Quorum writes: {args.write_connections} connections, "
-        f"best of {args.write_rounds} rounds.",
+        f"Load: `wrk -t{args.wrk_threads} -c{args.connections}`, GET /kv/<key> with an "
+        f"`x-key: <key>` header, walking {args.keys} keys, {args.warmup_s} s warmup + "
+        f"{args.duration_s} s measured per target and round, best of {args.rounds} rounds "
+        f"in rotated order, one target at a time.",
         f"Threads: HAProxy `nbthread {args.proxy_threads}`, nginx `worker_processes "
-        f"{args.proxy_threads}`, levee `TOKIO_WORKER_THREADS={args.proxy_threads}`; each of "
-        f"the 3 kv-replicas `TOKIO_WORKER_THREADS={args.replica_threads}`.",
+        f"{args.proxy_threads}`, levee `TOKIO_WORKER_THREADS={args.proxy_threads}`; each "
+        f"nginx upstream 1 worker, each kv-replica `TOKIO_WORKER_THREADS="
+        f"{args.replica_threads}`.",
         f"CPU layout: {layout.describe()}.",
         f"Whole measurement took {elapsed_s:.0f} s.",
     ]
@@ -368,41 +444,66 @@ def loadavg() -> str:
         return "?"
 
 
+def default_out(results_dir: Path, today: str) -> Path:
+    """bench/results/peers-<date>.md, or -2, -3, ... when a run of the same
+    day is already there: an earlier report is never overwritten."""
+    out = results_dir / f"peers-{today}.md"
+    number = 2
+    while out.exists():
+        out = results_dir / f"peers-{today}-{number}.md"
+        number += 1
+    return out
+
+
+def private_plugins(plugins_dir: Path, work_dir: Path) -> Path:
+    """A private copy of the two plugins the Wasm flavour binds: levee
+    watches its plugin directory, and others rebuilding plugins/dist
+    mid-run must not swap a plugin between rounds."""
+    copy = work_dir / "plugins"
+    copy.mkdir()
+    for name in levee.plugin_files():
+        shutil.copy2(plugins_dir / name, copy / name)
+    return copy
+
+
 def main() -> int:
     stop_on_signals()
     args = parse_args()
-    if not args.levee_bin.is_file():
+    if needs_levee_bin(args) and not args.levee_bin.is_file():
         print(f"error: {args.levee_bin} not found; build it with "
-              f"`cargo build --release -p levee`", file=sys.stderr)
+              f"`cargo build --release -p levee` or pass --levee-bin", file=sys.stderr)
+        return 2
+    missing = [name for name in levee.plugin_files() if not (args.plugins_dir / name).is_file()]
+    if "levee-wasm" in args.targets and missing:
+        print(f"error: {', '.join(missing)} not in {args.plugins_dir}; build them with "
+              f"`bash scripts/build-plugins.sh` or pass --plugins-dir", file=sys.stderr)
         return 2
     layout = layouts()[args.layout]
     started = time.monotonic()
     load_before = loadavg()
-    with tempfile.TemporaryDirectory(prefix="levee-peers-") as work, Processes(Path(work)) as procs:
+    # What was given, for the report (the run uses private copies).
+    original_bin, args.plugins_source = args.levee_bin, args.plugins_dir
+    with tempfile.TemporaryDirectory(prefix="levee-peers-") as work:
         work_dir = Path(work)
-        # A private copy: others rebuilding target/release mid-run must not
-        # change the binary between the targets of one run.
-        args.levee_bin = Path(shutil.copy2(args.levee_bin, work_dir / "levee"))
-        print(f"==> starting 3 kv-replicas, preloading {args.keys} keys on each", flush=True)
-        reps = replicas.start_all(
-            procs, args.levee_bin, work_dir, layout.upstream_cpus, args.replica_threads
-        )
-        replicas.preload(reps, args.keys)
-        rows, notes, profiles = run_gets(procs, args, layout, reps, work_dir)
-        writes = [] if args.no_writes else run_writes(procs, args, layout, reps, work_dir)
+        origin = "not run"
+        if needs_levee_bin(args):
+            # A private copy: others rebuilding target/release mid-run must
+            # not change the binary between the targets of one run.
+            args.levee_bin = Path(shutil.copy2(args.levee_bin, work_dir / "levee"))
+            origin = levee_origin(args, original_bin)
+        if "levee-wasm" in args.targets:
+            args.plugins_dir = private_plugins(args.plugins_dir, work_dir)
+        sections = [run_mode(kind, args, layout, work_dir) for kind in args.upstream]
     elapsed_s = time.monotonic() - started
     today = datetime.date.today().isoformat()
     text = report.render(
         f"levee peer benchmark, {today}",
-        preamble(args, layout, load_before, loadavg(), elapsed_s),
-        rows,
-        notes,
-        profiles,
-        writes,
+        preamble(args, layout, origin, load_before, loadavg(), elapsed_s),
+        sections,
         args.connections,
         args.write_connections,
     )
-    out = args.out or BENCH_DIR / "results" / f"peers-{today}.md"
+    out = args.out or default_out(BENCH_DIR / "results", today)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print()

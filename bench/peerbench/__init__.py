@@ -1,5 +1,6 @@
 """The peer benchmark's machinery: levee, HAProxy, nginx and the bare upstream
-measured side by side in one run, on the same replicas and the same keys.
+measured side by side in one run, in front of the same upstreams, with the
+same load.
 
 Why Python and not bash: the harness has to read ports that processes pick
 for themselves, poll for readiness with a bound, sum the peak RSS of a
@@ -9,11 +10,14 @@ half-way. Those are a few lines each here and fragile in bash.
 Modules, one concept each:
 - `procs`: starting processes (pinned, logged) and stopping them by PID.
 - `probe`: tiny HTTP client for preloading, readiness and correctness checks.
+- `templates`: config files from the templates, free loopback ports.
+- `upstreams`: the three upstreams, cheap nginx `return 200` (default) or
+  kv-replicas, and the body a GET must return.
 - `replicas`: the three `levee kv-replica` upstreams and their fault knob.
 - `levee`: the levee configuration this benchmark runs (the one integration point).
 - `targets`: how each peer is started (direct, HAProxy, nginx, levee).
 - `wrk`: running wrk and reading its result line.
 - `cpu`: where the CPU went during a run (ours per process, and foreign).
 - `profile`: `perf record` of each levee, samples grouped by what they run.
-- `report`: the Markdown table, the ratios and the goals.
+- `report`: the Markdown tables, the ratios, the bottleneck check, the goals.
 """

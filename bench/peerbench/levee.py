@@ -1,11 +1,16 @@
 """The levee configuration the benchmark runs: the one place that knows
 levee's config schema (host/src/config.rs) and URL scheme.
 
-Two flavours serve the same service over the same three replicas and differ
-only in `policies`: "wasm" binds the example plugins built into
-`plugins/dist/` (retry-backoff, route-affinity), "native" binds nothing, so
-levee's built-in implementations of the same policies run. Everything else
-is left at levee's defaults, which is what an operator would get.
+Two flavours serve the same service over the same three upstreams and
+differ only in `policies`: "wasm" binds the example plugins (retry-backoff,
+route-affinity; built into `plugins/dist/`, or taken from `--plugins-dir`),
+"native" binds nothing, so levee's built-in implementations of the same
+policies run. Everything else is left at levee's defaults, which is what an
+operator would get.
+
+Checked against `levee serve --config` of levee 0.1.0: the config below is
+what `peers.py` writes, and `check_bindings` refuses a run whose plugins did
+not bind.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ READY_PATH = "/_levee/healthz"
 # `levee serve` prints this first; the config binds port 0 so the OS picks.
 LISTENING_PATTERN = r"listening data=(\S+):(\d+) admin=(\S+):(\d+)"
 REPO_DIR = Path(__file__).resolve().parent.parent.parent
-PLUGIN_DIR = REPO_DIR / "plugins" / "dist"
+DEFAULT_PLUGIN_DIR = REPO_DIR / "plugins" / "dist"
 WASM_POLICIES = {
     "retry": {"plugin": "retry-backoff"},
     "routing": {"plugin": "route-affinity"},
@@ -36,7 +41,18 @@ def path_prefix() -> str:
     return f"/{SERVICE}/kv/"
 
 
-def config(flavour: str, replicas: list[Replica], data_dir: Path, write_quorum: int = 2) -> dict:
+def plugin_files() -> list[str]:
+    """The components the Wasm flavour needs in its plugin directory."""
+    return sorted(f"{binding['plugin']}.wasm" for binding in WASM_POLICIES.values())
+
+
+def config(
+    flavour: str,
+    replicas: list[Replica],
+    data_dir: Path,
+    plugin_dir: Path = DEFAULT_PLUGIN_DIR,
+    write_quorum: int = 2,
+) -> dict:
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown levee flavour {flavour!r}, expected one of {FLAVOURS}")
     service = {
@@ -52,7 +68,7 @@ def config(flavour: str, replicas: list[Replica], data_dir: Path, write_quorum: 
     return {
         "listeners": {"data": "127.0.0.1:0", "admin": "127.0.0.1:0"},
         "data_dir": str(data_dir),
-        "plugin_dir": str(PLUGIN_DIR),
+        "plugin_dir": str(plugin_dir),
         "services": [service],
     }
 

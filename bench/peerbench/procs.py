@@ -89,8 +89,9 @@ class Spawned:
         )
 
     def tree_pids(self) -> list[int]:
-        """This process and its direct children (nginx's workers)."""
-        return [self.pid] + children_of(self.pid)
+        """This process and all its descendants (nginx's master and workers;
+        HAProxy and levee are one process with threads)."""
+        return tree_pids(self.pid)
 
     def peak_rss_bytes(self) -> int:
         """Sum of VmHWM over the process tree: the memory it really touched."""
@@ -110,37 +111,76 @@ class Spawned:
                     pass  # the thread ended meanwhile
 
 
-def children_of(pid: int) -> list[int]:
-    children_path = Path(f"/proc/{pid}/task/{pid}/children")
+# Every reader below takes the /proc root as a parameter so the tests can
+# point it at a fake tree; the harness always uses the real one.
+PROC = Path("/proc")
+# Bound on the process tree walk: a proxy has a handful of processes.
+TREE_PIDS_MAX = 256
+
+
+def children_of(pid: int, proc: Path = PROC) -> list[int]:
+    """Children of every thread of `pid` (a child's parent is the thread
+    that forked it, and /proc lists it under that thread only)."""
+    children: list[int] = []
     try:
-        return [int(child) for child in children_path.read_text().split()]
+        tids = sorted(os.listdir(proc / str(pid) / "task"), key=int)
     except OSError:
         return []
+    for tid in tids:
+        try:
+            text = (proc / str(pid) / "task" / tid / "children").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        children += [int(child) for child in text.split()]
+    return children
 
 
-def peak_rss_of(pid: int) -> int:
+def tree_pids(pid: int, proc: Path = PROC) -> list[int]:
+    """`pid` and its descendants, breadth first, bounded."""
+    found, queue = [], [pid]
+    while queue and len(found) < TREE_PIDS_MAX:
+        current = queue.pop(0)
+        if current in found:
+            continue
+        found.append(current)
+        queue += children_of(current, proc)
+    return found
+
+
+def parse_vmhwm_bytes(status_text: str) -> int:
+    """VmHWM (peak resident set) from the text of /proc/PID/status, in bytes."""
+    match = re.search(r"^VmHWM:\s+(\d+)\s+kB$", status_text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def peak_rss_of(pid: int, proc: Path = PROC) -> int:
     """VmHWM of one process in bytes, 0 if it is gone."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        return parse_vmhwm_bytes((proc / str(pid) / "status").read_text())
     except OSError:
         return 0
-    match = re.search(r"^VmHWM:\s+(\d+)\s+kB$", status, re.MULTILINE)
-    return int(match.group(1)) * 1024 if match else 0
 
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds_of(pid: int) -> float:
+def parse_cpu_ticks(stat_text: str) -> int:
+    """utime + stime, in clock ticks, from the text of /proc/PID/stat. The
+    figures cover every thread of the process, live or ended; the time of
+    children it reaped (cutime, cstime) is not included."""
+    # The command name (field 2) may contain spaces and ')'; fields resume
+    # after the last ')'. utime and stime are fields 14 and 15.
+    fields = stat_text[stat_text.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds_of(pid: int, proc: Path = PROC) -> float:
     """utime + stime of one process (all its threads), 0 if it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = (proc / str(pid) / "stat").read_text()
     except OSError:
         return 0.0
-    # The command name (field 2) may contain spaces; fields resume after ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    utime_ticks, stime_ticks = int(fields[11]), int(fields[12])
-    return (utime_ticks + stime_ticks) / CLOCK_TICKS_PER_S
+    return parse_cpu_ticks(stat) / CLOCK_TICKS_PER_S
 
 
 class Processes:
@@ -189,7 +229,7 @@ class Processes:
             self._live.remove(spawned)
         if spawned.popen.poll() is not None:
             return
-        children = children_of(spawned.pid)
+        children = tree_pids(spawned.pid)[1:]
         spawned.popen.send_signal(signal.SIGTERM)
         try:
             spawned.popen.wait(timeout=STOP_GRACE_S)
@@ -204,7 +244,7 @@ class Processes:
         graceful shutdowns overlap, then each gets the rest of one grace
         period before SIGKILL."""
         live = [spawned for spawned in reversed(self._live) if spawned.popen.poll() is None]
-        children = {spawned.pid: children_of(spawned.pid) for spawned in live}
+        children = {spawned.pid: tree_pids(spawned.pid)[1:] for spawned in live}
         for spawned in live:
             try:
                 spawned.popen.send_signal(signal.SIGTERM)

@@ -2,8 +2,11 @@
 
 Ratios rather than absolute numbers are the point: absolute requests per
 second on a shared two-core VM say little, but two proxies measured in the
-same run, against the same replicas, with the same load, compare fairly.
-Goals are checked and stated plainly, met or not.
+same run, against the same upstreams, with the same load, compare fairly.
+Next to throughput, CPU µs per request is the proxy's cost independent of
+how many cores it got. Goals are checked and stated plainly, met or not,
+and so is the bench's own premise: that the proxies, not the upstreams,
+limited the throughput.
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ MIB = 1024 * 1024
 RSS_BYTES_GOAL = 128 * MIB
 WASM_COST_GOAL = 0.05  # Wasm may cost at most 5% of native throughput
 SLOW_REPLICA_P50_GOAL = 0.20  # a slow replica may add at most 20% to write p50
+# The bottleneck check: the proxies, not the upstreams, must limit a run.
+# Direct (wrk and one upstream, no proxy) must be at least this much faster
+# than the fastest proxy...
+DIRECT_HEADROOM = 1.5
+# ...no single upstream (one worker each) may be busier than this, in
+# cores, during any proxy's best round...
+UPSTREAM_BUSY_MAX = 0.7
+# ...and each proxy must spend more CPU per request than all upstreams
+# together (for a proxy: its own µs/req > the upstreams' µs/req).
+PROXIES = ("haproxy", "nginx", "levee-native", "levee-wasm")
 
 
 @dataclass
@@ -26,7 +39,7 @@ class Row:
     name: str
     description: str
     result: WrkResult
-    # Of the process tree serving the target (direct: the replica itself).
+    # Of the process tree serving the target (direct: the upstream itself).
     peak_rss_bytes: int
     # Where the CPU went during the measured (best) run.
     usage: Usage
@@ -35,7 +48,15 @@ class Row:
 
     @property
     def cpu_us_per_request(self) -> float:
+        """The target's process tree (every nginx/HAProxy worker, every
+        levee thread): utime + stime over the measured run, per request."""
         return self.usage.target_s * 1_000_000 / self.result.requests if self.result.requests else 0.0
+
+    @property
+    def upstream_us_per_request(self) -> float:
+        """The same for the upstreams (all of them; for `direct`, the other
+        two, which are idle)."""
+        return self.usage.upstream_s * 1_000_000 / self.result.requests if self.result.requests else 0.0
 
 
 @dataclass
@@ -44,6 +65,18 @@ class WriteRow:
     # The round with the highest throughput, as for GET.
     result: WrkResult
     rounds_p50_us: list[int]
+
+
+@dataclass
+class Section:
+    """Everything measured against one kind of upstreams."""
+
+    kind: str  # "nginx" or "kv-replica"
+    upstreams: str  # one line describing them
+    rows: list[Row]
+    notes: list[str]
+    profiles: dict[str, Profile | None]
+    writes: list[WriteRow]
 
 
 def errors_text(result: WrkResult) -> str:
@@ -65,25 +98,70 @@ def _find(rows: list[Row], name: str) -> Row | None:
     return next((row for row in rows if row.name == name), None)
 
 
+def _times(row: Row, base: Row | None) -> str:
+    """Throughput relative to a peer: 0.50× means half its req/s."""
+    return _ratio(row.result.rps, base.result.rps) if base else "n/a"
+
+
 def gets_table(rows: list[Row]) -> list[str]:
     haproxy = _find(rows, "haproxy")
-    direct = _find(rows, "direct")
+    nginx = _find(rows, "nginx")
     lines = [
-        "| target | req/s | p50 ms | p99 ms | peak RSS MiB | vs HAProxy | vs direct "
-        "| CPU µs/req | errors | req/s per round |",
+        "| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | × HAProxy "
+        "| × nginx | errors | req/s per round |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         result = row.result
         lines.append(
             f"| {row.description} | {result.rps:,.0f} | {_ms(result.p50_us)} | "
-            f"{_ms(result.p99_us)} | {row.peak_rss_bytes / MIB:.1f} | "
-            f"{_ratio(result.rps, haproxy.result.rps) if haproxy else 'n/a'} | "
-            f"{_ratio(result.rps, direct.result.rps) if direct else 'n/a'} | "
-            f"{row.cpu_us_per_request:.1f} | {errors_text(result)} | "
+            f"{_ms(result.p99_us)} | {row.cpu_us_per_request:.1f} | "
+            f"{row.peak_rss_bytes / MIB:.1f} | {_times(row, haproxy)} | {_times(row, nginx)} | "
+            f"{errors_text(result)} | "
             f"{' / '.join(f'{rps:,.0f}' for rps in row.rounds_rps)} |"
         )
     return lines
+
+
+def bottleneck_check(rows: list[Row]) -> str:
+    """The bench's own sanity line: were the upstreams (or wrk) what
+    limited the proxies? If so the throughput column compares nothing."""
+    proxies = [row for row in rows if row.name in PROXIES and row.result.requests]
+    if not proxies:
+        return ""
+    findings, ok = [], True
+    direct = _find(rows, "direct")
+    fastest = max(proxies, key=lambda row: row.result.rps)
+    if direct:
+        headroom = direct.result.rps / fastest.result.rps
+        ok &= headroom >= DIRECT_HEADROOM
+        findings.append(
+            f"direct to one upstream did {direct.result.rps:,.0f} req/s, {headroom:.2f}× the "
+            f"fastest proxy ({fastest.name}, {fastest.result.rps:,.0f}; wanted ≥ "
+            f"{DIRECT_HEADROOM:.1f}×)"
+        )
+    per_request = [
+        (row.name, row.cpu_us_per_request, row.upstream_us_per_request) for row in proxies
+    ]
+    ok &= all(proxy_us > upstream_us for _, proxy_us, upstream_us in per_request)
+    findings.append(
+        "CPU µs/req proxy vs all upstreams together: "
+        + ", ".join(f"{name} {proxy_us:.1f} vs {upstream_us:.1f}"
+                    for name, proxy_us, upstream_us in per_request)
+    )
+    busiest = max(proxies, key=lambda row: row.usage.upstream_max_cores)
+    ok &= busiest.usage.upstream_max_cores <= UPSTREAM_BUSY_MAX
+    findings.append(
+        f"the busiest single upstream used {busiest.usage.upstream_max_cores:.2f} of a core "
+        f"(during {busiest.name}'s best round; its limit is 1 worker, wanted ≤ "
+        f"{UPSTREAM_BUSY_MAX:.1f})"
+    )
+    verdict = (
+        "**the proxies were the bottleneck**" if ok
+        else "**warning: the upstreams (or wrk) may have limited the proxies**; compare CPU "
+        "µs/req rather than req/s"
+    )
+    return f"Bottleneck check: {verdict}. " + "; ".join(findings) + "."
 
 
 def cpu_table(rows: list[Row]) -> list[str]:
@@ -91,18 +169,19 @@ def cpu_table(rows: list[Row]) -> list[str]:
     core was: tells which side limited the throughput."""
     cpus = sorted({cpu for row in rows for cpu in row.usage.busy})
     lines = [
-        "| target | target µs/req | replicas µs/req | wrk µs/req | "
+        "| target | target µs/req | upstreams µs/req | busiest upstream, cores | wrk µs/req | "
+        "irq+softirq µs/req | "
         + " | ".join(f"CPU{cpu} busy" for cpu in cpus)
         + " | foreign load, cores |",
-        "|---|---:|---:|---:|" + "---:|" * len(cpus) + "---:|",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(cpus) + "---:|",
     ]
     for row in rows:
         usage, requests = row.usage, max(row.result.requests, 1)
-        per_request = [usage.target_s, usage.upstream_s, usage.wrk_s]
         lines.append(
-            f"| {row.name} | "
-            + " | ".join(f"{seconds * 1_000_000 / requests:.1f}" for seconds in per_request)
-            + " | "
+            f"| {row.name} | {usage.target_s * 1_000_000 / requests:.1f} | "
+            f"{usage.upstream_s * 1_000_000 / requests:.1f} | {usage.upstream_max_cores:.2f} | "
+            f"{usage.wrk_s * 1_000_000 / requests:.1f} | "
+            f"{usage.irq_s * 1_000_000 / requests:.1f} | "
             + " | ".join(f"{usage.busy.get(cpu, 0.0):.0%}" for cpu in cpus)
             + f" | {usage.foreign_cores:.2f} |"
         )
@@ -228,9 +307,8 @@ def cpu_context(rows: list[Row]) -> str:
         if peer.cpu_us_per_request
     ]
     return (
-        "Context: CPU per request (best rounds, noisy): " + ", ".join(parts) + ". Where "
-        "the proxy, not wrk and the replicas, is the bottleneck, throughput per core "
-        "follows these ratios."
+        "levee's CPU per request relative to the peers' (best rounds): " + ", ".join(parts)
+        + ". Where the proxy is the bottleneck, throughput per core follows these ratios."
     )
 
 
@@ -240,8 +318,12 @@ def wasm_vs_native(rows: list[Row]) -> str:
     if not (wasm and native):
         return ""
     return (
-        f"Wasm vs native throughput: **{wasm.result.rps / native.result.rps:.3f}** "
-        f"({wasm.result.rps:,.0f} vs {native.result.rps:,.0f} req/s)."
+        f"levee Wasm/native: throughput **{wasm.result.rps / native.result.rps:.3f}×** "
+        f"({wasm.result.rps:,.0f} vs {native.result.rps:,.0f} req/s), CPU per request "
+        f"{_ratio(wasm.cpu_us_per_request, native.cpu_us_per_request)} "
+        f"({wasm.cpu_us_per_request:.1f} vs {native.cpu_us_per_request:.1f} µs), p99 "
+        f"{_ratio(wasm.result.p99_us, native.result.p99_us)}, peak RSS "
+        f"{_ratio(wasm.peak_rss_bytes, native.peak_rss_bytes)}."
     )
 
 
@@ -255,43 +337,57 @@ def slow_vs_fast(writes: list[WriteRow]) -> str:
     )
 
 
+SECTION_TITLES = {
+    "nginx": "cheap nginx upstreams (`return 200`)",
+    "kv-replica": "kv-replica upstreams (`levee kv-replica`)",
+}
+
+
+def section_lines(section: Section, get_connections: int, write_connections: int) -> list[str]:
+    rows = section.rows
+    title = SECTION_TITLES.get(section.kind, section.kind)
+    lines = [f"## GET, {get_connections} connections, {title}", "",
+             f"Upstreams: {section.upstreams}.", ""]
+    lines += gets_table(rows)
+    for paragraph in [bottleneck_check(rows), wasm_vs_native(rows), cpu_context(rows),
+                      *section.notes]:
+        if paragraph:
+            lines += ["", paragraph]
+    lines += ["", "Where the CPU went in each target's best round (upstreams: all three "
+              "together, except a `direct` target itself; busiest upstream: the one "
+              "upstream that used the most CPU, in cores; irq+softirq: the whole machine's "
+              "interrupt time, mostly our loopback TCP, in no process's figure; foreign: "
+              "busy time of processes outside this run):", ""]
+    lines += cpu_table(rows)
+    if section.profiles:
+        lines += ["", "Where levee's CPU goes (`perf record`, 999 Hz, self time grouped by "
+                  "code, one extra run per levee under the same load):", ""]
+        lines += profile_table(section.profiles)
+        cost = profile_cost(section.profiles)
+        if cost:
+            lines += ["", cost]
+    if section.writes:
+        lines += [
+            "",
+            f"### Quorum writes through levee (PUT, W=2 of N=3, {write_connections} "
+            f"connections, kv-replica upstreams)",
+            "",
+        ]
+        lines += writes_table(section.writes)
+        lines += ["", slow_vs_fast(section.writes)]
+    lines += ["", f"### Goals ({section.kind} upstreams)", ""]
+    lines += goals(rows, section.writes, section.profiles)
+    return lines
+
+
 def render(
     title: str,
     preamble: list[str],
-    rows: list[Row],
-    notes: list[str],
-    profiles: dict[str, Profile | None],
-    writes: list[WriteRow],
+    sections: list[Section],
     get_connections: int,
     write_connections: int,
 ) -> str:
-    lines = [f"# {title}", "", *preamble, "", f"## GET, {get_connections} connections", ""]
-    lines += gets_table(rows)
-    for paragraph in [wasm_vs_native(rows), *notes]:
-        if paragraph:
-            lines += ["", paragraph]
-    lines += ["", "Where the CPU went in each target's best round (replicas: the three "
-              "kv-replicas except a `direct` target itself; foreign: busy time of "
-              "processes outside this run):", ""]
-    lines += cpu_table(rows)
-    if profiles:
-        lines += ["", "Where levee's CPU goes (`perf record`, 999 Hz, self time grouped by "
-                  "code, one extra run per levee under the same load):", ""]
-        lines += profile_table(profiles)
-        cost = profile_cost(profiles)
-        if cost:
-            lines += ["", cost]
-    if writes:
-        lines += [
-            "",
-            f"## Quorum writes through levee (PUT, W=2 of N=3, {write_connections} connections)",
-            "",
-        ]
-        lines += writes_table(writes)
-        lines += ["", slow_vs_fast(writes)]
-    lines += ["", "## Goals", ""]
-    lines += goals(rows, writes, profiles)
-    context = cpu_context(rows)
-    if context:
-        lines += ["", context]
+    lines = [f"# {title}", "", *preamble]
+    for section in sections:
+        lines += ["", *section_lines(section, get_connections, write_connections)]
     return "\n".join(lines) + "\n"

@@ -1,28 +1,25 @@
-"""How each peer is started in front of the same three replicas.
+"""How each peer is started in front of the same three upstreams.
 
-A target is "something wrk can hit that serves GET /kv/<key>": the bare
-replica, HAProxy, nginx, or levee with one of its policy configurations.
-Each start function returns a `Running` whose `process` is what the RSS
-column measures, and does not return until the target has proven it serves
-the preloaded values (see `verify`).
+A target is "something wrk can hit that serves GET /kv/<key>": one upstream
+alone (`direct`), HAProxy, nginx, or levee with one of its policy
+configurations. Each start function returns a `Running` whose `process` is
+the tree the CPU and RSS columns measure, and does not return until the
+target has proven it serves the expected bodies (see `verify`).
 """
 
 from __future__ import annotations
 
-import grp
 import json
-import os
-import pwd
-import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from . import levee, probe
 from .procs import Processes, Spawned
-from .replicas import Replica, key_name, value_of
+from .replicas import key_name
+from .templates import free_port, own_user_and_group, render
+from .upstreams import Upstreams
 
-BENCH_DIR = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 15.0
 # Keys fetched through a target before it is measured: every VERIFY_STEP-th
 # key below VERIFY_KEYS_SPAN, spread over the keyspace, not only its start.
@@ -37,9 +34,10 @@ class Running:
     host: str
     port: int
     path_prefix: str
-    # What the RSS column measures; None when the target is not ours to stop.
+    # The process tree the CPU and RSS columns measure.
     process: Spawned
-    # True when the harness must stop it after the measurement.
+    # True when the harness must stop it after the measurement (`direct`
+    # is an upstream: it stops with the others).
     owned: bool = True
     # levee only: its admin listener, for checking which policies ran.
     admin: tuple[str, int] | None = None
@@ -49,90 +47,78 @@ class Running:
         return f"http://{self.host}:{self.port}"
 
 
-def free_port() -> int:
-    """A port the OS considers free now. HAProxy and nginx cannot bind :0
-    and report it, so we ask the OS, then hand the number over at once."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def direct(ups: Upstreams) -> Running:
+    """The upstream alone: wrk talks straight to the first one."""
+    first = ups.members[0]
+    running = Running("direct", first.host, first.port, "/kv/", first.process, owned=False)
+    return _await_serving(running, ups.expected_of)
 
 
-def render(template_name: str, values: dict[str, str]) -> str:
-    """Fills {{name}} placeholders; a leftover placeholder is a bug."""
-    text = (BENCH_DIR / template_name).read_text()
-    for name, value in values.items():
-        text = text.replace("{{" + name + "}}", value)
-    leftover = re.search(r"\{\{\w+\}\}", text)
-    if leftover:
-        raise ValueError(f"{template_name}: no value for {leftover.group(0)}")
-    return text
-
-
-def direct(replicas: list[Replica]) -> Running:
-    """The upstream alone: wrk talks straight to the first replica."""
-    first = replicas[0]
-    return Running("direct", first.host, first.port, "/kv/", first.process, owned=False)
-
-
-def haproxy(procs, replicas, work_dir: Path, cpus, threads: int) -> Running:
-    port = free_port()
+def haproxy_config(listen: str, ups: Upstreams, threads: int) -> str:
     servers = "\n".join(
-        f"    server {replica.name} {replica.host}:{replica.port}" for replica in replicas
+        f"    server {member.name} {member.host}:{member.port}" for member in ups.members
     )
-    config = render(
-        "haproxy.cfg.tmpl",
-        {"threads": str(threads), "listen": f"127.0.0.1:{port}", "servers": servers},
+    return render(
+        "haproxy.cfg.tmpl", {"threads": str(threads), "listen": listen, "servers": servers}
     )
+
+
+def haproxy(procs, ups: Upstreams, work_dir: Path, cpus, threads: int) -> Running:
+    port = free_port()
     config_path = work_dir / "haproxy.cfg"
-    config_path.write_text(config)
+    config_path.write_text(haproxy_config(f"127.0.0.1:{port}", ups, threads))
     # -db: stay in the foreground, so the PID we hold is the one serving.
     spawned = procs.spawn("haproxy", ["haproxy", "-db", "-f", str(config_path)], cpus=cpus)
-    return _await_serving(Running("haproxy", "127.0.0.1", port, "/kv/", spawned))
+    return _await_serving(Running("haproxy", "127.0.0.1", port, "/kv/", spawned), ups.expected_of)
 
 
-def nginx(procs, replicas, work_dir: Path, cpus, workers: int) -> Running:
-    port = free_port()
-    prefix = work_dir / "nginx"
-    prefix.mkdir(exist_ok=True)
+def nginx_config(listen: str, ups: Upstreams, prefix: Path, workers: int) -> str:
     servers = "\n".join(
-        f"        server {replica.host}:{replica.port} max_fails=3 fail_timeout=10s;"
-        for replica in replicas
+        f"        server {member.host}:{member.port} max_fails=3 fail_timeout=10s;"
+        for member in ups.members
     )
-    config = render(
+    return render(
         "nginx.conf.tmpl",
         {
+            **own_user_and_group(),
             "workers": str(workers),
-            "user": pwd.getpwuid(os.getuid()).pw_name,
-            "group": grp.getgrgid(os.getgid()).gr_name,
             "dir": str(prefix),
-            "listen": f"127.0.0.1:{port}",
+            "listen": listen,
             "servers": servers,
         },
     )
+
+
+def nginx(procs, ups: Upstreams, work_dir: Path, cpus, workers: int) -> Running:
+    port = free_port()
+    prefix = work_dir / "nginx"
+    prefix.mkdir(exist_ok=True)
     config_path = prefix / "nginx.conf"
-    config_path.write_text(config)
+    config_path.write_text(nginx_config(f"127.0.0.1:{port}", ups, prefix, workers))
     spawned = procs.spawn(
         "nginx", ["nginx", "-p", str(prefix), "-c", str(config_path)], cpus=cpus
     )
-    return _await_serving(Running("nginx", "127.0.0.1", port, "/kv/", spawned))
+    return _await_serving(Running("nginx", "127.0.0.1", port, "/kv/", spawned), ups.expected_of)
 
 
 def levee_target(
     procs: Processes,
     levee_bin: Path,
-    replicas: list[Replica],
+    plugin_dir: Path,
+    ups: Upstreams,
     work_dir: Path,
     cpus,
     threads: int,
     flavour: str,
     name: str,
 ) -> Running:
-    """levee serving one service over the three replicas; `flavour` picks
+    """levee serving one service over the three upstreams; `flavour` picks
     the policy set (see `levee.FLAVOURS`), `name` its process and dir."""
     instance_dir = work_dir / name
     instance_dir.mkdir()
     config_path = instance_dir / "levee.json"
-    config_path.write_text(json.dumps(levee.config(flavour, replicas, instance_dir), indent=2))
+    config = levee.config(flavour, ups.members, instance_dir, plugin_dir)
+    config_path.write_text(json.dumps(config, indent=2))
     spawned = procs.spawn(
         name,
         [str(levee_bin), "serve", "--config", str(config_path)],
@@ -146,24 +132,26 @@ def levee_target(
     probe.wait_status(host, port, levee.READY_PATH, 200, START_TIMEOUT_S)
     running = Running(name, host, port, levee.path_prefix(), spawned, admin=admin)
     levee.check_bindings(flavour, admin)
-    return _await_serving(running)
+    return _await_serving(running, ups.expected_of)
 
 
-def _await_serving(running: Running) -> Running:
+def _await_serving(running: Running, expected_of: Callable[[int], bytes]) -> Running:
     """Bounded wait until the first key comes back, then the full check."""
     first_key_path = f"{running.path_prefix}{key_name(0)}"
     try:
         probe.wait_status(running.host, running.port, first_key_path, 200, START_TIMEOUT_S)
     except probe.ProbeError as error:
         raise probe.ProbeError(f"{running.name}: {error}\n{running.process.log_tail()}") from error
-    verify(running)
+    verify(running, expected_of)
     return running
 
 
-def verify(running: Running):
-    """GETs a spread of keys through the target, as wrk will, and checks
-    each body is the preloaded value."""
-    _verify_bodies(running, value_of)
+def verify(running: Running, expected_of: Callable[[int], bytes]):
+    """GETs a spread of keys through the target, as wrk will (path and
+    `x-key` header), and checks each answer is 200 with the body the
+    upstreams serve for that key: the preloaded value (kv-replica) or the
+    fixed body (nginx). A target answering errors fast cannot win."""
+    _verify_bodies(running, expected_of)
 
 
 def written_value_of(index: int) -> bytes:
