@@ -21,7 +21,7 @@
 #
 # Each core module is then wrapped into a component by tools/componentize
 # (a root-workspace binary using the wit-component crate), which also refuses
-# any import beyond levee's host interface.
+# any import beyond levee's host and request interfaces (contract 0.2.0).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

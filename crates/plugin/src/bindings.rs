@@ -1,21 +1,36 @@
-//! `bindgen!` output for the three worlds of `wit/levee-policy.wit`.
+//! `bindgen!` output for the three worlds of `wit/levee-policy.wit`
+//! (`levee:policy@0.2.0`).
 //!
 //! Why three invocations: a world is the unit `bindgen!` generates a typed
 //! instance for, and levee loads plugins of three different worlds. The
-//! worlds share the `types` and `host` interfaces, so the retry world
-//! generates them once and the other two map onto those modules with
+//! worlds share the `types`, `host` and `request` interfaces, so the retry
+//! world generates them once and the other two map onto those modules with
 //! `with:`. That way there is exactly one Rust type per WIT type and one
 //! `Host` implementation serves every plugin (see [`crate::host`]).
+//!
+//! The `request` resource is mapped onto [`crate::host::LentRequest`]: the
+//! host never keeps requests in a table; it lends the caller's
+//! `RequestView` for the duration of one call (see
+//! [`crate::host::with_request`]), and the resource's methods are
+//! `trappable` so that a method reached without a lent request (impossible
+//! from a valid guest) traps instead of answering.
 //!
 //! Nothing here is public: the rest of the crate converts between these
 //! generated types and the plain-Rust types of `levee_policy` at the
 //! boundary ([`crate::convert`]), so callers never see `bindgen!` output.
 
-/// The `retry-policy` world, plus the shared `types` and `host` interfaces.
+/// The `retry-policy` world, plus the shared `types`, `host` and `request`
+/// interfaces.
 pub(crate) mod retry {
     wasmtime::component::bindgen!({
         world: "retry-policy",
         path: "../../wit",
+        imports: {
+            "levee:policy/request": trappable,
+        },
+        with: {
+            "levee:policy/request.request": crate::host::LentRequest,
+        },
     });
 }
 
@@ -27,6 +42,7 @@ pub(crate) mod routing {
         with: {
             "levee:policy/types": super::retry::levee::policy::types,
             "levee:policy/host": super::retry::levee::policy::host,
+            "levee:policy/request": super::retry::levee::policy::request,
         },
     });
 }
@@ -47,8 +63,10 @@ pub(crate) mod checkpoint {
 pub(crate) use checkpoint::exports::levee::policy::checkpoint as wit_checkpoint;
 /// The `retry` export's own types (`decision`, `retry-plan`, `target`).
 pub(crate) use retry::exports::levee::policy::retry as wit_retry;
-/// The shared `host` interface (the plugin's only imports).
+/// The shared `host` interface (log, clock, random).
 pub(crate) use retry::levee::policy::host as wit_host;
+/// The shared `request` interface (the lent request resource).
+pub(crate) use retry::levee::policy::request as wit_request;
 /// The shared `types` interface.
 pub(crate) use retry::levee::policy::types as wit_types;
 /// The `routing` export's own types (`route-plan`).

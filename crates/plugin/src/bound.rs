@@ -14,18 +14,19 @@ use std::time::Instant;
 
 use levee_policy::limits::CONFIG_BYTES_MAX;
 use levee_policy::{
-    AttemptOutcome, CheckpointAction, LogStats, Node, RequestInfo, RetryContext, RetryDecision,
-    RoutePlan,
+    AttemptOutcome, Candidate, CheckpointAction, LogStats, RequestFacts, RequestView, RetryContext,
+    RetryDecision, RoutePlan,
 };
 
 use crate::component::Component;
 use crate::convert;
 use crate::engine::deadline_ticks;
 use crate::error::{Failure, LoadError};
-use crate::host::{PluginTag, short_version};
-use crate::instance::{Instance, WorldInstance};
+use crate::host::{PluginTag, lent_request_handle, short_version, with_request};
+use crate::instance::{Instance, WorldInstance, classify};
 use crate::kind::PolicyKind;
 use crate::limits::{Limits, ValidateLimits};
+use crate::nodes::NodeTable;
 use crate::pool::{InstantiateError, Pool, Recipe};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
@@ -134,58 +135,76 @@ impl BoundPlugin {
         self.counters.record_quarantined_call();
     }
 
-    /// The plugin's retry decision, before host sanitization.
+    /// The plugin's retry decision, before host sanitization. The
+    /// instance gets `nodes` first if it has another table.
     pub(crate) fn call_retry(
         &self,
-        request: &RequestInfo,
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
         outcome: &AttemptOutcome,
-        context: &RetryContext,
+        context: &RetryContext<'_>,
     ) -> Result<RetryDecision, Failure> {
-        let (request, outcome, context) = (
-            convert::request(request),
-            convert::outcome(outcome),
-            convert::retry_context(context),
-        );
+        let (facts, outcome) = (convert::facts(facts), convert::outcome(outcome));
         let limits = self.limits();
         self.with_instance(|instance| {
+            instance.give_nodes(nodes)?;
             let Instance {
                 store,
                 world: WorldInstance::Retry(world),
+                scratch,
+                ..
             } = instance
             else {
                 return Err(kind_mismatch(PolicyKind::Retry));
             };
-            let answer =
-                world
-                    .levee_policy_retry()
-                    .call_decide(&mut *store, &request, &outcome, &context);
-            let decision = answer.map_err(|e| instance.classify(&e))?;
+            let context = scratch.retry_context(context);
+            let answer = with_request(store, request, |store| {
+                world.levee_policy_retry().call_decide(
+                    store,
+                    lent_request_handle(),
+                    facts,
+                    outcome,
+                    context,
+                )
+            });
+            let decision = answer.map_err(|e| classify(store, &e))?;
             Ok(convert::retry_decision(decision, limits))
         })
     }
 
-    /// The plugin's route plan, before host sanitization.
+    /// The plugin's route plan, before host sanitization. The instance
+    /// gets `nodes` first if it has another table.
     pub(crate) fn call_route(
         &self,
-        request: &RequestInfo,
-        candidates: &[Node],
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
+        candidates: &[Candidate],
     ) -> Result<RoutePlan, Failure> {
-        let request = convert::request(request);
-        let candidates: Vec<_> = candidates.iter().map(convert::node).collect();
+        let facts = convert::facts(facts);
         let limits = self.limits();
         self.with_instance(|instance| {
+            instance.give_nodes(nodes)?;
             let Instance {
                 store,
                 world: WorldInstance::Routing(world),
+                scratch,
+                ..
             } = instance
             else {
                 return Err(kind_mismatch(PolicyKind::Routing));
             };
-            let answer =
-                world
-                    .levee_policy_routing()
-                    .call_route(&mut *store, &request, &candidates);
-            let plan = answer.map_err(|e| instance.classify(&e))?;
+            let candidates = scratch.candidates(candidates);
+            let answer = with_request(store, request, |store| {
+                world.levee_policy_routing().call_route(
+                    store,
+                    lent_request_handle(),
+                    facts,
+                    candidates,
+                )
+            });
+            let plan = answer.map_err(|e| classify(store, &e))?;
             convert::route_plan(plan, limits)
         })
     }
@@ -197,6 +216,7 @@ impl BoundPlugin {
             let Instance {
                 store,
                 world: WorldInstance::Checkpoint(world),
+                ..
             } = instance
             else {
                 return Err(kind_mismatch(PolicyKind::Checkpoint));
@@ -204,7 +224,7 @@ impl BoundPlugin {
             let answer = world
                 .levee_policy_checkpoint()
                 .call_decide(&mut *store, stats);
-            let action = answer.map_err(|e| instance.classify(&e))?;
+            let action = answer.map_err(|e| classify(store, &e))?;
             Ok(convert::checkpoint_action(action))
         })
     }

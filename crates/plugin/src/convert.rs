@@ -1,17 +1,23 @@
 //! Conversions between `levee_policy`'s plain types and the `bindgen!`
 //! types, with the size checks that belong at the boundary.
 //!
-//! Inbound (host → plugin) is infallible. Outbound (plugin → host) is where
-//! untrusted data enters: a route plan longer than
-//! [`crate::Limits::route_order_max`] is refused as
+//! Inbound (host → plugin) is infallible and, on the request path,
+//! allocation-free: facts and outcomes are scalars, and the two lists a
+//! call carries (route candidates, retry candidates) are written into
+//! buffers the instance keeps between calls ([`Scratch`]). The node table's
+//! strings are converted once per table ([`crate::NodeTable`]).
+//!
+//! Outbound (plugin → host) is where untrusted data enters: a route plan
+//! longer than [`crate::Limits::route_order_max`] is refused as
 //! [`Failure::InvalidOutput`]; a give-up reason longer than
 //! [`crate::Limits::returned_string_bytes_max`] is truncated (it is only
-//! text for logs). The semantic checks that apply to native answers too
-//! (unknown ids, clamping) live in [`crate::sanitize`].
+//! text for logs). A route plan's order is moved, not copied. The semantic
+//! checks that apply to native answers too (nodes that are not candidates,
+//! duplicates, clamping) live in [`crate::sanitize`].
 
 use levee_policy::{
-    AttemptOutcome, AttemptResult, CheckpointAction, ErrorKind, LogStats, Node, RequestInfo,
-    RetryContext, RetryDecision, RoutePlan, Target,
+    AttemptOutcome, AttemptResult, Candidate, CheckpointAction, ErrorKind, LogStats, Method,
+    NodeInfo, RequestFacts, RetryContext, RetryDecision, RoutePlan, Target,
 };
 
 use crate::bindings::{wit_checkpoint, wit_retry, wit_routing, wit_types};
@@ -19,26 +25,80 @@ use crate::error::Failure;
 use crate::host::truncate_to_char_boundary;
 use crate::limits::Limits;
 
-pub(crate) fn request(request: &RequestInfo) -> wit_types::RequestInfo {
-    wit_types::RequestInfo {
-        service: request.service.clone(),
-        method: request.method.clone(),
-        path: request.path.clone(),
-        routing_key: request.routing_key.clone(),
-        idempotent: request.idempotent,
-        headers: request.headers.clone(),
+/// Buffers an instance keeps between calls, so that lowering a call's
+/// lists allocates only while they grow.
+pub(crate) struct Scratch {
+    candidates: Vec<wit_types::Candidate>,
+    retry_context: wit_types::RetryContext,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Scratch {
+        Scratch {
+            candidates: Vec::new(),
+            retry_context: wit_types::RetryContext {
+                budget_remaining: 0,
+                deadline_remaining_ms: 0,
+                max_attempts: 0,
+                candidates: Vec::new(),
+            },
+        }
+    }
+
+    /// `candidates` in their WIT form, in the reused buffer.
+    pub(crate) fn candidates(&mut self, candidates: &[Candidate]) -> &[wit_types::Candidate] {
+        self.candidates.clear();
+        self.candidates.extend(candidates.iter().map(candidate));
+        &self.candidates
+    }
+
+    /// `context` in its WIT form, in the reused buffer.
+    pub(crate) fn retry_context(&mut self, context: &RetryContext<'_>) -> &wit_types::RetryContext {
+        let wit = &mut self.retry_context;
+        wit.budget_remaining = context.budget_remaining;
+        wit.deadline_remaining_ms = context.deadline_remaining_ms;
+        wit.max_attempts = context.max_attempts;
+        wit.candidates.clear();
+        wit.candidates.extend_from_slice(context.candidates);
+        wit
     }
 }
 
-pub(crate) fn node(node: &Node) -> wit_types::Node {
-    wit_types::Node {
+pub(crate) fn node_info(node: &NodeInfo) -> wit_types::NodeInfo {
+    wit_types::NodeInfo {
         id: node.id.clone(),
         address: node.address.clone(),
         zone: node.zone.clone(),
         weight: node.weight,
-        healthy: node.healthy,
-        failure_rate_permille: node.failure_rate_permille,
-        latency_ms: node.latency_ms,
+    }
+}
+
+pub(crate) fn candidate(candidate: &Candidate) -> wit_types::Candidate {
+    wit_types::Candidate {
+        node: candidate.node,
+        healthy: candidate.healthy,
+        failure_rate_permille: candidate.failure_rate_permille,
+        latency_ms: candidate.latency_ms,
+    }
+}
+
+fn method(method: Method) -> wit_types::Method {
+    match method {
+        Method::Get => wit_types::Method::Get,
+        Method::Head => wit_types::Method::Head,
+        Method::Post => wit_types::Method::Post,
+        Method::Put => wit_types::Method::Put,
+        Method::Delete => wit_types::Method::Delete,
+        Method::Patch => wit_types::Method::Patch,
+        Method::Options => wit_types::Method::Options,
+        Method::Other => wit_types::Method::Other,
+    }
+}
+
+pub(crate) fn facts(facts: RequestFacts) -> wit_types::RequestFacts {
+    wit_types::RequestFacts {
+        method: method(facts.method),
+        idempotent: facts.idempotent,
     }
 }
 
@@ -54,7 +114,7 @@ fn error_kind(kind: ErrorKind) -> wit_types::ErrorKind {
 
 pub(crate) fn outcome(outcome: &AttemptOutcome) -> wit_types::AttemptOutcome {
     wit_types::AttemptOutcome {
-        node_id: outcome.node_id.clone(),
+        node: outcome.node,
         attempt: outcome.attempt,
         result: match outcome.result {
             AttemptResult::Status(status) => wit_types::AttemptResult::Status(status),
@@ -62,15 +122,6 @@ pub(crate) fn outcome(outcome: &AttemptOutcome) -> wit_types::AttemptOutcome {
         },
         elapsed_ms: outcome.elapsed_ms,
         retry_after_ms: outcome.retry_after_ms,
-    }
-}
-
-pub(crate) fn retry_context(context: &RetryContext) -> wit_types::RetryContext {
-    wit_types::RetryContext {
-        budget_remaining: context.budget_remaining,
-        deadline_remaining_ms: context.deadline_remaining_ms,
-        max_attempts: context.max_attempts,
-        candidates: context.candidates.clone(),
     }
 }
 
@@ -93,7 +144,7 @@ pub(crate) fn retry_decision(decision: wit_retry::Decision, limits: &Limits) -> 
             target: match plan.target {
                 wit_retry::Target::Same => Target::Same,
                 wit_retry::Target::Next => Target::Next,
-                wit_retry::Target::Node(id) => Target::Node(id),
+                wit_retry::Target::Node(node) => Target::Node(node),
             },
         },
         wit_retry::Decision::GiveUp(mut reason) => {
@@ -105,7 +156,7 @@ pub(crate) fn retry_decision(decision: wit_retry::Decision, limits: &Limits) -> 
     }
 }
 
-/// A plugin's route plan; refused when it lists more ids than allowed.
+/// A plugin's route plan; refused when it lists more nodes than allowed.
 pub(crate) fn route_plan(
     plan: wit_routing::RoutePlan,
     limits: &Limits,
@@ -113,7 +164,7 @@ pub(crate) fn route_plan(
     let order_max = limits.route_order_max as usize;
     if plan.order.len() > order_max {
         return Err(Failure::InvalidOutput(format!(
-            "route plan lists {} node ids, more than the {order_max} allowed",
+            "route plan lists {} nodes, more than the {order_max} allowed",
             plan.order.len()
         )));
     }
@@ -128,5 +179,77 @@ pub(crate) fn checkpoint_action(action: wit_checkpoint::Action) -> CheckpointAct
         wit_checkpoint::Action::None => CheckpointAction::None,
         wit_checkpoint::Action::Checkpoint => CheckpointAction::Checkpoint,
         wit_checkpoint::Action::CheckpointAndCompact => CheckpointAction::CheckpointAndCompact,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_buffers_are_reused() {
+        let mut scratch = Scratch::new();
+        let many: Vec<Candidate> = (0..16)
+            .map(|node| Candidate {
+                node,
+                healthy: node % 2 == 0,
+                failure_rate_permille: node * 10,
+                latency_ms: 3,
+            })
+            .collect();
+        assert_eq!(scratch.candidates(&many).len(), 16);
+        let capacity = scratch.candidates.capacity();
+        let few = scratch.candidates(&many[..3]);
+        assert_eq!(few.len(), 3);
+        assert_eq!(
+            (few[2].node, few[2].healthy, few[2].failure_rate_permille),
+            (2, true, 20)
+        );
+        assert_eq!(scratch.candidates.capacity(), capacity);
+
+        let nodes = [4, 1, 7];
+        let context = RetryContext {
+            budget_remaining: 3,
+            deadline_remaining_ms: 900,
+            max_attempts: 4,
+            candidates: &nodes,
+        };
+        let wit = scratch.retry_context(&context);
+        assert_eq!(wit.candidates, vec![4, 1, 7]);
+        assert_eq!(
+            (
+                wit.budget_remaining,
+                wit.deadline_remaining_ms,
+                wit.max_attempts
+            ),
+            (3, 900, 4)
+        );
+        let wit = scratch.retry_context(&RetryContext {
+            candidates: &nodes[..1],
+            ..context
+        });
+        assert_eq!(wit.candidates, vec![4]);
+    }
+
+    #[test]
+    fn over_long_answers_are_refused_or_cut() {
+        let limits = Limits {
+            route_order_max: 2,
+            returned_string_bytes_max: 3,
+            ..Limits::default()
+        };
+        let long = wit_routing::RoutePlan {
+            order: vec![0, 1, 2],
+            hedge_delay_ms: None,
+        };
+        let error = route_plan(long, &limits).unwrap_err();
+        assert_eq!(
+            error,
+            Failure::InvalidOutput("route plan lists 3 nodes, more than the 2 allowed".into())
+        );
+        let reason = retry_decision(wit_retry::Decision::GiveUp("aéb".into()), &limits);
+        assert_eq!(reason, RetryDecision::GiveUp("aé".into()));
+        let reason = retry_decision(wit_retry::Decision::GiveUp("abcd".into()), &limits);
+        assert_eq!(reason, RetryDecision::GiveUp("abc".into()));
     }
 }

@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::kind::{HOST_INTERFACE, PolicyKind};
+use crate::kind::{HOST_INTERFACE, PolicyKind, REQUEST_INTERFACE, WIT_PACKAGE};
 
 /// Why a plugin could not be loaded, bound or checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,9 +57,25 @@ pub enum LoadError {
     #[error("ambiguous policy: the component exports several policy interfaces [{}]; a plugin implements exactly one world", exports.join(", "))]
     Ambiguous { exports: Vec<String> },
 
+    /// The component was built against another version of the policy
+    /// WIT (e.g. `levee:policy@0.1.0`, which passed strings on every call).
+    /// `found` is the package and version it names, e.g.
+    /// `levee:policy@0.1.0`; `interfaces` are its imports and exports that
+    /// name it.
+    #[error(
+        "built against {found}; this host speaks {WIT_PACKAGE}: rebuild it against wit/levee-policy.wit \
+         (the component names [{}])",
+        interfaces.join(", ")
+    )]
+    WitVersion {
+        found: String,
+        interfaces: Vec<String>,
+    },
+
     /// The component imports something a plugin may not have.
     #[error(
-        "forbidden imports [{}]: a policy plugin may import only {HOST_INTERFACE} (no WASI, files, network or clock)",
+        "forbidden imports [{}]: a policy plugin may import only {HOST_INTERFACE} and {REQUEST_INTERFACE} \
+         (no WASI, files, network or clock)",
         imports.join(", ")
     )]
     ForbiddenImports { imports: Vec<String> },
@@ -180,12 +196,12 @@ mod tests {
     fn wrong_world_names_expected_and_actual_exports() {
         let error = LoadError::WrongWorld {
             expected: PolicyKind::Retry,
-            exports: vec!["levee:policy/checkpoint@0.1.0".into()],
+            exports: vec!["levee:policy/checkpoint@0.2.0".into()],
         };
         assert_eq!(
             error.to_string(),
-            "expected world retry-policy (export levee:policy/retry@0.1.0), \
-             but the component exports [levee:policy/checkpoint@0.1.0]"
+            "expected world retry-policy (export levee:policy/retry@0.2.0), \
+             but the component exports [levee:policy/checkpoint@0.2.0]"
         );
     }
 
@@ -197,5 +213,19 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("wasi:cli/environment@0.2.0"), "{text}");
         assert!(text.contains(HOST_INTERFACE), "{text}");
+        assert!(text.contains(REQUEST_INTERFACE), "{text}");
+    }
+
+    #[test]
+    fn an_old_wit_version_names_both_versions() {
+        let error = LoadError::WitVersion {
+            found: "levee:policy@0.1.0".into(),
+            interfaces: vec!["levee:policy/retry@0.1.0".into()],
+        };
+        assert_eq!(
+            error.to_string(),
+            "built against levee:policy@0.1.0; this host speaks levee:policy@0.2.0: \
+             rebuild it against wit/levee-policy.wit (the component names [levee:policy/retry@0.1.0])"
+        );
     }
 }

@@ -1,25 +1,37 @@
-//! The store data of every plugin instance, and the `host` import.
+//! The store data of every plugin instance, and the `host` and `request`
+//! imports.
 //!
 //! [`HostState`] is what a plugin's `Store` carries: the tag naming the
 //! plugin in logs, the [`HostEnv`] behind `now-ms` and `random-u64`, the
-//! store limiter, and the per-call log quota. It implements the WIT `host`
-//! interface, the only thing a plugin can call:
+//! store limiter, the per-call log quota, and the request lent to the
+//! current call. It implements the WIT `host` and `request` interfaces, the
+//! only things a plugin can call:
 //! - `log`: forwarded to `tracing` with the plugin's name and version,
 //!   the message truncated to [`LOG_MESSAGE_BYTES_MAX`] and escaped (a
 //!   plugin cannot forge log lines), at most
 //!   [`crate::Limits::log_calls_per_call_max`] per policy call; the rest
 //!   are dropped and counted.
 //! - `now-ms`, `random-u64`: from the [`HostEnv`].
+//! - the `request` resource's methods: read from the caller's
+//!   [`RequestView`], lent for exactly one call by [`with_request`]; each
+//!   returns an owned copy of what it reads, bounded (path at
+//!   [`PATH_BYTES_MAX`], header values at [`HEADER_VALUE_BYTES_MAX`], cut
+//!   at a character boundary), and `header` answers `none` for credentials
+//!   whatever the case of the name.
 //!
 //! It also wraps wasmtime's [`StoreLimits`] so that a denied memory or
 //! table growth is remembered: the call's failure is then classified as
 //! [`crate::Failure::MemoryLimit`] rather than a generic trap.
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use levee_policy::RequestView;
+use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, PATH_BYTES_MAX, is_credential_header};
+use wasmtime::component::Resource;
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 
-use crate::bindings::{wit_host, wit_types};
+use crate::bindings::{wit_host, wit_request, wit_types};
 use crate::env::HostEnv;
 use crate::limits::Limits;
 use crate::stats::Counters;
@@ -45,6 +57,59 @@ pub(crate) struct HostState {
     /// `host.log` calls during the current policy call.
     log_calls: u32,
     log_calls_max: u32,
+    /// The request lent to the current call, if any (see [`with_request`]).
+    lent: LentView,
+}
+
+/// The `request` resource's Rust type: never instantiated. Handles carry
+/// no state (the host passes `Resource::new_borrow(0)`); what a method
+/// reads is the request lent to the call in progress.
+pub enum LentRequest {}
+
+/// The caller's request for the duration of one call, lifetime erased.
+///
+/// Only [`with_request`] sets it, and it clears it before returning (also
+/// on a trap, an error or a panic), so whenever it is `Some` the view it
+/// points to is alive and borrowed by the frame that called
+/// [`with_request`].
+struct LentView(Option<NonNull<dyn RequestView>>);
+
+// SAFETY: the pointer is only set while `with_request` runs on the thread
+// that owns the borrow, and only dereferenced by host functions, which
+// wasmtime runs on that same thread inside that call. A `HostState` moved
+// to another thread (an idle pooled instance) always holds `None`.
+unsafe impl Send for LentView {}
+
+/// The view the component model's borrow handle stands for: the plugin
+/// holds a `borrow<request>` only for the call that received it (the
+/// component model invalidates borrow handles when the call returns), and
+/// host functions only run inside a call, so the view outlives every use.
+pub(crate) fn with_request<R>(
+    store: &mut Store<HostState>,
+    request: &dyn RequestView,
+    call: impl FnOnce(&mut Store<HostState>) -> R,
+) -> R {
+    /// Clears the lent view when the call ends, however it ends.
+    struct Return<'s>(&'s mut Store<HostState>);
+    impl Drop for Return<'_> {
+        fn drop(&mut self) {
+            self.0.data_mut().lent = LentView(None);
+        }
+    }
+    let view: NonNull<dyn RequestView + '_> = NonNull::from(request);
+    // SAFETY: only the trait object's lifetime bound changes (same fat
+    // pointer). The erased pointer lives in the store only until `Return`
+    // drops at the end of this function, while `request` is still
+    // borrowed; see `LentView`.
+    let view: NonNull<dyn RequestView + 'static> = unsafe { std::mem::transmute(view) };
+    store.data_mut().lent = LentView(Some(view));
+    let guard = Return(store);
+    call(&mut *guard.0)
+}
+
+/// The handle the host passes for the lent request.
+pub(crate) fn lent_request_handle() -> Resource<LentRequest> {
+    Resource::new_borrow(0)
 }
 
 impl HostState {
@@ -70,6 +135,7 @@ impl HostState {
             growth_denied: false,
             log_calls: 0,
             log_calls_max: limits.log_calls_per_call_max,
+            lent: LentView(None),
         }
     }
 
@@ -77,6 +143,27 @@ impl HostState {
     pub(crate) fn begin_call(&mut self) {
         self.growth_denied = false;
         self.log_calls = 0;
+        self.lent = LentView(None);
+    }
+
+    /// The request lent to the call in progress; a trap when there is
+    /// none (a handle used outside the call that lent it, which the
+    /// component model already forbids).
+    fn lent_request(&self) -> wasmtime::Result<&dyn RequestView> {
+        match self.lent.0 {
+            // SAFETY: set only inside `with_request`, which keeps the view
+            // borrowed until it clears this field; host functions run only
+            // inside that call (see `LentView`).
+            Some(view) => Ok(unsafe { view.as_ref() }),
+            None => Err(wasmtime::format_err!(
+                "levee:policy/request used outside the call that lent it"
+            )),
+        }
+    }
+
+    /// The counters of the binding this instance belongs to.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Whether the limiter refused a memory or table growth since
@@ -177,6 +264,49 @@ impl wit_host::Host for HostState {
     }
 }
 
+/// Every `request` method is trappable: only a call without a lent request
+/// traps.
+impl wit_request::Host for HostState {}
+
+impl wit_request::HostRequest for HostState {
+    fn service(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<String> {
+        Ok(self.lent_request()?.service().to_owned())
+    }
+
+    fn method(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<String> {
+        Ok(self.lent_request()?.method().to_owned())
+    }
+
+    fn path(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<String> {
+        let path = self.lent_request()?.path();
+        Ok(truncate_to_char_boundary(path, PATH_BYTES_MAX).to_owned())
+    }
+
+    fn routing_key(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<String> {
+        Ok(self.lent_request()?.routing_key().to_owned())
+    }
+
+    fn header(
+        &mut self,
+        _: Resource<LentRequest>,
+        mut name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        let request = self.lent_request()?;
+        if is_credential_header(&name) {
+            return Ok(None);
+        }
+        name.make_ascii_lowercase();
+        Ok(request
+            .header(&name)
+            .map(|value| truncate_to_char_boundary(value, HEADER_VALUE_BYTES_MAX).to_owned()))
+    }
+
+    /// Handles are only ever borrowed: nothing to free.
+    fn drop(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
 /// The first 12 hex digits of a version: enough to tell versions apart in
 /// a log line.
 pub(crate) fn short_version(version: &str) -> &str {
@@ -199,6 +329,111 @@ pub(crate) fn truncate_to_char_boundary(text: &str, bytes_max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::wit_request::HostRequest;
+
+    /// A view that shows everything, credentials included: hiding them is
+    /// the host functions' job.
+    struct View {
+        path: String,
+        headers: Vec<(&'static str, String)>,
+    }
+
+    impl RequestView for View {
+        fn service(&self) -> &str {
+            "kv"
+        }
+        fn method(&self) -> &str {
+            "PROPFIND"
+        }
+        fn path(&self) -> &str {
+            &self.path
+        }
+        fn routing_key(&self) -> &str {
+            "users"
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    fn store() -> Store<HostState> {
+        let tag = Arc::new(PluginTag {
+            name: "test".into(),
+            version: "v".into(),
+        });
+        let state = HostState::new(
+            tag,
+            HostEnv::seeded(1, 1),
+            Arc::default(),
+            &Limits::default(),
+        );
+        Store::new(&wasmtime::Engine::default(), state)
+    }
+
+    fn service(store: &mut Store<HostState>) -> wasmtime::Result<String> {
+        store.data_mut().service(lent_request_handle())
+    }
+
+    #[test]
+    fn the_request_is_readable_only_while_lent() {
+        let mut store = store();
+        let view = View {
+            path: format!("/{}", "é".repeat(PATH_BYTES_MAX)),
+            headers: vec![
+                ("x-echo", "hello".into()),
+                ("x-long", "ab".repeat(HEADER_VALUE_BYTES_MAX)),
+                ("x-wide", "é".repeat(HEADER_VALUE_BYTES_MAX)),
+                ("authorization", "Bearer secret".into()),
+                ("proxy-authorization", "Basic secret".into()),
+                ("cookie", "session=secret".into()),
+            ],
+        };
+        let error = service(&mut store).unwrap_err();
+        assert!(error.to_string().contains("outside the call"), "{error}");
+
+        with_request(&mut store, &view, |store| {
+            let state = store.data_mut();
+            let handle = lent_request_handle;
+            assert_eq!(state.service(handle()).unwrap(), "kv");
+            assert_eq!(state.method(handle()).unwrap(), "PROPFIND");
+            assert_eq!(state.routing_key(handle()).unwrap(), "users");
+            let path = state.path(handle()).unwrap();
+            assert!(path.len() <= PATH_BYTES_MAX && path.len() > PATH_BYTES_MAX - 2);
+            assert!(view.path.starts_with(&path));
+            let header = |state: &mut HostState, name: &str| {
+                state.header(handle(), name.to_string()).unwrap()
+            };
+            assert_eq!(header(state, "X-Echo").as_deref(), Some("hello"));
+            assert_eq!(header(state, "x-missing"), None);
+            let long = header(state, "x-long").unwrap();
+            assert_eq!(long.len(), HEADER_VALUE_BYTES_MAX);
+            let wide = header(state, "X-WIDE").unwrap();
+            assert_eq!(wide, "é".repeat(HEADER_VALUE_BYTES_MAX / 2));
+            for credential in [
+                "authorization",
+                "Authorization",
+                "PROXY-AUTHORIZATION",
+                "Cookie",
+            ] {
+                assert_eq!(header(state, credential), None, "{credential}");
+            }
+        });
+        // Returned: lent no more.
+        assert!(service(&mut store).is_err());
+
+        // Also after a panic inside the call.
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_request(&mut store, &view, |store| {
+                assert_eq!(service(store).unwrap(), "kv");
+                panic!("the call unwinds");
+            })
+        }));
+        assert!(unwound.is_err());
+        assert!(service(&mut store).is_err());
+    }
 
     #[test]
     fn truncation_respects_char_boundaries() {

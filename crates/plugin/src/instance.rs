@@ -14,9 +14,11 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
 use crate::bindings;
+use crate::convert::Scratch;
 use crate::error::{Failure, LoadError};
 use crate::host::{HostState, truncate_to_char_boundary};
 use crate::kind::PolicyKind;
+use crate::nodes::NodeTable;
 
 /// Bytes of a trap description kept in a [`Failure`].
 const TRAP_DETAIL_BYTES_MAX: usize = 512;
@@ -93,18 +95,49 @@ impl WorldInstance {
 pub(crate) struct Instance {
     pub(crate) store: Store<HostState>,
     pub(crate) world: WorldInstance,
+    /// The epoch of the node table last given to `set-nodes`; 0 (no
+    /// table's epoch) until the first.
+    pub(crate) nodes_epoch: u64,
+    /// Buffers the call's lists are lowered from.
+    pub(crate) scratch: Scratch,
 }
 
 impl Instance {
+    pub(crate) fn new(store: Store<HostState>, world: WorldInstance) -> Instance {
+        Instance {
+            store,
+            world,
+            nodes_epoch: 0,
+            scratch: Scratch::new(),
+        }
+    }
+
+    /// Gives the instance `nodes` through `set-nodes` unless it already
+    /// has that table: called inside the fenced call, before the policy
+    /// call that names nodes by index. Checkpoint instances have no table.
+    pub(crate) fn give_nodes(&mut self, nodes: &NodeTable) -> Result<(), Failure> {
+        if self.nodes_epoch == nodes.epoch() {
+            return Ok(());
+        }
+        let given = match &self.world {
+            WorldInstance::Retry(w) => w
+                .levee_policy_retry()
+                .call_set_nodes(&mut self.store, nodes.wit()),
+            WorldInstance::Routing(w) => w
+                .levee_policy_routing()
+                .call_set_nodes(&mut self.store, nodes.wit()),
+            WorldInstance::Checkpoint(_) => return Ok(()),
+        };
+        given.map_err(|e| classify(&self.store, &e))?;
+        self.store.data().counters().record_node_table_given();
+        self.nodes_epoch = nodes.epoch();
+        Ok(())
+    }
+
     /// Arms the deadline and resets per-call state.
     pub(crate) fn begin_call(&mut self, deadline_ticks: u64) {
         self.store.set_epoch_deadline(deadline_ticks);
         self.store.data_mut().begin_call();
-    }
-
-    /// Turns a wasmtime error from a guest call into a [`Failure`].
-    pub(crate) fn classify(&self, error: &wasmtime::Error) -> Failure {
-        classify(&self.store, error)
     }
 }
 

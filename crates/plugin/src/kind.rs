@@ -10,23 +10,31 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The WIT package every levee policy world lives in, without version.
+pub const WIT_PACKAGE_NAME: &str = "levee:policy";
+/// The version of the WIT package this host speaks.
+pub const WIT_VERSION: &str = "0.2.0";
 /// The WIT package every levee policy world lives in, with its version.
-pub const WIT_PACKAGE: &str = "levee:policy@0.1.0";
-/// The only interface a plugin may import (besides the type-only `types`).
-pub const HOST_INTERFACE: &str = "levee:policy/host@0.1.0";
+pub const WIT_PACKAGE: &str = "levee:policy@0.2.0";
+/// The host functions a plugin may import (log, clock, random).
+pub const HOST_INTERFACE: &str = "levee:policy/host@0.2.0";
+/// The lent client request (retry and routing worlds).
+pub const REQUEST_INTERFACE: &str = "levee:policy/request@0.2.0";
 /// The type-only interface plugins may import (it has no functions).
-pub const TYPES_INTERFACE: &str = "levee:policy/types@0.1.0";
+pub const TYPES_INTERFACE: &str = "levee:policy/types@0.2.0";
+/// Every interface a plugin may import.
+pub const ALLOWED_IMPORTS: [&str; 3] = [HOST_INTERFACE, REQUEST_INTERFACE, TYPES_INTERFACE];
 
 /// One of the three policy worlds of `wit/levee-policy.wit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PolicyKind {
-    /// World `retry-policy`, export `levee:policy/retry@0.1.0`.
+    /// World `retry-policy`, export `levee:policy/retry@0.2.0`.
     #[serde(rename = "retry-policy", alias = "retry")]
     Retry,
-    /// World `routing-policy`, export `levee:policy/routing@0.1.0`.
+    /// World `routing-policy`, export `levee:policy/routing@0.2.0`.
     #[serde(rename = "routing-policy", alias = "routing")]
     Routing,
-    /// World `checkpoint-policy`, export `levee:policy/checkpoint@0.1.0`.
+    /// World `checkpoint-policy`, export `levee:policy/checkpoint@0.2.0`.
     #[serde(rename = "checkpoint-policy", alias = "checkpoint")]
     Checkpoint,
 }
@@ -52,9 +60,9 @@ impl PolicyKind {
     /// appears among a component's exports.
     pub fn export_name(self) -> &'static str {
         match self {
-            PolicyKind::Retry => "levee:policy/retry@0.1.0",
-            PolicyKind::Routing => "levee:policy/routing@0.1.0",
-            PolicyKind::Checkpoint => "levee:policy/checkpoint@0.1.0",
+            PolicyKind::Retry => "levee:policy/retry@0.2.0",
+            PolicyKind::Routing => "levee:policy/routing@0.2.0",
+            PolicyKind::Checkpoint => "levee:policy/checkpoint@0.2.0",
         }
     }
 
@@ -106,8 +114,13 @@ mod tests {
         }
         assert!("retry-policies".parse::<PolicyKind>().is_err());
         assert_eq!(
-            PolicyKind::from_export_name("levee:policy/retry@0.2.0"),
+            PolicyKind::from_export_name("levee:policy/retry@0.1.0"),
             None
         );
+        for kind in PolicyKind::ALL {
+            assert!(kind.export_name().starts_with(WIT_PACKAGE_NAME));
+            assert!(kind.export_name().ends_with(&format!("@{WIT_VERSION}")));
+        }
+        assert_eq!(WIT_PACKAGE, format!("{WIT_PACKAGE_NAME}@{WIT_VERSION}"));
     }
 }

@@ -12,21 +12,41 @@
 //! # Using it
 //! ```no_run
 //! use std::sync::Arc;
-//! use levee_plugin::{Limits, RetryPolicy, Runtime, RuntimeOptions};
+//! use levee_plugin::{Limits, NodeTable, RetryPolicy, Runtime, RuntimeOptions};
+//! use levee_policy::{AttemptOutcome, AttemptResult, Method, NodeInfo, RequestFacts, RetryContext};
+//! # struct Request;
+//! # impl levee_policy::RequestView for Request {
+//! #     fn service(&self) -> &str { "kv" }
+//! #     fn method(&self) -> &str { "GET" }
+//! #     fn path(&self) -> &str { "/users/42" }
+//! #     fn routing_key(&self) -> &str { "users" }
+//! #     fn header(&self, _: &str) -> Option<&str> { None }
+//! # }
 //! # fn demo(bytes: &[u8], data_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 //! // Once per process.
 //! let runtime = Runtime::new(RuntimeOptions::for_data_dir(data_dir))?;
-//! // Per service: the guarded policy, native until a plugin is bound.
+//! // Per service: the guarded policy, native until a plugin is bound, and
+//! // the node table (once per configuration; calls name nodes by index).
 //! let retry = RetryPolicy::new(&runtime, levee_policy::RetryBackoff::default());
+//! let nodes = Arc::new(NodeTable::new(vec![
+//!     NodeInfo { id: "a".into(), address: "http://127.0.0.1:7001".into(), zone: None, weight: 1 },
+//!     NodeInfo { id: "b".into(), address: "http://127.0.0.1:7002".into(), zone: None, weight: 1 },
+//! ])?);
 //! // Loading is blocking: do it in `spawn_blocking`.
 //! let component = runtime.compile_as("retry-backoff", bytes, levee_plugin::PolicyKind::Retry)?;
 //! let bound = component.bind(&runtime, r#"{"max_attempts": 4}"#, Limits::default())?;
 //! retry.bind(Some(bound))?; // atomic hot swap
-//! // On the request path (synchronous, microseconds, never fails):
-//! # let (request, outcome, context) = (Default::default(), levee_policy::AttemptOutcome {
-//! #     node_id: "a".into(), attempt: 1, result: levee_policy::AttemptResult::Status(503),
-//! #     elapsed_ms: 3, retry_after_ms: None }, Default::default());
-//! let decided = retry.decide(&request, &outcome, &context);
+//! // On the request path (synchronous, microseconds, never fails). The
+//! // request's strings stay with the caller: the plugin reads what it
+//! // needs through the `request` resource, lent for this call only.
+//! let facts = RequestFacts { method: Method::Get, idempotent: true };
+//! let outcome = AttemptOutcome {
+//!     node: 0, attempt: 1, result: AttemptResult::Status(503), elapsed_ms: 3, retry_after_ms: None,
+//! };
+//! let context = RetryContext {
+//!     budget_remaining: 10, deadline_remaining_ms: 900, max_attempts: 3, candidates: &[0, 1],
+//! };
+//! let decided = retry.decide(&Request, facts, &nodes, &outcome, &context);
 //! println!("{:?} from {}", decided.value, decided.source.label());
 //! # Ok(()) }
 //! ```
@@ -45,9 +65,12 @@
 //!    ([`Stats`] snapshots and the live counters), `hmac`, `validate`
 //!    (header, world and import checks on load), `bindings` (the
 //!    `bindgen!` output, private).
-//! 2. `host`: the store data and the WIT `host` import (log, clock, rng);
+//! 2. `host`: the store data, the WIT `host` import (log, clock, rng) and
+//!    the `request` resource (the caller's request, lent for one call);
 //!    `convert`, `sanitize`: the boundary between WIT types and
 //!    `levee_policy` types, and the host invariants on every answer;
+//!    [`nodes`] ([`NodeTable`]): a service's node table, given to each
+//!    instance once per table through `set-nodes`;
 //!    `cache` (on `hmac`): the authenticated on-disk compiled-code cache.
 //! 3. `instance`: the typed world templates and instances, and what a
 //!    failed guest call means (trap, timeout, memory).
@@ -80,6 +103,7 @@ mod host;
 mod instance;
 pub mod kind;
 pub mod limits;
+pub mod nodes;
 pub mod policy;
 mod pool;
 pub mod registry;
@@ -97,6 +121,7 @@ pub use error::{Failure, LoadError, RegistryError, RuntimeError};
 pub use host::LOG_MESSAGE_BYTES_MAX;
 pub use kind::PolicyKind;
 pub use limits::{Limits, ValidateLimits};
+pub use nodes::{NodeTable, NodeTableTooLarge};
 pub use policy::{CheckpointPolicy, Decided, RetryPolicy, RoutingPolicy, Source};
 pub use registry::{PluginInfo, PluginStatus, Registry};
 pub use runtime::{Runtime, RuntimeOptions};

@@ -76,7 +76,7 @@ impl Recipe {
         let world = self.compiled.pre.instantiate(&mut store);
         let world = world.map_err(|e| failed(&store, e))?;
         match world.call_configure(&mut store, &self.config) {
-            Ok(Ok(())) => Ok(Instance { store, world }),
+            Ok(Ok(())) => Ok(Instance::new(store, world)),
             Ok(Err(reason)) => {
                 let reason = truncate_to_char_boundary(
                     &reason,

@@ -1,7 +1,9 @@
 //! Per-bound-plugin counters and their serializable snapshot, [`Stats`].
 //!
 //! The request path only does relaxed atomic increments here (no locks, no
-//! allocation on success); the admin API and the metrics exporter read a
+//! allocation on success: three increments per valid answer, the call
+//! count being derived at snapshot time); the admin API and the metrics
+//! exporter read a
 //! [`Stats`] snapshot. Latency is kept as a fixed set of power-of-two
 //! microsecond buckets so memory stays constant however many calls run.
 
@@ -24,7 +26,6 @@ pub fn latency_bucket_bounds_us() -> [u64; LATENCY_BUCKETS - 1] {
 /// Live counters of one [`crate::BoundPlugin`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    calls: AtomicU64,
     ok: AtomicU64,
     fallbacks: AtomicU64,
     traps: AtomicU64,
@@ -37,6 +38,7 @@ pub(crate) struct Counters {
     instantiations: AtomicU64,
     discarded_instances: AtomicU64,
     logs_dropped: AtomicU64,
+    node_tables_given: AtomicU64,
     consecutive_failures: AtomicU32,
     latency_ns_total: AtomicU64,
     latency_ns_max: AtomicU64,
@@ -47,16 +49,18 @@ pub(crate) struct Counters {
 impl Counters {
     /// A call that the plugin answered validly. Resets the failure streak.
     pub(crate) fn record_ok(&self, latency: Duration) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
         self.ok.fetch_add(1, Ordering::Relaxed);
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        // Written only when there is a streak to end: the common case
+        // leaves the cache line shared.
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
         self.record_latency(latency);
     }
 
     /// A call whose plugin answer was not used; returns the failure streak
     /// including this one.
     pub(crate) fn record_failure(&self, failure: &Failure, latency: Duration) -> u32 {
-        self.calls.fetch_add(1, Ordering::Relaxed);
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
         let counter = match failure {
             Failure::Trap(_) => &self.traps,
@@ -93,19 +97,26 @@ impl Counters {
         self.logs_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn record_node_table_given(&self) {
+        self.node_tables_given.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn record_latency(&self, latency: Duration) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency_ns_total.fetch_add(ns, Ordering::Relaxed);
-        self.latency_ns_max.fetch_max(ns, Ordering::Relaxed);
+        if ns > self.latency_ns_max.load(Ordering::Relaxed) {
+            self.latency_ns_max.fetch_max(ns, Ordering::Relaxed);
+        }
         self.latency_buckets[latency_bucket(ns)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> CounterSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let (ok, fallbacks) = (load(&self.ok), load(&self.fallbacks));
         CounterSnapshot {
-            calls: load(&self.calls),
-            ok: load(&self.ok),
-            fallbacks: load(&self.fallbacks),
+            calls: ok.saturating_add(fallbacks),
+            ok,
+            fallbacks,
             traps: load(&self.traps),
             timeouts: load(&self.timeouts),
             memory_limits: load(&self.memory_limits),
@@ -116,6 +127,7 @@ impl Counters {
             instantiations: load(&self.instantiations),
             discarded_instances: load(&self.discarded_instances),
             logs_dropped: load(&self.logs_dropped),
+            node_tables_given: load(&self.node_tables_given),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             latency_ns_total: load(&self.latency_ns_total),
             latency_ns_max: load(&self.latency_ns_max),
@@ -136,7 +148,8 @@ fn latency_bucket(ns: u64) -> usize {
 /// The counters of one bound plugin at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CounterSnapshot {
-    /// Calls that reached the plugin (not counting quarantined ones).
+    /// Calls that reached the plugin (not counting quarantined ones):
+    /// `ok + fallbacks`.
     pub calls: u64,
     /// Calls answered validly by the plugin.
     pub ok: u64,
@@ -158,6 +171,9 @@ pub struct CounterSnapshot {
     pub discarded_instances: u64,
     /// `host.log` calls over the per-call quota.
     pub logs_dropped: u64,
+    /// `set-nodes` calls made: one per instance per node table, so in the
+    /// steady state this stops growing.
+    pub node_tables_given: u64,
     /// Failures in a row since the last valid answer.
     pub consecutive_failures: u32,
     /// Sum of call latencies (successful and failed), in ns.

@@ -6,9 +6,12 @@
 //! 1. size, emptiness and the 8-byte header (`\0asm` + the component
 //!    layer), with a specific message for a core module;
 //! 2. after compilation, the component's type
-//!    ([`wasmtime::component::Component::component_type`]): exactly one of
-//!    the three policy interfaces exported, nothing imported beyond
-//!    `levee:policy/host` (and the type-only `levee:policy/types`);
+//!    ([`wasmtime::component::Component::component_type`]): every
+//!    `levee:policy/...` interface it names is of the version this host
+//!    speaks ([`WIT_PACKAGE`]; a 0.1.0 plugin is told to rebuild), exactly
+//!    one of the three policy interfaces exported, nothing imported beyond
+//!    `levee:policy/host` and `levee:policy/request` (and the type-only
+//!    `levee:policy/types`);
 //! 3. finally the runtime links the imports (type-checked against the
 //!    linker), builds the `bindgen!` world's pre-instance (export names),
 //!    and instantiates once in a throwaway store, which type-checks every
@@ -18,7 +21,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component as WasmComponent;
 
 use crate::error::LoadError;
-use crate::kind::{HOST_INTERFACE, PolicyKind, TYPES_INTERFACE};
+use crate::kind::{ALLOWED_IMPORTS, PolicyKind, WIT_PACKAGE_NAME, WIT_VERSION};
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// Version + layer of a core module (version 1, layer 0).
@@ -78,9 +81,10 @@ pub(crate) fn shape(engine: &Engine, component: &WasmComponent) -> Result<Shape,
         .map(|(name, _)| name.to_string())
         .collect();
 
+    check_wit_version(&imports, &exports)?;
     let forbidden: Vec<String> = imports
         .iter()
-        .filter(|name| name.as_str() != HOST_INTERFACE && name.as_str() != TYPES_INTERFACE)
+        .filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()))
         .cloned()
         .collect();
     if !forbidden.is_empty() {
@@ -99,6 +103,38 @@ pub(crate) fn shape(engine: &Engine, component: &WasmComponent) -> Result<Shape,
         }),
         [] => Err(LoadError::NotAPolicy { exports }),
         _ => Err(LoadError::Ambiguous { exports }),
+    }
+}
+
+/// The package and version a `levee:policy/...` interface name belongs to
+/// (`levee:policy@0.1.0`), or `None` for a name outside the package.
+fn policy_package_of(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(WIT_PACKAGE_NAME)?.strip_prefix('/')?;
+    Some(match rest.split_once('@') {
+        Some((_, version)) => format!("{WIT_PACKAGE_NAME}@{version}"),
+        None => format!("{WIT_PACKAGE_NAME} (no version)"),
+    })
+}
+
+/// Refuses a component that names any `levee:policy` interface of another
+/// version than [`WIT_VERSION`]: it was built against another contract
+/// (a 0.1.0 plugin expects strings on every call) and must be rebuilt.
+fn check_wit_version(imports: &[String], exports: &[String]) -> Result<(), LoadError> {
+    let current = format!("{WIT_PACKAGE_NAME}@{WIT_VERSION}");
+    let mut found: Option<String> = None;
+    let mut interfaces = Vec::new();
+    for name in imports.iter().chain(exports) {
+        let Some(package) = policy_package_of(name) else {
+            continue;
+        };
+        if package != current {
+            found.get_or_insert(package);
+            interfaces.push(name.clone());
+        }
+    }
+    match found {
+        Some(found) => Err(LoadError::WitVersion { found, interfaces }),
+        None => Ok(()),
     }
 }
 
@@ -139,5 +175,39 @@ mod tests {
         check_header(b"\0asm\x0d\0\x01\0", MAX).unwrap();
         let big = check_header(&vec![0u8; MAX + 1], MAX).unwrap_err();
         assert!(matches!(big, LoadError::TooLarge { .. }));
+    }
+
+    #[test]
+    fn other_wit_versions_are_named() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let current = names(&[
+            "levee:policy/host@0.2.0",
+            "levee:policy/request@0.2.0",
+            "levee:policy/types@0.2.0",
+        ]);
+        check_wit_version(&current, &names(&["levee:policy/retry@0.2.0"])).unwrap();
+        check_wit_version(&names(&["wasi:cli/environment@0.2.0"]), &[]).unwrap();
+
+        let old = check_wit_version(
+            &names(&["levee:policy/host@0.1.0"]),
+            &names(&["levee:policy/retry@0.1.0"]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            old,
+            LoadError::WitVersion {
+                found: "levee:policy@0.1.0".into(),
+                interfaces: names(&["levee:policy/host@0.1.0", "levee:policy/retry@0.1.0"]),
+            }
+        );
+        let unversioned = check_wit_version(&[], &names(&["levee:policy/routing"])).unwrap_err();
+        assert!(
+            unversioned.to_string().starts_with(
+                "built against levee:policy (no version); this host speaks levee:policy@0.2.0"
+            ),
+            "{unversioned}"
+        );
+        // A package that merely shares the prefix is not ours.
+        assert_eq!(policy_package_of("levee:policyx/retry@0.1.0"), None);
     }
 }

@@ -12,10 +12,11 @@ mod support;
 use std::sync::Arc;
 
 use levee_plugin::{
-    BoundPlugin, CheckpointPolicy, HostRng, PolicyKind, RetryPolicy, RoutingPolicy, Runtime, Source,
+    BoundPlugin, CheckpointPolicy, HostRng, NodeTable, PolicyKind, RetryPolicy, RoutingPolicy,
+    Runtime, Source,
 };
 use levee_policy::{
-    AttemptOutcome, AttemptResult, CheckpointInterval, ErrorKind, LogStats, Node, RequestInfo,
+    AttemptOutcome, AttemptResult, Candidate, CheckpointInterval, ErrorKind, LogStats, NodeIndex,
     RetryBackoff, RetryContext, RouteAffinity,
 };
 use proptest::prelude::*;
@@ -83,11 +84,14 @@ impl RetryPair {
         }
     }
 
-    fn check(&self, request: &RequestInfo, outcome: &AttemptOutcome, context: &RetryContext) {
-        let decided = self.plugin.decide(request, outcome, context);
-        let expected = self
-            .native
-            .decide(request, outcome, context, self.native_rng.next_u64());
+    fn check(&self, request: &TestRequest, outcome: &AttemptOutcome, context: &RetryContext<'_>) {
+        let decided = decide(&self.plugin, request, outcome, context);
+        let expected = self.native.decide(
+            request.facts(),
+            outcome,
+            context,
+            self.native_rng.next_u64(),
+        );
         assert_from_plugin(&decided.source, &self.version);
         assert_eq!(
             decided.value, expected,
@@ -100,52 +104,36 @@ impl RetryPair {
 fn retry_backoff_table() {
     for config in RETRY_CONFIGS {
         let pair = RetryPair::new(config);
-        let mut post = get("/k");
-        post.method = "POST".into();
-        post.idempotent = false;
-        let mut keyed_post = post.clone();
-        keyed_post
-            .headers
-            .push(("idempotency-key".into(), "abc".into()));
-        keyed_post.idempotent = true;
+        let post = get("/k").with_method("POST");
+        let keyed_post = post.clone().with_header("Idempotency-Key", "abc");
+        let empty_key_post = post.clone().with_header("Idempotency-Key", "");
         let with_retry_after = AttemptOutcome {
             retry_after_ms: Some(1_500),
-            ..status("n1", 1, 503)
+            ..status(0, 1, 503)
         };
         let too_many = AttemptOutcome {
             retry_after_ms: Some(700),
-            ..status("n1", 1, 429)
+            ..status(0, 1, 429)
         };
-        let cases: Vec<(RequestInfo, AttemptOutcome, RetryContext)> = vec![
-            (get("/a"), status("n1", 1, 503), roomy_context()),
-            (get("/a"), status("n1", 2, 502), roomy_context()),
-            (get("/a"), status("n1", 4, 504), roomy_context()),
-            (get("/a"), status("n1", 1, 500), roomy_context()),
-            (get("/a"), status("n1", 1, 429), roomy_context()),
+        let cases: Vec<(TestRequest, AttemptOutcome, RetryContext)> = vec![
+            (get("/a"), status(0, 1, 503), roomy_context()),
+            (get("/a"), status(0, 2, 502), roomy_context()),
+            (get("/a"), status(0, 4, 504), roomy_context()),
+            (get("/a"), status(0, 1, 500), roomy_context()),
+            (get("/a"), status(0, 1, 429), roomy_context()),
             (get("/a"), too_many, roomy_context()),
             (get("/a"), with_retry_after, roomy_context()),
+            (get("/a"), error(1, 1, ErrorKind::Connect), roomy_context()),
+            (get("/a"), error(1, 1, ErrorKind::Timeout), roomy_context()),
+            (get("/a"), error(1, 1, ErrorKind::Reset), roomy_context()),
+            (get("/a"), error(1, 1, ErrorKind::Protocol), roomy_context()),
+            (get("/a"), error(1, 1, ErrorKind::Other), roomy_context()),
+            (post.clone(), status(0, 1, 503), roomy_context()),
+            (keyed_post, status(0, 1, 503), roomy_context()),
+            (empty_key_post, status(0, 1, 503), roomy_context()),
             (
                 get("/a"),
-                error("n2", 1, ErrorKind::Connect),
-                roomy_context(),
-            ),
-            (
-                get("/a"),
-                error("n2", 1, ErrorKind::Timeout),
-                roomy_context(),
-            ),
-            (get("/a"), error("n2", 1, ErrorKind::Reset), roomy_context()),
-            (
-                get("/a"),
-                error("n2", 1, ErrorKind::Protocol),
-                roomy_context(),
-            ),
-            (get("/a"), error("n2", 1, ErrorKind::Other), roomy_context()),
-            (post.clone(), status("n1", 1, 503), roomy_context()),
-            (keyed_post, status("n1", 1, 503), roomy_context()),
-            (
-                get("/a"),
-                status("n1", 1, 503),
+                status(0, 1, 503),
                 RetryContext {
                     budget_remaining: 0,
                     ..roomy_context()
@@ -153,7 +141,7 @@ fn retry_backoff_table() {
             ),
             (
                 get("/a"),
-                status("n1", 1, 503),
+                status(0, 1, 503),
                 RetryContext {
                     deadline_remaining_ms: 1,
                     ..roomy_context()
@@ -161,7 +149,7 @@ fn retry_backoff_table() {
             ),
             (
                 get("/a"),
-                status("n1", 3, 503),
+                status(0, 3, 503),
                 RetryContext {
                     max_attempts: 3,
                     ..roomy_context()
@@ -174,20 +162,21 @@ fn retry_backoff_table() {
     }
 }
 
-fn retry_inputs() -> impl Strategy<Value = (RequestInfo, AttemptOutcome, RetryContext)> {
+fn retry_inputs() -> impl Strategy<Value = (TestRequest, AttemptOutcome, u32, u32, u32, usize)> {
     let request = (
-        prop::sample::select(vec!["GET", "HEAD", "PUT", "POST", "PATCH"]),
+        prop::sample::select(vec![
+            "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "PROPFIND",
+        ]),
         any::<bool>(),
         "[a-z]{0,12}",
     )
         .prop_map(|(method, keyed, key)| {
-            let mut request = get(&format!("/{key}"));
-            request.method = method.into();
-            request.idempotent = matches!(method, "GET" | "HEAD" | "PUT") || keyed;
+            let request = get(&format!("/{key}")).with_method(method);
             if keyed {
-                request.headers.push(("idempotency-key".into(), key));
+                request.with_header("idempotency-key", &key)
+            } else {
+                request
             }
-            request
         });
     let result = prop_oneof![
         prop::sample::select(vec![429u16, 500, 501, 502, 503, 504, 599])
@@ -209,22 +198,21 @@ fn retry_inputs() -> impl Strategy<Value = (RequestInfo, AttemptOutcome, RetryCo
     )
         .prop_map(
             |(attempt, result, elapsed_ms, retry_after_ms)| AttemptOutcome {
-                node_id: "n1".into(),
+                node: 0,
                 attempt,
                 result,
                 elapsed_ms,
                 retry_after_ms,
             },
         );
-    let context = (0u32..4, 0u32..20_000, 1u32..8, 1usize..5).prop_map(
-        |(budget, deadline, max_attempts, n)| RetryContext {
-            budget_remaining: budget,
-            deadline_remaining_ms: deadline,
-            max_attempts,
-            candidates: (1..=n).map(|i| format!("n{i}")).collect(),
-        },
-    );
-    (request, outcome, context)
+    (
+        request,
+        outcome,
+        0u32..4,
+        0u32..20_000,
+        1u32..8,
+        1usize..=CANDIDATES.len(),
+    )
 }
 
 #[test]
@@ -233,10 +221,19 @@ fn retry_backoff_matches_native_on_generated_inputs() {
         let pair = RetryPair::new(config);
         let mut runner = runner_of_300_cases();
         runner
-            .run(&retry_inputs(), |(request, outcome, context)| {
-                pair.check(&request, &outcome, &context);
-                Ok(())
-            })
+            .run(
+                &retry_inputs(),
+                |(request, outcome, budget, deadline, max_attempts, candidates)| {
+                    let context = RetryContext {
+                        budget_remaining: budget,
+                        deadline_remaining_ms: deadline,
+                        max_attempts,
+                        candidates: &CANDIDATES[..candidates],
+                    };
+                    pair.check(&request, &outcome, &context);
+                    Ok(())
+                },
+            )
             .unwrap();
         let stats = pair.plugin.stats().unwrap();
         assert_eq!(stats.counters.fallbacks, 0);
@@ -253,53 +250,64 @@ fn routing_pair(config: &str) -> (RoutingPolicy, String, RouteAffinity) {
     (policy, version, RouteAffinity::from_json(config).unwrap())
 }
 
-fn nodes_strategy() -> impl Strategy<Value = Vec<Node>> {
-    prop::collection::vec(
-        (
-            prop::sample::select(vec![Some("a"), Some("b"), None]),
-            any::<bool>(),
-        ),
-        0..8,
-    )
-    .prop_map(|specs| {
-        specs
-            .into_iter()
+/// A node table of up to 8 nodes with zones, and candidates over it: a
+/// subset of its indexes in a shuffled (ring-like) order, each with a
+/// health flag.
+fn routing_strategy() -> impl Strategy<Value = (Vec<Option<&'static str>>, Vec<Candidate>)> {
+    prop::collection::vec(prop::sample::select(vec![Some("a"), Some("b"), None]), 0..8)
+        .prop_flat_map(|zones| {
+            let indexes: Vec<NodeIndex> = (0..zones.len() as NodeIndex).collect();
+            let picked =
+                prop::sample::subsequence(indexes.clone(), 0..=indexes.len()).prop_shuffle();
+            (Just(zones), picked, prop::collection::vec(any::<bool>(), 8))
+        })
+        .prop_map(|(zones, picked, health)| {
+            let candidates = picked
+                .iter()
+                .zip(health)
+                .map(|(&node, healthy)| Candidate {
+                    node,
+                    healthy,
+                    failure_rate_permille: node * 7,
+                    latency_ms: node + 1,
+                })
+                .collect();
+            (zones, candidates)
+        })
+}
+
+fn table(zones: &[Option<&str>]) -> NodeTable {
+    NodeTable::new(
+        zones
+            .iter()
             .enumerate()
-            .map(|(i, (zone, healthy))| node(&format!("n{i}"), zone, healthy))
-            .collect()
-    })
+            .map(|(i, zone)| node_info(&format!("n{i}"), *zone))
+            .collect(),
+    )
+    .unwrap()
 }
 
 #[test]
 fn route_affinity_matches_native() {
     for config in ROUTING_CONFIGS {
         let (policy, version, native) = routing_pair(config);
-        let mut head = get("/h");
-        head.method = "HEAD".into();
-        let mut put = get("/p");
-        put.method = "PUT".into();
-        let table = [
-            vec![
-                node("a1", Some("a"), true),
-                node("b1", Some("b"), true),
-                node("a2", Some("a"), true),
-            ],
-            vec![
-                node("b1", Some("b"), true),
-                node("a1", Some("a"), false),
-                node("a2", Some("a"), true),
-            ],
-            vec![node("x", None, false), node("y", None, false)],
-            vec![node("solo", Some("b"), true)],
+        // Nodes 0 and 2 in zone a, 1 and 3 in zone b, 4 and 5 in none.
+        let nodes = table(&[Some("a"), Some("b"), Some("a"), Some("b"), None, None]);
+        let cases: [Vec<Candidate>; 5] = [
+            vec![candidate(0, true), candidate(1, true), candidate(2, true)],
+            vec![candidate(1, true), candidate(0, false), candidate(2, true)],
+            vec![candidate(4, false), candidate(5, false)],
+            vec![candidate(3, true)],
             vec![],
         ];
-        for candidates in &table {
-            for request in [get("/g"), head.clone(), put.clone()] {
-                let decided = policy.route(&request, candidates);
+        for candidates in &cases {
+            for method in ["GET", "HEAD", "PUT"] {
+                let request = get("/g").with_method(method);
+                let decided = policy.route(&request, request.facts(), &nodes, candidates);
                 assert_from_plugin(&decided.source, &version);
                 assert_eq!(
                     decided.value,
-                    native.route(&request, candidates),
+                    native.route(request.facts(), nodes.nodes(), candidates),
                     "{candidates:?}"
                 );
             }
@@ -307,15 +315,25 @@ fn route_affinity_matches_native() {
         let mut runner = runner_of_300_cases();
         let methods = prop::sample::select(vec!["GET", "HEAD", "PUT", "POST"]);
         runner
-            .run(&(nodes_strategy(), methods), |(candidates, method)| {
-                let mut request = get("/k");
-                request.method = method.into();
-                let decided = policy.route(&request, &candidates);
-                assert_from_plugin(&decided.source, &version);
-                prop_assert_eq!(decided.value, native.route(&request, &candidates));
-                Ok(())
-            })
+            .run(
+                &(routing_strategy(), methods),
+                |((zones, candidates), method)| {
+                    // A new table per case: every case also exercises
+                    // `set-nodes`.
+                    let nodes = table(&zones);
+                    let request = get("/k").with_method(method);
+                    let decided = policy.route(&request, request.facts(), &nodes, &candidates);
+                    assert_from_plugin(&decided.source, &version);
+                    prop_assert_eq!(
+                        decided.value,
+                        native.route(request.facts(), nodes.nodes(), &candidates)
+                    );
+                    Ok(())
+                },
+            )
             .unwrap();
+        let stats = policy.stats().unwrap();
+        assert_eq!(stats.counters.fallbacks, 0);
     }
 }
 

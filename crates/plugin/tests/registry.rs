@@ -143,7 +143,7 @@ fn check_reports_world_size_and_config() {
     )
     .unwrap();
     assert_eq!(report.world, PolicyKind::Retry);
-    assert_eq!(report.exports, vec!["levee:policy/retry@0.1.0".to_string()]);
+    assert_eq!(report.exports, vec!["levee:policy/retry@0.2.0".to_string()]);
     assert!(
         report
             .imports

@@ -18,7 +18,7 @@ use support::*;
 /// The native answer to a 500 is a deterministic give-up, whatever the
 /// random value: what every fallback below must return.
 fn native_give_up_on_500() -> RetryDecision {
-    RetryBackoff::default().decide(&get("/k"), &status("n1", 1, 500), &roomy_context(), 0)
+    RetryBackoff::default().decide(get("/k").facts(), &status(0, 1, 500), &roomy_context(), 0)
 }
 
 /// `plugins/dist/zoo/<name>.wasm`, compiled under `name` as a `kind` policy.
@@ -154,8 +154,9 @@ fn huge_string_cannot_exhaust_the_host() {
 fn huge_route_plans_are_refused_or_cleaned() {
     let runtime = seeded_runtime(SEED);
     let component = compile_zoo(&runtime, "huge-list", PolicyKind::Routing);
-    let candidates = vec![node("n1", None, true), node("n2", None, true)];
-    let native = RouteAffinity::default().route(&get("/k"), &candidates);
+    let request = get("/k");
+    let candidates = vec![candidate(0, true), candidate(1, true)];
+    let native = RouteAffinity::default().route(request.facts(), test_nodes().nodes(), &candidates);
     let route = |config: &str| {
         let policy = RoutingPolicy::new(RouteAffinity::default());
         policy
@@ -163,10 +164,10 @@ fn huge_route_plans_are_refused_or_cleaned() {
                 component.bind(&runtime, config, patient_limits()).unwrap(),
             ))
             .unwrap();
-        policy.route(&get("/k"), &candidates)
+        policy.route(&request, request.facts(), test_nodes(), &candidates)
     };
 
-    // A million ids do not fit in the memory cap.
+    // A million indexes do not fit in the memory cap.
     let decided = route("{}");
     assert!(
         matches!(
@@ -181,7 +182,8 @@ fn huge_route_plans_are_refused_or_cleaned() {
     );
     assert_eq!(decided.value, native);
 
-    // 100 ids fit in memory but exceed route_order_max (64): invalid output.
+    // 100 indexes fit in memory but exceed route_order_max (64): invalid
+    // output.
     let decided = route(r#"{"order_len": 100}"#);
     let Source::Fallback {
         failure: Failure::InvalidOutput(detail),
@@ -194,18 +196,15 @@ fn huge_route_plans_are_refused_or_cleaned() {
         );
     };
     assert!(
-        detail.contains("100 node ids, more than the 64 allowed"),
+        detail.contains("100 nodes, more than the 64 allowed"),
         "{detail}"
     );
     assert_eq!(decided.value, native);
 
-    // 10 ids: accepted, and the unknown ones are dropped.
+    // 10 indexes: accepted, and those of non-candidates are dropped.
     let decided = route(r#"{"order_len": 10}"#);
     assert_plugin_answered(&decided.source);
-    assert_eq!(
-        decided.value.order,
-        vec!["n1".to_string(), "n2".to_string()]
-    );
+    assert_eq!(decided.value.order, vec![0, 1]);
 }
 
 #[test]
@@ -217,8 +216,8 @@ fn wrong_world_is_refused_with_the_exports_named() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "expected world retry-policy (export levee:policy/retry@0.1.0), \
-         but the component exports [levee:policy/checkpoint@0.1.0]"
+        "expected world retry-policy (export levee:policy/retry@0.2.0), \
+         but the component exports [levee:policy/checkpoint@0.2.0]"
     );
     // Loaded as what it is, it cannot be bound where a retry policy goes.
     let component = runtime.compile("wrong-world", &bytes).unwrap();
@@ -315,7 +314,7 @@ fn foreign_imports_and_missing_exports_are_named() {
     assert!(
         error
             .to_string()
-            .contains("may import only levee:policy/host@0.1.0"),
+            .contains("may import only levee:policy/host@0.2.0 and levee:policy/request@0.2.0"),
         "{error}"
     );
 
@@ -333,8 +332,11 @@ fn foreign_imports_and_missing_exports_are_named() {
             (core module $m (func (export "f")))
             (core instance $i (instantiate $m))
             (func $f (canon lift (core func $i "f")))
-            (instance $retry (export "configure" (func $f)) (export "decide" (func $f)))
-            (export "levee:policy/retry@0.1.0" (instance $retry)))"#,
+            (instance $retry
+                (export "configure" (func $f))
+                (export "set-nodes" (func $f))
+                (export "decide" (func $f)))
+            (export "levee:policy/retry@0.2.0" (instance $retry)))"#,
     )
     .unwrap();
     let error = runtime.compile("impostor", &impostor).unwrap_err();
@@ -349,6 +351,67 @@ fn foreign_imports_and_missing_exports_are_named() {
         detail.contains("configure") || detail.contains("type"),
         "{detail}"
     );
+}
+
+/// A component built against `levee:policy@0.1.0` (strings on every call)
+/// is refused at load, naming both versions, by `compile` and by `check`.
+#[test]
+fn a_0_1_0_component_is_told_to_rebuild() {
+    let runtime = seeded_runtime(SEED);
+    // The shape of a 0.1.0 retry plugin: the old host import and the old
+    // retry export (the functions' types do not matter: the version is
+    // refused before they are looked at).
+    let old = wat::parse_str(
+        r#"(component
+            (import "levee:policy/host@0.1.0" (instance
+                (export "now-ms" (func (result u64)))))
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $retry (export "configure" (func $f)) (export "decide" (func $f)))
+            (export "levee:policy/retry@0.1.0" (instance $retry)))"#,
+    )
+    .unwrap();
+    let expected = LoadError::WitVersion {
+        found: "levee:policy@0.1.0".into(),
+        interfaces: vec![
+            "levee:policy/host@0.1.0".into(),
+            "levee:policy/retry@0.1.0".into(),
+        ],
+    };
+    let error = runtime.compile("old", &old).unwrap_err();
+    assert_eq!(error, expected);
+    assert!(
+        error.to_string().starts_with(
+            "built against levee:policy@0.1.0; this host speaks levee:policy@0.2.0: \
+             rebuild it against wit/levee-policy.wit"
+        ),
+        "{error}"
+    );
+    let error = runtime
+        .compile_as("old", &old, PolicyKind::Retry)
+        .unwrap_err();
+    assert_eq!(error, expected);
+    assert_eq!(
+        levee_plugin::check(&runtime, &old, None).unwrap_err(),
+        expected
+    );
+
+    // An export-only 0.1.0 component is refused the same way.
+    let export_only = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $c (export "configure" (func $f)) (export "decide" (func $f)))
+            (export "levee:policy/checkpoint@0.1.0" (instance $c)))"#,
+    )
+    .unwrap();
+    let error = runtime.compile("old", &export_only).unwrap_err();
+    assert!(
+        matches!(error, LoadError::WitVersion { ref found, .. } if found == "levee:policy@0.1.0")
+    );
+    assert_runtime_healthy(&runtime);
 }
 
 #[test]
@@ -391,7 +454,7 @@ fn flaky_failures_are_counted_and_trapped_instances_never_reused() {
     // Odd attempts succeed, even ones panic. Alternating never reaches two
     // failures in a row, so the plugin is never quarantined.
     for attempt in 1..=20u32 {
-        let decided = policy.decide(&get("/k"), &status("n1", attempt, 503), &context);
+        let decided = decide(&policy, &get("/k"), &status(0, attempt, 503), &context);
         if attempt % 2 == 1 {
             assert!(
                 matches!(decided.source, Source::Plugin { .. }),
@@ -577,4 +640,77 @@ fn stats_serialize_for_the_admin_api() {
         json["latency_buckets"].as_array().unwrap().len(),
         levee_plugin::stats::LATENCY_BUCKETS
     );
+}
+
+/// `zoo/echo-request` gives up with what it read through the `request`
+/// resource and the size of the last node table it was given:
+/// `service|method|path|key|x-echo|authorization|nodes=N` (`-` for absent).
+#[test]
+fn the_request_resource_lends_the_request_and_hides_credentials() {
+    let runtime = seeded_runtime(SEED);
+    let limits = Limits {
+        returned_string_bytes_max: 64 * 1024,
+        ..patient_limits()
+    };
+    let bound = bind_zoo(&runtime, "echo-request", "{}", limits);
+    let policy = retry_policy_with(&runtime, bound.clone());
+    let request = TestRequest {
+        service: "kv".into(),
+        method: "PROPFIND".into(),
+        path: "/users/42?view=full".into(),
+        routing_key: "users".into(),
+        headers: Vec::new(),
+    }
+    .with_header("X-Echo", "hello")
+    .with_header("Authorization", "Bearer secret")
+    .with_header("Idempotency-Key", "k1");
+    let echo = |request: &TestRequest, nodes: &levee_plugin::NodeTable| {
+        let decided = policy.decide(
+            request,
+            request.facts(),
+            nodes,
+            &status(0, 1, 503),
+            &roomy_context(),
+        );
+        assert_plugin_answered(&decided.source);
+        match decided.value {
+            RetryDecision::GiveUp(reason) => reason,
+            other => panic!("echo-request gives up, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        echo(&request, test_nodes()),
+        "kv|PROPFIND|/users/42?view=full|users|hello|-|nodes=3"
+    );
+    // The same table again: not given again.
+    echo(&request, test_nodes());
+    assert_eq!(bound.stats().counters.node_tables_given, 1);
+
+    // A new table is given before the next call, once.
+    let five =
+        levee_plugin::NodeTable::new((1..=5).map(|i| node_info(&format!("m{i}"), None)).collect())
+            .unwrap();
+    let without_echo = TestRequest {
+        headers: Vec::new(),
+        ..request.clone()
+    };
+    assert_eq!(
+        echo(&without_echo, &five),
+        "kv|PROPFIND|/users/42?view=full|users|-|-|nodes=5"
+    );
+    echo(&without_echo, &five);
+    assert_eq!(bound.stats().counters.node_tables_given, 2);
+
+    // Long header values are cut at a character boundary, long paths at
+    // 8 KiB.
+    let long = TestRequest {
+        path: format!("/{}", "p".repeat(9_000)),
+        ..get("/k")
+    }
+    .with_header("x-echo", &"é".repeat(300));
+    let reason = echo(&long, &five);
+    let fields: Vec<&str> = reason.split('|').collect();
+    assert_eq!(fields[2].len(), levee_policy::limits::PATH_BYTES_MAX);
+    assert_eq!(fields[4], "é".repeat(128));
+    assert_eq!(bound.stats().counters.fallbacks, 0);
 }

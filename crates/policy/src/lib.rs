@@ -10,8 +10,23 @@
 //! Every policy is deterministic: randomness (jitter) is an explicit
 //! argument, so the host can seed it and tests can replay it.
 //!
+//! The request-path entry points take only what they decide on, as the
+//! `levee:policy@0.2.0` contract passes it, so a call costs no allocation
+//! beyond its answer:
+//! - [`RetryBackoff::decide`]`(facts, &outcome, &context, random)`: the
+//!   request's scalar [`RequestFacts`] (its idempotency already folded in by
+//!   the host), the failed attempt and the host's limits;
+//! - [`RouteAffinity::route`]`(facts, &nodes, &candidates)`: the service's
+//!   node table ([`NodeInfo`], changed only with the configuration) and the
+//!   key's [`Candidate`]s by [`NodeIndex`] with their health;
+//! - [`CheckpointInterval::decide`]`(&stats)`.
+//!
+//! None of them reads the request's strings; those stay with the host
+//! behind [`RequestView`], for plugins that want them.
+//!
 //! # Layout
-//! - [`types`]: mirrors of the WIT records and variants.
+//! - [`types`]: mirrors of the WIT (`levee:policy@0.2.0`) records and
+//!   variants, and [`RequestView`], the `request` resource's methods.
 //! - [`limits`]: sizes both sides agree on, and [`limits::PluginLimits`],
 //!   the fence around one bound plugin (configured by the host).
 //! - [`config`]: JSON config parsing with errors that name the field.

@@ -3,18 +3,33 @@
 //! enforces (data only here: the host's plugin runtime checks it against its
 //! engine).
 
-/// Headers passed to a plugin in `request-info.headers`.
-pub const HEADERS_MAX: usize = 16;
-/// Bytes of one header value passed to a plugin.
+/// Bytes of one header value a plugin reads (`request.header`); longer
+/// values are cut at a character boundary.
 pub const HEADER_VALUE_BYTES_MAX: usize = 256;
+/// Bytes of the path and query a plugin reads (`request.path`).
+pub const PATH_BYTES_MAX: usize = 8 * 1024;
+/// Nodes in one service's node table given to `set-nodes`.
+pub const NODE_TABLE_MAX: usize = 4_096;
 /// Bytes of a plugin's `configure` input.
 pub const CONFIG_BYTES_MAX: usize = 64 * 1024;
-/// Bytes of any string a plugin returns (reasons, node ids).
+/// Bytes of any string a plugin returns (give-up reasons, configure errors).
 pub const RETURNED_STRING_BYTES_MAX: usize = 4 * 1024;
 /// Entries of a returned `route-plan.order`.
 pub const ROUTE_ORDER_MAX: usize = 64;
 /// A retry delay longer than this is clamped.
 pub const RETRY_DELAY_MS_MAX: u32 = 60_000;
+
+/// Headers a plugin never reads: credentials. `request.header` answers
+/// `none` for them whatever the plugin asks (names are compared
+/// case-insensitively).
+pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// Whether `name` is one of [`CREDENTIAL_HEADERS`].
+pub fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .any(|credential| credential.eq_ignore_ascii_case(name))
+}
 
 /// The fence around one bound plugin, as data: what the host allows one
 /// plugin binding to consume. The host's plugin runtime enforces it

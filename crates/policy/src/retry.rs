@@ -12,10 +12,12 @@
 //! - **`Retry-After` is honoured on 429 and 503**: the upstream knows better
 //!   than our backoff when it can take traffic again. It is capped by
 //!   `retry_after_max_ms` so one upstream cannot park requests for minutes.
-//! - **Non-idempotent requests are never retried** unless they carry an
-//!   `idempotency-key` header: a POST that timed out may well have been
-//!   applied, and sending it again could apply it twice. This includes
-//!   connect failures, to keep the rule simple enough to state in one line.
+//! - **Non-idempotent requests are never retried**: a POST that timed out
+//!   may well have been applied, and sending it again could apply it twice.
+//!   This includes connect failures, to keep the rule simple enough to state
+//!   in one line. Idempotency is [`RequestFacts::idempotent`] alone: the host
+//!   folds a non-empty `Idempotency-Key` header into it, so this policy never
+//!   reads a header (and a plugin built from it never pays for one).
 //! - **Where to retry**: after a connect failure always the next node (the
 //!   failed one is unreachable). Otherwise `target` decides, `next` by
 //!   default: a node that timed out or answered 503 is likely overloaded or
@@ -244,12 +246,12 @@ impl RetryBackoff {
     /// `random` is a uniformly random u64 used for jitter.
     pub fn decide(
         &self,
-        request: &RequestInfo,
+        facts: RequestFacts,
         outcome: &AttemptOutcome,
-        context: &RetryContext,
+        context: &RetryContext<'_>,
         random: u64,
     ) -> RetryDecision {
-        match self.plan(request, outcome, context, random) {
+        match self.plan(facts, outcome, context, random) {
             Ok(plan) => RetryDecision::Retry {
                 delay_ms: plan.delay_ms,
                 target: plan.target,
@@ -262,13 +264,15 @@ impl RetryBackoff {
     /// need to know which rule fired.
     pub fn plan(
         &self,
-        request: &RequestInfo,
+        facts: RequestFacts,
         outcome: &AttemptOutcome,
-        context: &RetryContext,
+        context: &RetryContext<'_>,
         random: u64,
     ) -> Result<RetryPlan, GiveUpReason> {
         self.check_retryable(outcome)?;
-        check_idempotent(request)?;
+        if !facts.idempotent {
+            return Err(GiveUpReason::NotIdempotent);
+        }
         self.check_attempts(outcome, context)?;
         if context.budget_remaining == 0 {
             return Err(GiveUpReason::BudgetExhausted);
@@ -303,7 +307,7 @@ impl RetryBackoff {
     fn check_attempts(
         &self,
         outcome: &AttemptOutcome,
-        context: &RetryContext,
+        context: &RetryContext<'_>,
     ) -> Result<(), GiveUpReason> {
         let max_attempts = self.config.max_attempts.min(context.max_attempts);
         if outcome.attempt >= max_attempts {
@@ -340,21 +344,6 @@ impl RetryBackoff {
             (_, RetryTarget::Same) => Target::Same,
         }
     }
-}
-
-fn check_idempotent(request: &RequestInfo) -> Result<(), GiveUpReason> {
-    if request.idempotent || has_idempotency_key(request) {
-        return Ok(());
-    }
-    Err(GiveUpReason::NotIdempotent)
-}
-
-/// A non-empty `idempotency-key` header (names compared case-insensitively,
-/// in case a caller did not lower-case them).
-fn has_idempotency_key(request: &RequestInfo) -> bool {
-    request.headers.iter().any(|(name, value)| {
-        name.eq_ignore_ascii_case("idempotency-key") && !value.trim().is_empty()
-    })
 }
 
 /// `Retry-After` counts on 429 and 503 only: those are the statuses whose

@@ -3,32 +3,32 @@
 use super::*;
 use proptest::prelude::*;
 
-fn get() -> RequestInfo {
-    RequestInfo {
-        service: "kv".into(),
-        method: "GET".into(),
-        path: "/k/a".into(),
-        routing_key: "a".into(),
+fn get() -> RequestFacts {
+    RequestFacts {
+        method: Method::Get,
         idempotent: true,
-        headers: vec![],
     }
 }
 
-fn post(headers: &[(&str, &str)]) -> RequestInfo {
-    RequestInfo {
-        method: "POST".into(),
+fn post() -> RequestFacts {
+    RequestFacts {
+        method: Method::Post,
         idempotent: false,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        ..get()
+    }
+}
+
+/// A POST the host found an `Idempotency-Key` on: it folds the key into
+/// `idempotent`, the only thing the policy looks at.
+fn post_with_key() -> RequestFacts {
+    RequestFacts {
+        idempotent: true,
+        ..post()
     }
 }
 
 fn outcome(result: AttemptResult, attempt: u32, retry_after_ms: Option<u32>) -> AttemptOutcome {
     AttemptOutcome {
-        node_id: "n1".into(),
+        node: 1,
         attempt,
         result,
         elapsed_ms: 3,
@@ -44,12 +44,15 @@ fn error(kind: ErrorKind) -> AttemptOutcome {
     outcome(AttemptResult::Error(kind), 1, None)
 }
 
-fn roomy() -> RetryContext {
+/// Candidate nodes of every test context, in routing order.
+const CANDIDATES: [NodeIndex; 3] = [1, 2, 3];
+
+fn roomy() -> RetryContext<'static> {
     RetryContext {
         budget_remaining: 10,
         deadline_remaining_ms: 30_000,
         max_attempts: 5,
-        candidates: vec!["n1".into(), "n2".into(), "n3".into()],
+        candidates: &CANDIDATES,
     }
 }
 
@@ -64,13 +67,13 @@ fn retry(delay_ms: u32, target: Target) -> Result<RetryPlan, GiveUpReason> {
     Ok(RetryPlan { delay_ms, target })
 }
 
-/// Name, config JSON, request, outcome, context, expected plan.
+/// Name, config JSON, request facts, outcome, context, expected plan.
 type Case = (
     &'static str,
     &'static str,
-    RequestInfo,
+    RequestFacts,
     AttemptOutcome,
-    RetryContext,
+    RetryContext<'static>,
     Result<RetryPlan, GiveUpReason>,
 );
 
@@ -115,13 +118,14 @@ fn rules_table() {
         ("Retry-After cap is configurable", r#"{"retry_after_max_ms": 700}"#, get(), outcome(Status(429), 1, Some(5_000)), roomy(), retry(700, Target::Next)),
         ("Retry-After past the deadline gives up", "", get(), outcome(Status(503), 1, Some(5_000)), deadline(3_000), past(5_000, 3_000)),
         ("Retry-After ignored on 502", "", get(), outcome(Status(502), 1, Some(5_000)), roomy(), retry(13, Target::Next)),
-        ("non-idempotent never retries", "", post(&[]), error(ErrorKind::Timeout), roomy(), Err(NotIdempotent)),
-        ("non-idempotent connect failure does not retry", "", post(&[]), error(ErrorKind::Connect), roomy(), Err(NotIdempotent)),
-        ("idempotency-key makes it retryable", "", post(&[("idempotency-key", "k1")]), error(ErrorKind::Timeout), roomy(), retry(13, Target::Next)),
-        ("header names are case-insensitive", "", post(&[("Idempotency-Key", "k1")]), status(503), roomy(), retry(13, Target::Next)),
-        ("an empty idempotency-key does not count", "", post(&[("idempotency-key", " ")]), status(503), roomy(), Err(NotIdempotent)),
-        ("other headers do not count", "", post(&[("x-request-id", "1")]), status(503), roomy(), Err(NotIdempotent)),
-        ("non-retryable status is reported before idempotency", "", post(&[]), status(500), roomy(), Err(StatusNotRetryable(500))),
+        ("non-idempotent never retries", "", post(), error(ErrorKind::Timeout), roomy(), Err(NotIdempotent)),
+        ("non-idempotent connect failure does not retry", "", post(), error(ErrorKind::Connect), roomy(), Err(NotIdempotent)),
+        ("non-idempotent status does not retry", "", post(), status(503), roomy(), Err(NotIdempotent)),
+        ("idempotency-key (folded by the host) makes it retryable", "", post_with_key(), error(ErrorKind::Timeout), roomy(), retry(13, Target::Next)),
+        ("idempotent POST retries a status too", "", post_with_key(), status(503), roomy(), retry(13, Target::Next)),
+        ("a non-idempotent GET (as told) does not retry", "", RequestFacts { idempotent: false, ..get() }, status(503), roomy(), Err(NotIdempotent)),
+        ("an idempotent other method retries", "", RequestFacts { method: Method::Other, idempotent: true }, status(503), roomy(), retry(13, Target::Next)),
+        ("non-retryable status is reported before idempotency", "", post(), status(500), roomy(), Err(StatusNotRetryable(500))),
         ("config max_attempts caps", "", get(), outcome(Status(503), 3, None), roomy(), Err(AttemptsExhausted { attempt: 3, max_attempts: 3 })),
         ("below config max_attempts retries", "", get(), outcome(Status(503), 2, None), roomy(), retry(25, Target::Next)),
         ("context max_attempts caps below config", "", get(), outcome(Status(503), 2, None), RetryContext { max_attempts: 2, ..roomy() }, Err(AttemptsExhausted { attempt: 2, max_attempts: 2 })),
@@ -131,8 +135,8 @@ fn rules_table() {
         ("delay equal to the deadline gives up", "", get(), status(503), deadline(13), past(13, 13)),
         ("delay just under the deadline retries", "", get(), status(503), deadline(14), retry(13, Target::Next)),
     ];
-    for (name, config, request, outcome, context, expected) in cases {
-        let actual = policy(config).plan(&request, &outcome, &context, HALF);
+    for (name, config, facts, outcome, context, expected) in cases {
+        let actual = policy(config).plan(facts, &outcome, &context, HALF);
         assert_eq!(actual, expected, "case: {name}");
     }
 }
@@ -140,7 +144,7 @@ fn rules_table() {
 #[test]
 fn decide_reports_plan_as_decision() {
     let backoff = RetryBackoff::default();
-    let retried = backoff.decide(&get(), &status(503), &roomy(), 0);
+    let retried = backoff.decide(get(), &status(503), &roomy(), 0);
     assert_eq!(
         retried,
         RetryDecision::Retry {
@@ -148,7 +152,7 @@ fn decide_reports_plan_as_decision() {
             target: Target::Next
         }
     );
-    let given_up = backoff.decide(&get(), &status(500), &roomy(), 0);
+    let given_up = backoff.decide(get(), &status(500), &roomy(), 0);
     assert_eq!(
         given_up,
         RetryDecision::GiveUp("status 500 is not retryable".into())
@@ -206,7 +210,7 @@ fn jitter_uses_the_random_argument() {
     let delays: std::collections::BTreeSet<u32> = (0..64u64)
         .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .map(
-            |random| match backoff.decide(&get(), &status(503), &roomy(), random) {
+            |random| match backoff.decide(get(), &status(503), &roomy(), random) {
                 RetryDecision::Retry { delay_ms, .. } => delay_ms,
                 RetryDecision::GiveUp(reason) => panic!("gave up: {reason}"),
             },
@@ -301,13 +305,13 @@ fn any_outcome() -> impl Strategy<Value = AttemptOutcome> {
         .prop_map(|(result, attempt, retry_after_ms)| outcome(result, attempt, retry_after_ms))
 }
 
-fn any_context() -> impl Strategy<Value = RetryContext> {
+fn any_context() -> impl Strategy<Value = RetryContext<'static>> {
     (0u32..4, prop_oneof![0u32..100, any::<u32>()], 0u32..12).prop_map(
         |(budget_remaining, deadline_remaining_ms, max_attempts)| RetryContext {
             budget_remaining,
             deadline_remaining_ms,
             max_attempts,
-            candidates: vec!["n1".into(), "n2".into()],
+            candidates: &CANDIDATES[..2],
         },
     )
 }
@@ -350,9 +354,9 @@ proptest! {
         idempotent in any::<bool>(),
         random in any::<u64>(),
     ) {
-        let request = RequestInfo { idempotent, ..get() };
+        let facts = RequestFacts { idempotent, ..post() };
         let backoff = RetryBackoff::new(config.clone()).unwrap();
-        if let Ok(plan) = backoff.plan(&request, &outcome, &context, random) {
+        if let Ok(plan) = backoff.plan(facts, &outcome, &context, random) {
             prop_assert!(plan.delay_ms < context.deadline_remaining_ms);
             prop_assert!(plan.delay_ms <= limits::RETRY_DELAY_MS_MAX);
             prop_assert!(plan.delay_ms <= config.max_delay_ms.max(config.retry_after_max_ms));
@@ -375,7 +379,7 @@ proptest! {
         let ceiling_ms = backoff.backoff_ceiling_ms(attempt);
         let context = RetryContext { deadline_remaining_ms: u32::MAX, max_attempts: 20, ..roomy() };
         let outcome = outcome(AttemptResult::Error(ErrorKind::Timeout), attempt, None);
-        match backoff.plan(&get(), &outcome, &context, random) {
+        match backoff.plan(get(), &outcome, &context, random) {
             Ok(plan) => prop_assert!(plan.delay_ms <= ceiling_ms),
             Err(reason) => {
                 let exhausted = matches!(reason, GiveUpReason::AttemptsExhausted { .. });
@@ -387,8 +391,8 @@ proptest! {
     #[test]
     fn decide_is_deterministic(outcome in any_outcome(), context in any_context(), random in any::<u64>()) {
         let backoff = RetryBackoff::default();
-        let first = backoff.decide(&get(), &outcome, &context, random);
-        let second = backoff.decide(&get(), &outcome, &context, random);
+        let first = backoff.decide(get(), &outcome, &context, random);
+        let second = backoff.decide(get(), &outcome, &context, random);
         prop_assert_eq!(first, second);
     }
 
@@ -404,7 +408,7 @@ proptest! {
     ) {
         let config = RetryConfig { max_attempts, base_delay_ms, max_delay_ms, retry_after_max_ms, ..RetryConfig::default() };
         let backoff = RetryBackoff { config };
-        if let RetryDecision::Retry { delay_ms, .. } = backoff.decide(&get(), &outcome, &context, random) {
+        if let RetryDecision::Retry { delay_ms, .. } = backoff.decide(get(), &outcome, &context, random) {
             prop_assert!(delay_ms <= limits::RETRY_DELAY_MS_MAX);
         }
     }

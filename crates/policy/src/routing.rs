@@ -18,8 +18,15 @@
 //!   `HEAD`), whose duplicate costs nothing but load, and only when the plan
 //!   has a second node to hedge to.
 //!
-//! The plan is bounded: at most [`limits::ROUTE_ORDER_MAX`] ids, no
-//! duplicates, each id one of the candidates.
+//! Zones come from the node table ([`NodeInfo`], given once per
+//! configuration change); the candidates carry only their [`NodeIndex`] and
+//! health, so a call reads no strings but the zone names it compares. A
+//! candidate whose index is outside the table has no zone: it is routed like
+//! any other, never as preferred.
+//!
+//! The plan is bounded: at most [`limits::ROUTE_ORDER_MAX`] nodes, no
+//! duplicates, each one of the candidates. Building it allocates once: the
+//! order's `Vec`, sized up front.
 
 use crate::config::{self, ConfigError};
 use crate::limits;
@@ -86,39 +93,48 @@ impl RouteAffinity {
         Ok(Self::new(config::parse(json)?)?)
     }
 
-    /// `candidates` are the key's replicas in ring order.
-    pub fn route(&self, request: &RequestInfo, candidates: &[Node]) -> RoutePlan {
-        let any_healthy = candidates.iter().any(|node| node.healthy);
+    /// `candidates` are the key's replicas in ring order; `nodes` is the
+    /// service's node table their indexes refer to.
+    pub fn route(
+        &self,
+        facts: RequestFacts,
+        nodes: &[NodeInfo],
+        candidates: &[Candidate],
+    ) -> RoutePlan {
+        let any_healthy = candidates.iter().any(|candidate| candidate.healthy);
         // Skip the unhealthy, unless that would leave nothing to try.
         let pool = || {
             candidates
                 .iter()
-                .filter(move |node| node.healthy || !any_healthy)
+                .filter(move |candidate| candidate.healthy || !any_healthy)
         };
-        let in_zone = |node: &&Node| self.is_preferred_zone(node);
-        let order = bounded_unique_ids(
-            pool()
-                .filter(in_zone)
-                .chain(pool().filter(|node| !in_zone(node))),
-        );
+        let in_zone = |candidate: &&Candidate| self.is_preferred_zone(nodes, candidate.node);
+        let mut order = Vec::with_capacity(candidates.len().min(limits::ROUTE_ORDER_MAX));
+        push_bounded_unique(&mut order, pool().filter(in_zone));
+        push_bounded_unique(&mut order, pool().filter(|candidate| !in_zone(candidate)));
         debug_assert!(order.len() <= limits::ROUTE_ORDER_MAX);
-        let hedge_delay_ms = self.hedge_delay_ms(request, order.len());
+        let hedge_delay_ms = self.hedge_delay_ms(facts, order.len());
         RoutePlan {
             order,
             hedge_delay_ms,
         }
     }
 
-    fn is_preferred_zone(&self, node: &Node) -> bool {
-        match (&self.config.prefer_zone, &node.zone) {
-            (Some(preferred), Some(zone)) => preferred == zone,
-            _ => false,
-        }
+    /// Whether the table puts `node` in `prefer_zone`; an index outside the
+    /// table has no zone.
+    fn is_preferred_zone(&self, nodes: &[NodeInfo], node: NodeIndex) -> bool {
+        let Some(preferred) = self.config.prefer_zone.as_deref() else {
+            return false;
+        };
+        let zone = usize::try_from(node)
+            .ok()
+            .and_then(|index| nodes.get(index))
+            .and_then(|info| info.zone.as_deref());
+        zone == Some(preferred)
     }
 
-    fn hedge_delay_ms(&self, request: &RequestInfo, plan_nodes: usize) -> Option<u32> {
-        let is_read = matches!(request.method.as_str(), "GET" | "HEAD");
-        if is_read && plan_nodes >= 2 {
+    fn hedge_delay_ms(&self, facts: RequestFacts, plan_nodes: usize) -> Option<u32> {
+        if facts.method.is_read() && plan_nodes >= 2 {
             self.config.hedge_delay_ms
         } else {
             None
@@ -126,20 +142,22 @@ impl RouteAffinity {
     }
 }
 
-/// The first [`limits::ROUTE_ORDER_MAX`] distinct ids, in order. The ring
-/// should never repeat a node, but the plan must stay a set whatever the
-/// input; the scan is over at most `ROUTE_ORDER_MAX` kept ids per node.
-fn bounded_unique_ids<'a>(nodes: impl Iterator<Item = &'a Node>) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
-    for node in nodes {
-        if ids.len() == limits::ROUTE_ORDER_MAX {
-            break;
+/// Appends the candidates' nodes not yet in `order`, until `order` holds
+/// [`limits::ROUTE_ORDER_MAX`]. The ring should never repeat a node, but
+/// the plan must stay a set whatever the input; the scan is over at most
+/// `ROUTE_ORDER_MAX` kept indexes per candidate.
+fn push_bounded_unique<'a>(
+    order: &mut Vec<NodeIndex>,
+    candidates: impl Iterator<Item = &'a Candidate>,
+) {
+    for candidate in candidates {
+        if order.len() == limits::ROUTE_ORDER_MAX {
+            return;
         }
-        if !ids.contains(&node.id) {
-            ids.push(node.id.clone());
+        if !order.contains(&candidate.node) {
+            order.push(candidate.node);
         }
     }
-    ids
 }
 
 #[cfg(test)]

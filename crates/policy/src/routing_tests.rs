@@ -3,47 +3,89 @@
 use super::*;
 use proptest::prelude::*;
 
-fn request(method: &str) -> RequestInfo {
-    RequestInfo {
-        service: "kv".into(),
-        method: method.into(),
-        path: "/k/a".into(),
-        routing_key: "a".into(),
+fn facts(method: &str) -> RequestFacts {
+    RequestFacts {
+        method: Method::from_name(method),
         idempotent: true,
-        headers: vec![],
     }
 }
 
-/// A node from a compact spec: `"a"` healthy, `"a!"` unhealthy, `"a@z1"` in
-/// zone `z1` (the markers combine: `"a@z1!"`).
-fn node(spec: &str) -> Node {
+/// A node table and candidates from compact specs, one per candidate in
+/// ring order: `"a"` healthy, `"a!"` unhealthy, `"a@z1"` in zone `z1` (the
+/// markers combine: `"a@z1!"`). The table holds each id once, sorted, so
+/// that ring order and table order differ; a repeated id is one node (its
+/// first spec gives the zone).
+#[derive(Debug, Clone)]
+struct Fixture {
+    nodes: Vec<NodeInfo>,
+    candidates: Vec<Candidate>,
+}
+
+fn parse(spec: &str) -> (&str, Option<&str>, bool) {
     let healthy = !spec.ends_with('!');
     let spec = spec.trim_end_matches('!');
-    let (id, zone) = match spec.split_once('@') {
-        Some((id, zone)) => (id, Some(zone.to_string())),
-        None => (spec, None),
-    };
-    Node {
+    match spec.split_once('@') {
+        Some((id, zone)) => (id, Some(zone), healthy),
+        None => (spec, None, healthy),
+    }
+}
+
+fn node_info(id: &str, zone: Option<&str>) -> NodeInfo {
+    NodeInfo {
         id: id.into(),
         address: format!("http://127.0.0.1:7000/{id}"),
-        zone,
+        zone: zone.map(str::to_string),
         weight: 1,
+    }
+}
+
+fn candidate(node: NodeIndex, healthy: bool) -> Candidate {
+    Candidate {
+        node,
         healthy,
         failure_rate_permille: 0,
         latency_ms: 1,
     }
 }
 
-fn nodes(specs: &[&str]) -> Vec<Node> {
-    specs.iter().map(|spec| node(spec)).collect()
+impl Fixture {
+    fn new(specs: &[&str]) -> Fixture {
+        let mut nodes: Vec<NodeInfo> = Vec::new();
+        for (id, zone, _) in specs.iter().map(|spec| parse(spec)) {
+            if !nodes.iter().any(|node| node.id == id) {
+                nodes.push(node_info(id, zone));
+            }
+        }
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let candidates = specs
+            .iter()
+            .map(|spec| {
+                let (id, _, healthy) = parse(spec);
+                candidate(index_of(&nodes, id), healthy)
+            })
+            .collect();
+        Fixture { nodes, candidates }
+    }
+
+    fn route(&self, policy: &RouteAffinity, method: &str) -> RoutePlan {
+        policy.route(facts(method), &self.nodes, &self.candidates)
+    }
+
+    /// The plan's order as ids.
+    fn ids(&self, plan: &RoutePlan) -> Vec<&str> {
+        plan.order
+            .iter()
+            .map(|&node| self.nodes[node as usize].id.as_str())
+            .collect()
+    }
+}
+
+fn index_of(nodes: &[NodeInfo], id: &str) -> NodeIndex {
+    nodes.iter().position(|node| node.id == id).unwrap() as NodeIndex
 }
 
 fn policy(json: &str) -> RouteAffinity {
     RouteAffinity::from_json(json).expect("valid config")
-}
-
-fn order(plan: &RoutePlan) -> Vec<&str> {
-    plan.order.iter().map(String::as_str).collect()
 }
 
 #[test]
@@ -60,11 +102,13 @@ fn order_rules_table() {
         ("no node in the zone keeps ring order", z1, vec!["a@z2", "b@z3"], vec!["a", "b"]),
         ("zone applies to the all-unhealthy fallback", z1, vec!["a@z2!", "b@z1!"], vec!["b", "a"]),
         ("zone names are compared exactly", z1, vec!["a@Z1", "b@z1"], vec!["b", "a"]),
-        ("duplicate ids are kept once", "", vec!["a", "b", "a"], vec!["a", "b"]),
+        ("duplicate nodes are kept once", "", vec!["a", "b", "a"], vec!["a", "b"]),
+        ("a duplicate keeps its first place across the zone split", z1, vec!["a", "b@z1", "a"], vec!["b", "a"]),
     ];
-    for (name, config, candidates, expected) in cases {
-        let plan = policy(config).route(&request("GET"), &nodes(&candidates));
-        assert_eq!(order(&plan), expected, "case: {name}");
+    for (name, config, specs, expected) in cases {
+        let fixture = Fixture::new(&specs);
+        let plan = fixture.route(&policy(config), "GET");
+        assert_eq!(fixture.ids(&plan), expected, "case: {name}");
     }
 }
 
@@ -87,25 +131,49 @@ fn hedge_rules_table() {
         ("HEAD is hedged", hedged, "HEAD", vec!["a", "b"], Some(40)),
         ("PUT is not hedged", hedged, "PUT", vec!["a", "b"], None),
         ("POST is not hedged", hedged, "POST", vec!["a", "b"], None),
+        ("OPTIONS is not hedged", hedged, "OPTIONS", vec!["a", "b"], None),
+        ("an unlisted method is not hedged", hedged, "PROPFIND", vec!["a", "b"], None),
         ("one node has nothing to hedge to", hedged, "GET", vec!["a"], None),
         ("unhealthy nodes are not hedge targets", hedged, "GET", vec!["a", "b!"], None),
     ];
-    for (name, config, method, candidates, expected) in cases {
-        let plan = policy(config).route(&request(method), &nodes(&candidates));
+    for (name, config, method, specs, expected) in cases {
+        let plan = Fixture::new(&specs).route(&policy(config), method);
         assert_eq!(plan.hedge_delay_ms, expected, "case: {name}");
     }
 }
 
 #[test]
 fn plan_is_bounded() {
-    let many: Vec<Node> = (0..1000).map(|i| node(&format!("n{i}"))).collect();
-    let plan = RouteAffinity::default().route(&request("GET"), &many);
-    assert_eq!(plan.order.len(), limits::ROUTE_ORDER_MAX);
-    assert_eq!(plan.order[0], "n0");
-    assert_eq!(
-        plan.order[limits::ROUTE_ORDER_MAX - 1],
-        format!("n{}", limits::ROUTE_ORDER_MAX - 1)
-    );
+    let nodes: Vec<NodeInfo> = (0..1000)
+        .map(|i| node_info(&format!("n{i}"), None))
+        .collect();
+    let candidates: Vec<Candidate> = (0..1000).map(|i| candidate(i, true)).collect();
+    let plan = RouteAffinity::default().route(facts("GET"), &nodes, &candidates);
+    let expected: Vec<NodeIndex> = (0..limits::ROUTE_ORDER_MAX as NodeIndex).collect();
+    assert_eq!(plan.order, expected);
+}
+
+#[test]
+fn plan_allocates_no_more_than_it_can_hold() {
+    let fixture = Fixture::new(&["a", "b", "c"]);
+    let plan = fixture.route(&RouteAffinity::default(), "GET");
+    assert_eq!(plan.order.capacity(), 3);
+    let nodes: Vec<NodeInfo> = Vec::new();
+    let many: Vec<Candidate> = (0..1000).map(|i| candidate(i, true)).collect();
+    let plan = RouteAffinity::default().route(facts("GET"), &nodes, &many);
+    assert_eq!(plan.order.capacity(), limits::ROUTE_ORDER_MAX);
+}
+
+#[test]
+fn a_candidate_outside_the_table_has_no_zone() {
+    let fixture = Fixture::new(&["a@z1", "b@z1"]);
+    let outside = candidate(fixture.nodes.len() as NodeIndex, true);
+    let far = candidate(NodeIndex::MAX, true);
+    let candidates = [outside, fixture.candidates[0], far, fixture.candidates[1]];
+    let plan = policy(r#"{"prefer_zone": "z1"}"#).route(facts("GET"), &fixture.nodes, &candidates);
+    assert_eq!(plan.order, [0, 1, outside.node, far.node]);
+    let no_table = RouteAffinity::default().route(facts("GET"), &[], &candidates);
+    assert_eq!(no_table.order, [outside.node, 0, far.node, 1]);
 }
 
 #[test]
@@ -138,42 +206,54 @@ fn config_parses_and_validates() {
     }
 }
 
-fn any_candidates() -> impl Strategy<Value = Vec<Node>> {
-    let one = (any::<bool>(), proptest::option::of(0u8..3));
-    proptest::collection::vec(one, 0..12).prop_map(|flags| {
-        flags
-            .into_iter()
+/// Up to 12 zoned nodes, and a shuffled subset of indexes `0..16` as the
+/// candidates (so some may lie outside the table), each healthy or not.
+fn any_fixture() -> impl Strategy<Value = Fixture> {
+    let zones = proptest::collection::vec(proptest::option::of(0u8..3), 0..12);
+    let indexes =
+        proptest::sample::subsequence((0..16).collect::<Vec<NodeIndex>>(), 0..=12).prop_shuffle();
+    let health = proptest::collection::vec(any::<bool>(), 12);
+    (zones, indexes, health).prop_map(|(zones, indexes, health)| Fixture {
+        nodes: zones
+            .iter()
             .enumerate()
-            .map(|(i, (healthy, zone))| Node {
-                healthy,
-                zone: zone.map(|z| format!("z{z}")),
-                ..node(&format!("n{i}"))
-            })
-            .collect()
+            .map(|(i, zone)| node_info(&format!("n{i}"), zone.map(|z| format!("z{z}")).as_deref()))
+            .collect(),
+        candidates: indexes
+            .into_iter()
+            .zip(health)
+            .map(|(node, healthy)| candidate(node, healthy))
+            .collect(),
     })
 }
 
 proptest! {
     #[test]
     fn plan_is_the_healthy_subset_or_everything(
-        candidates in any_candidates(),
+        fixture in any_fixture(),
         zone in proptest::option::of(0u8..3),
         hedge in proptest::option::of(1u32..100),
+        read in any::<bool>(),
     ) {
         let config = RoutingConfig { prefer_zone: zone.map(|z| format!("z{z}")), hedge_delay_ms: hedge };
-        let plan = RouteAffinity::new(config.clone()).unwrap().route(&request("GET"), &candidates);
-        let healthy: Vec<&str> = candidates.iter().filter(|n| n.healthy).map(|n| n.id.as_str()).collect();
-        let expected_members: Vec<&str> = if healthy.is_empty() {
-            candidates.iter().map(|n| n.id.as_str()).collect()
+        let method = if read { "GET" } else { "POST" };
+        let plan = fixture.route(&RouteAffinity::new(config.clone()).unwrap(), method);
+        let candidates = &fixture.candidates;
+        let healthy: Vec<NodeIndex> = candidates.iter().filter(|c| c.healthy).map(|c| c.node).collect();
+        let expected_members: Vec<NodeIndex> = if healthy.is_empty() {
+            candidates.iter().map(|c| c.node).collect()
         } else {
             healthy
         };
-        let mut actual = order(&plan);
+        let mut actual = plan.order.clone();
         // Within the preferred zone, and outside it, ring order is kept.
-        let in_zone = |id: &&str| candidates.iter().any(|n| n.id == *id && n.zone.is_some() && n.zone == config.prefer_zone);
-        let zone_prefix = actual.iter().take_while(|id| in_zone(id)).count();
-        prop_assert!(actual[zone_prefix..].iter().all(|id| !in_zone(id)), "zone nodes not first: {:?}", actual);
-        let ring_position = |id: &&str| candidates.iter().position(|n| n.id == *id).unwrap();
+        let in_zone = |node: &NodeIndex| {
+            let zone = fixture.nodes.get(*node as usize).and_then(|n| n.zone.as_ref());
+            zone.is_some() && zone == config.prefer_zone.as_ref()
+        };
+        let zone_prefix = actual.iter().take_while(|node| in_zone(node)).count();
+        prop_assert!(actual[zone_prefix..].iter().all(|node| !in_zone(node)), "zone nodes not first: {:?}", actual);
+        let ring_position = |node: &NodeIndex| candidates.iter().position(|c| c.node == *node).unwrap();
         prop_assert!(actual[..zone_prefix].is_sorted_by_key(ring_position));
         prop_assert!(actual[zone_prefix..].is_sorted_by_key(ring_position));
         actual.sort_unstable();
@@ -182,6 +262,7 @@ proptest! {
         prop_assert_eq!(actual, expected_sorted);
         if plan.hedge_delay_ms.is_some() {
             prop_assert!(plan.order.len() >= 2);
+            prop_assert!(read);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One service: its spec, ring, node table with health, retry budget,
-//! in-flight limit and bound policies.
+//! in-flight limit and bound policies, and the node table the policies see
+//! (built once per configuration; calls name nodes by index).
 //!
 //! A `Service` is immutable once built (except for the atomics inside health,
 //! budget and the in-flight counter) and shared as `Arc<Service>` through
@@ -15,7 +16,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use hyper::header::HeaderName;
 use hyper::http::uri::{Authority, Scheme};
-use levee_policy::{AttemptOutcome, Node, RequestInfo, RetryContext, RetryDecision, RoutePlan};
+use levee_plugin::NodeTable;
+use levee_policy::{
+    AttemptOutcome, Candidate, NodeIndex, NodeInfo, RequestFacts, RequestView, RetryContext,
+    RetryDecision, RoutePlan,
+};
 
 use crate::cluster::budget::RetryBudget;
 use crate::cluster::health::NodeHealth;
@@ -57,6 +62,10 @@ pub struct Service {
     pub ring: Ring,
     /// Indexed like the ring's node indices (the order of `spec.nodes`).
     pub nodes: Vec<ServiceNode>,
+    /// `nodes` as the policies see them (ids, urls, zones, weights), in
+    /// the same order: a node's index here is its `NodeIndex`. Given to a
+    /// plugin instance once per table, not on every call.
+    pub node_table: Arc<NodeTable>,
     pub budget: RetryBudget,
     pub policies: Policies,
     /// Pre-parsed `key.header` name, so the request path does not parse it.
@@ -83,6 +92,7 @@ impl Service {
             .iter()
             .map(|node| build_node(&spec, node))
             .collect::<Result<Vec<_>, _>>()?;
+        let node_table = node_table(&spec)?;
         let policies = Policies::build(&spec, runtime)?;
         let key_header = match &spec.key {
             KeyRule::Header(name) => Some(HeaderName::from_bytes(name.as_bytes()).map_err(
@@ -98,6 +108,7 @@ impl Service {
             budget: RetryBudget::new(&spec.retry_budget),
             ring,
             nodes,
+            node_table,
             policies,
             key_header,
             in_flight: AtomicU32::new(0),
@@ -124,17 +135,15 @@ impl Service {
         self.nodes.iter().position(|n| n.spec.id == node_id)
     }
 
-    /// The policy-facing view of one node, health included.
-    pub fn node_view(&self, index: usize, now_ms: u64) -> Node {
-        let node = &self.nodes[index];
-        Node {
-            id: node.spec.id.clone(),
-            address: node.spec.url.clone(),
-            zone: node.spec.zone.clone(),
-            weight: node.spec.weight,
-            healthy: node.health.is_healthy(now_ms),
-            failure_rate_permille: node.health.failure_rate_permille(),
-            latency_ms: node.health.latency_ms(),
+    /// Node `index` as a routing candidate: its index in
+    /// [`Service::node_table`] and its health now. Scalars only.
+    pub fn candidate(&self, index: usize, now_ms: u64) -> Candidate {
+        let health = &self.nodes[index].health;
+        Candidate {
+            node: policy_index(index),
+            healthy: health.is_healthy(now_ms),
+            failure_rate_permille: health.failure_rate_permille(),
+            latency_ms: health.latency_ms(),
         }
     }
 
@@ -154,6 +163,33 @@ impl Service {
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Acquire)
     }
+}
+
+/// Node `index` (into `Service::nodes`) as the policies name it, a
+/// [`NodeIndex`] into `Service::node_table`. The ring holds at most
+/// `NODES_MAX` (1024) nodes, so every index fits.
+pub fn policy_index(index: usize) -> NodeIndex {
+    NodeIndex::try_from(index).expect("a service has at most NODES_MAX nodes")
+}
+
+/// The policies' node table: `spec.nodes` in order.
+fn node_table(spec: &ServiceSpec) -> Result<Arc<NodeTable>, ServiceError> {
+    let nodes = spec
+        .nodes
+        .iter()
+        .map(|node| NodeInfo {
+            id: node.id.clone(),
+            address: node.url.clone(),
+            zone: node.zone.clone(),
+            weight: node.weight,
+        })
+        .collect();
+    let table = NodeTable::new(nodes).map_err(|e| ServiceError::Policy {
+        service: spec.name.clone(),
+        kind: "nodes",
+        reason: e.to_string(),
+    })?;
+    Ok(Arc::new(table))
 }
 
 fn build_node(spec: &ServiceSpec, node: &NodeSpec) -> Result<ServiceNode, ServiceError> {
@@ -246,23 +282,33 @@ impl Policies {
         })
     }
 
-    /// Orders the candidates (the key's replicas in ring order).
-    pub fn route(&self, request: &RequestInfo, candidates: &[Node]) -> RoutePlan {
+    /// Orders the candidates (the key's replicas in ring order, indexes
+    /// into `nodes`, the service's [`Service::node_table`]).
+    pub fn route(
+        &self,
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
+        candidates: &[Candidate],
+    ) -> RoutePlan {
         let started = std::time::Instant::now();
-        let decided = self.routing.route(request, candidates);
+        let decided = self.routing.route(request, facts, nodes, candidates);
         crate::base::metrics::policy_decided(&decided.source, started.elapsed());
         decided.value
     }
 
-    /// Decides about a failed attempt.
+    /// Decides about a failed attempt (`outcome.node` and the context's
+    /// candidates index `nodes`, the service's [`Service::node_table`]).
     pub fn decide_retry(
         &self,
-        request: &RequestInfo,
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
         outcome: &AttemptOutcome,
-        context: &RetryContext,
+        context: &RetryContext<'_>,
     ) -> levee_plugin::Decided<RetryDecision> {
         let started = std::time::Instant::now();
-        let decided = self.retry.decide(request, outcome, context);
+        let decided = self.retry.decide(request, facts, nodes, outcome, context);
         crate::base::metrics::policy_decided(&decided.source, started.elapsed());
         decided
     }

@@ -11,17 +11,17 @@
 //! only ever sees a failure the host's own limits would already retry, and
 //! its answer is clamped to them.
 
-use std::borrow::Borrow;
 use std::future::Future;
 use std::time::Duration;
 
 use levee_policy::{
-    AttemptOutcome, AttemptResult, ErrorKind, RequestInfo, RetryContext, RetryDecision, Target,
+    AttemptOutcome, AttemptResult, ErrorKind, NodeIndex, RequestFacts, RequestView, RetryContext,
+    RetryDecision, Target,
 };
 
 use crate::base::{clock, metrics};
 use crate::cluster::health::Verdict;
-use crate::cluster::service::Service;
+use crate::cluster::service::{Service, policy_index};
 use crate::policy::header::PolicyVersions;
 
 /// A finished attempt on node `node` (an index into `Service::nodes`).
@@ -124,7 +124,9 @@ pub struct RetryGate<'a> {
     pub deadline_ms: u64,
     /// `max_attempts`, already capped by `config::ATTEMPTS_MAX`.
     pub max_attempts: u32,
-    pub idempotent: bool,
+    /// What the policy learns about the request; `facts.idempotent` is
+    /// also the host's own idempotency rule.
+    pub facts: RequestFacts,
 }
 
 impl RetryGate<'_> {
@@ -132,14 +134,15 @@ impl RetryGate<'_> {
     /// started): the host's limits first (attempts, deadline, idempotency,
     /// retry budget), then the retry policy, whose delay must fit the
     /// deadline; the budget is spent last. `Some((delay_ms, target))` to
-    /// retry. `candidates` are the node indices a retry may go to, in plan
-    /// order; `info` builds the policy's view of the request, only if asked.
-    pub fn decide<I: Borrow<RequestInfo>>(
+    /// retry. `candidates` are the nodes a retry may go to, in plan order
+    /// (indexes into the service's node table); `request` is lent to the
+    /// policy for this call (a plugin reads only what it asks for).
+    pub fn decide(
         &self,
         failed: &Failed,
         attempts: u32,
-        candidates: &[usize],
-        info: impl FnOnce() -> I,
+        candidates: &[NodeIndex],
+        request: &dyn RequestView,
         versions: Option<&PolicyVersions>,
     ) -> Option<(u64, Target)> {
         let now_ms = clock::now_ms();
@@ -149,7 +152,7 @@ impl RetryGate<'_> {
         }
         // Never send a non-idempotent request twice to a replica it may
         // have reached.
-        if !self.idempotent && !failed.never_connected() {
+        if !self.facts.idempotent && !failed.never_connected() {
             return None;
         }
         let budget_remaining = self.service.budget.remaining(now_ms);
@@ -158,7 +161,7 @@ impl RetryGate<'_> {
             return None;
         }
         let outcome = AttemptOutcome {
-            node_id: self.node_id(failed.node).to_owned(),
+            node: policy_index(failed.node),
             attempt: attempts,
             result: failed.result,
             elapsed_ms: u32::try_from(failed.elapsed_ms).unwrap_or(u32::MAX),
@@ -168,20 +171,24 @@ impl RetryGate<'_> {
             budget_remaining,
             deadline_remaining_ms: u32::try_from(deadline_remaining_ms).unwrap_or(u32::MAX),
             max_attempts: self.max_attempts,
-            candidates: candidates
-                .iter()
-                .map(|&node| self.node_id(node).to_owned())
-                .collect(),
+            candidates,
         };
-        let decided = self
-            .service
-            .policies
-            .decide_retry(info().borrow(), &outcome, &context);
+        let decided = self.service.policies.decide_retry(
+            request,
+            self.facts,
+            &self.service.node_table,
+            &outcome,
+            &context,
+        );
         if let Some(versions) = versions {
             versions.note(&decided.source);
         }
-        let RetryDecision::Retry { delay_ms, target } = decided.value else {
-            return None;
+        let (delay_ms, target) = match decided.value {
+            RetryDecision::Retry { delay_ms, target } => (delay_ms, target),
+            RetryDecision::GiveUp(reason) => {
+                tracing::debug!(service = self.service.name(), source = decided.source.label(), %reason, "retry policy gave up");
+                return None;
+            }
         };
         self.admit(u64::from(delay_ms), target, deadline_remaining_ms, now_ms)
     }
@@ -202,15 +209,11 @@ impl RetryGate<'_> {
             return None;
         }
         metrics::retry_sent(self.service.name());
-        let target = if !self.idempotent && target == Target::Same {
+        let target = if !self.facts.idempotent && target == Target::Same {
             Target::Next
         } else {
             target
         };
         Some((delay_ms, target))
-    }
-
-    fn node_id(&self, node: usize) -> &str {
-        &self.service.nodes[node].spec.id
     }
 }

@@ -107,9 +107,14 @@ impl Inbound {
     }
 
     /// Whether sending this request twice is harmless: the method is
-    /// idempotent (RFC 9110 §9.2.2) or the client gave an Idempotency-Key.
+    /// idempotent (RFC 9110 §9.2.2) or the client gave a non-empty
+    /// Idempotency-Key (the policies' `request-facts.idempotent`).
     pub fn is_idempotent(&self) -> bool {
-        is_idempotent_method(&self.method) || self.headers.contains_key(&IDEMPOTENCY_KEY)
+        is_idempotent_method(&self.method)
+            || self
+                .headers
+                .get(&IDEMPOTENCY_KEY)
+                .is_some_and(|key| !key.is_empty())
     }
 
     /// GET or HEAD: safe to hedge.

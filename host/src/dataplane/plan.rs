@@ -1,80 +1,103 @@
 //! The routing plan of one read: the key's replicas from the ring, put in
 //! order by the routing policy (a bound plugin, or the native
 //! `route-affinity` computed over node indices without allocation), with
-//! the hedge delay, resolved to node indices; and `request_info`, the
-//! plugin-facing description of the request.
+//! the hedge delay, resolved to node indices; and what the policies learn
+//! about the request: its [`RequestFacts`] (scalars) and the inbound
+//! request itself behind [`RequestView`] (zero-copy: a plugin reads only
+//! the strings it asks for, straight from the request).
 
-use hyper::header::HeaderValue;
-use levee_policy::RequestInfo;
+use levee_policy::limits::is_credential_header;
+use levee_policy::{Candidate, Method, NodeIndex, RequestFacts, RequestView};
 
 use crate::cluster::ring::REPLICAS_MAX;
-use crate::cluster::service::Service;
-use crate::dataplane::inbound::{IDEMPOTENCY_KEY, Inbound};
+use crate::cluster::service::{Service, policy_index};
+use crate::dataplane::inbound::Inbound;
 
 /// The routing plan resolved to node indices, without allocation.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Plan {
-    pub(super) nodes: [usize; REPLICAS_MAX],
+    /// Node indices (into `Service::nodes` and the node table) in plan
+    /// order; the first `len` are meaningful.
+    nodes: [NodeIndex; REPLICAS_MAX],
     pub(super) len: usize,
     pub(super) hedge_delay_ms: Option<u64>,
 }
 
 impl Plan {
+    fn empty() -> Plan {
+        Plan {
+            nodes: [0; REPLICAS_MAX],
+            len: 0,
+            hedge_delay_ms: None,
+        }
+    }
+
+    fn push(&mut self, node: usize) {
+        self.nodes[self.len] = policy_index(node);
+        self.len += 1;
+    }
+
+    /// The node at `position` (wrapping).
     pub(super) fn get(&self, position: usize) -> usize {
         debug_assert!(position < self.len);
-        self.nodes[position % self.len]
+        self.nodes[position % self.len] as usize
     }
 
     pub(super) fn position_of(&self, node: usize) -> Option<usize> {
-        self.nodes[..self.len].iter().position(|&n| n == node)
+        self.indexes().iter().position(|&n| n as usize == node)
+    }
+
+    /// The plan's nodes as the policies name them, in order.
+    pub(super) fn indexes(&self) -> &[NodeIndex] {
+        &self.nodes[..self.len]
     }
 }
 
-/// The plugin-facing description of the request.
-pub(super) fn request_info(service: &Service, inbound: &Inbound) -> RequestInfo {
-    use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, HEADERS_MAX};
-    let mut headers = Vec::new();
-    if let Some(key) = inbound.headers.get(&IDEMPOTENCY_KEY) {
-        headers.push((
-            IDEMPOTENCY_KEY.as_str().to_owned(),
-            header_text(key, HEADER_VALUE_BYTES_MAX),
-        ));
-    }
-    for (name, value) in &inbound.headers {
-        if headers.len() >= HEADERS_MAX {
-            break;
-        }
-        if name != IDEMPOTENCY_KEY {
-            headers.push((
-                name.as_str().to_owned(),
-                header_text(value, HEADER_VALUE_BYTES_MAX),
-            ));
-        }
-    }
-    RequestInfo {
-        service: service.name().to_owned(),
-        method: inbound.method.as_str().to_owned(),
-        path: inbound.path_and_query.clone(),
-        routing_key: inbound.routing_key().to_owned(),
+/// What the policies need to know about `inbound`, as scalars: the
+/// method's class, and whether sending it twice is harmless (an idempotent
+/// method, or a non-empty `Idempotency-Key`).
+pub(super) fn request_facts(inbound: &Inbound) -> RequestFacts {
+    RequestFacts {
+        method: Method::from_name(inbound.method.as_str()),
         idempotent: inbound.is_idempotent(),
-        headers,
     }
 }
 
-/// A header value as text, lossy and truncated at a char boundary.
-fn header_text(value: &HeaderValue, bytes_max: usize) -> String {
-    let text = String::from_utf8_lossy(value.as_bytes());
-    let mut end = text.len().min(bytes_max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+/// The inbound request as a policy reads it, without copying: the plugin
+/// runtime copies (and bounds) only the strings a plugin asks for.
+/// Credentials are never shown.
+impl RequestView for Inbound {
+    fn service(&self) -> &str {
+        self.service().name()
     }
-    text[..end].to_owned()
+
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    fn path(&self) -> &str {
+        &self.path_and_query
+    }
+
+    fn routing_key(&self) -> &str {
+        Inbound::routing_key(self)
+    }
+
+    /// Any case of `name`; `None` for credentials, absent headers and
+    /// values that are not UTF-8.
+    fn header(&self, name: &str) -> Option<&str> {
+        if is_credential_header(name) {
+            return None;
+        }
+        let value = self.headers.get(name)?;
+        std::str::from_utf8(value.as_bytes()).ok()
+    }
 }
 
 /// The native `route-affinity` plan, computed over node indices: used when
 /// no routing plugin is bound, i.e. on almost every request, where building
-/// the policy's string-based inputs (a `RequestInfo`, a `Node` per
-/// candidate, an id list back) would cost a few dozen allocations. The rules
+/// even the policy's scalar inputs (a `Candidate` per replica) and its
+/// answer (an order `Vec`) would cost allocations for nothing. The rules
 /// are `levee_policy::RouteAffinity::route`'s, applied to the same inputs;
 /// a property test checks that both always agree.
 pub(super) fn native_plan(service: &Service, inbound: &Inbound, now_ms: u64) -> Plan {
@@ -113,18 +136,13 @@ fn affinity_order(
     prefer_zone: Option<&str>,
 ) -> Plan {
     debug_assert!(nodes.len() == healthy.len() && nodes.len() == zones.len());
-    let mut plan = Plan {
-        nodes: [0; REPLICAS_MAX],
-        len: 0,
-        hedge_delay_ms: None,
-    };
+    let mut plan = Plan::empty();
     let any_healthy = healthy.iter().any(|&h| h);
     let in_zone = |slot: usize| matches!((prefer_zone, zones[slot]), (Some(p), Some(z)) if p == z);
     for preferred_pass in [true, false] {
         for slot in 0..nodes.len() {
             if (healthy[slot] || !any_healthy) && in_zone(slot) == preferred_pass {
-                plan.nodes[plan.len] = nodes[slot];
-                plan.len += 1;
+                plan.push(nodes[slot]);
             }
         }
     }
@@ -132,40 +150,35 @@ fn affinity_order(
 }
 
 /// Asks the bound routing plugin (through its guarded policy) to order
-/// the key's replicas.
+/// the key's replicas: candidates as scalars (index and health), the
+/// request lent as a view, the node table as the service built it.
 pub(super) fn plugin_plan(
     service: &Service,
     inbound: &Inbound,
-    info: &RequestInfo,
+    facts: RequestFacts,
     now_ms: u64,
 ) -> Plan {
     let preference = service.preference(inbound.routing_key().as_bytes());
-    let candidates: Vec<levee_policy::Node> = preference
-        .iter()
-        .map(|i| service.node_view(i, now_ms))
-        .collect();
-    let route = service.policies.route(info, &candidates);
-    let mut plan = Plan {
-        nodes: [0; REPLICAS_MAX],
-        len: 0,
-        hedge_delay_ms: None,
-    };
-    for id in route.order.iter() {
-        if plan.len == REPLICAS_MAX {
-            break;
-        }
-        let Some(node) = preference.iter().find(|&i| service.nodes[i].spec.id == *id) else {
-            continue;
-        };
-        if plan.position_of(node).is_none() {
-            plan.nodes[plan.len] = node;
-            plan.len += 1;
+    let mut candidates = [Candidate::default(); REPLICAS_MAX];
+    for (slot, node) in preference.iter().enumerate() {
+        candidates[slot] = service.candidate(node, now_ms);
+    }
+    let candidates = &candidates[..preference.len()];
+    let route = service
+        .policies
+        .route(inbound, facts, &service.node_table, candidates);
+    let mut plan = Plan::empty();
+    // The guarded policy keeps only candidates, each once: every entry is
+    // one of the key's replicas.
+    for &node in route.order.iter().take(REPLICAS_MAX) {
+        let node = node as usize;
+        if preference.iter().any(|n| n == node) && plan.position_of(node).is_none() {
+            plan.push(node);
         }
     }
     if plan.len == 0 {
         for node in preference.iter() {
-            plan.nodes[plan.len] = node;
-            plan.len += 1;
+            plan.push(node);
         }
     }
     assert!(plan.len > 0, "a service has at least one node");
@@ -179,6 +192,7 @@ pub(super) fn plugin_plan(
 #[cfg(test)]
 mod native_plan_tests {
     use super::*;
+    use levee_policy::NodeInfo;
     use proptest::prelude::*;
 
     proptest! {
@@ -193,29 +207,245 @@ mod native_plan_tests {
         ) {
             let zone = |z: u8| (z > 0).then(|| format!("z{z}"));
             let prefer_zone = zone(prefer);
-            let nodes: Vec<levee_policy::Node> = candidates.iter().enumerate().map(|(i, (healthy, z))| levee_policy::Node {
+            let nodes: Vec<NodeInfo> = candidates.iter().enumerate().map(|(i, (_, z))| NodeInfo {
                 id: format!("n{i}"),
                 address: format!("http://127.0.0.1:{}", 7000 + i),
                 zone: zone(*z),
                 weight: 1,
+            }).collect();
+            let scalars: Vec<Candidate> = candidates.iter().enumerate().map(|(i, (healthy, _))| Candidate {
+                node: i as NodeIndex,
                 healthy: *healthy,
-                ..Default::default()
+                ..Candidate::default()
             }).collect();
             let reference = levee_policy::RouteAffinity::new(levee_policy::RoutingConfig {
                 prefer_zone: prefer_zone.clone(),
                 hedge_delay_ms: hedge,
             }).unwrap();
-            let request = RequestInfo { method: if read { "GET" } else { "POST" }.into(), ..Default::default() };
-            let expected = reference.route(&request, &nodes);
+            let facts = RequestFacts {
+                method: if read { Method::Get } else { Method::Post },
+                idempotent: read,
+            };
+            let expected = reference.route(facts, &nodes, &scalars);
 
             let indices: Vec<usize> = (0..nodes.len()).collect();
-            let healthy: Vec<bool> = nodes.iter().map(|n| n.healthy).collect();
+            let healthy: Vec<bool> = scalars.iter().map(|c| c.healthy).collect();
             let zones: Vec<Option<&str>> = nodes.iter().map(|n| n.zone.as_deref()).collect();
             let plan = affinity_order(&indices, &healthy, &zones, prefer_zone.as_deref());
-            let order: Vec<String> = (0..plan.len).map(|p| format!("n{}", plan.nodes[p])).collect();
-            prop_assert_eq!(order, expected.order);
+            prop_assert_eq!(plan.indexes(), expected.order.as_slice());
             let fast_hedge = if read && plan.len >= 2 { hedge } else { None };
             prop_assert_eq!(fast_hedge, expected.hedge_delay_ms);
+        }
+    }
+}
+
+/// The policies read the inbound request through [`RequestView`], end to
+/// end: `zoo/echo-request` (a retry plugin) gives up with what it read
+/// through the WIT `request` resource and the size of the node table
+/// `set-nodes` gave it: `service|method|path|key|x-echo|authorization|nodes=N`.
+#[cfg(test)]
+mod request_view_tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use hyper::Request;
+    use levee_plugin::{BoundPlugin, Limits, PolicyKind, Runtime, RuntimeOptions, Source};
+    use levee_policy::{AttemptOutcome, AttemptResult, RetryContext, RetryDecision};
+
+    use super::*;
+    use crate::base::clock;
+    use crate::config::ServiceSpec;
+
+    fn service(runtime: &Runtime, nodes: usize) -> Arc<Service> {
+        let spec: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "kv",
+            "nodes": (0..nodes)
+                .map(|i| serde_json::json!({"id": format!("n{i}"), "url": format!("http://127.0.0.1:{}", 1 + i)}))
+                .collect::<Vec<_>>(),
+            "key": {"path_segment": 1},
+        }))
+        .unwrap();
+        spec.validate().unwrap();
+        Arc::new(Service::build(spec, runtime).unwrap())
+    }
+
+    fn echo_request(runtime: &Runtime) -> Arc<BoundPlugin> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../plugins/dist/zoo/echo-request.wasm"
+        );
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{path} ({e}): run scripts/build-plugins.sh"));
+        let limits = Limits {
+            call_timeout_ms: 1_000,
+            ..Limits::default()
+        };
+        runtime
+            .compile_as("echo-request", &bytes, PolicyKind::Retry)
+            .unwrap()
+            .bind(runtime, "{}", limits)
+            .unwrap()
+    }
+
+    async fn read_inbound(service: &Arc<Service>, request: Request<Body>) -> Inbound {
+        let upstream = request.uri().path().strip_prefix("/kv").unwrap().to_owned();
+        Inbound::read(service, request, &upstream, clock::now_ms())
+            .await
+            .unwrap()
+    }
+
+    /// What echo-request answers about `inbound` after a 503 from node 0.
+    fn echo(service: &Service, inbound: &Inbound) -> String {
+        let candidates = [0, 1, 2];
+        let context = RetryContext {
+            budget_remaining: 10,
+            deadline_remaining_ms: 10_000,
+            max_attempts: 3,
+            candidates: &candidates,
+        };
+        let outcome = AttemptOutcome {
+            node: 0,
+            attempt: 1,
+            result: AttemptResult::Status(503),
+            elapsed_ms: 1,
+            retry_after_ms: None,
+        };
+        let decided = service.policies.decide_retry(
+            inbound,
+            request_facts(inbound),
+            &service.node_table,
+            &outcome,
+            &context,
+        );
+        assert!(
+            matches!(decided.source, Source::Plugin { .. }),
+            "{:?}",
+            decided.source
+        );
+        match decided.value {
+            RetryDecision::GiveUp(reason) => reason,
+            other => panic!("echo-request gives up, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_plugin_reads_the_inbound_request_and_the_node_table() {
+        let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+        let bound = echo_request(&runtime);
+        let three = service(&runtime, 3);
+        crate::policy::bind::bind_policy(&three, PolicyKind::Retry, Some(bound.clone())).unwrap();
+
+        let request = Request::builder()
+            .method("PROPFIND")
+            .uri("/kv/users/42?view=full")
+            .header("X-Echo", "hello")
+            .header("Authorization", "Bearer secret")
+            .header("Idempotency-Key", "k1")
+            .body(Body::empty())
+            .unwrap();
+        let inbound = read_inbound(&three, request).await;
+        let facts = request_facts(&inbound);
+        assert_eq!((facts.method, facts.idempotent), (Method::Other, true));
+        assert_eq!(
+            echo(&three, &inbound),
+            "kv|PROPFIND|/users/42?view=full|42|hello|-|nodes=3"
+        );
+        // The view itself hides credentials whatever the case.
+        assert_eq!(RequestView::header(&inbound, "x-echo"), Some("hello"));
+        assert_eq!(RequestView::header(&inbound, "AUTHORIZATION"), None);
+        assert_eq!(RequestView::header(&inbound, "authorization"), None);
+        // The same table again is not given again.
+        echo(&three, &inbound);
+        assert_eq!(bound.stats().counters.node_tables_given, 1);
+
+        // A configuration change builds a new service, with a new table: the
+        // same instance is given it before its next decision, once.
+        let four = service(&runtime, 4);
+        crate::policy::bind::bind_policy(&four, PolicyKind::Retry, Some(bound.clone())).unwrap();
+        let request = Request::get("/kv/k/x").body(Body::empty()).unwrap();
+        let plain = read_inbound(&four, request).await;
+        let facts = request_facts(&plain);
+        assert_eq!((facts.method, facts.idempotent), (Method::Get, true));
+        assert_eq!(echo(&four, &plain), "kv|GET|/k/x|x|-|-|nodes=4");
+        echo(&four, &plain);
+        assert_eq!(bound.stats().counters.node_tables_given, 2);
+        assert_eq!(bound.stats().counters.fallbacks, 0);
+    }
+
+    /// A routing plugin orders the key's replicas by index exactly as the
+    /// native fast path does (route-affinity, same config).
+    #[tokio::test]
+    async fn a_routing_plugin_plans_like_the_native_fast_path() {
+        let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+        let config = serde_json::json!({"prefer_zone": "b", "hedge_delay_ms": 30});
+        let nodes: Vec<serde_json::Value> = ["a", "b", "a", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| {
+                serde_json::json!({"id": format!("n{i}"), "url": format!("http://127.0.0.1:{}", 1 + i), "zone": zone})
+            })
+            .collect();
+        let spec: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "kv",
+            "nodes": nodes,
+            "replicas": 3,
+            "write_quorum": 2,
+            "key": {"path_segment": 1},
+            "policies": {"routing": {"plugin": "route-affinity", "config": config}},
+        }))
+        .unwrap();
+        spec.validate().unwrap();
+        let service = Arc::new(Service::build(spec, &runtime).unwrap());
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../plugins/dist/route-affinity.wasm"
+        );
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{path} ({e}): run scripts/build-plugins.sh"));
+        let limits = Limits {
+            call_timeout_ms: 1_000,
+            ..Limits::default()
+        };
+        let bound = runtime
+            .compile_as("route-affinity", &bytes, PolicyKind::Routing)
+            .unwrap()
+            .bind(&runtime, &config.to_string(), limits)
+            .unwrap();
+        crate::policy::bind::bind_policy(&service, PolicyKind::Routing, Some(bound.clone()))
+            .unwrap();
+        for key in ["alice", "bob", "carol", "dave", "erin"] {
+            for method in ["GET", "PUT"] {
+                let request = Request::builder()
+                    .method(method)
+                    .uri(format!("/kv/k/{key}"))
+                    .body(Body::empty())
+                    .unwrap();
+                let inbound = read_inbound(&service, request).await;
+                let now_ms = clock::now_ms();
+                let by_plugin = plugin_plan(&service, &inbound, request_facts(&inbound), now_ms);
+                let native = native_plan(&service, &inbound, now_ms);
+                assert_eq!(by_plugin.indexes(), native.indexes(), "{method} {key}");
+                assert_eq!(by_plugin.hedge_delay_ms, native.hedge_delay_ms);
+                assert_eq!(by_plugin.len, 3);
+            }
+        }
+        let counters = bound.stats().counters;
+        assert_eq!((counters.ok, counters.fallbacks), (10, 0));
+        assert_eq!(counters.node_tables_given, 1);
+    }
+
+    #[tokio::test]
+    async fn an_empty_idempotency_key_does_not_make_a_post_idempotent() {
+        let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+        let service = service(&runtime, 1);
+        for (key, idempotent) in [(None, false), (Some(""), false), (Some("k"), true)] {
+            let mut request = Request::post("/kv/k/x");
+            if let Some(key) = key {
+                request = request.header("idempotency-key", key);
+            }
+            let inbound = read_inbound(&service, request.body(Body::empty()).unwrap()).await;
+            let facts = request_facts(&inbound);
+            assert_eq!((facts.method, facts.idempotent), (Method::Post, idempotent));
         }
     }
 }

@@ -27,7 +27,6 @@
 //! hedges included) and `x-request-id`.
 
 use std::pin::pin;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -36,7 +35,7 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode, Uri};
-use levee_policy::{AttemptResult, ErrorKind, RequestInfo, Target};
+use levee_policy::{AttemptResult, ErrorKind, RequestFacts, Target};
 
 use crate::base::clock;
 use crate::cluster::health::Verdict;
@@ -45,7 +44,7 @@ use crate::config::ATTEMPTS_MAX;
 use crate::dataplane::attempt::{self, Attempted, Failed, RetryGate};
 use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::{Inbound, X_REQUEST_ID};
-use crate::dataplane::plan::{Plan, native_plan, plugin_plan, request_info};
+use crate::dataplane::plan::{Plan, native_plan, plugin_plan, request_facts};
 use crate::upstream::{self, AttemptError, RESPONSE_BODY_BYTES_MAX, UpstreamBody, UpstreamClient};
 
 /// The response header counting attempts.
@@ -88,13 +87,11 @@ pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Respon
     let service = inbound.service().clone();
     let now_ms = clock::now_ms();
     service.budget.record_request(now_ms);
-    // The plugin-facing request description costs a dozen allocations, so
-    // it is built only when a policy will see it: a bound routing plugin,
-    // or a retry decision.
-    let info = OnceLock::new();
+    // What the policies learn about the request: scalars, plus the
+    // inbound request itself as a zero-copy `RequestView`.
+    let facts = request_facts(&inbound);
     let plan = if service.policies.routing.plugin().is_some() {
-        let info = info.get_or_init(|| request_info(&service, &inbound));
-        plugin_plan(&service, &inbound, info, now_ms)
+        plugin_plan(&service, &inbound, facts, now_ms)
     } else {
         native_plan(&service, &inbound, now_ms)
     };
@@ -102,7 +99,7 @@ pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Respon
         client,
         service: &service,
         inbound: &inbound,
-        info,
+        facts,
         plan,
         attempts: AtomicU32::new(0),
         deadline_ms: inbound.started_ms + service.spec.timeouts.total_ms,
@@ -118,8 +115,8 @@ struct Run<'a> {
     client: &'a UpstreamClient,
     service: &'a Service,
     inbound: &'a Inbound,
-    /// Built on first use (see [`forward`]).
-    info: OnceLock<RequestInfo>,
+    /// The request's facts for the policies (see [`forward`]).
+    facts: RequestFacts,
     plan: Plan,
     /// Attempts started (interior mutability because in-flight attempt
     /// futures borrow the run while a hedge is being counted).
@@ -131,11 +128,6 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn info(&self) -> &RequestInfo {
-        self.info
-            .get_or_init(|| request_info(self.service, self.inbound))
-    }
-
     /// Attempts until a final answer or until a limit or the policy stops.
     async fn execute(&self) -> Attempt {
         let mut position = 0usize;
@@ -282,7 +274,7 @@ impl Run<'_> {
             service: self.service,
             deadline_ms: self.deadline_ms,
             max_attempts: self.max_attempts,
-            idempotent: self.inbound.is_idempotent(),
+            facts: self.facts,
         };
         let failure = Failed {
             node: failed.node,
@@ -294,12 +286,11 @@ impl Run<'_> {
                 .ok()
                 .and_then(|r| upstream::retry_after_ms(r.headers())),
         };
-        let candidates = &self.plan.nodes[..self.plan.len];
         gate.decide(
             &failure,
             self.attempts.load(Ordering::Relaxed),
-            candidates,
-            || self.info(),
+            self.plan.indexes(),
+            self.inbound,
             Some(&self.policy_versions),
         )
     }
@@ -311,9 +302,7 @@ impl Run<'_> {
         match target {
             Target::Same => current,
             Target::Next => next,
-            Target::Node(id) => (0..self.plan.len)
-                .find(|&p| self.service.nodes[self.plan.get(p)].spec.id == id)
-                .unwrap_or(next),
+            Target::Node(index) => self.plan.position_of(index as usize).unwrap_or(next),
         }
     }
 

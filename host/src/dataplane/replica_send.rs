@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use levee_policy::{AttemptResult, ErrorKind, RequestInfo};
+use levee_policy::limits::is_credential_header;
+use levee_policy::{AttemptResult, ErrorKind, Method, RequestFacts, RequestView};
 
 use crate::base::clock;
 use crate::cluster::health::Verdict;
-use crate::cluster::service::Service;
+use crate::cluster::service::{Service, policy_index};
 use crate::config::ATTEMPTS_MAX;
 use crate::dataplane::attempt::{self, Failed, RetryGate};
 use crate::replication::WritePlane;
@@ -80,7 +81,7 @@ impl ReplicaSend {
             service,
             deadline_ms: self.deadline_ms,
             max_attempts: service.spec.max_attempts.min(ATTEMPTS_MAX),
-            idempotent: self.header.is_idempotent(),
+            facts: write_facts(&self.header),
         };
         service.budget.record_request(clock::now_ms());
         // Bounded by gate.max_attempts (<= ATTEMPTS_MAX): each iteration
@@ -112,8 +113,8 @@ impl ReplicaSend {
             let decided = gate.decide(
                 &failed,
                 attempts,
-                &[self.node],
-                || self.request_info(),
+                &[policy_index(self.node)],
+                &*self.header,
                 None,
             );
             let Some((delay_ms, _target)) = decided else {
@@ -151,17 +152,47 @@ impl ReplicaSend {
         )
         .await
     }
+}
 
-    fn request_info(&self) -> RequestInfo {
-        let mut headers: Vec<(String, String)> = self.header.headers.clone();
-        headers.truncate(levee_policy::limits::HEADERS_MAX);
-        RequestInfo {
-            service: self.header.service.clone(),
-            method: self.header.method.clone(),
-            path: self.header.path.clone(),
-            routing_key: self.header.key.clone(),
-            idempotent: self.header.is_idempotent(),
-            headers,
+/// What the retry policy learns about a write, as scalars: its method's
+/// class, and whether a retry is harmless (PUT and DELETE, or a non-empty
+/// `Idempotency-Key`).
+fn write_facts(header: &WriteHeader) -> RequestFacts {
+    let method = Method::from_name(&header.method);
+    let keyed = header.idempotency_key().is_some_and(|key| !key.is_empty());
+    RequestFacts {
+        method,
+        idempotent: matches!(method, Method::Put | Method::Delete) || keyed,
+    }
+}
+
+/// A write as the retry policy reads it: the logged record's header,
+/// without copying (it carries only the replicated headers). Credentials
+/// are never shown.
+impl RequestView for WriteHeader {
+    fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn routing_key(&self) -> &str {
+        &self.key
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        if is_credential_header(name) {
+            return None;
         }
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
     }
 }

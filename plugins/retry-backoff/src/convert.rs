@@ -2,25 +2,23 @@
 //! plain-Rust types of `levee-policy`. Kept apart from the glue so that any
 //! crate generating the `retry-policy` world can include this file (the zoo's
 //! `flaky` plugin does) instead of copying it.
+//!
+//! Everything converted per call is a scalar or borrowed: the only
+//! allocations of a `decide` are the ones the bindings make (the
+//! candidates list in, a give-up reason out).
+
+#[path = "../../common/facts.rs"]
+mod facts;
 
 use crate::exports::levee::policy::retry::{Decision, RetryPlan, Target};
 use crate::levee::policy::types as wit;
 use levee_policy as policy;
 
-pub fn request_info(request: wit::RequestInfo) -> policy::RequestInfo {
-    policy::RequestInfo {
-        service: request.service,
-        method: request.method,
-        path: request.path,
-        routing_key: request.routing_key,
-        idempotent: request.idempotent,
-        headers: request.headers,
-    }
-}
+pub use facts::facts;
 
 pub fn attempt_outcome(outcome: wit::AttemptOutcome) -> policy::AttemptOutcome {
     policy::AttemptOutcome {
-        node_id: outcome.node_id,
+        node: outcome.node,
         attempt: outcome.attempt,
         result: attempt_result(outcome.result),
         elapsed_ms: outcome.elapsed_ms,
@@ -45,12 +43,13 @@ fn error_kind(kind: wit::ErrorKind) -> policy::ErrorKind {
     }
 }
 
-pub fn retry_context(context: wit::RetryContext) -> policy::RetryContext {
+/// Borrows the candidates the bindings already copied in.
+pub fn retry_context(context: &wit::RetryContext) -> policy::RetryContext<'_> {
     policy::RetryContext {
         budget_remaining: context.budget_remaining,
         deadline_remaining_ms: context.deadline_remaining_ms,
         max_attempts: context.max_attempts,
-        candidates: context.candidates,
+        candidates: &context.candidates,
     }
 }
 
@@ -71,6 +70,6 @@ fn target(target: policy::Target) -> Target {
     match target {
         policy::Target::Same => Target::Same,
         policy::Target::Next => Target::Next,
-        policy::Target::Node(id) => Target::Node(id),
+        policy::Target::Node(node) => Target::Node(node),
     }
 }

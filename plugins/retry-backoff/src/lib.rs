@@ -7,6 +7,10 @@
 //! `decide` (whether or not the decision retries), so a seeded host replays a
 //! plugin's decisions exactly and can compare them with the native policy
 //! given the same random value.
+//!
+//! The policy decides on scalars only: it never reads the `request`
+//! resource (idempotency arrives folded into the facts) and needs no node
+//! table, so `set-nodes` has nothing to keep.
 
 mod convert;
 
@@ -17,7 +21,8 @@ wit_bindgen::generate!({
 
 use exports::levee::policy::retry::{Decision, Guest};
 use levee::policy::host;
-use levee::policy::types::{AttemptOutcome, RequestInfo, RetryContext};
+use levee::policy::request::Request;
+use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 use levee_policy::RetryBackoff;
 use std::cell::RefCell;
 
@@ -36,13 +41,19 @@ impl Guest for RetryBackoffPlugin {
         Ok(())
     }
 
-    fn decide(request: RequestInfo, outcome: AttemptOutcome, context: RetryContext) -> Decision {
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn decide(
+        _request: &Request,
+        facts: RequestFacts,
+        outcome: AttemptOutcome,
+        context: RetryContext,
+    ) -> Decision {
         let random = host::random_u64();
-        let request = convert::request_info(request);
+        let facts = convert::facts(facts);
         let outcome = convert::attempt_outcome(outcome);
-        let context = convert::retry_context(context);
-        let decision =
-            POLICY.with(|slot| slot.borrow().decide(&request, &outcome, &context, random));
+        let context = convert::retry_context(&context);
+        let decision = POLICY.with(|slot| slot.borrow().decide(facts, &outcome, &context, random));
         convert::decision(decision)
     }
 }

@@ -1,6 +1,10 @@
 //! The `route-affinity` policy as a component: WIT glue around
 //! [`levee_policy::RouteAffinity`], the same code the host runs as its native
 //! routing policy, so plugin and fallback order replicas identically.
+//!
+//! The node table (`set-nodes`) is converted once and kept next to the
+//! policy; a `route` call then converts only scalars, in the buffer the
+//! bindings already allocated, and never reads the `request` resource.
 
 mod convert;
 
@@ -10,14 +14,23 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::routing::{Guest, RoutePlan};
-use levee::policy::types::{Node, RequestInfo};
+use levee::policy::request::Request;
+use levee::policy::types::{Candidate, NodeInfo, RequestFacts};
 use levee_policy::RouteAffinity;
 use std::cell::RefCell;
 
-thread_local! {
+/// What an instance keeps between calls.
+#[derive(Default)]
+struct State {
     /// The configured policy; defaults until `configure` succeeds. A later
     /// `configure` replaces it, a failed one leaves it untouched.
-    static POLICY: RefCell<RouteAffinity> = RefCell::new(RouteAffinity::default());
+    policy: RouteAffinity,
+    /// The last table given to `set-nodes`; candidates index it.
+    nodes: Vec<levee_policy::NodeInfo>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
 struct RouteAffinityPlugin;
@@ -25,14 +38,22 @@ struct RouteAffinityPlugin;
 impl Guest for RouteAffinityPlugin {
     fn configure(config: String) -> Result<(), String> {
         let policy = RouteAffinity::from_json(&config)?;
-        POLICY.with(|slot| *slot.borrow_mut() = policy);
+        STATE.with(|state| state.borrow_mut().policy = policy);
         Ok(())
     }
 
-    fn route(request: RequestInfo, candidates: Vec<Node>) -> RoutePlan {
-        let request = convert::request_info(request);
-        let candidates: Vec<_> = candidates.into_iter().map(convert::node).collect();
-        let plan = POLICY.with(|slot| slot.borrow().route(&request, &candidates));
+    fn set_nodes(nodes: Vec<NodeInfo>) {
+        let nodes = nodes.into_iter().map(convert::node_info).collect();
+        STATE.with(|state| state.borrow_mut().nodes = nodes);
+    }
+
+    fn route(_request: &Request, facts: RequestFacts, candidates: Vec<Candidate>) -> RoutePlan {
+        let facts = convert::facts(facts);
+        let candidates = convert::candidates(candidates);
+        let plan = STATE.with(|state| {
+            let state = state.borrow();
+            state.policy.route(facts, &state.nodes, &candidates)
+        });
         RoutePlan {
             order: plan.order,
             hedge_delay_ms: plan.hedge_delay_ms,

@@ -1,7 +1,11 @@
 //! Core module → component, with the sandbox's import rule enforced.
 //!
 //! A levee plugin gets no ambient capability: its only imports are the
-//! `levee:policy/host` functions (and the type-only `levee:policy/types`).
+//! `levee:policy/host` functions, the `levee:policy/request` resource (the
+//! request a call is about, lent by the host) and the type-only
+//! `levee:policy/types`, all of contract version 0.2.0. A component built
+//! against another version of the contract is refused here too, by name,
+//! rather than by the host at load time.
 //! Rust's `wasm32-unknown-unknown` std imports nothing, but a crate built
 //! for `wasm32-wasip1`, or a dependency that sneaks in `wasi` calls, would
 //! import `wasi_snapshot_preview1`. The encoder would only fail on that with
@@ -13,13 +17,17 @@ use wit_component::{ComponentEncoder, DecodedWasm};
 use wit_parser::{Resolve, WorldId, WorldKey};
 
 /// The interfaces a plugin may import.
-pub const ALLOWED_IMPORTS: [&str; 2] = ["levee:policy/host@0.1.0", "levee:policy/types@0.1.0"];
+pub const ALLOWED_IMPORTS: [&str; 3] = [
+    "levee:policy/host@0.2.0",
+    "levee:policy/request@0.2.0",
+    "levee:policy/types@0.2.0",
+];
 
 /// The policy interfaces; a plugin exports exactly one.
 pub const POLICY_EXPORTS: [&str; 3] = [
-    "levee:policy/retry@0.1.0",
-    "levee:policy/routing@0.1.0",
-    "levee:policy/checkpoint@0.1.0",
+    "levee:policy/retry@0.2.0",
+    "levee:policy/routing@0.2.0",
+    "levee:policy/checkpoint@0.2.0",
 ];
 
 /// Why a core module was refused.

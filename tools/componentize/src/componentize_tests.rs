@@ -41,18 +41,75 @@ fn module_for(resolve: &Resolve, world_name: &str) -> Vec<u8> {
     module
 }
 
+/// The interfaces a finished component imports.
+fn imports_of(component: &[u8]) -> Vec<String> {
+    match wit_component::decode(component).unwrap() {
+        DecodedWasm::Component(resolve, world) => world_names(&resolve, world).0,
+        DecodedWasm::WitPackage(..) => panic!("got a WIT package"),
+    }
+}
+
 #[test]
 fn each_policy_world_becomes_a_component() {
     let resolve = resolve_with(None);
+    let host = "levee:policy/host@0.2.0";
+    let request = "levee:policy/request@0.2.0";
     let cases = [
-        ("retry-policy", "levee:policy/retry@0.1.0"),
-        ("routing-policy", "levee:policy/routing@0.1.0"),
-        ("checkpoint-policy", "levee:policy/checkpoint@0.1.0"),
+        (
+            "retry-policy",
+            "levee:policy/retry@0.2.0",
+            &[host, request][..],
+        ),
+        (
+            "routing-policy",
+            "levee:policy/routing@0.2.0",
+            &[host, request],
+        ),
+        (
+            "checkpoint-policy",
+            "levee:policy/checkpoint@0.2.0",
+            &[host],
+        ),
     ];
-    for (world_name, export) in cases {
+    for (world_name, export, expected_imports) in cases {
         let component = componentize(&module_for(&resolve, world_name)).unwrap();
         assert_eq!(component.world, export);
         assert!(wasmparser::Parser::is_component(&component.bytes));
+        let imports = imports_of(&component.bytes);
+        for expected in expected_imports {
+            assert!(
+                imports.iter().any(|name| name == expected),
+                "{world_name}: {imports:?}"
+            );
+        }
+        assert!(
+            imports
+                .iter()
+                .all(|name| ALLOWED_IMPORTS.contains(&name.as_str())),
+            "{world_name}: {imports:?}"
+        );
+    }
+}
+
+#[test]
+fn the_old_contract_is_refused() {
+    // A plugin still importing 0.1.0's host, next to a 0.2.0 export: the
+    // host refuses such a component, so the build does first.
+    let wit = "package levee:policy@0.1.0;
+        interface host { now-ms: func() -> u64; }
+        world stale {
+            import host;
+            export levee:policy/retry@0.2.0;
+        }";
+    let resolve = resolve_with(Some(wit));
+    match componentize(&module_for(&resolve, "stale")) {
+        Err(ComponentizeError::ForbiddenImport(name)) => {
+            assert_eq!(name, "levee:policy/host@0.1.0")
+        }
+        other => panic!(
+            "expected a forbidden import, got {:?}",
+            other.map(|c| c.world)
+        ),
     }
 }
 
@@ -89,7 +146,7 @@ fn wasi_imports_are_refused_by_name() {
 fn foreign_interface_imports_are_refused() {
     let wit = "package test:zoo;
         interface clock { now: func() -> u64; }
-        world sneaky { import clock; export levee:policy/retry@0.1.0; }";
+        world sneaky { import clock; export levee:policy/retry@0.2.0; }";
     let resolve = resolve_with(Some(wit));
     match componentize(&module_for(&resolve, "sneaky")) {
         Err(ComponentizeError::ForbiddenImport(name)) => assert_eq!(name, "test:zoo/clock"),
@@ -104,9 +161,9 @@ fn foreign_interface_imports_are_refused() {
 fn two_policy_exports_are_refused() {
     let wit = "package test:zoo;
         world greedy {
-            import levee:policy/host@0.1.0;
-            export levee:policy/retry@0.1.0;
-            export levee:policy/routing@0.1.0;
+            import levee:policy/host@0.2.0;
+            export levee:policy/retry@0.2.0;
+            export levee:policy/routing@0.2.0;
         }";
     let resolve = resolve_with(Some(wit));
     match componentize(&module_for(&resolve, "greedy")) {

@@ -1,7 +1,7 @@
 //! `levee-componentize CORE.wasm OUT.wasm`: wraps a plugin's core module
 //! (built by rustc for wasm32-unknown-unknown, with the world embedded by
 //! `wit-bindgen`) into a levee policy component, after checking it asks for
-//! no capability beyond levee's `host` interface.
+//! no capability beyond levee's `host` and `request` interfaces.
 //!
 //! It exists so that `scripts/build-plugins.sh` needs nothing from outside
 //! this repo: `wasm-tools component new` would do the encoding too, but costs

@@ -1,6 +1,8 @@
 //! [`RetryPolicy`]: whether, when and where to retry a failed attempt.
 
-use levee_policy::{AttemptOutcome, RequestInfo, RetryBackoff, RetryContext, RetryDecision};
+use levee_policy::{
+    AttemptOutcome, RequestFacts, RequestView, RetryBackoff, RetryContext, RetryDecision,
+};
 
 use super::Decided;
 use super::guarded::{Guarded, PolicyKindSpec};
@@ -8,6 +10,7 @@ use crate::bound::BoundPlugin;
 use crate::env::HostEnv;
 use crate::error::Failure;
 use crate::kind::PolicyKind;
+use crate::nodes::NodeTable;
 use crate::runtime::Runtime;
 use crate::sanitize;
 
@@ -18,31 +21,39 @@ pub enum RetryKind {}
 /// [`RetryBackoff`].
 pub type RetryPolicy = Guarded<RetryKind>;
 
+/// The inputs of one retry decision.
+pub struct RetryInput<'a> {
+    request: &'a dyn RequestView,
+    facts: RequestFacts,
+    nodes: &'a NodeTable,
+    outcome: &'a AttemptOutcome,
+    context: &'a RetryContext<'a>,
+}
+
 impl PolicyKindSpec for RetryKind {
     type Native = RetryBackoff;
     /// Native jitter draws from the same [`HostEnv`] plugins see.
     type NativeEnv = HostEnv;
-    type Input<'a> = (&'a RequestInfo, &'a AttemptOutcome, &'a RetryContext);
+    type Input<'a> = RetryInput<'a>;
     type Answer = RetryDecision;
     const KIND: PolicyKind = PolicyKind::Retry;
 
-    fn ask_plugin(
-        plugin: &BoundPlugin,
-        &(request, outcome, context): &Self::Input<'_>,
-    ) -> Result<RetryDecision, Failure> {
-        plugin.call_retry(request, outcome, context)
+    fn ask_plugin(plugin: &BoundPlugin, input: &RetryInput<'_>) -> Result<RetryDecision, Failure> {
+        plugin.call_retry(
+            input.request,
+            input.facts,
+            input.nodes,
+            input.outcome,
+            input.context,
+        )
     }
 
-    fn ask_native(
-        native: &RetryBackoff,
-        env: &HostEnv,
-        &(request, outcome, context): &Self::Input<'_>,
-    ) -> RetryDecision {
-        native.decide(request, outcome, context, env.random_u64())
+    fn ask_native(native: &RetryBackoff, env: &HostEnv, input: &RetryInput<'_>) -> RetryDecision {
+        native.decide(input.facts, input.outcome, input.context, env.random_u64())
     }
 
-    fn sanitize(decision: RetryDecision, &(_, _, context): &Self::Input<'_>) -> RetryDecision {
-        sanitize::retry_decision(decision, context)
+    fn sanitize(decision: RetryDecision, input: &RetryInput<'_>) -> RetryDecision {
+        sanitize::retry_decision(decision, input.context)
     }
 }
 
@@ -59,13 +70,26 @@ impl RetryPolicy {
     }
 
     /// Decides after a failed attempt. Never fails; see [`Decided::source`].
+    ///
+    /// `request` is lent to the plugin for this call only (it reads what it
+    /// needs through the WIT `request` resource); `nodes` is the service's
+    /// node table, which `outcome.node` and `context.candidates` index
+    /// (given to a pooled instance only when it has another table). A
+    /// target node that is not a candidate comes back as `next`.
     pub fn decide(
         &self,
-        request: &RequestInfo,
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
         outcome: &AttemptOutcome,
-        context: &RetryContext,
+        context: &RetryContext<'_>,
     ) -> Decided<RetryDecision> {
-        let request = sanitize::bounded_request(request);
-        self.ask((&request, outcome, context))
+        self.ask(RetryInput {
+            request,
+            facts,
+            nodes,
+            outcome,
+            context,
+        })
     }
 }

@@ -1,12 +1,13 @@
 //! [`RoutingPolicy`]: which replicas serve a request, in what order.
 
-use levee_policy::{Node, RequestInfo, RouteAffinity, RoutePlan};
+use levee_policy::{Candidate, RequestFacts, RequestView, RouteAffinity, RoutePlan};
 
 use super::Decided;
 use super::guarded::{Guarded, PolicyKindSpec};
 use crate::bound::BoundPlugin;
 use crate::error::Failure;
 use crate::kind::PolicyKind;
+use crate::nodes::NodeTable;
 use crate::sanitize;
 
 /// The routing kind of [`Guarded`].
@@ -16,31 +17,32 @@ pub enum RoutingKind {}
 /// native [`RouteAffinity`].
 pub type RoutingPolicy = Guarded<RoutingKind>;
 
+/// The inputs of one routing decision.
+pub struct RouteInput<'a> {
+    request: &'a dyn RequestView,
+    facts: RequestFacts,
+    nodes: &'a NodeTable,
+    candidates: &'a [Candidate],
+}
+
 impl PolicyKindSpec for RoutingKind {
     type Native = RouteAffinity;
     type NativeEnv = ();
-    type Input<'a> = (&'a RequestInfo, &'a [Node]);
+    type Input<'a> = RouteInput<'a>;
     type Answer = RoutePlan;
     const KIND: PolicyKind = PolicyKind::Routing;
 
-    fn ask_plugin(
-        plugin: &BoundPlugin,
-        &(request, candidates): &Self::Input<'_>,
-    ) -> Result<RoutePlan, Failure> {
-        plugin.call_route(request, candidates)
+    fn ask_plugin(plugin: &BoundPlugin, input: &RouteInput<'_>) -> Result<RoutePlan, Failure> {
+        plugin.call_route(input.request, input.facts, input.nodes, input.candidates)
     }
 
-    fn ask_native(
-        native: &RouteAffinity,
-        _: &(),
-        &(request, candidates): &Self::Input<'_>,
-    ) -> RoutePlan {
-        native.route(request, candidates)
+    fn ask_native(native: &RouteAffinity, _: &(), input: &RouteInput<'_>) -> RoutePlan {
+        native.route(input.facts, input.nodes.nodes(), input.candidates)
     }
 
-    /// Only candidate ids, each once.
-    fn sanitize(plan: RoutePlan, &(_, candidates): &Self::Input<'_>) -> RoutePlan {
-        sanitize::route_plan(plan, candidates)
+    /// Only candidates, each once.
+    fn sanitize(plan: RoutePlan, input: &RouteInput<'_>) -> RoutePlan {
+        sanitize::route_plan(plan, input.candidates)
     }
 }
 
@@ -50,11 +52,24 @@ impl RoutingPolicy {
         Guarded::with_native(native, ())
     }
 
-    /// Orders `candidates` (the key's replicas in ring order). The plan
-    /// lists only candidate ids, each once; an empty order means "ring
-    /// order".
-    pub fn route(&self, request: &RequestInfo, candidates: &[Node]) -> Decided<RoutePlan> {
-        let request = sanitize::bounded_request(request);
-        self.ask((&request, candidates))
+    /// Orders `candidates` (the key's replicas in ring order, with their
+    /// health; `candidate.node` indexes `nodes`). The plan lists only
+    /// candidates, each once; an empty order means "ring order".
+    ///
+    /// `request` is lent to the plugin for this call only; `nodes` is
+    /// given to a pooled instance only when it has another table.
+    pub fn route(
+        &self,
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
+        candidates: &[Candidate],
+    ) -> Decided<RoutePlan> {
+        self.ask(RouteInput {
+            request,
+            facts,
+            nodes,
+            candidates,
+        })
     }
 }

@@ -9,15 +9,15 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use levee_plugin::{
-    BoundPlugin, Component, Decided, EngineCaps, HostEnv, Limits, RetryPolicy, Runtime,
+    BoundPlugin, Component, Decided, EngineCaps, HostEnv, Limits, NodeTable, RetryPolicy, Runtime,
     RuntimeOptions, Source,
 };
 use levee_policy::{
-    AttemptOutcome, AttemptResult, ErrorKind, Node, RequestInfo, RetryBackoff, RetryContext,
-    RetryDecision,
+    AttemptOutcome, AttemptResult, Candidate, ErrorKind, Method, NodeIndex, NodeInfo, RequestFacts,
+    RequestView, RetryBackoff, RetryContext, RetryDecision,
 };
 
 /// Seed of the host random source in tests.
@@ -92,20 +92,109 @@ pub fn cached_runtime(data_dir: &Path) -> Runtime {
     .expect("runtime starts")
 }
 
-pub fn get(path: &str) -> RequestInfo {
-    RequestInfo {
+/// A client request behind [`RequestView`], with owned strings. It shows
+/// every header it has, credentials included: hiding those is the host
+/// runtime's job, which the tests check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRequest {
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub routing_key: String,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+}
+
+impl TestRequest {
+    pub fn with_method(mut self, method: &str) -> TestRequest {
+        self.method = method.into();
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> TestRequest {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// The facts the host derives: the method's class, and idempotency
+    /// from the method or a non-empty `Idempotency-Key`.
+    pub fn facts(&self) -> RequestFacts {
+        let method = Method::from_name(&self.method);
+        let idempotent_method = matches!(
+            method,
+            Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete
+        );
+        let keyed = self
+            .headers
+            .iter()
+            .any(|(name, value)| name == "idempotency-key" && !value.is_empty());
+        RequestFacts {
+            method,
+            idempotent: idempotent_method || keyed,
+        }
+    }
+}
+
+impl RequestView for TestRequest {
+    fn service(&self) -> &str {
+        &self.service
+    }
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn routing_key(&self) -> &str {
+        &self.routing_key
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn get(path: &str) -> TestRequest {
+    TestRequest {
         service: "kv".into(),
         method: "GET".into(),
         path: path.into(),
         routing_key: path.trim_start_matches('/').into(),
-        idempotent: true,
         headers: vec![("accept".into(), "*/*".into())],
     }
 }
 
-pub fn status(node: &str, attempt: u32, status: u16) -> AttemptOutcome {
+/// A node of a test table, at `http://127.0.0.1:1/<id>`.
+pub fn node_info(id: &str, zone: Option<&str>) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        address: format!("http://127.0.0.1:1/{id}"),
+        zone: zone.map(Into::into),
+        weight: 1,
+    }
+}
+
+/// The node table of the retry tests: n1, n2, n3 at indexes 0, 1, 2.
+pub fn test_nodes() -> &'static NodeTable {
+    static NODES: OnceLock<NodeTable> = OnceLock::new();
+    NODES.get_or_init(|| {
+        NodeTable::new(vec![
+            node_info("n1", Some("a")),
+            node_info("n2", Some("b")),
+            node_info("n3", None),
+        ])
+        .unwrap()
+    })
+}
+
+/// Every node of [`test_nodes`], in order.
+pub const CANDIDATES: [NodeIndex; 3] = [0, 1, 2];
+
+pub fn status(node: NodeIndex, attempt: u32, status: u16) -> AttemptOutcome {
     AttemptOutcome {
-        node_id: node.into(),
+        node,
         attempt,
         result: AttemptResult::Status(status),
         elapsed_ms: 5,
@@ -113,9 +202,9 @@ pub fn status(node: &str, attempt: u32, status: u16) -> AttemptOutcome {
     }
 }
 
-pub fn error(node: &str, attempt: u32, kind: ErrorKind) -> AttemptOutcome {
+pub fn error(node: NodeIndex, attempt: u32, kind: ErrorKind) -> AttemptOutcome {
     AttemptOutcome {
-        node_id: node.into(),
+        node,
         attempt,
         result: AttemptResult::Error(kind),
         elapsed_ms: 5,
@@ -124,25 +213,33 @@ pub fn error(node: &str, attempt: u32, kind: ErrorKind) -> AttemptOutcome {
 }
 
 /// A context with room to retry: budget, time and attempts to spare.
-pub fn roomy_context() -> RetryContext {
+pub fn roomy_context() -> RetryContext<'static> {
     RetryContext {
         budget_remaining: 10,
         deadline_remaining_ms: 10_000,
         max_attempts: 5,
-        candidates: vec!["n1".into(), "n2".into(), "n3".into()],
+        candidates: &CANDIDATES,
     }
 }
 
-pub fn node(id: &str, zone: Option<&str>, healthy: bool) -> Node {
-    Node {
-        id: id.into(),
-        address: format!("http://127.0.0.1:1/{id}"),
-        zone: zone.map(Into::into),
-        weight: 1,
+/// A routing candidate with a few ms of latency.
+pub fn candidate(node: NodeIndex, healthy: bool) -> Candidate {
+    Candidate {
+        node,
         healthy,
         failure_rate_permille: 0,
         latency_ms: 3,
     }
+}
+
+/// `policy`'s decision about `request` over [`test_nodes`].
+pub fn decide(
+    policy: &RetryPolicy,
+    request: &TestRequest,
+    outcome: &AttemptOutcome,
+    context: &RetryContext<'_>,
+) -> Decided<RetryDecision> {
+    policy.decide(request, request.facts(), test_nodes(), outcome, context)
 }
 
 /// The example `retry-backoff` plugin, compiled under its own name.
@@ -163,7 +260,7 @@ pub fn retry_policy_with(runtime: &Runtime, bound: Arc<BoundPlugin>) -> RetryPol
 /// The decision after a first attempt at `GET /k` that got `code` from
 /// n1, with room to retry.
 pub fn decide_first_attempt(policy: &RetryPolicy, code: u16) -> Decided<RetryDecision> {
-    policy.decide(&get("/k"), &status("n1", 1, code), &roomy_context())
+    decide(policy, &get("/k"), &status(0, 1, code), &roomy_context())
 }
 
 /// Fails unless the plugin itself answered (no native, fallback or

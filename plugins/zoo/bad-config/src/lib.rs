@@ -9,7 +9,8 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::types::{AttemptOutcome, RequestInfo, RetryContext};
+use levee::policy::request::Request;
+use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 
 /// The fixed rejection, so tests can look for it in the host's error.
 pub const REJECTION: &str = "zoo/bad-config rejects every config";
@@ -21,7 +22,14 @@ impl Guest for BadConfig {
         Err(format!("{REJECTION} (got {} bytes)", config.len()))
     }
 
-    fn decide(_request: RequestInfo, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn decide(
+        _request: &Request,
+        _facts: RequestFacts,
+        _outcome: AttemptOutcome,
+        _context: RetryContext,
+    ) -> Decision {
         Decision::GiveUp("zoo/bad-config was never configured".into())
     }
 }

@@ -12,7 +12,8 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::types::{AttemptOutcome, RequestInfo, RetryContext};
+use levee::policy::request::Request;
+use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 
 struct DeepRecursion;
 
@@ -21,7 +22,14 @@ impl Guest for DeepRecursion {
         Ok(())
     }
 
-    fn decide(_request: RequestInfo, outcome: AttemptOutcome, _context: RetryContext) -> Decision {
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn decide(
+        _request: &Request,
+        _facts: RequestFacts,
+        outcome: AttemptOutcome,
+        _context: RetryContext,
+    ) -> Decision {
         let depth = descend(u64::from(outcome.attempt));
         Decision::GiveUp(format!("zoo/deep-recursion: came back from depth {depth}"))
     }

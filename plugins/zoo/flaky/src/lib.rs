@@ -18,7 +18,8 @@ wit_bindgen::generate!({
 
 use exports::levee::policy::retry::{Decision, Guest};
 use levee::policy::host;
-use levee::policy::types::{AttemptOutcome, RequestInfo, RetryContext};
+use levee::policy::request::Request;
+use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 use levee_policy::RetryBackoff;
 use std::cell::RefCell;
 
@@ -35,7 +36,14 @@ impl Guest for Flaky {
         Ok(())
     }
 
-    fn decide(request: RequestInfo, outcome: AttemptOutcome, context: RetryContext) -> Decision {
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn decide(
+        _request: &Request,
+        facts: RequestFacts,
+        outcome: AttemptOutcome,
+        context: RetryContext,
+    ) -> Decision {
         let random = host::random_u64();
         if outcome.attempt.is_multiple_of(2) {
             panic!(
@@ -43,11 +51,10 @@ impl Guest for Flaky {
                 outcome.attempt
             );
         }
-        let request = convert::request_info(request);
+        let facts = convert::facts(facts);
         let outcome = convert::attempt_outcome(outcome);
-        let context = convert::retry_context(context);
-        let decision =
-            POLICY.with(|slot| slot.borrow().decide(&request, &outcome, &context, random));
+        let context = convert::retry_context(&context);
+        let decision = POLICY.with(|slot| slot.borrow().decide(facts, &outcome, &context, random));
         convert::decision(decision)
     }
 }

@@ -1,11 +1,13 @@
 //! Zoo: a routing policy whose `route` returns an enormous plan.
 //!
-//! The plan lists `order_len` made-up node ids (config `{"order_len": N}`,
-//! default 1,000,000). The host must refuse a plan longer than its cap (64
-//! entries) rather than copy it out of the sandbox or act on it. Building
-//! the default million ids outruns the host's CPU deadline (or its 16 MiB
-//! memory cap) first, so with the default the plugin traps instead; 10,000
-//! ids fit comfortably. Any other config is accepted, so it always loads.
+//! The plan lists `order_len` node indexes (config `{"order_len": N}`,
+//! default 16,000,000): the candidates' own first, then made-up ones from
+//! [`MADE_UP_INDEX_FIRST`] up, far past any node table. The host must refuse
+//! a plan longer than its cap (64 entries) rather than copy it out of the
+//! sandbox or act on it. The default's 64 MB of indexes cannot fit the
+//! host's 16 MiB memory cap, so with the default the plugin traps instead
+//! (while allocating, before writing an entry); 10,000 indexes fit
+//! comfortably. Any other config is accepted, so it always loads.
 
 wit_bindgen::generate!({
     world: "routing-policy",
@@ -13,10 +15,15 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::routing::{Guest, RoutePlan};
-use levee::policy::types::{Node, RequestInfo};
+use levee::policy::request::Request;
+use levee::policy::types::{Candidate, NodeInfo, RequestFacts};
 use std::cell::Cell;
 
-const ORDER_LEN_DEFAULT: usize = 1_000_000;
+/// Four bytes each: 64 MB, four times the host's default memory cap.
+const ORDER_LEN_DEFAULT: usize = 16_000_000;
+/// The first made-up index. levee's node tables hold at most 4,096 nodes,
+/// so no index from here up (to the 16 M-th made-up one) names a node.
+pub const MADE_UP_INDEX_FIRST: u32 = 1 << 31;
 
 thread_local! {
     static ORDER_LEN: Cell<usize> = const { Cell::new(ORDER_LEN_DEFAULT) };
@@ -31,11 +38,13 @@ impl Guest for HugeList {
         Ok(())
     }
 
-    fn route(_request: RequestInfo, candidates: Vec<Node>) -> RoutePlan {
-        // Real ids first, so a host that truncated instead of refusing
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn route(_request: &Request, _facts: RequestFacts, candidates: Vec<Candidate>) -> RoutePlan {
+        // Real indexes first, so a host that truncated instead of refusing
         // would route somewhere plausible and the test could not tell.
-        let real = candidates.into_iter().map(|node| node.id);
-        let order = real.chain((0..).map(|i| format!("zoo-node-{i}")));
+        let real = candidates.into_iter().map(|candidate| candidate.node);
+        let order = real.chain(MADE_UP_INDEX_FIRST..);
         RoutePlan {
             order: order.take(ORDER_LEN.with(Cell::get)).collect(),
             hedge_delay_ms: None,

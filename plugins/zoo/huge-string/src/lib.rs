@@ -13,7 +13,8 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::types::{AttemptOutcome, RequestInfo, RetryContext};
+use levee::policy::request::Request;
+use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 use std::cell::Cell;
 
 const REASON_BYTES_DEFAULT: usize = 100_000_000;
@@ -31,7 +32,14 @@ impl Guest for HugeString {
         Ok(())
     }
 
-    fn decide(_request: RequestInfo, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn decide(
+        _request: &Request,
+        _facts: RequestFacts,
+        _outcome: AttemptOutcome,
+        _context: RetryContext,
+    ) -> Decision {
         Decision::GiveUp("x".repeat(REASON_BYTES.with(Cell::get)))
     }
 }

@@ -11,7 +11,8 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::types::{AttemptOutcome, RequestInfo, RetryContext};
+use levee::policy::request::Request;
+use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -22,7 +23,14 @@ impl Guest for MemoryBomb {
         Ok(())
     }
 
-    fn decide(_request: RequestInfo, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn decide(
+        _request: &Request,
+        _facts: RequestFacts,
+        _outcome: AttemptOutcome,
+        _context: RetryContext,
+    ) -> Decision {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             hoard.push(vec![0xA5; CHUNK_BYTES]);

@@ -10,7 +10,8 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::types::{AttemptOutcome, RequestInfo, RetryContext};
+use levee::policy::request::Request;
+use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 
 struct Panic;
 
@@ -19,7 +20,14 @@ impl Guest for Panic {
         Ok(())
     }
 
-    fn decide(_request: RequestInfo, outcome: AttemptOutcome, _context: RetryContext) -> Decision {
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn decide(
+        _request: &Request,
+        _facts: RequestFacts,
+        outcome: AttemptOutcome,
+        _context: RetryContext,
+    ) -> Decision {
         panic!(
             "zoo/panic: decide always panics (attempt {})",
             outcome.attempt

@@ -17,7 +17,8 @@ wit_bindgen::generate!({
 
 use exports::levee::policy::retry::{Decision, Guest, RetryPlan, Target};
 use levee::policy::host;
-use levee::policy::types::{AttemptOutcome, Level, RequestInfo, RetryContext};
+use levee::policy::request::Request;
+use levee::policy::types::{AttemptOutcome, Level, NodeInfo, RequestFacts, RetryContext};
 
 /// The log line marking a decision by this plugin.
 pub const MARKER: &str = "retry-fixed: retry now";
@@ -29,7 +30,14 @@ impl Guest for RetryFixed {
         Ok(())
     }
 
-    fn decide(_request: RequestInfo, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
+    fn set_nodes(_nodes: Vec<NodeInfo>) {}
+
+    fn decide(
+        _request: &Request,
+        _facts: RequestFacts,
+        _outcome: AttemptOutcome,
+        _context: RetryContext,
+    ) -> Decision {
         let _ = host::random_u64();
         host::log(Level::Info, MARKER);
         Decision::Retry(RetryPlan {

@@ -7,20 +7,29 @@ use crate::harness::routing::exports::levee::policy::routing::RoutePlan;
 use crate::harness::wit;
 use levee_policy as policy;
 
-pub fn request_info(request: &policy::RequestInfo) -> wit::RequestInfo {
-    wit::RequestInfo {
-        service: request.service.clone(),
-        method: request.method.clone(),
-        path: request.path.clone(),
-        routing_key: request.routing_key.clone(),
-        idempotent: request.idempotent,
-        headers: request.headers.clone(),
+pub fn facts(facts: policy::RequestFacts) -> wit::RequestFacts {
+    wit::RequestFacts {
+        method: method(facts.method),
+        idempotent: facts.idempotent,
+    }
+}
+
+fn method(method: policy::Method) -> wit::Method {
+    match method {
+        policy::Method::Get => wit::Method::Get,
+        policy::Method::Head => wit::Method::Head,
+        policy::Method::Post => wit::Method::Post,
+        policy::Method::Put => wit::Method::Put,
+        policy::Method::Delete => wit::Method::Delete,
+        policy::Method::Patch => wit::Method::Patch,
+        policy::Method::Options => wit::Method::Options,
+        policy::Method::Other => wit::Method::Other,
     }
 }
 
 pub fn attempt_outcome(outcome: &policy::AttemptOutcome) -> wit::AttemptOutcome {
     wit::AttemptOutcome {
-        node_id: outcome.node_id.clone(),
+        node: outcome.node,
         attempt: outcome.attempt,
         result: match outcome.result {
             policy::AttemptResult::Status(status) => wit::AttemptResult::Status(status),
@@ -41,24 +50,30 @@ fn error_kind(kind: policy::ErrorKind) -> wit::ErrorKind {
     }
 }
 
-pub fn retry_context(context: &policy::RetryContext) -> wit::RetryContext {
+pub fn retry_context(context: &policy::RetryContext<'_>) -> wit::RetryContext {
     wit::RetryContext {
         budget_remaining: context.budget_remaining,
         deadline_remaining_ms: context.deadline_remaining_ms,
         max_attempts: context.max_attempts,
-        candidates: context.candidates.clone(),
+        candidates: context.candidates.to_vec(),
     }
 }
 
-pub fn node(node: &policy::Node) -> wit::Node {
-    wit::Node {
+pub fn node_info(node: &policy::NodeInfo) -> wit::NodeInfo {
+    wit::NodeInfo {
         id: node.id.clone(),
         address: node.address.clone(),
         zone: node.zone.clone(),
         weight: node.weight,
-        healthy: node.healthy,
-        failure_rate_permille: node.failure_rate_permille,
-        latency_ms: node.latency_ms,
+    }
+}
+
+pub fn candidate(candidate: &policy::Candidate) -> wit::Candidate {
+    wit::Candidate {
+        node: candidate.node,
+        healthy: candidate.healthy,
+        failure_rate_permille: candidate.failure_rate_permille,
+        latency_ms: candidate.latency_ms,
     }
 }
 
@@ -80,7 +95,7 @@ pub fn decision(decision: Decision) -> policy::RetryDecision {
             target: match plan.target {
                 Target::Same => policy::Target::Same,
                 Target::Next => policy::Target::Next,
-                Target::Node(id) => policy::Target::Node(id),
+                Target::Node(node) => policy::Target::Node(node),
             },
         },
         Decision::GiveUp(reason) => policy::RetryDecision::GiveUp(reason),

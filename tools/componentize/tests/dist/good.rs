@@ -17,25 +17,43 @@ const CHECKPOINT_CONFIGS: [&str; 2] = [
     r#"{"every_records": 10, "every_bytes": 1000, "every_ms": 500, "compact_reclaimable_bytes": 4000}"#,
 ];
 
-fn request(method: &str, idempotent: bool, headers: &[(&str, &str)]) -> RequestInfo {
-    RequestInfo {
+/// The request every call is lent; the good plugins never read it, so its
+/// content cannot change an answer.
+fn request(method: &str) -> harness::RequestData {
+    harness::RequestData {
         service: "kv".into(),
         method: method.into(),
         path: "/kv/a".into(),
         routing_key: "a".into(),
-        idempotent,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
+        headers: vec![("idempotency-key".into(), "k-1".into())],
     }
 }
 
-fn retry_inputs() -> Vec<(RequestInfo, AttemptOutcome, RetryContext)> {
-    let requests = [
-        request("GET", true, &[]),
-        request("POST", false, &[]),
-        request("POST", false, &[("idempotency-key", "k-1")]),
+fn facts(method: Method, idempotent: bool) -> RequestFacts {
+    RequestFacts { method, idempotent }
+}
+
+/// A node table of three, with the given zones.
+fn table(zones: [&str; 3]) -> Vec<NodeInfo> {
+    (0..3)
+        .map(|i| NodeInfo {
+            id: format!("n{i}"),
+            address: format!("http://127.0.0.1:{}", 7000 + i),
+            zone: Some(zones[i].to_string()),
+            weight: 1,
+        })
+        .collect()
+}
+
+/// Candidate nodes of every retry context, in routing order.
+const RETRY_CANDIDATES: [NodeIndex; 2] = [1, 2];
+
+fn retry_inputs() -> Vec<(RequestFacts, AttemptOutcome, RetryContext<'static>)> {
+    let all_facts = [
+        facts(Method::Get, true),
+        facts(Method::Post, false),
+        // A POST the host found an `Idempotency-Key` on.
+        facts(Method::Post, true),
     ];
     let mut results: Vec<AttemptResult> = [429, 500, 502, 503, 504]
         .map(AttemptResult::Status)
@@ -50,7 +68,7 @@ fn retry_inputs() -> Vec<(RequestInfo, AttemptOutcome, RetryContext)> {
         .map(AttemptResult::Error),
     );
     let mut inputs = Vec::new();
-    for request in &requests {
+    for &facts in &all_facts {
         for &result in &results {
             for attempt in 1..=4 {
                 for retry_after_ms in [None, Some(300), Some(50_000)] {
@@ -58,7 +76,7 @@ fn retry_inputs() -> Vec<(RequestInfo, AttemptOutcome, RetryContext)> {
                         [(0, 30_000), (3, 0), (3, 40), (3, 30_000)]
                     {
                         let outcome = AttemptOutcome {
-                            node_id: "n1".into(),
+                            node: 1,
                             attempt,
                             result,
                             elapsed_ms: 5,
@@ -68,9 +86,9 @@ fn retry_inputs() -> Vec<(RequestInfo, AttemptOutcome, RetryContext)> {
                             budget_remaining,
                             deadline_remaining_ms,
                             max_attempts: 3,
-                            candidates: vec!["n1".into(), "n2".into()],
+                            candidates: &RETRY_CANDIDATES,
                         };
-                        inputs.push((request.clone(), outcome, context));
+                        inputs.push((facts, outcome, context));
                     }
                 }
             }
@@ -82,21 +100,28 @@ fn retry_inputs() -> Vec<(RequestInfo, AttemptOutcome, RetryContext)> {
 #[test]
 fn retry_backoff_decides_like_native() {
     let inputs = retry_inputs();
+    let nodes: Vec<_> = table(["z1", "z1", "z2"])
+        .iter()
+        .map(convert::node_info)
+        .collect();
     for config in RETRY_CONFIGS {
         let native = RetryBackoff::from_json(config).unwrap();
         let (mut store, plugin) = instantiate_retry("retry-backoff", config, 7);
+        let retry = plugin.levee_policy_retry();
+        retry.call_set_nodes(&mut store, &nodes).expect("set-nodes");
         let (mut retried, mut given_up) = (0, 0);
-        for (request, outcome, context) in &inputs {
+        for (facts, outcome, context) in &inputs {
             let calls_before = store.data().random_calls;
-            let answer = plugin
-                .levee_policy_retry()
-                .call_decide(
-                    &mut store,
-                    &convert::request_info(request),
-                    &convert::attempt_outcome(outcome),
+            let answer = harness::with_request(&mut store, &request("POST"), |store, lent| {
+                retry.call_decide(
+                    store,
+                    lent,
+                    convert::facts(*facts),
+                    convert::attempt_outcome(outcome),
                     &convert::retry_context(context),
                 )
-                .expect("decide");
+            })
+            .expect("decide");
             harness::refuel(&mut store);
             assert_eq!(
                 store.data().random_calls,
@@ -104,11 +129,11 @@ fn retry_backoff_decides_like_native() {
                 "random-u64 once per decide"
             );
             let random = store.data().last_random;
-            let expected = native.decide(request, outcome, context, random);
+            let expected = native.decide(*facts, outcome, context, random);
             let actual = convert::decision(answer);
             assert_eq!(
                 actual, expected,
-                "config {config}, {outcome:?}, {context:?}"
+                "config {config}, {facts:?}, {outcome:?}, {context:?}"
             );
             match actual {
                 RetryDecision::Retry { .. } => retried += 1,
@@ -120,25 +145,39 @@ fn retry_backoff_decides_like_native() {
             retried > 50 && given_up > 50,
             "retried {retried}, gave up {given_up}"
         );
+        assert!(
+            store.data().headers_asked.is_empty(),
+            "retry-backoff needs no header"
+        );
     }
 }
 
-fn candidate_lists() -> Vec<Vec<Node>> {
-    // Every health/zone combination of three nodes, plus the empty list.
+/// Every zone assignment of the three-node table.
+fn tables() -> Vec<Vec<NodeInfo>> {
+    (0..8u32)
+        .map(|mask| table([0, 1, 2].map(|i| if mask >> i & 1 == 1 { "z1" } else { "z2" })))
+        .collect()
+}
+
+/// Every health combination of the three nodes in a ring order that is
+/// not the table's, the same with a candidate outside the table, and the
+/// empty list.
+fn candidate_lists() -> Vec<Vec<Candidate>> {
+    let candidate = |node, healthy| Candidate {
+        node,
+        healthy,
+        failure_rate_permille: 0,
+        latency_ms: 2,
+    };
     let mut lists = vec![Vec::new()];
-    for mask in 0..64u32 {
-        let list = (0..3)
-            .map(|i| Node {
-                id: format!("n{i}"),
-                address: format!("http://127.0.0.1:{}", 7000 + i),
-                zone: Some(if mask >> (i + 3) & 1 == 1 { "z1" } else { "z2" }.into()),
-                weight: 1,
-                healthy: mask >> i & 1 == 1,
-                failure_rate_permille: 0,
-                latency_ms: 2,
-            })
+    for mask in 0..8u32 {
+        let list: Vec<Candidate> = [2, 0, 1]
+            .into_iter()
+            .map(|node| candidate(node, mask >> node & 1 == 1))
             .collect();
-        lists.push(list);
+        let mut with_stranger = list.clone();
+        with_stranger.insert(1, candidate(7, mask & 1 == 1));
+        lists.extend([list, with_stranger]);
     }
     lists
 }
@@ -148,27 +187,35 @@ fn route_affinity_routes_like_native() {
     for config in ROUTING_CONFIGS {
         let native = RouteAffinity::from_json(config).unwrap();
         let (mut store, plugin) = instantiate_routing("route-affinity", config);
-        for method in ["GET", "POST"] {
-            let request = request(method, method == "GET", &[]);
-            for candidates in candidate_lists() {
-                let wit_candidates: Vec<_> = candidates.iter().map(convert::node).collect();
-                let answer = plugin
-                    .levee_policy_routing()
-                    .call_route(
-                        &mut store,
-                        &convert::request_info(&request),
-                        &wit_candidates,
-                    )
-                    .expect("route");
-                harness::refuel(&mut store);
-                let expected = native.route(&request, &candidates);
-                assert_eq!(
-                    convert::route_plan(answer),
-                    expected,
-                    "{config} {candidates:?}"
-                );
+        let routing = plugin.levee_policy_routing();
+        let mut hedged = 0;
+        for nodes in tables() {
+            let wit_nodes: Vec<_> = nodes.iter().map(convert::node_info).collect();
+            routing
+                .call_set_nodes(&mut store, &wit_nodes)
+                .expect("set-nodes");
+            for method in [Method::Get, Method::Post] {
+                let facts = facts(method, method == Method::Get);
+                for candidates in candidate_lists() {
+                    let wit_candidates: Vec<_> =
+                        candidates.iter().map(convert::candidate).collect();
+                    let answer =
+                        harness::with_request(&mut store, &request("GET"), |store, lent| {
+                            routing.call_route(store, lent, convert::facts(facts), &wit_candidates)
+                        })
+                        .expect("route");
+                    harness::refuel(&mut store);
+                    let expected = native.route(facts, &nodes, &candidates);
+                    hedged += usize::from(expected.hedge_delay_ms.is_some());
+                    assert_eq!(
+                        convert::route_plan(answer),
+                        expected,
+                        "{config} {nodes:?} {candidates:?}"
+                    );
+                }
             }
         }
+        assert_eq!(hedged > 0, config.contains("hedge"), "{config}");
     }
 }
 

@@ -1,17 +1,23 @@
 //! A minimal wasmtime host for levee's policy worlds: bindings, a seeded
-//! `host` import that counts `random-u64` calls, a fuel budget per call and
-//! a linear-memory cap that records when it refused to grow.
+//! `host` import that counts `random-u64` calls, a `request` resource that
+//! hides credentials like the host's and records which headers a plugin
+//! asked for, a fuel budget per call and a linear-memory cap that records
+//! when it refused to grow.
 
+use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, PATH_BYTES_MAX, is_credential_header};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 pub mod retry {
     wasmtime::component::bindgen!({
         world: "retry-policy",
         path: "../../wit",
+        with: {
+            "levee:policy/request.request": super::RequestData,
+        },
     });
 }
 
@@ -22,6 +28,7 @@ pub mod routing {
         with: {
             "levee:policy/types": super::retry::levee::policy::types,
             "levee:policy/host": super::retry::levee::policy::host,
+            "levee:policy/request": super::retry::levee::policy::request,
         },
     });
 }
@@ -38,6 +45,18 @@ pub mod checkpoint {
 }
 
 pub use retry::levee::policy::types as wit;
+
+/// The request a retry or routing call is about, as the `request`
+/// resource shows it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestData {
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub routing_key: String,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+}
 
 /// The host's default memory cap for a plugin.
 pub const MEMORY_BYTES_MAX: usize = 16 << 20;
@@ -74,6 +93,9 @@ impl ResourceLimiter for MemoryCap {
 
 pub struct HostState {
     pub cap: MemoryCap,
+    pub table: ResourceTable,
+    /// Every name a plugin passed to `request.header`, in order.
+    pub headers_asked: Vec<String>,
     random_state: u64,
     pub random_calls: u32,
     pub last_random: u64,
@@ -86,6 +108,8 @@ impl HostState {
             cap: MemoryCap {
                 refused_growth: false,
             },
+            table: ResourceTable::new(),
+            headers_asked: Vec::new(),
             random_state: seed,
             random_calls: 0,
             last_random: 0,
@@ -115,6 +139,84 @@ impl retry::levee::policy::host::Host for HostState {
         self.last_random = z ^ (z >> 31);
         self.last_random
     }
+}
+
+impl retry::levee::policy::request::Host for HostState {}
+
+impl retry::levee::policy::request::HostRequest for HostState {
+    fn service(&mut self, request: Resource<RequestData>) -> String {
+        self.request(&request).service.clone()
+    }
+
+    fn method(&mut self, request: Resource<RequestData>) -> String {
+        self.request(&request).method.clone()
+    }
+
+    fn path(&mut self, request: Resource<RequestData>) -> String {
+        cut(&self.request(&request).path, PATH_BYTES_MAX).to_string()
+    }
+
+    fn routing_key(&mut self, request: Resource<RequestData>) -> String {
+        self.request(&request).routing_key.clone()
+    }
+
+    /// Credentials read as absent, as the host's do.
+    fn header(&mut self, request: Resource<RequestData>, name: String) -> Option<String> {
+        let value = if is_credential_header(&name) {
+            None
+        } else {
+            let headers = &self.request(&request).headers;
+            headers
+                .iter()
+                .find(|(header, _)| header.eq_ignore_ascii_case(&name))
+                .map(|(_, value)| cut(value, HEADER_VALUE_BYTES_MAX).to_string())
+        };
+        self.headers_asked.push(name);
+        value
+    }
+
+    fn drop(&mut self, request: Resource<RequestData>) -> wasmtime::Result<()> {
+        self.table.delete(request)?;
+        Ok(())
+    }
+}
+
+impl HostState {
+    fn request(&self, request: &Resource<RequestData>) -> &RequestData {
+        self.table
+            .get(request)
+            .expect("a lent request is in the table")
+    }
+}
+
+/// `text` cut to at most `bytes_max` bytes, at a character boundary.
+fn cut(text: &str, bytes_max: usize) -> &str {
+    let mut end = text.len().min(bytes_max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Lends `request` to one call, as the host does: in the table for the
+/// call's duration, passed as a borrow, removed afterwards.
+pub fn with_request<R>(
+    store: &mut Store<HostState>,
+    request: &RequestData,
+    call: impl FnOnce(&mut Store<HostState>, Resource<RequestData>) -> R,
+) -> R {
+    let owned = store
+        .data_mut()
+        .table
+        .push(request.clone())
+        .expect("table has room");
+    let answer = call(store, Resource::new_borrow(owned.rep()));
+    store
+        .data_mut()
+        .table
+        .delete(owned)
+        .expect("the request is still in the table");
+    answer
 }
 
 pub fn engine() -> &'static Engine {

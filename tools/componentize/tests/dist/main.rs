@@ -4,8 +4,10 @@
 //! - the good plugins decide exactly like the native `levee-policy` code on
 //!   the same inputs and the same `random-u64`, which they draw exactly once
 //!   per call (`good.rs`);
-//! - every zoo plugin loads and then misbehaves the way its docs say
-//!   (`zoo.rs`), so the host's sandboxing tests exercise what they think.
+//! - every zoo plugin loads and then misbehaves the way its docs say, and
+//!   `echo-request` echoes what the `request` resource shows it (`zoo.rs`),
+//!   so the host's sandboxing tests exercise what they think;
+//! - every component imports only levee's 0.2.0 interfaces (`imports.rs`).
 //!
 //! This runs the components directly on wasmtime, not through the host's
 //! runtime (`crates/plugin`), so a failure here points at the plugins or at
@@ -15,4 +17,5 @@
 mod convert;
 mod good;
 mod harness;
+mod imports;
 mod zoo;

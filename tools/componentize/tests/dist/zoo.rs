@@ -5,24 +5,34 @@ use crate::convert;
 use crate::harness::retry::RetryPolicy;
 use crate::harness::retry::exports::levee::policy::retry::Decision;
 use crate::harness::wit;
-use crate::harness::{self, instantiate_checkpoint, instantiate_retry, instantiate_routing};
-use levee_policy::{AttemptOutcome, AttemptResult, RequestInfo, RetryBackoff, RetryContext};
+use crate::harness::{
+    self, RequestData, instantiate_checkpoint, instantiate_retry, instantiate_routing,
+};
+use levee_policy::{
+    AttemptOutcome, AttemptResult, Method, NodeIndex, RequestFacts, RetryBackoff, RetryContext,
+};
 use wasmtime::{Store, Trap};
 
-fn request() -> RequestInfo {
-    RequestInfo {
+fn request() -> RequestData {
+    RequestData {
         service: "kv".into(),
         method: "POST".into(),
         path: "/kv/a".into(),
         routing_key: "a".into(),
-        idempotent: false,
         headers: vec![],
+    }
+}
+
+fn post() -> RequestFacts {
+    RequestFacts {
+        method: Method::Post,
+        idempotent: false,
     }
 }
 
 fn outcome(attempt: u32, status: u16) -> AttemptOutcome {
     AttemptOutcome {
-        node_id: "n1".into(),
+        node: 1,
         attempt,
         result: AttemptResult::Status(status),
         elapsed_ms: 4,
@@ -30,29 +40,44 @@ fn outcome(attempt: u32, status: u16) -> AttemptOutcome {
     }
 }
 
-fn context() -> RetryContext {
+const CANDIDATES: [NodeIndex; 2] = [1, 2];
+
+fn context() -> RetryContext<'static> {
     RetryContext {
         budget_remaining: 5,
         deadline_remaining_ms: 10_000,
         max_attempts: 5,
-        candidates: vec!["n1".into(), "n2".into()],
+        candidates: &CANDIDATES,
     }
+}
+
+fn decide_with(
+    store: &mut Store<harness::HostState>,
+    plugin: &RetryPolicy,
+    request: &RequestData,
+    facts: RequestFacts,
+    outcome: &AttemptOutcome,
+) -> wasmtime::Result<Decision> {
+    let answer = harness::with_request(store, request, |store, lent| {
+        plugin.levee_policy_retry().call_decide(
+            store,
+            lent,
+            convert::facts(facts),
+            convert::attempt_outcome(outcome),
+            &convert::retry_context(&context()),
+        )
+    });
+    harness::refuel(store);
+    answer
 }
 
 fn decide(
     store: &mut Store<harness::HostState>,
     plugin: &RetryPolicy,
-    request: &RequestInfo,
+    facts: RequestFacts,
     outcome: &AttemptOutcome,
 ) -> wasmtime::Result<Decision> {
-    let answer = plugin.levee_policy_retry().call_decide(
-        &mut *store,
-        &convert::request_info(request),
-        &convert::attempt_outcome(outcome),
-        &convert::retry_context(&context()),
-    );
-    harness::refuel(store);
-    answer
+    decide_with(store, plugin, &request(), facts, outcome)
 }
 
 /// Loads a retry-world zoo plugin and makes one `decide` call.
@@ -61,7 +86,7 @@ fn decide_once(
     config: &str,
 ) -> (Store<harness::HostState>, wasmtime::Result<Decision>) {
     let (mut store, plugin) = instantiate_retry(name, config, 3);
-    let answer = decide(&mut store, &plugin, &request(), &outcome(1, 503));
+    let answer = decide(&mut store, &plugin, post(), &outcome(1, 503));
     (store, answer)
 }
 
@@ -129,37 +154,87 @@ fn huge_string_returns_the_configured_size() {
 
 #[test]
 fn huge_list_returns_the_configured_length_and_traps_by_default() {
-    let candidates: Vec<wit::Node> = ["n1", "n2"]
-        .iter()
-        .map(|id| wit::Node {
-            id: id.to_string(),
-            address: "http://127.0.0.1:1".into(),
-            zone: None,
-            weight: 1,
+    let candidates: Vec<wit::Candidate> = [0, 1]
+        .map(|node| wit::Candidate {
+            node,
             healthy: true,
             failure_rate_permille: 0,
             latency_ms: 1,
         })
-        .collect();
-    let request = convert::request_info(&request());
-    let (mut store, plugin) = instantiate_routing("zoo/huge-list", r#"{"order_len": 10000}"#);
-    let plan = plugin
-        .levee_policy_routing()
-        .call_route(&mut store, &request, &candidates)
-        .unwrap();
+        .to_vec();
+    let facts = convert::facts(post());
+    let route = |config: &str| {
+        let (mut store, plugin) = instantiate_routing("zoo/huge-list", config);
+        let answer = harness::with_request(&mut store, &request(), |store, lent| {
+            plugin
+                .levee_policy_routing()
+                .call_route(store, lent, facts, &candidates)
+        });
+        (store, answer)
+    };
+    let (_, plan) = route(r#"{"order_len": 10000}"#);
+    let plan = plan.unwrap();
     assert_eq!(plan.order.len(), 10_000);
-    assert_eq!(plan.order[..3], ["n1", "n2", "zoo-node-0"]);
+    assert_eq!(plan.order[..3], [0, 1, 1 << 31]);
+    assert_eq!(plan.order[9_999], (1 << 31) + 9_997);
 
-    // A million ids outrun the CPU fence (or the memory cap) first.
-    let (mut store, plugin) = instantiate_routing("zoo/huge-list", "{}");
-    let answer = plugin
-        .levee_policy_routing()
-        .call_route(&mut store, &request, &candidates);
-    let trap = harness::trap_of(&answer.unwrap_err());
+    // Sixteen million indexes (64 MB) cannot fit the memory cap.
+    let (store, answer) = route("{}");
+    harness::trap_of(&answer.unwrap_err());
     assert!(
-        trap == Trap::OutOfFuel || store.data().cap.refused_growth,
-        "{trap:?}"
+        store.data().cap.refused_growth,
+        "never reached the memory cap"
     );
+}
+
+#[test]
+fn echo_request_reads_the_request_and_sees_no_credential() {
+    let (mut store, plugin) = instantiate_retry("zoo/echo-request", "{}", 1);
+    let request = RequestData {
+        method: "PROPFIND".into(),
+        path: "/kv/a?x=1".into(),
+        headers: vec![
+            ("x-echo".into(), "hello".into()),
+            ("authorization".into(), "Bearer secret".into()),
+        ],
+        ..request()
+    };
+    let reason = |answer: wasmtime::Result<Decision>| match answer.unwrap() {
+        Decision::GiveUp(reason) => reason,
+        other => panic!("expected the echo as a give-up, got {other:?}"),
+    };
+
+    let before = decide_with(&mut store, &plugin, &request, post(), &outcome(1, 503));
+    assert_eq!(
+        reason(before),
+        "kv|PROPFIND|/kv/a?x=1|a|hello|-|nodes=unset"
+    );
+
+    let nodes: Vec<wit::NodeInfo> = (0..3)
+        .map(|i| wit::NodeInfo {
+            id: format!("n{i}"),
+            address: format!("http://127.0.0.1:{}", 7000 + i),
+            zone: None,
+            weight: 1,
+        })
+        .collect();
+    let retry = plugin.levee_policy_retry();
+    retry.call_set_nodes(&mut store, &nodes).expect("set-nodes");
+    let quiet = RequestData {
+        headers: vec![],
+        ..request.clone()
+    };
+    let after = decide_with(&mut store, &plugin, &quiet, post(), &outcome(2, 503));
+    assert_eq!(reason(after), "kv|PROPFIND|/kv/a?x=1|a|-|-|nodes=3");
+
+    // It did ask for the credential, every time; the host said `none`.
+    let asked = &store.data().headers_asked;
+    assert_eq!(
+        asked.iter().filter(|name| *name == "authorization").count(),
+        2,
+        "{asked:?}"
+    );
+    assert_eq!(store.data().random_calls, 0);
 }
 
 #[test]
@@ -202,15 +277,14 @@ fn bad_config_rejects_every_config() {
 fn flaky_traps_on_even_attempts_and_is_retry_backoff_otherwise() {
     let config = r#"{"max_attempts": 6}"#;
     let native = RetryBackoff::from_json(config).unwrap();
-    let get = RequestInfo {
-        method: "GET".into(),
+    let get = RequestFacts {
+        method: Method::Get,
         idempotent: true,
-        ..request()
     };
     for attempt in 1..=5 {
         // A trapped instance is dead (the host replaces it): one per call.
         let (mut store, plugin) = instantiate_retry("zoo/flaky", config, u64::from(attempt));
-        let answer = decide(&mut store, &plugin, &get, &outcome(attempt, 503));
+        let answer = decide(&mut store, &plugin, get, &outcome(attempt, 503));
         assert_eq!(store.data().random_calls, 1, "random-u64 once per decide");
         if attempt % 2 == 0 {
             assert_eq!(
@@ -219,7 +293,7 @@ fn flaky_traps_on_even_attempts_and_is_retry_backoff_otherwise() {
             );
         } else {
             let random = store.data().last_random;
-            let expected = native.decide(&get, &outcome(attempt, 503), &context(), random);
+            let expected = native.decide(get, &outcome(attempt, 503), &context(), random);
             assert_eq!(convert::decision(answer.unwrap()), expected);
         }
     }
@@ -229,7 +303,7 @@ fn flaky_traps_on_even_attempts_and_is_retry_backoff_otherwise() {
 fn retry_fixed_retries_everything_at_once_and_says_so() {
     let (mut store, plugin) = instantiate_retry("zoo/retry-fixed", r#"{"max_attempts": 3}"#, 5);
     // A 500 on a POST: retry-backoff would give up on both counts.
-    let answer = decide(&mut store, &plugin, &request(), &outcome(1, 500)).unwrap();
+    let answer = decide(&mut store, &plugin, post(), &outcome(1, 500)).unwrap();
     let expected = levee_policy::RetryDecision::Retry {
         delay_ms: 0,
         target: levee_policy::Target::Next,
@@ -237,6 +311,6 @@ fn retry_fixed_retries_everything_at_once_and_says_so() {
     assert_eq!(convert::decision(answer), expected);
     assert_eq!(store.data().random_calls, 1);
     assert_eq!(store.data().logs, ["retry-fixed: retry now"]);
-    let native = RetryBackoff::default().decide(&request(), &outcome(1, 500), &context(), 0);
+    let native = RetryBackoff::default().decide(post(), &outcome(1, 500), &context(), 0);
     assert!(matches!(native, levee_policy::RetryDecision::GiveUp(_)));
 }
