@@ -8,7 +8,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic          b"LEVEELOG"
-//!      8    4 format_version 1
+//!      8    4 format_version 2 (1 is still read, see below)
 //!     12    4 flags          0 (reserved, must be zero)
 //!     16    8 first_lsn      LSN of the first record in this segment
 //!     24    4 header_crc     CRC32C of bytes 0..24
@@ -40,13 +40,30 @@
 //! A run of zero bytes never decodes as a record (the CRC of sixteen zero
 //! bytes is not zero, and LSN 0 is never valid), so zero-filled space after
 //! the last record reads as the end of the log.
+//!
+//! # Versions
+//!
+//! Version 2 has the same layout as version 1 and adds one rule: the
+//! segment being appended to may be *preallocated*, created at its full
+//! size with zeros after the header, so that an append overwrites blocks
+//! that already exist and its fdatasync need not also write the file's
+//! size (measured: a third more fdatasyncs per second than appending to a
+//! growing file, which is what SQLite's reused WAL gets too). In a version
+//! 2 segment, zeros from the end of the last record to the end of the file
+//! are free space, not damage. Anything else there is still a torn tail or
+//! corruption; a sealed segment (one that is not the last) is truncated to
+//! its records before the next one is created, and a clean close does the
+//! same to the last one. A version 1 segment never has free space: zeros
+//! after its last record are a torn tail, as they always were.
 
 use crate::Lsn;
 
 /// First eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LEVEELOG";
-/// Version of the segment and record layout described above.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the segment and record layout this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest version this build reads.
+pub const FORMAT_VERSION_OLDEST: u32 = 1;
 /// Bytes of the segment header.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 /// Bytes of a record header.
@@ -59,10 +76,16 @@ pub const RECORD_BYTES_LIMIT: u32 = 16 << 20;
 
 /// Builds the 32-byte header of a segment whose first record is `first_lsn`.
 pub fn encode_segment_header(first_lsn: Lsn) -> [u8; SEGMENT_HEADER_BYTES] {
+    encode_segment_header_version(first_lsn, FORMAT_VERSION)
+}
+
+/// Like [`encode_segment_header`], with an explicit format version (tests
+/// use it to build version 1 segments).
+pub fn encode_segment_header_version(first_lsn: Lsn, version: u32) -> [u8; SEGMENT_HEADER_BYTES] {
     debug_assert!(first_lsn >= 1, "LSN 0 is never stored");
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[8..12].copy_from_slice(&version.to_le_bytes());
     header[16..24].copy_from_slice(&first_lsn.to_le_bytes());
     let crc = crc32c::crc32c(&header[0..24]);
     header[24..28].copy_from_slice(&crc.to_le_bytes());
@@ -93,7 +116,8 @@ impl std::fmt::Display for SegmentHeaderError {
             ),
             Self::UnsupportedVersion { version } => write!(
                 f,
-                "segment format version {version} is not supported (this build reads {FORMAT_VERSION})"
+                "segment format version {version} is not supported (this build reads \
+                 {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION})"
             ),
             Self::BadChecksum { stored, computed } => write!(
                 f,
@@ -107,6 +131,25 @@ impl std::fmt::Display for SegmentHeaderError {
 
 /// Parses and verifies a segment header, returning its first LSN.
 pub fn decode_segment_header(bytes: &[u8]) -> Result<Lsn, SegmentHeaderError> {
+    parse_segment_header(bytes).map(|header| header.first_lsn)
+}
+
+/// A verified segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub first_lsn: Lsn,
+    pub version: u32,
+}
+
+impl SegmentHeader {
+    /// True if zeros after the last record are free space (version 2).
+    pub fn may_be_preallocated(&self) -> bool {
+        self.version >= 2
+    }
+}
+
+/// Parses and verifies a segment header.
+pub fn parse_segment_header(bytes: &[u8]) -> Result<SegmentHeader, SegmentHeaderError> {
     if bytes.len() < SEGMENT_HEADER_BYTES {
         return Err(SegmentHeaderError::TooShort { bytes: bytes.len() });
     }
@@ -119,7 +162,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<Lsn, SegmentHeaderError> {
         return Err(SegmentHeaderError::BadChecksum { stored, computed });
     }
     let version = read_u32(bytes, 8);
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
         return Err(SegmentHeaderError::UnsupportedVersion { version });
     }
     if read_u32(bytes, 12) != 0 || read_u32(bytes, 28) != 0 {
@@ -129,7 +172,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<Lsn, SegmentHeaderError> {
     if first_lsn == 0 {
         return Err(SegmentHeaderError::ZeroFirstLsn);
     }
-    Ok(first_lsn)
+    Ok(SegmentHeader { first_lsn, version })
 }
 
 /// CRC32C of a payload alone: the first half of a record checksum, which
@@ -261,6 +304,19 @@ pub fn decode_record(bytes: &[u8]) -> Decoded<'_> {
     Decoded::Record { header, payload }
 }
 
+/// Decodes a record whose bytes were already verified (`crc::verify_run`):
+/// the same as [`decode_record`] minus the checksum.
+pub(crate) fn decode_verified_record(bytes: &[u8]) -> Decoded<'_> {
+    let header_bytes = bytes
+        .first_chunk::<RECORD_HEADER_BYTES>()
+        .expect("a verified record is complete");
+    let header = RecordHeader::parse(header_bytes);
+    Decoded::Record {
+        header,
+        payload: &bytes[RECORD_HEADER_BYTES..header.record_bytes()],
+    }
+}
+
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];
     word.copy_from_slice(&bytes[at..at + 4]);
@@ -320,5 +376,26 @@ mod tests {
             assert!(decode_segment_header(&damaged).is_err(), "byte {byte}");
         }
         assert!(decode_segment_header(&header[..31]).is_err());
+    }
+
+    #[test]
+    fn both_versions_decode_and_others_are_refused() {
+        for version in [1, 2] {
+            let header = encode_segment_header_version(7, version);
+            assert_eq!(
+                parse_segment_header(&header),
+                Ok(SegmentHeader {
+                    first_lsn: 7,
+                    version
+                })
+            );
+        }
+        for version in [0, 3] {
+            let header = encode_segment_header_version(7, version);
+            assert_eq!(
+                parse_segment_header(&header),
+                Err(SegmentHeaderError::UnsupportedVersion { version })
+            );
+        }
     }
 }

@@ -4,41 +4,74 @@
 //! atomic file replacement, the directory lock, and `.broken` side copies.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use crate::LogError;
 
 /// Fault injection for fdatasync. In production nothing ever sets it, and
 /// the check costs one relaxed atomic load per sync.
+///
+/// An injected failure models what Linux does with a writeback error
+/// (since 4.13, `errseq_t`): the error is recorded once for the file, and
+/// the next fdatasync through *every* open file description reports it,
+/// once per description. That matters because the log syncs through
+/// several descriptors at once (see `writer`): a fault that failed only
+/// one of two overlapping syncs would let the other acknowledge data the
+/// failure covered, which a real kernel would not.
 #[derive(Debug, Default)]
 pub(crate) struct SyncFaults {
     failures_left: AtomicU32,
     errno: AtomicI32,
+    /// Failures raised so far.
+    raised: AtomicU32,
+    /// Per descriptor: the failures it has already reported.
+    reported: Mutex<Vec<(RawFd, u32)>>,
 }
 
 impl SyncFaults {
-    /// Makes the next `count` fdatasync calls report `errno`.
+    /// Makes the next `count` fdatasync calls raise `errno`, each of which
+    /// every descriptor then reports once.
     #[cfg(any(test, feature = "fault-injection"))]
     pub(crate) fn arm(&self, count: u32, errno: i32) {
         self.errno.store(errno, Ordering::SeqCst);
         self.failures_left.store(count, Ordering::SeqCst);
     }
 
-    fn take_failure(&self) -> Option<std::io::Error> {
-        if self.failures_left.load(Ordering::Relaxed) == 0 {
+    fn take_failure(&self, file: &File) -> Option<std::io::Error> {
+        if self.failures_left.load(Ordering::Relaxed) == 0
+            && self.raised.load(Ordering::Relaxed) == 0
+        {
             return None;
         }
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         let taken = self
             .failures_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
                 left.checked_sub(1)
             });
-        taken
-            .ok()
-            .map(|_| std::io::Error::from_raw_os_error(self.errno.load(Ordering::SeqCst)))
+        if taken.is_ok() {
+            self.raised.fetch_add(1, Ordering::SeqCst);
+        }
+        let raised = self.raised.load(Ordering::SeqCst);
+        let fd = file.as_raw_fd();
+        let position = match reported.iter().position(|&(known, _)| known == fd) {
+            Some(position) => position,
+            None => {
+                reported.push((fd, 0));
+                reported.len() - 1
+            }
+        };
+        if reported[position].1 == raised {
+            return None;
+        }
+        reported[position].1 = raised;
+        Some(std::io::Error::from_raw_os_error(
+            self.errno.load(Ordering::SeqCst),
+        ))
     }
 }
 
@@ -48,7 +81,7 @@ impl SyncFaults {
 /// verdict is forged, exactly like a kernel that lost a page behind our back.
 pub(crate) fn sync_data(file: &File, faults: &SyncFaults) -> std::io::Result<()> {
     file.sync_data()?;
-    match faults.take_failure() {
+    match faults.take_failure(file) {
         Some(error) => Err(error),
         None => Ok(()),
     }
@@ -119,11 +152,13 @@ pub(crate) fn broken_path_for(path: &Path) -> Result<PathBuf, LogError> {
     ))
 }
 
-/// Durably copies `path[from..]` into a fresh `.broken` file beside it
-/// (streamed, not loaded into memory) and returns the copy's name and size.
+/// Durably copies `path[from..to]` (`to`: the end of the file if `None`)
+/// into a fresh `.broken` file beside it (streamed, not loaded into memory)
+/// and returns the copy's name and size.
 pub(crate) fn save_broken_tail(
     path: &Path,
     from: u64,
+    to: Option<u64>,
     faults: &SyncFaults,
 ) -> Result<(PathBuf, u64), LogError> {
     let broken = broken_path_for(path)?;
@@ -136,8 +171,11 @@ pub(crate) fn save_broken_tail(
         .create_new(true)
         .open(&broken)
         .map_err(|e| LogError::io("create", &broken, e))?;
-    let copied = std::io::copy(&mut source, &mut copy)
-        .map_err(|e| LogError::io("copy damaged bytes to", &broken, e))?;
+    let copied = match to {
+        Some(to) => std::io::copy(&mut (&mut source).take(to.saturating_sub(from)), &mut copy),
+        None => std::io::copy(&mut source, &mut copy),
+    }
+    .map_err(|e| LogError::io("copy damaged bytes to", &broken, e))?;
     sync_data(&copy, faults).map_err(|e| LogError::io("fdatasync", &broken, e))?;
     Ok((broken, copied))
 }

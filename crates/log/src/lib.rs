@@ -9,19 +9,29 @@
 //!
 //! Shape of the engine (each part has its own module and explains itself):
 //! * [`format`]: the byte layout of segments and records, CRC32C-protected.
-//! * `writer`: one thread that owns the files; group commit shares one
-//!   `write` + one `fdatasync` among all concurrent appenders; an fsync
+//! * `state`/`writer`: group commit. Appenders copy their encoded record
+//!   into a shared batch buffer; whoever finds the write token free (a
+//!   blocking appender itself, or a committer thread for async callers)
+//!   writes the whole batch with one `write` and syncs it with one
+//!   `fdatasync`, and one futex wake releases the batch's appenders. Two
+//!   fdatasyncs may overlap, each through its own descriptor. An fsync
 //!   failure poisons the log instead of being retried.
-//! * `recovery`/`verify`: at open, verify every record, cut a torn tail
-//!   (kept as `.broken`), refuse (or with `repair`, truncate at) corruption.
+//! * `segment`: segment files, created preallocated (zero-filled ahead of
+//!   time by a background thread) so that an fdatasync does not also have
+//!   to write the file's size.
+//! * `recovery`/`verify`/`scan`: at open, verify every record (checksums
+//!   three records at a time, `crc`), cut a torn tail (kept as `.broken`),
+//!   refuse (or with `repair`, truncate at) corruption.
 //! * `checkpoint`: atomic, checksummed, versioned snapshots of host state.
 //! * `reader`: bounded-memory streaming by LSN with a sparse offset index.
 //! * [`inspect`](inspect()) / [`dump`]: read-only diagnostics for the CLI.
 
 mod checkpoint;
+mod crc;
 mod error;
 pub mod format;
 mod fsio;
+mod gate;
 mod inspect;
 mod log;
 mod options;

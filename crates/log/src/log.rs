@@ -1,10 +1,11 @@
 //! `Log`: the handle the host holds. Appends (blocking and async, both
-//! group-committed by the writer thread), reads, checkpoints, compaction and
+//! group-committed, see `writer`), reads, checkpoints, compaction and
 //! status, on top of the shared state.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -17,18 +18,19 @@ use crate::checkpoint::{
 };
 use crate::format::{SEGMENT_HEADER_BYTES, payload_crc};
 use crate::fsio::{DirLock, SyncFaults, sync_dir, write_file_atomically};
+use crate::gate::Gate;
 use crate::reader::{LogReader, skip_to};
 use crate::recovery::recover;
-use crate::segment::SegmentMeta;
-use crate::state::{Counters, Enqueued, Progress, Shared, State};
+use crate::segment::{SegmentMeta, SparePreparer};
+use crate::state::{Enqueued, GATES, SYNC_SLOTS, Shared, State, Wakes};
 use crate::status::{CompactReport, LogStatus, RecoveryReport};
-use crate::writer::run_writer;
+use crate::writer::{Writer, commit, run_committer};
 use crate::{LogError, LogOptions, Lsn};
 
 /// The durable append-only log. Cheap to clone (an `Arc` inside); every
-/// clone is the same log. The writer thread stops, after syncing everything
-/// queued, when the last clone is dropped; that drop therefore blocks for
-/// one fdatasync (do it outside async code, or call `sync` first).
+/// clone is the same log. The committer threads stop, after syncing
+/// everything queued, when the last clone is dropped; that drop therefore
+/// blocks for one fdatasync (do it outside async code, or call `sync` first).
 #[derive(Clone)]
 pub struct Log {
     inner: Arc<Inner>,
@@ -36,7 +38,7 @@ pub struct Log {
 
 struct Inner {
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<()>>,
+    committers: Vec<JoinHandle<()>>,
     /// Serialises checkpoints and compactions with each other.
     maintenance: Mutex<()>,
     _dir_lock: DirLock,
@@ -49,10 +51,16 @@ impl Drop for Inner {
             state.closing = true;
         }
         self.shared.work_ready.notify_all();
-        if let Some(writer) = self.writer.take() {
-            // A panicked writer has nothing left to flush.
-            let _ = writer.join();
+        for committer in self.committers.drain(..) {
+            // A panicked committer has nothing left to flush.
+            let _ = committer.join();
         }
+        let poisoned = self.shared.lock().poisoned.is_some();
+        self.shared
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close(poisoned);
     }
 }
 
@@ -72,47 +80,46 @@ impl Log {
             .last_lsn;
         let checkpoint_lsn = recovered.checkpoints.last().map_or(0, |c| c.covers_lsn);
         let checkpoint_position = position_of(&recovered.segments, checkpoint_lsn + 1)?;
-        let disk_bytes = recovered.segments.iter().map(|s| s.bytes).sum();
-        let mut state = State {
-            next_lsn: last_lsn + 1,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            written_lsn: last_lsn,
-            synced_lsn: last_lsn,
-            sync_requested: false,
-            poisoned: None,
-            closing: false,
-            batches_taken: 0,
-            segments: recovered.segments,
-            disk_bytes,
-            checkpoints: recovered.checkpoints,
-            checkpoint_position,
-            checkpoint_instant: Instant::now(),
-            counters: Counters::default(),
-            space_waiters: 0,
-            published: Progress::default(),
-        };
+        let mut state = State::new(last_lsn, recovered.segments);
+        state.checkpoints = recovered.checkpoints;
+        state.checkpoint_position = checkpoint_position;
         state.published = state.progress(options.sync);
         let (progress_tx, _) = watch::channel(state.published);
+        let spare = SparePreparer::start(dir, options.segment_bytes_max);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             options,
+            acked: AtomicU64::new(last_lsn),
             state: Mutex::new(state),
+            writer: Mutex::new(Writer::new(recovered.active, spare)?),
             work_ready: Condvar::new(),
             progress_changed: Condvar::new(),
+            gates: std::array::from_fn::<Gate, GATES, _>(|_| Gate::new()),
             progress_tx,
             faults,
         });
-        let writer_shared = Arc::clone(&shared);
-        let active = recovered.active;
-        let writer = std::thread::Builder::new()
-            .name("levee-log-writer".into())
-            .spawn(move || run_writer(writer_shared, active))
-            .map_err(|e| LogError::io("spawn the writer thread for", dir, e))?;
+        let mut committers = Vec::with_capacity(SYNC_SLOTS);
+        for index in 0..SYNC_SLOTS {
+            let committer_shared = Arc::clone(&shared);
+            let committer = std::thread::Builder::new()
+                .name(format!("levee-log-commit-{index}"))
+                .spawn(move || run_committer(committer_shared));
+            match committer {
+                Ok(handle) => committers.push(handle),
+                Err(e) => {
+                    shared.lock().closing = true;
+                    shared.work_ready.notify_all();
+                    for handle in committers {
+                        let _ = handle.join();
+                    }
+                    return Err(LogError::io("spawn a committer thread for", dir, e));
+                }
+            }
+        }
         tracing::info!(dir = %dir.display(), report = %recovered.report, "levee log opened");
         let inner = Inner {
             shared,
-            writer: Some(writer),
+            committers,
             maintenance: Mutex::new(()),
             _dir_lock: dir_lock,
         };
@@ -150,25 +157,31 @@ impl Log {
 
     /// Appends a record and returns its LSN once it is durable per the
     /// [`SyncMode`](crate::SyncMode). Never blocks the calling thread: it
-    /// takes a mutex for a few instructions and then awaits. Dropping the
-    /// future after it was first polled does not un-append the record.
+    /// takes a mutex to copy the record into the pending batch and then
+    /// awaits a committer thread. Dropping the future after it was first
+    /// polled does not un-append the record.
     pub async fn append(&self, kind: u8, payload: Vec<u8>) -> Result<Lsn, LogError> {
         self.check_record_size(&payload)?;
         let crc = payload_crc(&payload);
         let shared = self.shared();
         let mut progress = shared.progress_tx.subscribe();
-        let mut payload = Some(payload);
         let lsn = loop {
             let space_wait = {
                 let mut state = shared.lock();
-                match state.try_enqueue(&shared.options, kind, &mut payload, crc)? {
+                let mut wakes = Wakes::default();
+                let enqueued = state.try_enqueue(&shared.options, kind, &payload, crc)?;
+                state.request_committer(&mut wakes);
+                match enqueued {
                     Enqueued::Queued(lsn) => {
-                        shared.work_ready.notify_one();
+                        drop(state);
+                        wakes.run(shared);
                         break lsn;
                     }
                     Enqueued::QueueFull => {
                         progress.borrow_and_update();
-                        SpaceWaiter::register(shared, state)
+                        let waiter = SpaceWaiter::register(shared, state);
+                        wakes.run(shared);
+                        waiter
                     }
                 }
             };
@@ -176,6 +189,7 @@ impl Log {
             drop(space_wait);
             changed.map_err(|_| LogError::Closed)?;
         };
+        drop(payload);
         let reached = progress
             .wait_for(|p| p.acked_lsn >= lsn || p.poisoned)
             .await
@@ -189,44 +203,76 @@ impl Log {
 
     /// Appends a record and returns its LSN once it is durable per the
     /// [`SyncMode`](crate::SyncMode), blocking the calling thread meanwhile.
+    /// If no commit is in progress, the calling thread commits its record
+    /// itself (with whatever else is pending), so that a lone appender pays
+    /// one `write` + one `fdatasync` and no thread hand-over.
     pub fn append_blocking(&self, kind: u8, payload: Vec<u8>) -> Result<Lsn, LogError> {
         self.check_record_size(&payload)?;
         let crc = payload_crc(&payload);
         let shared = self.shared();
-        let mut payload = Some(payload);
         let mut state = shared.lock();
         let lsn = loop {
-            match state.try_enqueue(&shared.options, kind, &mut payload, crc)? {
+            match state.try_enqueue(&shared.options, kind, &payload, crc)? {
                 Enqueued::Queued(lsn) => break lsn,
+                Enqueued::QueueFull if state.can_commit() => {
+                    // Commit the full batch out of the way, then queue.
+                    let _ = commit(shared, state, false);
+                    state = shared.lock();
+                }
                 Enqueued::QueueFull => {
                     state.space_waiters += 1;
+                    state.progress_waiters += 1;
                     state = wait(&shared.progress_changed, state);
+                    state.progress_waiters -= 1;
                     state.space_waiters -= 1;
                 }
             }
         };
-        shared.work_ready.notify_one();
-        self.wait_blocking(state, lsn, |state| state.acked_lsn(shared.options.sync))
+        self.wait_appended(state, lsn, payload)
     }
 
-    /// Waits until `reached(state) >= lsn`, or the log is poisoned.
-    fn wait_blocking(
+    /// Waits until the blocking append of `lsn` is acknowledged, committing
+    /// it when the tokens come free while it is still pending.
+    fn wait_appended(
         &self,
-        mut state: MutexGuard<'_, State>,
+        state: MutexGuard<'_, State>,
         lsn: Lsn,
-        reached: impl Fn(&State) -> Lsn,
+        payload: Vec<u8>,
     ) -> Result<Lsn, LogError> {
+        let shared = self.shared();
+        let sync = shared.options.sync;
+        let gate = &shared.gates[(state.pending_batch() % GATES as u64) as usize];
+        let mut state = Some(state);
+        let mut payload = Some(payload);
+        let mut counted = false;
         loop {
-            if reached(&state) >= lsn {
+            let mut guard = state.take().unwrap_or_else(|| shared.lock());
+            if guard.acked_lsn(sync) >= lsn {
                 return Ok(lsn);
             }
-            if let Some(reason) = &state.poisoned {
+            if let Some(reason) = &guard.poisoned {
                 return Err(LogError::Poisoned(reason.clone()));
             }
-            if state.closing {
+            if guard.closing {
                 return Err(LogError::Closed);
             }
-            state = wait(&self.shared().progress_changed, state);
+            let pending = guard.is_pending(lsn);
+            if pending && guard.can_commit() {
+                commit(shared, guard, false)?;
+                continue;
+            }
+            if pending && !counted {
+                guard.pending_leaders += 1;
+                counted = true;
+            }
+            let seen = gate.generation();
+            drop(guard);
+            // Free the payload outside the lock, once.
+            drop(payload.take());
+            gate.wait(seen);
+            if shared.acked.load(Ordering::SeqCst) >= lsn {
+                return Ok(lsn);
+            }
         }
     }
 
@@ -243,11 +289,25 @@ impl Log {
         let shared = self.shared();
         let mut state = shared.lock();
         let target = state.next_lsn - 1;
-        if state.synced_lsn < target {
-            state.sync_requested = true;
-            shared.work_ready.notify_one();
+        loop {
+            if state.synced_lsn >= target {
+                return Ok(target);
+            }
+            if let Some(reason) = &state.poisoned {
+                return Err(LogError::Poisoned(reason.clone()));
+            }
+            if state.closing {
+                return Err(LogError::Closed);
+            }
+            if state.can_commit() {
+                commit(shared, state, true)?;
+                state = shared.lock();
+                continue;
+            }
+            state.progress_waiters += 1;
+            state = wait(&shared.progress_changed, state);
+            state.progress_waiters -= 1;
         }
-        self.wait_blocking(state, target, |state| state.synced_lsn)
     }
 
     /// Streams records from LSN `from` on (LSN 0 means the start). Fails
@@ -275,8 +335,8 @@ impl Log {
             written_lsn: state.written_lsn,
             synced_lsn: state.synced_lsn,
             next_lsn: state.next_lsn,
-            pending_records: state.pending.len(),
-            pending_bytes: state.pending_bytes,
+            pending_records: state.pending.records(),
+            pending_bytes: state.pending.bytes.len() as u64,
             segments: state.segments.iter().map(SegmentMeta::info).collect(),
             total_bytes: state.disk_bytes,
             log_bytes_max: shared.options.log_bytes_max,
@@ -509,8 +569,8 @@ fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
 }
 
 /// Counts an async appender as waiting for queue space for as long as it
-/// lives, so the writer wakes it when space frees up, even if the waiting
-/// future is dropped midway.
+/// lives, so that whoever takes the full batch wakes it, even if the
+/// waiting future is dropped midway.
 struct SpaceWaiter<'a> {
     shared: &'a Shared,
 }

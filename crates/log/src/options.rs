@@ -46,7 +46,7 @@ pub struct LogOptions {
     pub sync: SyncMode,
     /// Truncate at the first corruption instead of refusing to open.
     pub repair: bool,
-    /// Bytes of records queued for the writer thread; appenders wait (they
+    /// Bytes of records queued for the next batch; appenders wait (they
     /// are not refused) while the queue is fuller than this.
     pub pending_bytes_max: u64,
     /// Largest checkpoint file accepted, written or read.

@@ -110,3 +110,54 @@ fn a_failed_fsync_at_rotation_poisons_too() {
     assert!(refused);
     assert!(log.stats().poisoned.unwrap().contains("fdatasync"));
 }
+
+#[test]
+fn concurrent_appenders_around_a_failed_fsync_never_get_an_unsynced_ack() {
+    // Overlapping syncs (see `writer`): whichever of them reports the
+    // failure, no appender may be told its record is durable unless a
+    // successful fdatasync covered it, and everything told so survives.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), options()).unwrap();
+    let acked: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8u8)
+            .map(|thread| {
+                let log = log.clone();
+                scope.spawn(move || {
+                    let mut acked = Vec::new();
+                    for i in 0..400u32 {
+                        if thread == 0 && i == 40 {
+                            log.inject_sync_failures(1, libc::EIO);
+                        }
+                        match log.append_blocking(thread, vec![thread; 50 + (i as usize % 200)]) {
+                            Ok(lsn) => acked.push(lsn),
+                            Err(LogError::Poisoned(_)) => break,
+                            Err(other) => panic!("unexpected {other}"),
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let stats = log.stats();
+    assert!(
+        stats.poisoned.is_some(),
+        "the injected failure poisoned the log"
+    );
+    let max_acked = acked.iter().flatten().copied().max().unwrap_or(0);
+    assert!(
+        max_acked <= stats.synced_lsn,
+        "LSN {max_acked} acknowledged, synced only through {}",
+        stats.synced_lsn
+    );
+    drop(log);
+    let (log, report) = Log::open(dir.path(), options()).unwrap();
+    assert!(report.last_lsn >= max_acked);
+    let records: Vec<_> = log.read_from(1).unwrap().map(Result::unwrap).collect();
+    for lsn in acked.iter().flatten() {
+        let record = &records[(*lsn - 1) as usize];
+        assert_eq!(record.lsn, *lsn);
+        assert!(record.payload.iter().all(|&b| b == record.kind));
+    }
+}

@@ -6,16 +6,26 @@
 //! record it returns has had its checksum and LSN verified again, so damage
 //! that happened after the log was opened is reported, not passed on.
 //!
-//! A reader never returns a record beyond the acknowledged watermark (bytes
-//! past it may still be in flight). When it reaches the watermark it looks
-//! at it once more, so it also returns records acknowledged while it was
-//! reading; `next()` after `None` picks up newer records again (tailing).
+//! It reads in large chunks (`READ_BUFFER_BYTES`, one `pread` each) and
+//! decodes in place; the only per-record work is the checksum and the copy
+//! of the payload into the returned `Record`.
+//!
+//! It never reads a byte of a segment past the length the log has
+//! published for it: the active segment may be preallocated (zeros after
+//! the last record, see `segment`), and bytes read ahead of the writer
+//! would be stale. Nor does it return a record beyond the acknowledged
+//! watermark (bytes past it may still be in flight). When it reaches the
+//! watermark it looks at it once more, so it also returns records
+//! acknowledged while it was reading; `next()` after `None` picks up newer
+//! records again (tailing).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::crc::verify_run;
 use crate::format::{RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES, RecordHeader, record_checksum_ok};
 use crate::segment::SegmentMeta;
 use crate::state::Shared;
@@ -24,6 +34,9 @@ use crate::{LogError, Lsn, Record};
 /// Read buffer per reader.
 const READ_BUFFER_BYTES: usize = 1 << 20;
 
+/// Bytes of records verified ahead of the one being returned.
+const VERIFY_AHEAD_BYTES: usize = 64 << 10;
+
 /// An iterator over records, oldest first. See the module docs.
 pub struct LogReader {
     source: Source,
@@ -31,6 +44,8 @@ pub struct LogReader {
     limit_lsn: Lsn,
     remaining: usize,
     cursor: Option<Cursor>,
+    /// The read buffer, kept across segments.
+    buffer: Vec<u8>,
     failed: bool,
 }
 
@@ -49,11 +64,70 @@ struct SegmentSpot {
     hint: (Lsn, u64),
 }
 
+/// How far a segment may be read.
+#[derive(Clone, Copy)]
+struct Extent {
+    /// Bytes published for the segment (header + written records).
+    bytes: u64,
+    /// No more bytes will be appended to it.
+    sealed: bool,
+}
+
+/// An open segment and the window of it held in the reader's buffer:
+/// `buffer[begin..end]` are the file's bytes from `offset()` on.
 struct Cursor {
-    reader: BufReader<File>,
+    file: File,
     path: PathBuf,
+    first_lsn: Lsn,
+    buffer_offset: u64,
+    begin: usize,
+    end: usize,
+    extent: Extent,
+    /// Records before this file offset passed `verify_run` (checksums
+    /// computed several records at a time, see `crc`).
+    verified_end: u64,
+}
+
+impl Cursor {
     /// File offset of the next record.
-    offset: u64,
+    fn offset(&self) -> u64 {
+        self.buffer_offset + self.begin as u64
+    }
+
+    /// Makes `needed` bytes from `offset()` available in the buffer if the
+    /// extent allows; returns how many are available (less only at the
+    /// extent's end). Reads as much as fits in one `pread`.
+    fn fill(&mut self, buffer: &mut Vec<u8>, needed: usize) -> std::io::Result<usize> {
+        let available = self.end - self.begin;
+        let readable = self.extent.bytes.saturating_sub(self.offset()) as usize;
+        if available >= needed || available >= readable {
+            return Ok(available);
+        }
+        if self.begin > 0 {
+            buffer.copy_within(self.begin..self.end, 0);
+            self.buffer_offset += self.begin as u64;
+            self.end -= self.begin;
+            self.begin = 0;
+        }
+        if needed > buffer.len() {
+            // One record larger than the buffer (bounded by the format).
+            buffer.resize(needed, 0);
+        }
+        let fill_to = buffer.len().min(readable);
+        while self.end < needed.min(readable) {
+            let read = self.file.read_at(
+                &mut buffer[self.end..fill_to],
+                self.buffer_offset + self.end as u64,
+            );
+            match read {
+                Ok(0) => break,
+                Ok(read) => self.end += read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.end - self.begin)
+    }
 }
 
 impl LogReader {
@@ -89,6 +163,7 @@ impl LogReader {
             limit_lsn,
             remaining,
             cursor: None,
+            buffer: Vec::new(),
             failed: false,
         }
     }
@@ -106,49 +181,197 @@ impl LogReader {
 
     fn read_next(&mut self) -> Result<Record, LogError> {
         let lsn = self.next_lsn;
-        let cursor = match self.cursor.take() {
+        let mut cursor = match self.cursor.take() {
             Some(cursor) => cursor,
             None => self.open_cursor(lsn)?,
         };
-        let cursor = self.cursor.insert(cursor);
-        let (mut header_bytes, mut header_len) = read_header(cursor)?;
-        if header_len == 0 {
+        let header_len = self.fill(&mut cursor, RECORD_HEADER_BYTES)?;
+        if header_len == 0 && cursor.extent.sealed {
             // End of this segment: the record must start the next one.
             let spot = self.segment_for(lsn)?;
-            let cursor = self.cursor.as_ref().expect("cursor present");
             if spot.path == cursor.path || spot.first_lsn != lsn {
-                return Err(LogError::Corrupt {
-                    segment: cursor.path.clone(),
-                    offset: cursor.offset,
-                    reason: format!("segment ends before LSN {lsn}, which it should hold"),
-                });
+                return Err(corrupt(
+                    &cursor,
+                    format!("segment ends before LSN {lsn}, which it should hold"),
+                ));
             }
-            let next = self.open_cursor_at(spot, lsn)?;
-            let cursor = self.cursor.insert(next);
-            (header_bytes, header_len) = read_header(cursor)?;
+            cursor = self.open_cursor_at(spot, lsn)?;
         }
-        let cursor = self.cursor.as_mut().expect("cursor present");
-        read_record_body(cursor, header_bytes, header_len, lsn)
+        let record = self.read_record(&mut cursor, lsn);
+        self.cursor = Some(cursor);
+        record
     }
 
-    fn open_cursor(&self, lsn: Lsn) -> Result<Cursor, LogError> {
+    /// Reads and verifies the record `lsn` at the cursor, and advances.
+    fn read_record(&mut self, cursor: &mut Cursor, lsn: Lsn) -> Result<Record, LogError> {
+        let header_len = self.fill(cursor, RECORD_HEADER_BYTES)?;
+        if header_len < RECORD_HEADER_BYTES {
+            return Err(corrupt(
+                cursor,
+                format!("segment ends before LSN {lsn} ({header_len} bytes of its header present)"),
+            ));
+        }
+        let header_bytes: &[u8; RECORD_HEADER_BYTES] = self.buffer[cursor.begin..]
+            .first_chunk()
+            .expect("header bytes are in the buffer");
+        let header = RecordHeader::parse(header_bytes);
+        if header.lsn != lsn || header.payload_bytes > RECORD_BYTES_LIMIT {
+            return Err(corrupt(
+                cursor,
+                format!(
+                    "expected the record with LSN {lsn}, found a header claiming LSN {} and {} bytes",
+                    header.lsn, header.payload_bytes
+                ),
+            ));
+        }
+        let record_bytes = header.record_bytes();
+        if self.fill(cursor, record_bytes)? < record_bytes {
+            return Err(corrupt(
+                cursor,
+                format!("segment ends inside the payload of LSN {lsn}"),
+            ));
+        }
+        let offset = cursor.offset();
+        if offset >= cursor.verified_end {
+            // Verify ahead, a bounded amount, so that a reader dropped
+            // early has not checksummed much it never returned.
+            let ahead = (cursor.end - cursor.begin).min(record_bytes.max(VERIFY_AHEAD_BYTES));
+            let run = &self.buffer[cursor.begin..cursor.begin + ahead];
+            cursor.verified_end = offset + verify_run(run, lsn) as u64;
+        }
+        let record = &self.buffer[cursor.begin..cursor.begin + record_bytes];
+        let (header_bytes, payload) = record.split_at(RECORD_HEADER_BYTES);
+        let header_bytes = header_bytes.try_into().expect("20 bytes");
+        let verified = offset + record_bytes as u64 <= cursor.verified_end;
+        if !verified && !record_checksum_ok(header_bytes, payload) {
+            return Err(corrupt(
+                cursor,
+                format!("checksum mismatch in the record with LSN {lsn}"),
+            ));
+        }
+        let record = Record {
+            lsn,
+            kind: header.kind,
+            payload: payload.to_vec(),
+        };
+        cursor.begin += record_bytes;
+        Ok(record)
+    }
+
+    /// `Cursor::fill`, refreshing the segment's extent when the buffered
+    /// bytes run out before `needed`.
+    fn fill(&mut self, cursor: &mut Cursor, needed: usize) -> Result<usize, LogError> {
+        let filled = cursor.fill(&mut self.buffer, needed);
+        let available = filled.map_err(|e| LogError::io("read", &cursor.path, e))?;
+        if available >= needed || cursor.extent.sealed {
+            return Ok(available);
+        }
+        cursor.extent = self.extent_of(cursor)?;
+        cursor
+            .fill(&mut self.buffer, needed)
+            .map_err(|e| LogError::io("read", &cursor.path, e))
+    }
+
+    fn open_cursor(&mut self, lsn: Lsn) -> Result<Cursor, LogError> {
         let spot = self.segment_for(lsn)?;
         self.open_cursor_at(spot, lsn)
     }
 
-    fn open_cursor_at(&self, spot: SegmentSpot, lsn: Lsn) -> Result<Cursor, LogError> {
+    fn open_cursor_at(&mut self, spot: SegmentSpot, lsn: Lsn) -> Result<Cursor, LogError> {
         let file = File::open(&spot.path).map_err(|error| match error.kind() {
             std::io::ErrorKind::NotFound => self.compacted(lsn),
             _ => LogError::io("open", &spot.path, error),
         })?;
-        let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
-        let offset = skip_to(&mut reader, &spot.path, spot.hint, lsn)?;
+        if self.buffer.len() < READ_BUFFER_BYTES {
+            self.buffer = vec![0u8; READ_BUFFER_BYTES];
+        }
         debug_assert!(spot.first_lsn <= lsn);
-        Ok(Cursor {
-            reader,
+        let (hint_lsn, hint_offset) = spot.hint;
+        let mut cursor = Cursor {
+            file,
             path: spot.path,
-            offset,
-        })
+            first_lsn: spot.first_lsn,
+            buffer_offset: hint_offset,
+            begin: 0,
+            end: 0,
+            extent: Extent {
+                bytes: 0,
+                sealed: false,
+            },
+            verified_end: 0,
+        };
+        cursor.extent = self.extent_of(&cursor)?;
+        // Hop the headers from the index entry to `lsn`.
+        for skipped in hint_lsn..lsn {
+            let offset = cursor.offset();
+            let mut header = None;
+            if self.fill(&mut cursor, RECORD_HEADER_BYTES)? >= RECORD_HEADER_BYTES {
+                let bytes = self.buffer[cursor.begin..]
+                    .first_chunk()
+                    .expect("header bytes are in the buffer");
+                header = Some(RecordHeader::parse(bytes));
+            }
+            let header = header
+                .filter(|h| h.lsn == skipped && h.payload_bytes <= RECORD_BYTES_LIMIT)
+                .ok_or_else(|| LogError::Corrupt {
+                    segment: cursor.path.clone(),
+                    offset,
+                    reason: format!(
+                        "expected the header of LSN {skipped} while seeking to LSN {lsn}"
+                    ),
+                })?;
+            let record_bytes = header.record_bytes();
+            let buffered = cursor.end - cursor.begin;
+            if record_bytes <= buffered {
+                cursor.begin += record_bytes;
+            } else {
+                // Jump over the rest of a record larger than the buffer.
+                cursor.buffer_offset = offset + record_bytes as u64;
+                cursor.begin = 0;
+                cursor.end = 0;
+            }
+        }
+        Ok(cursor)
+    }
+
+    /// How far the cursor's segment may be read now.
+    fn extent_of(&self, cursor: &Cursor) -> Result<Extent, LogError> {
+        let known = match &self.source {
+            Source::Live(shared) => {
+                let state = shared.lock();
+                let segments = &state.segments;
+                let position = segments.partition_point(|s| s.first_lsn < cursor.first_lsn);
+                segments
+                    .get(position)
+                    .filter(|s| s.first_lsn == cursor.first_lsn)
+                    .map(|s| Extent {
+                        bytes: s.bytes,
+                        sealed: position + 1 < segments.len(),
+                    })
+            }
+            Source::Fixed(segments) => segments
+                .iter()
+                .find(|s| s.first_lsn == cursor.first_lsn)
+                .map(|s| Extent {
+                    bytes: s.bytes,
+                    sealed: true,
+                }),
+        };
+        match known {
+            Some(extent) => Ok(extent),
+            // Compacted meanwhile: it was sealed, hence cut to its records.
+            None => {
+                let bytes = cursor
+                    .file
+                    .metadata()
+                    .map_err(|e| LogError::io("stat", &cursor.path, e))?
+                    .len();
+                Ok(Extent {
+                    bytes,
+                    sealed: true,
+                })
+            }
+        }
     }
 
     fn compacted(&self, lsn: Lsn) -> LogError {
@@ -187,6 +410,14 @@ impl LogReader {
     }
 }
 
+fn corrupt(cursor: &Cursor, reason: String) -> LogError {
+    LogError::Corrupt {
+        segment: cursor.path.clone(),
+        offset: cursor.offset(),
+        reason,
+    }
+}
+
 impl Iterator for LogReader {
     type Item = Result<Record, LogError>;
 
@@ -213,59 +444,6 @@ impl Iterator for LogReader {
             }
         }
     }
-}
-
-/// Reads the next record header; length 0 means the segment ended cleanly.
-fn read_header(cursor: &mut Cursor) -> Result<([u8; RECORD_HEADER_BYTES], usize), LogError> {
-    let mut header_bytes = [0u8; RECORD_HEADER_BYTES];
-    let header_len = read_fully(&mut cursor.reader, &mut header_bytes)
-        .map_err(|e| LogError::io("read", &cursor.path, e))?;
-    Ok((header_bytes, header_len))
-}
-
-/// Reads the payload of the record whose header was just read, verifies it
-/// and advances the cursor.
-fn read_record_body(
-    cursor: &mut Cursor,
-    header_bytes: [u8; RECORD_HEADER_BYTES],
-    header_len: usize,
-    lsn: Lsn,
-) -> Result<Record, LogError> {
-    let corrupt = |reason: String| LogError::Corrupt {
-        segment: cursor.path.clone(),
-        offset: cursor.offset,
-        reason,
-    };
-    if header_len < RECORD_HEADER_BYTES {
-        return Err(corrupt(format!(
-            "segment ends before LSN {lsn} ({header_len} bytes of its header present)"
-        )));
-    }
-    let header = RecordHeader::parse(&header_bytes);
-    if header.lsn != lsn || header.payload_bytes > RECORD_BYTES_LIMIT {
-        return Err(corrupt(format!(
-            "expected the record with LSN {lsn}, found a header claiming LSN {} and {} bytes",
-            header.lsn, header.payload_bytes
-        )));
-    }
-    let payload = read_payload(&mut cursor.reader, header.payload_bytes as usize)
-        .map_err(|e| LogError::io("read", &cursor.path, e))?;
-    if payload.len() < header.payload_bytes as usize {
-        return Err(corrupt(format!(
-            "segment ends inside the payload of LSN {lsn}"
-        )));
-    }
-    if !record_checksum_ok(&header_bytes, &payload) {
-        return Err(corrupt(format!(
-            "checksum mismatch in the record with LSN {lsn}"
-        )));
-    }
-    cursor.offset += header.record_bytes() as u64;
-    Ok(Record {
-        lsn,
-        kind: header.kind,
-        payload,
-    })
 }
 
 /// Positions `reader` at the record `target`, starting from the index hint
@@ -302,26 +480,6 @@ pub(crate) fn skip_to(
         offset += header.record_bytes() as u64;
     }
     Ok(offset)
-}
-
-/// Reads up to `bytes` bytes into a new vector, copying straight out of the
-/// read buffer (no zero-fill, no intermediate copy). Shorter only at EOF.
-fn read_payload(reader: &mut BufReader<File>, bytes: usize) -> std::io::Result<Vec<u8>> {
-    let mut payload = Vec::with_capacity(bytes);
-    while payload.len() < bytes {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            break;
-        }
-        let take = available.len().min(bytes - payload.len());
-        payload.extend_from_slice(&available[..take]);
-        reader.consume(take);
-    }
-    Ok(payload)
 }
 
 /// Like `read_exact`, but returns how much was read when the file ends.

@@ -1,8 +1,10 @@
 //! Recovery at open: make the directory a consistent log again after
 //! whatever happened to the previous process, and say what was done.
 //!
-//! Order of work: delete temp-file debris, verify every segment
-//! (`verify::examine`), cut a torn tail (keeping the bytes as `.broken`),
+//! Order of work: delete temp-file debris (including an unused spare
+//! segment), verify every segment (`verify::examine`; zeros after the last
+//! record of a version 2 segment are free space, not damage), cut a torn
+//! tail (keeping the damaged bytes as `.broken`),
 //! refuse or (with `repair`) truncate at corruption, then pick the newest
 //! checkpoint that verifies and agrees with the log, and open the last
 //! segment for appending. Every change is made durable (file and directory
@@ -14,17 +16,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::checkpoint::{CheckpointInfo, list_checkpoint_files, load_checkpoint_file};
-use crate::format::SEGMENT_HEADER_BYTES;
+use crate::format::{SEGMENT_HEADER_BYTES, parse_segment_header};
 use crate::fsio::{SyncFaults, TEMP_SUFFIX, move_aside, save_broken_tail, sync_dir};
 use crate::segment::{
-    SegmentMeta, create_segment, list_segment_files, open_for_append, truncate_segment,
+    SegmentMeta, create_preallocated_segment, list_segment_files, open_for_writing,
+    truncate_segment,
 };
 use crate::status::{RecoveryReport, RepairReport, SkippedCheckpoint, TornTail};
-use crate::verify::{Problem, ProblemKind, count_valid_records_in_file, examine};
+use crate::verify::{Problem, ProblemKind, count_valid_records_in_file, end_of_data, examine};
 use crate::writer::ActiveFile;
 use crate::{LogError, LogOptions, Lsn};
 
-/// A recovered log, ready for the writer thread.
+/// A recovered log, ready for appending.
 pub(crate) struct Recovered {
     pub segments: Vec<SegmentMeta>,
     /// Retained checkpoints, oldest first.
@@ -95,7 +98,7 @@ pub(crate) fn recover(
         report.state_gap_before_lsn = Some(first_lsn);
     }
     report.checkpoints_skipped = apply_checkpoint_choice(dir, &choice)?;
-    let active = open_active_segment(dir, &mut segments, first_lsn, faults)?;
+    let active = open_active_segment(dir, &mut segments, first_lsn, options, faults)?;
     let last_lsn = segments.last().expect("active segment exists").last_lsn;
     let checkpoint = choice.usable.last().cloned();
     report.first_lsn = first_lsn;
@@ -136,8 +139,29 @@ fn remove_temp_files(dir: &Path) -> Result<usize, LogError> {
     Ok(removed)
 }
 
+/// Granularity of the torn-tail copy in a preallocated segment.
+const BLOCK_BYTES: u64 = 4096;
+
 fn cut_torn_tail(problem: &Problem, faults: &SyncFaults) -> Result<TornTail, LogError> {
-    let (broken_copy, bytes_cut) = save_broken_tail(&problem.segment, problem.offset, faults)?;
+    // In a possibly preallocated segment, the zeros after the damage are
+    // free space, not part of the torn write: the copy ends with the block
+    // that holds the last non-zero byte (whole blocks, since the torn
+    // record itself may end in zeros).
+    let damage_end = if segment_may_be_preallocated(&problem.segment)? {
+        let file =
+            File::open(&problem.segment).map_err(|e| LogError::io("open", &problem.segment, e))?;
+        let data_end = end_of_data(&file, problem.offset, problem.file_bytes)
+            .map_err(|e| LogError::io("read", &problem.segment, e))?;
+        Some(
+            data_end
+                .next_multiple_of(BLOCK_BYTES)
+                .min(problem.file_bytes),
+        )
+    } else {
+        None
+    };
+    let (broken_copy, bytes_cut) =
+        save_broken_tail(&problem.segment, problem.offset, damage_end, faults)?;
     truncate_segment(&problem.segment, problem.offset)?;
     Ok(TornTail {
         segment: problem.segment.clone(),
@@ -168,7 +192,7 @@ fn repair_at(
     let broken_copy = if !header_ok {
         Some(move_aside(&problem.segment)?)
     } else if problem.offset < problem.file_bytes {
-        let (copy, _) = save_broken_tail(&problem.segment, problem.offset, faults)?;
+        let (copy, _) = save_broken_tail(&problem.segment, problem.offset, None, faults)?;
         truncate_segment(&problem.segment, problem.offset)?;
         Some(copy)
     } else {
@@ -282,33 +306,52 @@ fn apply_checkpoint_choice(
     Ok(skipped)
 }
 
-/// Opens the last segment for appending, or creates the first one.
+/// Opens the last segment for appending, or creates the first one
+/// (preallocated, see `segment`).
 fn open_active_segment(
     dir: &Path,
     segments: &mut Vec<SegmentMeta>,
     first_lsn: Lsn,
+    options: &LogOptions,
     faults: &SyncFaults,
 ) -> Result<ActiveFile, LogError> {
     if let Some(last) = segments.last() {
-        let file = open_for_append(&last.path)?;
+        let file = open_for_writing(&last.path)?;
         let file_bytes = file_length(&file, &last.path)?;
-        assert_eq!(
-            file_bytes, last.bytes,
-            "recovery left exactly the valid bytes"
+        // Past the valid bytes there can only be free space (zeros in a
+        // version 2 segment), which `examine` checked.
+        assert!(
+            file_bytes >= last.bytes,
+            "recovery left at least the valid bytes"
         );
         return Ok(ActiveFile {
             file,
+            path: last.path.clone(),
             bytes: last.bytes,
+            file_bytes,
             records: last.records(),
         });
     }
-    let (file, path) = create_segment(dir, first_lsn, faults)?;
-    segments.push(SegmentMeta::empty(path, first_lsn, 0));
+    let (file, path) =
+        create_preallocated_segment(dir, first_lsn, options.segment_bytes_max, faults)?;
+    segments.push(SegmentMeta::empty(path.clone(), first_lsn, 0));
     Ok(ActiveFile {
         file,
+        path,
         bytes: SEGMENT_HEADER_BYTES as u64,
+        file_bytes: options.segment_bytes_max,
         records: 0,
     })
+}
+
+/// True if the segment's header says it may carry free space (version 2).
+fn segment_may_be_preallocated(path: &Path) -> Result<bool, LogError> {
+    let file = File::open(path).map_err(|e| LogError::io("open", path, e))?;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| LogError::io("read", path, e))?;
+    Ok(parse_segment_header(&header).is_ok_and(|h| h.may_be_preallocated()))
 }
 
 fn file_length(file: &File, path: &Path) -> Result<u64, LogError> {

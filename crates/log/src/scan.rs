@@ -13,8 +13,10 @@
 use std::io::Read;
 
 use crate::Lsn;
+use crate::crc::verify_run;
 use crate::format::{
-    Decoded, RECORD_HEADER_BYTES, RecordHeader, decode_record, record_checksum_ok,
+    Decoded, RECORD_HEADER_BYTES, RecordHeader, decode_record, decode_verified_record,
+    record_checksum_ok,
 };
 
 /// Size of each read while scanning; large so that scanning is bound by
@@ -88,9 +90,20 @@ pub fn scan_records<R: Read>(
     let mut expected_lsn = first_lsn;
     let mut records = 0u64;
     let mut eof = false;
+    // Records before this file offset passed `verify_run` (checksums are
+    // computed for many records at once, see `crc`).
+    let mut verified_end = start_offset;
     let stop = loop {
         let record_offset = buffer_offset + begin as u64;
-        match decode_record(&buffer[begin..end]) {
+        if record_offset >= verified_end {
+            verified_end = record_offset + verify_run(&buffer[begin..end], expected_lsn) as u64;
+        }
+        let decoded = if record_offset < verified_end {
+            decode_verified_record(&buffer[begin..end])
+        } else {
+            decode_record(&buffer[begin..end])
+        };
+        match decoded {
             Decoded::Record { header, payload } => {
                 if header.lsn != expected_lsn {
                     break ScanStop::Invalid {

@@ -1,14 +1,27 @@
-//! Segment files: naming, listing, creation, and the in-memory description
+//! Segment files: naming, listing, creation (preallocated or not), the
+//! spare segment zero-filled ahead of time, and the in-memory description
 //! (LSN range, size, sparse offset index) that readers use to find a record
 //! without scanning from the start of a 64 MiB file.
+//!
+//! Preallocation (format version 2, see [`crate::format`]): appending to a
+//! growing file makes every fdatasync write the file's new size too;
+//! overwriting zeros that are already on disk does not. So a new segment
+//! is, when possible, a file already `segment_bytes_max` long: a spare
+//! that a background thread zero-filled and synced while the previous
+//! segment was filling, renamed into place at rotation. When no spare is
+//! ready (the first rotations of a small-segment log, or after a failure
+//! to prepare one) the segment is created empty and grows, as before.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use serde::Serialize;
 
 use crate::format::{SEGMENT_HEADER_BYTES, encode_segment_header};
-use crate::fsio::{SyncFaults, sync_dir, write_file_atomically};
+use crate::fsio::{SyncFaults, sync_data, sync_dir, temp_path_for, write_file_atomically};
 use crate::{LogError, Lsn};
 
 const SEGMENT_PREFIX: &str = "seg-";
@@ -52,7 +65,7 @@ pub(crate) fn list_segment_files(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, LogE
 
 /// Creates the segment that starts at `first_lsn`, durably (header written
 /// to a temp file, synced, renamed, directory synced), and opens it for
-/// appending.
+/// writing.
 pub(crate) fn create_segment(
     dir: &Path,
     first_lsn: Lsn,
@@ -60,15 +73,235 @@ pub(crate) fn create_segment(
 ) -> Result<(File, PathBuf), LogError> {
     let path = dir.join(segment_file_name(first_lsn));
     write_file_atomically(&path, &encode_segment_header(first_lsn), faults)?;
-    let file = open_for_append(&path)?;
+    let file = open_for_writing(&path)?;
     Ok((file, path))
 }
 
-pub(crate) fn open_for_append(path: &Path) -> Result<File, LogError> {
+/// Opens a segment for writing at explicit offsets (`pwrite`), not with
+/// `O_APPEND`: the writer always knows where the valid data ends.
+pub(crate) fn open_for_writing(path: &Path) -> Result<File, LogError> {
     OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(path)
-        .map_err(|e| LogError::io("open for append", path, e))
+        .map_err(|e| LogError::io("open for writing", path, e))
+}
+
+/// Creates the segment that starts at `first_lsn` preallocated to
+/// `file_bytes` (header, then zeros), durably (temp file, fdatasync,
+/// rename, directory fsync), and returns it open for writing.
+pub(crate) fn create_preallocated_segment(
+    dir: &Path,
+    first_lsn: Lsn,
+    file_bytes: u64,
+    faults: &SyncFaults,
+) -> Result<(File, PathBuf), LogError> {
+    let path = dir.join(segment_file_name(first_lsn));
+    let temp = temp_path_for(&path);
+    let file = write_zeroed(&temp, file_bytes, &|| false)?;
+    file.write_all_at(&encode_segment_header(first_lsn), 0)
+        .map_err(|e| LogError::io("write", &temp, e))?;
+    sync_data(&file, faults).map_err(|e| LogError::io("fdatasync", &temp, e))?;
+    std::fs::rename(&temp, &path).map_err(|e| LogError::io("rename into place", &path, e))?;
+    sync_dir(dir)?;
+    Ok((file, path))
+}
+
+/// Creates (or replaces) `path` as `bytes` zero bytes, really written (not
+/// a sparse or unwritten extent, which the first overwrite would have to
+/// convert, a metadata change that fdatasync then has to write), and synced.
+/// Gives up (with an error) as soon as `cancelled()` says so.
+fn write_zeroed(path: &Path, bytes: u64, cancelled: &dyn Fn() -> bool) -> Result<File, LogError> {
+    const CHUNK: usize = 1 << 20;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| LogError::io("create", path, e))?;
+    let zeros = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    while offset < bytes {
+        if cancelled() {
+            return Err(LogError::io(
+                "zero-fill",
+                path,
+                std::io::Error::other("cancelled: the log is closing"),
+            ));
+        }
+        let chunk = (bytes - offset).min(CHUNK as u64) as usize;
+        file.write_all_at(&zeros[..chunk], offset)
+            .map_err(|e| LogError::io("zero-fill", path, e))?;
+        offset += chunk as u64;
+    }
+    file.sync_data()
+        .map_err(|e| LogError::io("fdatasync", path, e))?;
+    Ok(file)
+}
+
+/// Name of the spare segment. It ends in `.tmp`, so whatever a crash
+/// leaves of it is deleted at open, like any other temp file.
+const SPARE_FILE_NAME: &str = "seg-spare.log.tmp";
+
+/// Zero-fills the next segment on a background thread while the current
+/// one fills up, so that rotation only has to write a header and rename.
+pub(crate) struct SparePreparer {
+    shared: Arc<SpareShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct SpareShared {
+    path: PathBuf,
+    file_bytes: u64,
+    state: Mutex<SpareState>,
+    changed: Condvar,
+}
+
+enum SpareState {
+    /// Nothing asked for (yet): a spare is prepared only when the active
+    /// segment is half full, so that opening a log or a log that never
+    /// fills a segment costs no zero-filling.
+    Idle,
+    Wanted,
+    Preparing,
+    Ready(File),
+    /// Preparing failed; tried again when the next one is asked for.
+    Failed,
+    Stopping,
+}
+
+impl SparePreparer {
+    /// Starts the thread that prepares spares of `file_bytes` in `dir`
+    /// when asked to (`want`). Without a thread (spawning failed) segments
+    /// are simply created empty.
+    pub(crate) fn start(dir: &Path, file_bytes: u64) -> SparePreparer {
+        let shared = Arc::new(SpareShared {
+            path: dir.join(SPARE_FILE_NAME),
+            file_bytes,
+            state: Mutex::new(SpareState::Idle),
+            changed: Condvar::new(),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("levee-log-spare".into())
+            .spawn(move || thread_shared.run())
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot start the spare-segment thread; segments will grow by appending");
+            })
+            .ok();
+        SparePreparer { shared, thread }
+    }
+
+    /// Asks for a spare to be prepared, unless one is on its way.
+    pub(crate) fn want(&self) {
+        let mut state = self.shared.lock();
+        if matches!(*state, SpareState::Idle | SpareState::Failed) {
+            *state = SpareState::Wanted;
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// The prepared spare, if one is ready, with its path. The thread stays
+    /// idle until the next `want`, which comes only after the taken spare
+    /// was renamed into place (the next segment must be half full first),
+    /// so it never recreates the file under the caller's feet.
+    pub(crate) fn take(&self) -> Option<(File, &Path)> {
+        let mut state = self.shared.lock();
+        match std::mem::replace(&mut *state, SpareState::Idle) {
+            SpareState::Ready(file) => Some((file, self.shared.path.as_path())),
+            SpareState::Failed => None,
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+
+    /// Stops the thread and deletes an unused spare.
+    pub(crate) fn stop(&mut self) {
+        *self.shared.lock() = SpareState::Stopping;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        match std::fs::remove_file(&self.shared.path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(path = %self.shared.path.display(), %error, "cannot delete the spare segment")
+            }
+        }
+    }
+}
+
+impl Drop for SparePreparer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop();
+        }
+    }
+}
+
+impl SpareShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpareState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(&self) {
+        let mut state = self.lock();
+        loop {
+            match *state {
+                SpareState::Stopping => return,
+                SpareState::Wanted => {}
+                _ => {
+                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+            }
+            *state = SpareState::Preparing;
+            drop(state);
+            let prepared = write_zeroed(&self.path, self.file_bytes, &|| {
+                matches!(*self.lock(), SpareState::Stopping)
+            });
+            state = self.lock();
+            if matches!(*state, SpareState::Stopping) {
+                return;
+            }
+            *state = match prepared {
+                Ok(file) => SpareState::Ready(file),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot prepare a spare segment; the next one will grow by appending");
+                    SpareState::Failed
+                }
+            };
+        }
+    }
+}
+
+/// Turns a prepared spare into the segment that starts at `first_lsn`:
+/// header written and synced before the rename, directory synced after.
+pub(crate) fn install_spare(
+    dir: &Path,
+    spare: File,
+    spare_path: &Path,
+    first_lsn: Lsn,
+    faults: &SyncFaults,
+) -> Result<(File, PathBuf), LogError> {
+    let path = dir.join(segment_file_name(first_lsn));
+    spare
+        .write_all_at(&encode_segment_header(first_lsn), 0)
+        .map_err(|e| LogError::io("write", spare_path, e))?;
+    sync_data(&spare, faults).map_err(|e| LogError::io("fdatasync", spare_path, e))?;
+    std::fs::rename(spare_path, &path).map_err(|e| LogError::io("rename into place", &path, e))?;
+    sync_dir(dir)?;
+    Ok((spare, path))
+}
+
+/// Cuts the free space off a segment: truncated to `length`, durably.
+pub(crate) fn seal_segment(file: &File, path: &Path, length: u64) -> Result<(), LogError> {
+    file.set_len(length)
+        .map_err(|e| LogError::io("truncate", path, e))?;
+    file.sync_all()
+        .map_err(|e| LogError::io("fsync after truncation", path, e))
 }
 
 /// Truncates a segment to `length` bytes durably.

@@ -1,13 +1,28 @@
-//! The state shared between appenders, the writer thread, readers and
-//! maintenance calls, and the rules for changing it.
+//! The state shared between appenders, committers, readers and maintenance
+//! calls, and the rules for changing it.
 //!
-//! One mutex guards it. Appenders hold it only to take an LSN and push their
-//! record onto the pending queue (no I/O, no copying of payloads); the writer
-//! holds it only to swap the queue out and to publish what it wrote. All
-//! waiting happens on condition variables (blocking callers) or on a tokio
-//! `watch` channel (async callers), never while holding the lock.
+//! One mutex guards it, and nobody does I/O while holding it. An appender
+//! holds it to take an LSN and copy its encoded record (header + payload)
+//! onto the end of the pending batch buffer; a committer holds it to swap
+//! that buffer out and later to publish what it wrote and synced.
+//!
+//! Two tokens, both plain flags in the state, order the file work:
+//! * the write token (`writing`): whoever holds it takes the pending batch
+//!   and writes it, in LSN order, so writes never interleave;
+//! * the sync slots (`slot_busy`): a committer reserves one together with
+//!   the write token and keeps it until its fdatasync returned. With two
+//!   slots, the next batch can be written and its fdatasync started while
+//!   the previous batch's fdatasync is still running.
+//!
+//! Waiting: blocking appenders sleep on the [`Gate`] of their batch (one
+//! futex per batch parity, see `GATES`), `Log::sync` callers and appenders
+//! waiting for queue space on the `progress_changed` condition variable,
+//! idle committer threads on `work_ready`, and async callers on a tokio
+//! `watch` channel. Each is only signalled when someone waits on it.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -16,25 +31,46 @@ use tokio::sync::watch;
 use crate::checkpoint::CheckpointInfo;
 use crate::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encode_record_header};
 use crate::fsio::SyncFaults;
+use crate::gate::Gate;
 use crate::segment::SegmentMeta;
+use crate::writer::Writer;
 use crate::{LogError, LogOptions, Lsn, SyncMode};
+
+/// fdatasync calls that may run at once, each on its own file descriptor
+/// (see `writer`, "Overlapping syncs").
+pub(crate) const SYNC_SLOTS: usize = 2;
+
+/// Gates, indexed by batch number modulo `GATES`. At most `SYNC_SLOTS + 1`
+/// batches are unacknowledged at any time (one per sync slot plus the
+/// pending one), so with `SYNC_SLOTS + 2` gates the appenders of two live
+/// batches never share a gate, and settling one batch wakes nobody else.
+pub(crate) const GATES: usize = SYNC_SLOTS + 2;
+
+/// Buffers above this capacity are not kept for reuse after a burst.
+const BATCH_CAPACITY_KEPT: usize = 4 << 20;
 
 /// Immutable configuration plus the mutable state and its wake-ups.
 pub(crate) struct Shared {
     pub dir: PathBuf,
     pub options: LogOptions,
     pub state: Mutex<State>,
-    /// The writer waits here for pending records or a sync request.
+    /// The file side: only the holder of the write token locks it.
+    pub writer: Mutex<Writer>,
+    /// Idle committer threads wait here.
     pub work_ready: Condvar,
-    /// Blocking appenders wait here for their LSN to be acknowledged or for
-    /// queue space.
+    /// `Log::sync` callers and blocking appenders waiting for queue space
+    /// wait here (counted in `State::progress_waiters`).
     pub progress_changed: Condvar,
-    /// Async appenders and tailing readers watch this.
+    /// Blocking appenders wait here, on the gate of their batch.
+    pub gates: [Gate; GATES],
+    /// Mirror of `State::acked_lsn()`, for woken appenders.
+    pub acked: AtomicU64,
+    /// Async appenders watch this.
     pub progress_tx: watch::Sender<Progress>,
     pub faults: SyncFaults,
 }
 
-/// What waiters need to know, published after every writer step.
+/// What async waiters need to know, published when it changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Progress {
     pub acked_lsn: Lsn,
@@ -43,16 +79,37 @@ pub(crate) struct Progress {
     pub poisoned: bool,
 }
 
-/// A record waiting for the writer: its encoded header and its payload
-/// (moved in, never copied, until the writer gathers the batch).
-pub(crate) struct PendingRecord {
-    pub header: [u8; RECORD_HEADER_BYTES],
-    pub payload: Vec<u8>,
+/// Encoded records waiting to be written together, back to back, exactly
+/// as they go to disk.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// LSN of the first record (meaningful when not empty).
+    pub first_lsn: Lsn,
+    pub bytes: Vec<u8>,
+    /// Disk size of each record, in LSN order.
+    pub record_bytes: Vec<u32>,
 }
 
-impl PendingRecord {
-    pub(crate) fn disk_bytes(&self) -> u64 {
-        (RECORD_HEADER_BYTES + self.payload.len()) as u64
+impl Batch {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.record_bytes.is_empty()
+    }
+
+    pub(crate) fn records(&self) -> usize {
+        self.record_bytes.len()
+    }
+
+    pub(crate) fn last_lsn(&self) -> Lsn {
+        self.first_lsn + self.records() as u64 - 1
+    }
+
+    fn clear_for_reuse(&mut self) {
+        self.bytes.clear();
+        self.record_bytes.clear();
+        if self.bytes.capacity() > BATCH_CAPACITY_KEPT {
+            self.bytes.shrink_to(BATCH_CAPACITY_KEPT);
+            self.record_bytes.shrink_to(BATCH_CAPACITY_KEPT / 64);
+        }
     }
 }
 
@@ -64,22 +121,52 @@ pub(crate) struct Counters {
     pub records_written: u64,
 }
 
+/// A batch that was taken and is not yet acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    batch: u64,
+    last_lsn: Lsn,
+}
+
 pub(crate) struct State {
     /// LSN the next append gets.
     pub next_lsn: Lsn,
-    pub pending: Vec<PendingRecord>,
-    pub pending_bytes: u64,
+    /// Records appended but not yet taken by a committer.
+    pub pending: Batch,
+    /// Emptied batch buffers, for reuse.
+    spare_batches: Vec<Batch>,
+    /// Blocking appenders whose record is in `pending`: candidates to
+    /// commit it when the tokens come free.
+    pub pending_leaders: usize,
+    /// Someone was already asked to take `pending`.
+    handoff_sent: bool,
+    /// The write token (see the module docs).
+    pub writing: bool,
+    pub slot_busy: [bool; SYNC_SLOTS],
+    /// Bytes of batches taken but not yet written.
+    pub unwritten_bytes: u64,
+    /// Taken batches not yet acknowledged, oldest first.
+    in_flight: VecDeque<InFlight>,
     /// Highest LSN handed to `write(2)`.
     pub written_lsn: Lsn,
     /// Highest LSN covered by a completed fdatasync.
     pub synced_lsn: Lsn,
-    pub sync_requested: bool,
+    /// When the last fdatasync started (kept for `SyncMode::EveryMs` only).
+    pub last_sync: Instant,
     pub poisoned: Option<String>,
     pub closing: bool,
+    /// Non-empty batches taken so far; the pending batch is number
+    /// `batches_taken + 1`.
     pub batches_taken: u64,
+    /// Committer threads waiting on `work_ready`.
+    pub idle_committers: usize,
+    /// Threads waiting on `progress_changed`.
+    pub progress_waiters: usize,
+    /// Appenders (blocking or async) waiting for queue space.
+    pub space_waiters: usize,
     /// Segments in LSN order; the last one is the one being appended to.
     pub segments: Vec<SegmentMeta>,
-    /// Sum of the segment file sizes.
+    /// Sum of the segments' valid bytes (header + records).
     pub disk_bytes: u64,
     /// Retained checkpoints, oldest first.
     pub checkpoints: Vec<CheckpointInfo>,
@@ -88,21 +175,78 @@ pub(crate) struct State {
     /// When the newest checkpoint was taken, or the log opened if none.
     pub checkpoint_instant: Instant,
     pub counters: Counters,
-    /// Appenders currently waiting for queue space.
-    pub space_waiters: usize,
-    /// The progress last sent to waiters, to skip wake-ups that change
-    /// nothing they wait for.
+    /// The progress last sent to async waiters.
     pub published: Progress,
 }
 
 /// Outcome of one attempt to queue a record.
 pub(crate) enum Enqueued {
+    /// Queued as this LSN, in the pending batch.
     Queued(Lsn),
-    /// The pending queue is full; wait for the writer to take a batch.
+    /// The pending batch is full; wait for a committer to take it.
     QueueFull,
 }
 
+/// Gates to wake once the state mutex is released.
+#[derive(Default)]
+#[must_use]
+pub(crate) struct Wakes {
+    all: [bool; GATES],
+    one: [bool; GATES],
+    committer: bool,
+}
+
+impl Wakes {
+    /// Performs the wake-ups; call without holding the state mutex.
+    pub(crate) fn run(self, shared: &Shared) {
+        for (index, gate) in shared.gates.iter().enumerate() {
+            if self.all[index] {
+                gate.wake_all();
+            } else if self.one[index] {
+                gate.wake_one();
+            }
+        }
+        if self.committer {
+            shared.work_ready.notify_one();
+        }
+    }
+}
+
 impl State {
+    pub(crate) fn new(last_lsn: Lsn, segments: Vec<SegmentMeta>) -> State {
+        let disk_bytes = segments.iter().map(|s| s.bytes).sum();
+        State {
+            next_lsn: last_lsn + 1,
+            pending: Batch {
+                first_lsn: last_lsn + 1,
+                ..Batch::default()
+            },
+            spare_batches: Vec::with_capacity(SYNC_SLOTS + 1),
+            pending_leaders: 0,
+            handoff_sent: false,
+            writing: false,
+            slot_busy: [false; SYNC_SLOTS],
+            unwritten_bytes: 0,
+            in_flight: VecDeque::with_capacity(SYNC_SLOTS + 1),
+            written_lsn: last_lsn,
+            synced_lsn: last_lsn,
+            last_sync: Instant::now(),
+            poisoned: None,
+            closing: false,
+            batches_taken: 0,
+            idle_committers: 0,
+            progress_waiters: 0,
+            space_waiters: 0,
+            segments,
+            disk_bytes,
+            checkpoints: Vec::new(),
+            checkpoint_position: 0,
+            checkpoint_instant: Instant::now(),
+            counters: Counters::default(),
+            published: Progress::default(),
+        }
+    }
+
     /// The highest LSN an appender may be told is done, and a reader may see.
     pub(crate) fn acked_lsn(&self, sync: SyncMode) -> Lsn {
         match sync {
@@ -136,13 +280,28 @@ impl State {
         self.checkpoints.last()
     }
 
-    /// Refuses the append if the log is poisoned, closing or full; queues it
-    /// (moving the payload out of `payload`) if there is room.
+    /// Number of the pending batch (what its appenders wait for).
+    pub(crate) fn pending_batch(&self) -> u64 {
+        self.batches_taken + 1
+    }
+
+    /// True if `lsn` is still in the pending batch (not yet taken).
+    pub(crate) fn is_pending(&self, lsn: Lsn) -> bool {
+        !self.pending.is_empty() && lsn >= self.pending.first_lsn
+    }
+
+    /// A committer may start: the write token and a sync slot are free.
+    pub(crate) fn can_commit(&self) -> bool {
+        !self.writing && self.poisoned.is_none() && self.slot_busy.contains(&false)
+    }
+
+    /// Refuses the append if the log is poisoned, closing or full; copies
+    /// the encoded record onto the pending batch if there is room.
     pub(crate) fn try_enqueue(
         &mut self,
         options: &LogOptions,
         kind: u8,
-        payload: &mut Option<Vec<u8>>,
+        payload: &[u8],
         payload_crc: u32,
     ) -> Result<Enqueued, LogError> {
         if let Some(reason) = &self.poisoned {
@@ -151,11 +310,11 @@ impl State {
         if self.closing {
             return Err(LogError::Closed);
         }
-        let payload_bytes = payload.as_ref().map_or(0, Vec::len);
-        let record_bytes = (RECORD_HEADER_BYTES + payload_bytes) as u64;
+        let record_bytes = (RECORD_HEADER_BYTES + payload.len()) as u64;
         // Reserve room for one more segment header: the record may rotate.
         let needed_bytes = record_bytes + SEGMENT_HEADER_BYTES as u64;
-        let used_bytes = self.disk_bytes + self.pending_bytes;
+        let pending_bytes = self.pending.bytes.len() as u64;
+        let used_bytes = self.disk_bytes + self.unwritten_bytes + pending_bytes;
         if used_bytes + needed_bytes > options.log_bytes_max {
             return Err(LogError::Full {
                 used_bytes,
@@ -163,17 +322,107 @@ impl State {
                 max_bytes: options.log_bytes_max,
             });
         }
-        if !self.pending.is_empty() && self.pending_bytes + record_bytes > options.pending_bytes_max
-        {
+        if !self.pending.is_empty() && pending_bytes + record_bytes > options.pending_bytes_max {
             return Ok(Enqueued::QueueFull);
         }
-        let payload = payload.take().expect("payload present until queued");
         let lsn = self.next_lsn;
         self.next_lsn += 1;
-        let header = encode_record_header(lsn, kind, payload_bytes as u32, payload_crc);
-        self.pending.push(PendingRecord { header, payload });
-        self.pending_bytes += record_bytes;
+        let header = encode_record_header(lsn, kind, payload.len() as u32, payload_crc);
+        if self.pending.is_empty() {
+            self.pending.first_lsn = lsn;
+        }
+        self.pending.bytes.extend_from_slice(&header);
+        self.pending.bytes.extend_from_slice(payload);
+        self.pending.record_bytes.push(record_bytes as u32);
         Ok(Enqueued::Queued(lsn))
+    }
+
+    /// Takes the write token, a sync slot and the pending batch (possibly
+    /// empty, for a sync alone). Precondition: `can_commit()`.
+    pub(crate) fn take_batch(&mut self) -> (Batch, usize) {
+        debug_assert!(self.can_commit());
+        let slot = self
+            .slot_busy
+            .iter()
+            .position(|busy| !busy)
+            .expect("can_commit checked for a free slot");
+        self.writing = true;
+        self.slot_busy[slot] = true;
+        let spare = self.spare_batches.pop().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.pending, spare);
+        self.pending.first_lsn = self.next_lsn;
+        self.pending_leaders = 0;
+        self.handoff_sent = false;
+        if !batch.is_empty() {
+            self.batches_taken += 1;
+            self.unwritten_bytes = batch.bytes.len() as u64;
+            self.in_flight.push_back(InFlight {
+                batch: self.batches_taken,
+                last_lsn: batch.last_lsn(),
+            });
+        }
+        (batch, slot)
+    }
+
+    /// Keeps an emptied batch buffer for reuse.
+    pub(crate) fn recycle(&mut self, mut batch: Batch) {
+        if self.spare_batches.len() < SYNC_SLOTS + 1 {
+            batch.clear_for_reuse();
+            self.spare_batches.push(batch);
+        }
+    }
+
+    /// Settles the batches whose records are now all acknowledged: their
+    /// gates move on, and the woken appenders find `acked` past their LSN.
+    pub(crate) fn settle(&mut self, shared: &Shared, wakes: &mut Wakes) {
+        let acked = self.acked_lsn(shared.options.sync);
+        shared.acked.store(acked, Ordering::SeqCst);
+        while let Some(first) = self.in_flight.front().copied() {
+            if first.last_lsn > acked {
+                break;
+            }
+            self.in_flight.pop_front();
+            let index = (first.batch % GATES as u64) as usize;
+            if shared.gates[index].advance() {
+                wakes.all[index] = true;
+            }
+        }
+    }
+
+    /// If the pending batch could be committed now, makes sure somebody
+    /// does: preferably one of its own blocking appenders (no thread hop),
+    /// else an idle committer thread. Called whenever a token comes free.
+    pub(crate) fn hand_off(&mut self, shared: &Shared, wakes: &mut Wakes) {
+        if self.progress_waiters > 0 {
+            // `Log::sync` callers and queue-space waiters may now commit.
+            shared.progress_changed.notify_all();
+        }
+        if self.pending.is_empty() || self.handoff_sent || !self.can_commit() {
+            return;
+        }
+        if self.pending_leaders > 0 {
+            let index = (self.pending_batch() % GATES as u64) as usize;
+            if shared.gates[index].advance() {
+                wakes.one[index] = true;
+            }
+            self.handoff_sent = true;
+        } else if self.idle_committers > 0 {
+            wakes.committer = true;
+            self.handoff_sent = true;
+        }
+        // Otherwise a busy committer thread finds the work when it is done.
+    }
+
+    /// Asks an idle committer thread to take the pending batch (async
+    /// appenders cannot commit themselves: they must not block).
+    pub(crate) fn request_committer(&mut self, wakes: &mut Wakes) {
+        if self.pending.is_empty() || self.handoff_sent || !self.can_commit() {
+            return;
+        }
+        if self.idle_committers > 0 {
+            wakes.committer = true;
+            self.handoff_sent = true;
+        }
     }
 
     pub(crate) fn progress(&self, sync: SyncMode) -> Progress {
@@ -195,10 +444,10 @@ impl Shared {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Wakes the waiters if something they wait for changed: the
-    /// acknowledged LSN, poisoning, or (only if someone waits for it) queue
-    /// space. Skipping the others matters: waking 64 sleeping appenders per
-    /// batch for nothing would cost more than the batch.
+    /// Tells async waiters and `progress_changed` waiters what changed.
+    /// Skips the wake-ups when nothing they wait for changed: the
+    /// acknowledged LSN, the synced LSN, poisoning, or (only if someone
+    /// waits for it) queue space.
     pub(crate) fn publish(&self, state: &mut State) {
         let progress = state.progress(self.options.sync);
         let previous = state.published;
@@ -211,17 +460,25 @@ impl Shared {
         }
         state.published = progress;
         self.progress_tx.send_replace(progress);
-        self.progress_changed.notify_all();
+        if state.progress_waiters > 0 {
+            self.progress_changed.notify_all();
+        }
     }
 
     /// Marks the log poisoned: logged loudly, every waiter woken, every
     /// later write refused.
-    pub(crate) fn poison(&self, reason: String) {
-        tracing::error!(dir = %self.dir.display(), %reason, "levee log poisoned: refusing all further writes");
-        let mut state = self.lock();
+    pub(crate) fn poison_locked(&self, state: &mut State, reason: String, wakes: &mut Wakes) {
         if state.poisoned.is_none() {
+            tracing::error!(dir = %self.dir.display(), %reason, "levee log poisoned: refusing all further writes");
             state.poisoned = Some(reason);
         }
-        self.publish(&mut state);
+        for (index, gate) in self.gates.iter().enumerate() {
+            if gate.advance() {
+                wakes.all[index] = true;
+            }
+        }
+        self.publish(state);
+        self.progress_changed.notify_all();
+        self.work_ready.notify_all();
     }
 }

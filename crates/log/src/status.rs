@@ -46,7 +46,7 @@ pub struct LogStatus {
     pub poisoned: Option<String>,
     /// fdatasync calls that covered new records, since open.
     pub fsyncs: u64,
-    /// Writes issued by the writer thread, since open.
+    /// Batch writes issued (one `write` per batch and segment), since open.
     pub batches_written: u64,
     /// Records written since open.
     pub records_written: u64,

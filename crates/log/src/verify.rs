@@ -4,6 +4,8 @@
 //! It walks every segment in LSN order, checks headers, checksums and LSN
 //! continuity, builds each segment's sparse index, and stops at the first
 //! problem, which it classifies:
+//! * free space: only zeros after the last record of the last segment, in a
+//!   version 2 (possibly preallocated) segment. Not a problem at all.
 //! * torn tail: the damage is in the last segment and no valid record
 //!   follows it. That is what a crash in the middle of a write leaves, and
 //!   those bytes were never acknowledged (acknowledgement waits for the
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use crate::format::{
-    RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, decode_segment_header,
+    RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, parse_segment_header,
 };
 use crate::scan::{FoundRecord, ScanStop, find_valid_record, scan_records};
 use crate::segment::SegmentMeta;
@@ -198,8 +200,8 @@ fn examine_segment(path: &Path, name_lsn: Lsn, is_last: bool) -> Result<SegmentO
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     let header_len =
         read_up_to(&mut file, &mut header).map_err(|e| LogError::io("read", path, e))?;
-    let first_lsn = match decode_segment_header(&header[..header_len]) {
-        Ok(lsn) => lsn,
+    let (first_lsn, may_be_preallocated) = match parse_segment_header(&header[..header_len]) {
+        Ok(header) => (header.first_lsn, header.may_be_preallocated()),
         Err(why) => return Ok(corrupt_header(why.to_string())),
     };
     if first_lsn != name_lsn {
@@ -223,8 +225,14 @@ fn examine_segment(path: &Path, name_lsn: Lsn, is_last: bool) -> Result<SegmentO
     })
     .map_err(|e| LogError::io("read", path, e))?;
     debug_assert_eq!(meta.bytes, outcome.valid_end);
+    let free_space = |offset: u64| -> Result<bool, LogError> {
+        Ok(is_last
+            && may_be_preallocated
+            && only_zeros(&file, offset, file_bytes).map_err(|e| LogError::io("read", path, e))?)
+    };
     let problem = match &outcome.stop {
         ScanStop::CleanEnd => None,
+        _ if free_space(outcome.valid_end)? => None,
         stop => {
             let offset = outcome.valid_end;
             let expected_lsn = meta.last_lsn + 1;
@@ -276,6 +284,39 @@ fn read_up_to(file: &mut File, into: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// True if `file[from..to]` holds only zero bytes.
+fn only_zeros(file: &File, from: u64, to: u64) -> std::io::Result<bool> {
+    let mut buffer = vec![0u8; (to.saturating_sub(from)).min(SEARCH_WINDOW_BYTES) as usize];
+    let mut offset = from;
+    while offset < to {
+        let chunk = &mut buffer[..(to - offset).min(SEARCH_WINDOW_BYTES) as usize];
+        file.read_exact_at(chunk, offset)?;
+        if chunk.iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+        offset += chunk.len() as u64;
+    }
+    Ok(true)
+}
+
+/// Offset just past the last non-zero byte of `file[from..to]` (`from` if
+/// there is none): where a torn tail in a version 2 segment ends and its
+/// free space begins.
+pub(crate) fn end_of_data(file: &File, from: u64, to: u64) -> std::io::Result<u64> {
+    let mut buffer = vec![0u8; (to.saturating_sub(from)).min(SEARCH_WINDOW_BYTES) as usize];
+    let mut end = to;
+    while end > from {
+        let start = end.saturating_sub(SEARCH_WINDOW_BYTES).max(from);
+        let chunk = &mut buffer[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(last) = chunk.iter().rposition(|&byte| byte != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(from)
 }
 
 /// Starting positions examined per window by the file-level search.

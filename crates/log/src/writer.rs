@@ -1,287 +1,453 @@
-//! The writer thread: the only code that writes to segment files.
+//! Committing: the only code that writes to segment files.
 //!
-//! Group commit: appenders queue records and wait; the writer swaps out the
-//! whole queue, gathers it into one buffer, issues one `write` and one
-//! `fdatasync` for all of it, then publishes the new watermark, which
-//! releases every appender whose LSN it covers. While it syncs, new records
-//! pile up in the queue for the next round, so under load each fsync is
-//! shared by as many appenders as are waiting, and nobody waits for a timer.
+//! # Group commit without a thread hop
 //!
-//! Failure policy: if a write or an fdatasync fails, the log is poisoned and
-//! this thread stops. A failed fsync must not be retried: Linux may have
+//! An appender copies its encoded record onto the pending batch buffer
+//! under the state mutex. Then, if nobody is writing and a sync slot is
+//! free, the appender commits the batch itself, on its own thread: it takes
+//! the batch (swapping in an empty buffer, so later appenders keep
+//! queueing), writes it with one `write` at the segment's end, releases the
+//! write token, runs one `fdatasync`, and publishes. A lone appender thus
+//! pays exactly one `write` and one `fdatasync` per append and never waits
+//! for another thread to be scheduled. If the tokens are busy, it sleeps on
+//! its batch's gate; whoever frees a token next hands the pending batch to
+//! one of its appenders (or to a committer thread), so under load every
+//! batch carries everyone who arrived while the previous one was in flight.
+//!
+//! Async appenders must not block their executor, so they ask one of the
+//! committer threads (`run_committer`) to do it; the committer threads also
+//! run `SyncMode::EveryMs` syncs and the final sync at close.
+//!
+//! # Overlapping syncs
+//!
+//! The write token is held only for the `write`; the fdatasync runs after
+//! it is released, in one of `SYNC_SLOTS` sync slots. So the next batch can
+//! be written and synced while the previous fdatasync is still running:
+//! on virtualised and flash storage two overlapping fdatasyncs complete in
+//! about the time of one, and appenders no longer wait out a whole
+//! in-flight sync before their own starts (with one slot, a steady load
+//! splits into two groups taking turns, each waiting two sync times).
+//!
+//! Why this is safe: a successful fdatasync covers every byte written
+//! before it was called, through any descriptor. What it reports is the
+//! catch: Linux (since 4.13) reports a writeback error once per open file
+//! description, to the first fsync on that description that checks after
+//! the error. Two concurrent fdatasyncs on one description could therefore
+//! split the verdict: one reports the error, the other returns success for
+//! data that was lost. So each slot syncs through its own descriptor
+//! (opened when the segment is created), and a slot runs one fdatasync at
+//! a time and is released only after its verdict is processed. Then every
+//! error reaches every slot's next fdatasync, and a success means that no
+//! page written before the call failed. Its LSN is what was written before
+//! it started (`covered`), and the watermark only ever moves up to it.
+//!
+//! # Failure policy
+//!
+//! If a write or an fdatasync fails, the log is poisoned and nothing is
+//! written any more. A failed fsync must not be retried: Linux may have
 //! already dropped the dirty pages and cleared the error, so a second fsync
 //! can report success for data that never reached the disk. Only a restart,
 //! whose recovery reads back what is really on disk, is safe.
 
 use std::fs::File;
-use std::io::Write;
-use std::sync::Arc;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::fsio::{describe_io_error, sync_data};
-use crate::segment::{SegmentMeta, create_segment};
-use crate::state::{PendingRecord, Shared};
-use crate::{Lsn, SyncMode};
+use crate::segment::{SegmentMeta, SparePreparer, create_segment, install_spare, seal_segment};
+use crate::state::{Batch, SYNC_SLOTS, Shared, State, Wakes};
+use crate::{LogError, Lsn, SyncMode};
 
-/// The segment the writer appends to.
+/// The segment recovery leaves open for appending.
 pub(crate) struct ActiveFile {
     pub file: File,
-    /// Valid bytes in the file (header + records).
+    pub path: PathBuf,
+    /// Valid bytes in the file (header + records): where the next write goes.
     pub bytes: u64,
+    /// Length of the file: more than `bytes` if it is preallocated.
+    pub file_bytes: u64,
     /// Records in the file.
     pub records: u64,
 }
 
-/// A failed write-path step: which call failed on which file.
-struct WriteFailure(String);
-
-/// What one wait for work yielded.
-struct Work {
-    force_sync: bool,
-    closing: bool,
+/// The file side of the log. Locked only by the holder of the write token.
+pub(crate) struct Writer {
+    path: PathBuf,
+    /// Descriptor for writes, and for the full sync before a rotation.
+    file: Arc<File>,
+    /// One descriptor per sync slot (see "Overlapping syncs").
+    sync_files: [Arc<File>; SYNC_SLOTS],
+    bytes: u64,
+    /// Length of the file (see `ActiveFile::file_bytes`).
+    file_bytes: u64,
+    records: u64,
+    spare: SparePreparer,
+    /// A spare was asked for since the active segment was created.
+    spare_wanted: bool,
 }
 
-/// Runs until the log closes or is poisoned.
-pub(crate) fn run_writer(shared: Arc<Shared>, mut active: ActiveFile) {
-    let mut batch: Vec<PendingRecord> = Vec::new();
-    let mut buffer: Vec<u8> = Vec::new();
-    let mut last_sync = Instant::now();
-    loop {
-        let Some(work) = wait_for_work(&shared, &mut batch, last_sync) else {
-            return;
-        };
-        if let Err(WriteFailure(reason)) =
-            write_batch(&shared, &mut active, &mut batch, &mut buffer)
-        {
-            shared.poison(reason);
-            return;
-        }
-        if let Err(WriteFailure(reason)) =
-            sync_if_due(&shared, &active, work.force_sync, &mut last_sync)
-        {
-            shared.poison(reason);
-            return;
-        }
-        if work.closing && shared.lock().pending.is_empty() {
-            return;
+impl Writer {
+    pub(crate) fn new(active: ActiveFile, spare: SparePreparer) -> Result<Writer, LogError> {
+        let sync_files = open_sync_files(&active.path)?;
+        Ok(Writer {
+            path: active.path,
+            file: Arc::new(active.file),
+            sync_files,
+            bytes: active.bytes,
+            file_bytes: active.file_bytes,
+            records: active.records,
+            spare,
+            spare_wanted: false,
+        })
+    }
+
+    /// At a clean close: stops the spare thread (deleting an unused spare)
+    /// and, unless the log is poisoned, cuts the active segment's free
+    /// space, so that a closed log holds exactly its records. Failures
+    /// only cost disk space (free space is valid in a version 2 segment).
+    pub(crate) fn close(&mut self, poisoned: bool) {
+        self.spare.stop();
+        if !poisoned && self.file_bytes > self.bytes {
+            match seal_segment(&self.file, &self.path, self.bytes) {
+                Ok(()) => self.file_bytes = self.bytes,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot cut the free space off the last segment")
+                }
+            }
         }
     }
-}
 
-/// Blocks until there is something to do, then takes the pending queue.
-/// Returns `None` if the log is poisoned (nothing may be written any more).
-fn wait_for_work(
-    shared: &Shared,
-    batch: &mut Vec<PendingRecord>,
-    last_sync: Instant,
-) -> Option<Work> {
-    let mut state = shared.lock();
-    loop {
-        if state.poisoned.is_some() {
-            return None;
-        }
-        if !state.pending.is_empty() || state.sync_requested || state.closing {
-            break;
-        }
-        let unsynced = state.written_lsn > state.synced_lsn;
-        state = match shared.options.sync {
-            SyncMode::EveryMs(interval_ms) if unsynced => {
-                let due = last_sync + Duration::from_millis(interval_ms);
-                let now = Instant::now();
-                if now >= due {
+    /// Writes `batch`, rotating where a record would not fit. Records that
+    /// went into segments before the last rotation are published here; the
+    /// returned index is the first record not yet published (all from it on
+    /// are in the current segment).
+    fn write_batch(&mut self, shared: &Shared, batch: &Batch) -> Result<usize, String> {
+        let segment_bytes_max = shared.options.segment_bytes_max;
+        let mut published = 0;
+        let (mut index, mut offset) = (0, 0);
+        while index < batch.records() {
+            let (first, start) = (index, offset);
+            while index < batch.records() {
+                let record_bytes = u64::from(batch.record_bytes[index]);
+                let in_segment = self.records + (index - first) as u64;
+                let chunk = (offset - start) as u64;
+                if in_segment > 0 && self.bytes + chunk + record_bytes > segment_bytes_max {
                     break;
                 }
-                shared
-                    .work_ready
-                    .wait_timeout(state, due - now)
-                    .unwrap_or_else(|poison| poison.into_inner())
-                    .0
+                offset += batch.record_bytes[index] as usize;
+                index += 1;
             }
-            _ => shared
-                .work_ready
-                .wait(state)
-                .unwrap_or_else(|poison| poison.into_inner()),
-        };
-    }
-    debug_assert!(batch.is_empty());
-    std::mem::swap(&mut state.pending, batch);
-    state.pending_bytes = 0;
-    state.batches_taken += 1;
-    let work = Work {
-        force_sync: std::mem::take(&mut state.sync_requested) || state.closing,
-        closing: state.closing,
-    };
-    // Queue space was freed: wake appenders waiting for it.
-    shared.publish(&mut state);
-    Some(work)
-}
-
-/// Writes the batch, rotating segments where a record would not fit, and
-/// publishes the new `written_lsn`.
-fn write_batch(
-    shared: &Shared,
-    active: &mut ActiveFile,
-    batch: &mut Vec<PendingRecord>,
-    buffer: &mut Vec<u8>,
-) -> Result<(), WriteFailure> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let segment_bytes_max = shared.options.segment_bytes_max;
-    // Records batch[published..gathered] are in `buffer`, not yet written.
-    let mut published = 0;
-    buffer.clear();
-    for gathered in 0..batch.len() {
-        let record_bytes = batch[gathered].disk_bytes();
-        let in_buffer = buffer.len() as u64;
-        if active.records > 0 && active.bytes + in_buffer + record_bytes > segment_bytes_max {
-            write_all(shared, active, buffer)?;
-            publish_written(shared, active, &batch[published..gathered]);
-            published = gathered;
-            rotate(shared, active, lsn_of(&batch[gathered]))?;
+            self.write_at_end(&batch.bytes[start..offset])?;
+            self.records += (index - first) as u64;
+            self.want_spare_if_due(segment_bytes_max);
+            if index < batch.records() {
+                {
+                    let mut state = shared.lock();
+                    note_written(&mut state, batch, published..index, self.bytes);
+                }
+                published = index;
+                self.rotate(shared, batch.first_lsn + index as u64)?;
+            }
         }
-        let record = &batch[gathered];
-        buffer.extend_from_slice(&record.header);
-        buffer.extend_from_slice(&record.payload);
-        active.records += 1;
+        Ok(published)
     }
-    write_all(shared, active, buffer)?;
-    publish_written(shared, active, &batch[published..]);
-    batch.clear();
-    Ok(())
-}
 
-fn lsn_of(record: &PendingRecord) -> Lsn {
-    u64::from_le_bytes(record.header[8..16].try_into().expect("8 bytes"))
-}
-
-/// One `write` of everything gathered (the kernel may split it; `write_all`
-/// loops). Leaves `buffer` empty.
-fn write_all(
-    shared: &Shared,
-    active: &mut ActiveFile,
-    buffer: &mut Vec<u8>,
-) -> Result<(), WriteFailure> {
-    if buffer.is_empty() {
-        return Ok(());
+    fn write_at_end(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(bytes, self.bytes).map_err(|error| {
+            format!(
+                "write to {} failed: {}",
+                self.path.display(),
+                describe_io_error(&error)
+            )
+        })?;
+        self.bytes += bytes.len() as u64;
+        self.file_bytes = self.file_bytes.max(self.bytes);
+        Ok(())
     }
-    active.file.write_all(buffer).map_err(|error| {
-        let path = shared.lock().active().path.clone();
-        WriteFailure(format!(
-            "write to {} failed: {}",
-            path.display(),
-            describe_io_error(&error)
-        ))
-    })?;
-    active.bytes += buffer.len() as u64;
-    buffer.clear();
-    Ok(())
+
+    /// Asks for the next segment's spare once this one is half full.
+    fn want_spare_if_due(&mut self, segment_bytes_max: u64) {
+        if !self.spare_wanted && self.bytes >= segment_bytes_max / 2 {
+            self.spare.want();
+            self.spare_wanted = true;
+        }
+    }
+
+    /// Closes the full segment durably and starts the next one at
+    /// `first_lsn`. The old segment is synced first in every mode: a later
+    /// segment must never exist on disk while an earlier one may still lose
+    /// its tail, or a power loss would turn a torn tail into mid-log
+    /// corruption.
+    fn rotate(&mut self, shared: &Shared, first_lsn: Lsn) -> Result<(), String> {
+        sync_data(&self.file, &shared.faults).map_err(|e| sync_failure(&self.path, &e))?;
+        let base_position = {
+            let mut state = shared.lock();
+            let covered = state.written_lsn;
+            let mut wakes = Wakes::default();
+            mark_synced(shared, &mut state, covered, &mut wakes);
+            let base_position = state.active().end_position();
+            drop(state);
+            wakes.run(shared);
+            base_position
+        };
+        if self.file_bytes > self.bytes {
+            seal_segment(&self.file, &self.path, self.bytes)
+                .map_err(|error| format!("sealing the full segment failed: {error}"))?;
+            self.file_bytes = self.bytes;
+        }
+        let (file, path, file_bytes) = match self.spare.take() {
+            Some((spare, spare_path)) => {
+                let (file, path) =
+                    install_spare(&shared.dir, spare, spare_path, first_lsn, &shared.faults)
+                        .map_err(|error| format!("installing the next segment failed: {error}"))?;
+                (file, path, shared.options.segment_bytes_max)
+            }
+            None => {
+                let (file, path) = create_segment(&shared.dir, first_lsn, &shared.faults)
+                    .map_err(|error| format!("creating the next segment failed: {error}"))?;
+                (file, path, SEGMENT_HEADER_BYTES as u64)
+            }
+        };
+        let sync_files = open_sync_files(&path)
+            .map_err(|error| format!("opening the next segment failed: {error}"))?;
+        self.path = path.clone();
+        self.file = Arc::new(file);
+        self.sync_files = sync_files;
+        self.bytes = SEGMENT_HEADER_BYTES as u64;
+        self.file_bytes = file_bytes;
+        self.records = 0;
+        self.spare_wanted = false;
+        let mut state = shared.lock();
+        state
+            .segments
+            .push(SegmentMeta::empty(path, first_lsn, base_position));
+        state.disk_bytes += SEGMENT_HEADER_BYTES as u64;
+        Ok(())
+    }
 }
 
-/// Records that `records` reached the active segment file.
-fn publish_written(shared: &Shared, active: &ActiveFile, records: &[PendingRecord]) {
-    if records.is_empty() {
+fn open_sync_files(path: &std::path::Path) -> Result<[Arc<File>; SYNC_SLOTS], LogError> {
+    let open = || {
+        File::open(path)
+            .map(Arc::new)
+            .map_err(|e| LogError::io("open for syncing", path, e))
+    };
+    Ok([open()?, open()?])
+}
+
+/// Accounts for `batch.records[range]`, just written to the active segment,
+/// whose size is now `segment_bytes`.
+fn note_written(
+    state: &mut State,
+    batch: &Batch,
+    range: std::ops::Range<usize>,
+    segment_bytes: u64,
+) {
+    if range.is_empty() {
         return;
     }
-    let mut state = shared.lock();
+    let records = range.len() as u64;
     let mut added_bytes = 0;
     let segment = state.active();
-    for record in records {
-        segment.note_appended(lsn_of(record), record.disk_bytes());
-        added_bytes += record.disk_bytes();
+    for index in range {
+        let record_bytes = u64::from(batch.record_bytes[index]);
+        segment.note_appended(batch.first_lsn + index as u64, record_bytes);
+        added_bytes += record_bytes;
     }
     debug_assert_eq!(
-        segment.bytes, active.bytes,
+        segment.bytes, segment_bytes,
         "writer and state agree on the segment size"
     );
     let last_lsn = segment.last_lsn;
     state.disk_bytes += added_bytes;
+    state.unwritten_bytes -= added_bytes;
     state.written_lsn = last_lsn;
-    state.counters.records_written += records.len() as u64;
+    state.counters.records_written += records;
     state.counters.batches_written += 1;
-    shared.publish(&mut state);
 }
 
-/// Closes the full segment durably and starts the next one at `first_lsn`.
-/// The old segment is synced first in every mode: a later segment must
-/// never exist on disk while an earlier one may still lose its tail, or a
-/// power loss would turn a torn tail into mid-log corruption.
-fn rotate(shared: &Shared, active: &mut ActiveFile, first_lsn: Lsn) -> Result<(), WriteFailure> {
-    let (old_path, base_position) = {
-        let mut state = shared.lock();
-        let segment = state.active();
-        (segment.path.clone(), segment.end_position())
-    };
-    sync_data(&active.file, &shared.faults).map_err(|error| sync_failure(&old_path, &error))?;
-    mark_synced(shared, None);
-    let (file, path) = create_segment(&shared.dir, first_lsn, &shared.faults)
-        .map_err(|error| WriteFailure(format!("creating the next segment failed: {error}")))?;
-    *active = ActiveFile {
-        file,
-        bytes: SEGMENT_HEADER_BYTES as u64,
-        records: 0,
-    };
-    let mut state = shared.lock();
-    state
-        .segments
-        .push(SegmentMeta::empty(path, first_lsn, base_position));
-    state.disk_bytes += SEGMENT_HEADER_BYTES as u64;
-    Ok(())
+/// Records a successful fdatasync that covered everything written up to
+/// `covered`, and settles the batches it acknowledges.
+fn mark_synced(shared: &Shared, state: &mut State, covered: Lsn, wakes: &mut Wakes) {
+    state.counters.fsyncs += 1;
+    if covered > state.synced_lsn {
+        state.synced_lsn = covered;
+    }
+    state.settle(shared, wakes);
+    shared.publish(state);
 }
 
-/// Syncs the active segment if the mode (or a caller) asks for it now.
-fn sync_if_due(
+/// Commits the pending batch (which may be empty: then it is a sync
+/// alone), as the calling thread. Called with the state locked and
+/// `state.can_commit()`; returns with it unlocked. `force_sync` syncs in
+/// every mode (`Log::sync`, close, `EveryMs` timer). Returns an error if
+/// the log is poisoned, by this commit or another.
+pub(crate) fn commit(
     shared: &Shared,
-    active: &ActiveFile,
+    mut state: MutexGuard<'_, State>,
     force_sync: bool,
-    last_sync: &mut Instant,
-) -> Result<(), WriteFailure> {
-    let (written, synced, path) = {
-        let mut state = shared.lock();
-        (
-            state.written_lsn,
-            state.synced_lsn,
-            state.active().path.clone(),
-        )
-    };
-    let due = match shared.options.sync {
-        SyncMode::Always => true,
-        SyncMode::EveryMs(interval_ms) => last_sync.elapsed() >= Duration::from_millis(interval_ms),
-        SyncMode::Never => false,
-    };
-    if !(due || force_sync) {
-        return Ok(());
+) -> Result<(), LogError> {
+    let (batch, slot) = state.take_batch();
+    if state.space_waiters > 0 {
+        // Queue space was freed.
+        shared.publish(&mut state);
     }
-    if written == synced {
-        // Nothing new; still answer a forced sync request.
-        mark_synced(shared, Some(written));
-        return Ok(());
-    }
-    sync_data(&active.file, &shared.faults).map_err(|error| sync_failure(&path, &error))?;
-    *last_sync = Instant::now();
-    mark_synced(shared, Some(written));
-    Ok(())
-}
+    drop(state);
 
-/// Publishes that everything written so far (or up to `through`) is on
-/// stable storage.
-fn mark_synced(shared: &Shared, through: Option<Lsn>) {
+    let mut writer = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+    let written = writer.write_batch(shared, &batch);
+    let segment_bytes = writer.bytes;
+    let sync_file = Arc::clone(&writer.sync_files[slot]);
+    let sync_path = writer.path.clone();
+    drop(writer);
+
     let mut state = shared.lock();
-    let through = through.unwrap_or(state.written_lsn);
-    debug_assert!(through <= state.written_lsn);
-    if through > state.synced_lsn {
-        state.synced_lsn = through;
-        state.counters.fsyncs += 1;
+    let mut wakes = Wakes::default();
+    state.writing = false;
+    let unpublished = match written {
+        Ok(unpublished) => unpublished,
+        Err(reason) => {
+            state.slot_busy[slot] = false;
+            shared.poison_locked(&mut state, reason, &mut wakes);
+            return finish(shared, state, wakes);
+        }
+    };
+    let clean_before = state.written_lsn == state.synced_lsn;
+    note_written(
+        &mut state,
+        &batch,
+        unpublished..batch.records(),
+        segment_bytes,
+    );
+    state.recycle(batch);
+    let unsynced = state.written_lsn > state.synced_lsn;
+    let sync_now = unsynced
+        && match shared.options.sync {
+            SyncMode::Always => true,
+            SyncMode::EveryMs(interval_ms) => {
+                force_sync || state.last_sync.elapsed() >= Duration::from_millis(interval_ms)
+            }
+            SyncMode::Never => force_sync,
+        };
+    if !sync_now {
+        state.slot_busy[slot] = false;
+        if unsynced && clean_before && state.idle_committers > 0 {
+            // EveryMs: an idle committer thread must arm its timer.
+            shared.work_ready.notify_one();
+        }
     }
+    state.settle(shared, &mut wakes);
     shared.publish(&mut state);
+    state.hand_off(shared, &mut wakes);
+    if !sync_now {
+        return finish(shared, state, wakes);
+    }
+    let covered = state.written_lsn;
+    if let SyncMode::EveryMs(_) = shared.options.sync {
+        // Only the timer needs it: no clock read per batch otherwise.
+        state.last_sync = Instant::now();
+    }
+    drop(state);
+    wakes.run(shared);
+
+    let synced = sync_data(&sync_file, &shared.faults);
+
+    let mut state = shared.lock();
+    let mut wakes = Wakes::default();
+    state.slot_busy[slot] = false;
+    match synced {
+        Ok(()) => {
+            mark_synced(shared, &mut state, covered, &mut wakes);
+            state.hand_off(shared, &mut wakes);
+        }
+        Err(error) => {
+            let reason = sync_failure(&sync_path, &error);
+            shared.poison_locked(&mut state, reason, &mut wakes);
+        }
+    }
+    finish(shared, state, wakes)
 }
 
-fn sync_failure(path: &std::path::Path, error: &std::io::Error) -> WriteFailure {
-    WriteFailure(format!(
+/// Unlocks, wakes whoever must be woken, and reports poisoning.
+fn finish(shared: &Shared, state: MutexGuard<'_, State>, wakes: Wakes) -> Result<(), LogError> {
+    let result = match &state.poisoned {
+        Some(reason) => Err(LogError::Poisoned(reason.clone())),
+        None => Ok(()),
+    };
+    if state.closing {
+        // Committer threads wait for in-flight work to end before closing.
+        shared.work_ready.notify_all();
+    }
+    drop(state);
+    wakes.run(shared);
+    result
+}
+
+/// A committer thread: commits for async appenders (which cannot block),
+/// runs `EveryMs` syncs, and syncs everything at close. Runs until the log
+/// closes or is poisoned.
+pub(crate) fn run_committer(shared: Arc<Shared>) {
+    let mut state = shared.lock();
+    loop {
+        if state.poisoned.is_some() {
+            return;
+        }
+        let quiet = state.pending.is_empty() && !state.writing && !state.slot_busy.contains(&true);
+        let unsynced = state.written_lsn > state.synced_lsn;
+        let timer_due = match shared.options.sync {
+            SyncMode::EveryMs(interval_ms) => {
+                unsynced && state.last_sync.elapsed() >= Duration::from_millis(interval_ms)
+            }
+            _ => false,
+        };
+        let closing_sync = state.closing && quiet && unsynced;
+        if state.can_commit() && (!state.pending.is_empty() || timer_due || closing_sync) {
+            let force_sync = timer_due || state.closing;
+            // Errors poison the log; the loop then ends above.
+            let _ = commit(&shared, state, force_sync);
+            state = shared.lock();
+            continue;
+        }
+        if state.closing && quiet && !unsynced {
+            return;
+        }
+        let timeout = match shared.options.sync {
+            SyncMode::EveryMs(interval_ms) if unsynced => Some(
+                (state.last_sync + Duration::from_millis(interval_ms))
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ),
+            _ => None,
+        };
+        state.idle_committers += 1;
+        state = match timeout {
+            Some(timeout) => {
+                shared
+                    .work_ready
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .0
+            }
+            None => shared
+                .work_ready
+                .wait(state)
+                .unwrap_or_else(|poison| poison.into_inner()),
+        };
+        state.idle_committers -= 1;
+    }
+}
+
+fn sync_failure(path: &std::path::Path, error: &std::io::Error) -> String {
+    format!(
         "fdatasync of {} failed: {}; the kernel may have dropped the unsynced pages, so the \
          sync is not retried",
         path.display(),
         describe_io_error(error)
-    ))
+    )
 }

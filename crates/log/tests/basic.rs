@@ -408,3 +408,162 @@ fn an_acknowledged_append_is_already_covered_by_an_fsync() {
     });
     assert!(log.stats().fsyncs >= 1);
 }
+
+#[test]
+fn blocking_and_async_appenders_sync_calls_and_readers_mix_without_loss() {
+    // Every path at once: blocking appenders that commit for each other,
+    // async appenders served by the committer threads, `sync` calls, a
+    // queue small enough to fill up, rotation through preallocated spares,
+    // and a tailing reader. Every returned LSN must be synced already, and
+    // everything must read back in order.
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        segment_bytes_max: 16 << 10,
+        pending_bytes_max: 4096,
+        ..small_options()
+    };
+    let (log, _) = open(dir.path(), options);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let mut async_tasks = Vec::new();
+    for task in 0..16u64 {
+        let log = log.clone();
+        async_tasks.push(runtime.spawn(async move {
+            let mut lsns = Vec::new();
+            for i in 0..40u64 {
+                let lsn = log
+                    .append(1, payload_for(task * 1000 + i, (i * 13 % 700) as usize))
+                    .await
+                    .unwrap();
+                assert!(log.stats().synced_lsn >= lsn, "async LSN {lsn} not synced");
+                lsns.push(lsn);
+            }
+            lsns
+        }));
+    }
+    let mut all: Vec<u64> = std::thread::scope(|scope| {
+        let blocking: Vec<_> = (0..8u64)
+            .map(|thread| {
+                let log = log.clone();
+                scope.spawn(move || {
+                    let mut lsns = Vec::new();
+                    for i in 0..60u64 {
+                        let size = (i * 29 % 900) as usize;
+                        let lsn = log
+                            .append_blocking(0, payload_for(100_000 + thread * 1000 + i, size))
+                            .unwrap();
+                        assert!(log.stats().synced_lsn >= lsn, "LSN {lsn} not synced");
+                        if i % 20 == 0 {
+                            assert!(log.sync().unwrap() >= lsn);
+                        }
+                        lsns.push(lsn);
+                    }
+                    lsns
+                })
+            })
+            .collect();
+        let tail = {
+            let log = log.clone();
+            scope.spawn(move || {
+                let mut reader = log.read_from(1).unwrap();
+                let mut seen = 0u64;
+                let started = std::time::Instant::now();
+                while seen < 1120 && started.elapsed() < std::time::Duration::from_secs(60) {
+                    match reader.next() {
+                        Some(record) => {
+                            let record = record.unwrap();
+                            seen += 1;
+                            assert_eq!(record.lsn, seen);
+                        }
+                        None => std::thread::sleep(std::time::Duration::from_millis(1)),
+                    }
+                }
+                seen
+            })
+        };
+        let mut all: Vec<u64> = blocking
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        for task in async_tasks {
+            all.extend(runtime.block_on(task).unwrap());
+        }
+        assert_eq!(
+            tail.join().unwrap(),
+            1120,
+            "the tailing reader saw everything"
+        );
+        all
+    });
+    all.sort_unstable();
+    assert_eq!(all, (1..=1120).collect::<Vec<_>>());
+    let stats = log.stats();
+    assert!(
+        stats.segments.len() > 10,
+        "rotated: {}",
+        stats.segments.len()
+    );
+    let records = read_all(&log, 1);
+    assert_eq!(records.len(), 1120);
+    drop(log);
+    // A clean close leaves only segments cut to their records, no spare.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "left behind: {name}");
+    }
+    let (log, report) = open(dir.path(), small_options());
+    assert!(report.torn_tail.is_none());
+    assert_eq!(report.last_lsn, 1120);
+    assert_eq!(read_all(&log, 1).len(), 1120);
+}
+
+#[test]
+fn full_segments_are_cut_to_their_records_and_spares_are_used() {
+    // Segments are created preallocated (zeros to `segment_bytes_max`)
+    // when a spare is ready; a sealed segment is cut to its records.
+    let dir = tempfile::tempdir().unwrap();
+    let segment_bytes_max = 64 << 10;
+    let options = LogOptions {
+        segment_bytes_max,
+        ..small_options()
+    };
+    let (log, _) = open(dir.path(), options);
+    let file_len = |path: &std::path::Path| std::fs::metadata(path).unwrap().len();
+    let first = log.stats().segments[0].clone();
+    assert_eq!(
+        file_len(&first.path),
+        segment_bytes_max,
+        "the first segment is preallocated"
+    );
+    let mut preallocated_after_rotation = 0;
+    for i in 0..600u64 {
+        log.append_blocking(0, payload_for(i, 1000)).unwrap();
+        let stats = log.stats();
+        let active = stats.segments.last().unwrap();
+        if active.records == 1 && file_len(&active.path) == segment_bytes_max {
+            preallocated_after_rotation += 1;
+        }
+        if active.bytes > segment_bytes_max / 2 {
+            // Give the spare thread time to zero-fill.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    let stats = log.stats();
+    assert!(stats.segments.len() >= 9);
+    for sealed in &stats.segments[..stats.segments.len() - 1] {
+        assert_eq!(file_len(&sealed.path), sealed.bytes, "{sealed:?}");
+    }
+    assert!(
+        preallocated_after_rotation > 0,
+        "no rotation found a spare ready"
+    );
+    let last = stats.segments.last().unwrap().clone();
+    drop(log);
+    assert_eq!(file_len(&last.path), last.bytes, "cut at close");
+    let (log, report) = open(dir.path(), small_options());
+    assert_eq!(report.last_lsn, 600);
+    assert_eq!(read_all(&log, 1).len(), 600);
+}

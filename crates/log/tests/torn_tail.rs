@@ -1,6 +1,8 @@
 //! Crash artefacts at the end of the log: a write cut at any byte, or
-//! followed by zeros or garbage, must be cut off on open, keeping exactly
-//! the records before it, with the cut bytes saved as `.broken`.
+//! followed by garbage (or, in a version 1 segment, zeros), must be cut off
+//! on open, keeping exactly the records before it, with the cut bytes saved
+//! as `.broken`. Zeros after the last record of a version 2 segment are
+//! free space (preallocation), kept without a report.
 
 mod common;
 
@@ -9,6 +11,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use common::{open, payload_for, read_all, small_options};
+use levee_log::format::encode_segment_header_version;
 use levee_log::{LogOptions, SyncMode};
 
 /// Segment size large enough that all records land in one segment after
@@ -125,22 +128,83 @@ fn truncation_at_every_offset_of_the_last_records_keeps_the_valid_prefix() {
     }
 }
 
+/// Overwrites the last `records_zeroed` records with zeros and extends
+/// the file by `zero_bytes` more zeros, as a preallocated or partially
+/// flushed file would look. Returns (first zeroed LSN, its offset, length).
+fn zero_the_tail(
+    damaged: &Path,
+    offsets: &[(u64, u64)],
+    file_len: u64,
+    records_zeroed: usize,
+    zero_bytes: u64,
+) -> (u64, u64, u64) {
+    let (first_zeroed_lsn, from) = offsets[offsets.len() - records_zeroed];
+    let mut file = OpenOptions::new().write(true).open(damaged).unwrap();
+    file.seek(SeekFrom::Start(from)).unwrap();
+    file.write_all(&vec![0u8; (file_len - from + zero_bytes) as usize])
+        .unwrap();
+    (first_zeroed_lsn, from, file_len + zero_bytes)
+}
+
 #[test]
-fn zeros_after_the_last_record_are_a_torn_tail() {
+fn zeros_after_the_last_record_are_free_space_in_a_version_2_segment() {
+    // Version 2 segments may be preallocated: zeros after the last record
+    // are what such a segment looks like after a crash. A record whose
+    // bytes are zeros was never acknowledged (acknowledgement waits for its
+    // fdatasync), so nothing is cut and nothing is reported.
     let (dir, segment, offsets) = build_log(25);
     let file_len = std::fs::metadata(&segment).unwrap().len();
     for (records_zeroed, zero_bytes) in [(1usize, 7u64), (2, 4096), (3, 1)] {
         let copy = copy_dir(dir.path());
         let damaged = copy.path().join(segment.file_name().unwrap());
-        let (first_zeroed_lsn, from) = offsets[offsets.len() - records_zeroed];
-        // Overwrite the last records with zeros and extend with more zeros,
-        // as a preallocated or partially flushed file would look.
+        let (first_zeroed_lsn, _, new_len) =
+            zero_the_tail(&damaged, &offsets, file_len, records_zeroed, zero_bytes);
+        let keep_lsn = first_zeroed_lsn - 1;
+        let (log, report) = open(copy.path(), options());
+        assert!(report.torn_tail.is_none(), "{report:?}");
+        assert_eq!(report.last_lsn, keep_lsn);
+        assert_eq!(read_all(&log, 1).len() as u64, keep_lsn);
+        assert_eq!(
+            log.append_blocking(0, b"after".to_vec()).unwrap(),
+            keep_lsn + 1
+        );
+        drop(log);
+        // A clean close cuts the free space off.
+        assert!(std::fs::metadata(&damaged).unwrap().len() < new_len);
+        let (log, report) = open(copy.path(), options());
+        assert!(report.torn_tail.is_none());
+        assert_eq!(report.last_lsn, keep_lsn + 1);
+        assert_eq!(read_all(&log, 1).len() as u64, keep_lsn + 1);
+        let broken = std::fs::read_dir(copy.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .to_string_lossy()
+                    .contains(".broken")
+            })
+            .count();
+        assert_eq!(broken, 0, "nothing was damaged");
+    }
+}
+
+#[test]
+fn zeros_after_the_last_record_of_a_version_1_segment_are_a_torn_tail() {
+    // Version 1 segments were never preallocated: zeros there are the
+    // remains of a write that did not finish.
+    let (dir, segment, offsets) = build_log(25);
+    let file_len = std::fs::metadata(&segment).unwrap().len();
+    let first_lsn = offsets[0].0;
+    for (records_zeroed, zero_bytes) in [(1usize, 7u64), (2, 4096), (3, 1)] {
+        let copy = copy_dir(dir.path());
+        let damaged = copy.path().join(segment.file_name().unwrap());
         let mut file = OpenOptions::new().write(true).open(&damaged).unwrap();
-        file.seek(SeekFrom::Start(from)).unwrap();
-        file.write_all(&vec![0u8; (file_len - from + zero_bytes) as usize])
+        file.write_all(&encode_segment_header_version(first_lsn, 1))
             .unwrap();
-        let new_len = file_len + zero_bytes;
         drop(file);
+        let (first_zeroed_lsn, from, new_len) =
+            zero_the_tail(&damaged, &offsets, file_len, records_zeroed, zero_bytes);
         assert_recovers_prefix(copy.path(), first_zeroed_lsn - 1, from, new_len);
     }
 }
