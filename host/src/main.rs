@@ -3,6 +3,12 @@
 
 mod cli;
 
+/// With `--features mimalloc`, mimalloc instead of the system allocator
+/// (see the `mimalloc` feature in host/Cargo.toml).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

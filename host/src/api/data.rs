@@ -10,29 +10,83 @@
 //! to the write path; everything else goes through the proxy (read) path,
 //! which sends each attempt to one replica.
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{Method, Request, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use std::convert::Infallible;
+use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::api::request_id;
 use crate::api::state::AppState;
 use crate::base::clock;
+use crate::cluster::service::Service;
 use crate::config::validate_service_name;
 use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::Inbound;
 use crate::dataplane::proxy;
 
-/// The data-plane router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/_levee/healthz", get(healthz))
-        .fallback(handle)
-        .with_state(state)
+/// levee's own health path on the data listener.
+pub const HEALTHZ_PATH: &str = "/_levee/healthz";
+
+/// The data plane as a hyper service: every path and method, and no
+/// router, layer or extractor. A `Router` would cost about eight
+/// allocations and 8 KB on every proxied request (its extensions, its boxed
+/// services and futures, and a box for this service's own future, which
+/// here lives inline in the connection's task instead).
+pub fn service(
+    state: AppState,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |request: Request<Incoming>| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(serve(state, request.map(Body::new)).await) }
+    })
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+/// One data-plane request: its `x-request-id` (the client's if acceptable,
+/// else a fresh one; on the request, on the response and in a tracing span
+/// around the request, so every log line of the request carries it), then
+/// `/_levee/healthz` or a service's request.
+async fn serve(state: AppState, request: Request<Body>) -> Response {
+    // Set on the request by `Inbound`, once hop-by-hop headers made room.
+    let id = request_id::header_value(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        method = %request.method(),
+        path = request.uri().path(),
+    );
+    let mut response = async {
+        if request.uri().path() == HEALTHZ_PATH {
+            healthz(&state, request.method())
+        } else {
+            handle(state, request, id.clone()).await
+        }
+    }
+    .instrument(span)
+    .await;
+    // Most responses carry it already (the proxy sets it); an insert would
+    // reserve room even to replace it.
+    if response.headers().get(&request_id::HEADER) != Some(&id) {
+        response.headers_mut().insert(request_id::HEADER, id);
+    }
+    response
+}
+
+fn healthz(state: &AppState, method: &Method) -> Response {
+    if *method != Method::GET && *method != Method::HEAD {
+        let allow = [(header::ALLOW, HeaderValue::from_static("GET,HEAD"))];
+        return (StatusCode::METHOD_NOT_ALLOWED, allow).into_response();
+    }
     if state.is_ready() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
@@ -41,18 +95,29 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Every `/{service}/...` request.
-async fn handle(State(state): State<AppState>, request: Request<Body>) -> Response {
+async fn handle(state: AppState, request: Request<Body>, request_id: HeaderValue) -> Response {
     let started = std::time::Instant::now();
+    let started_ms = clock::now_ms();
     let method = request.method().clone();
-    let service = crate::base::metrics::service_label(request.uri().path(), |name| {
-        state.service(name).is_some()
-    });
-    let response = match dispatch(state, request).await {
-        Ok(response) => response,
+    let found = find_service(&state, request.uri().path());
+    // The label is the service's own name (client-chosen paths must not
+    // create time series), borrowed: no string is built per request.
+    let service = found.as_ref().ok().map(|(service, _)| Arc::clone(service));
+    let response = match found {
+        Ok((service, prefix_bytes)) => dispatch(
+            &state,
+            service,
+            prefix_bytes,
+            request,
+            request_id,
+            started_ms,
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response),
         Err(error) => error.into_response(),
     };
     crate::base::metrics::request_finished(
-        &service,
+        crate::base::metrics::service_label(service.as_deref().map(Service::name)),
         method.as_str(),
         response.status().as_u16(),
         started.elapsed(),
@@ -60,14 +125,39 @@ async fn handle(State(state): State<AppState>, request: Request<Body>) -> Respon
     response
 }
 
-async fn dispatch(state: AppState, request: Request<Body>) -> Result<Response, AppError> {
-    let started_ms = clock::now_ms();
-    let (service_name, upstream_path) = split_service(request.uri().path())?;
+/// The service `path` names, and the length of its `/{service}` prefix.
+fn find_service(state: &AppState, path: &str) -> Result<(Arc<Service>, usize), AppError> {
+    let (service_name, _) = split_service(path)?;
     let service = state
         .service(service_name)
         .ok_or_else(|| AppError::NotFound(format!("no service named {service_name:?}")))?;
-    let upstream_path = upstream_path.to_owned();
-    let inbound = Inbound::read(&service, request, &upstream_path, started_ms).await?;
+    Ok((service, 1 + service_name.len()))
+}
+
+async fn dispatch(
+    state: &AppState,
+    service: Arc<Service>,
+    prefix_bytes: usize,
+    request: Request<Body>,
+    request_id: HeaderValue,
+    started_ms: u64,
+) -> Result<Response, AppError> {
+    // The URI's bytes are shared with the request: the clone is a reference
+    // count, and lets the upstream path borrow from it while the request
+    // moves into `Inbound`.
+    let uri = request.uri().clone();
+    let upstream_path = match &uri.path()[prefix_bytes..] {
+        "" => "/",
+        rest => rest,
+    };
+    let inbound = Inbound::read_with_id(
+        &service,
+        request,
+        upstream_path,
+        Some(request_id),
+        started_ms,
+    )
+    .await?;
     if is_replicated_write(&inbound.method) {
         return crate::dataplane::fanout::write(
             state.writes.clone(),
@@ -114,7 +204,6 @@ fn split_service(path: &str) -> Result<(&str, &str), AppError> {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-    use tower::ServiceExt;
 
     /// State over a real (temporary) data directory; the node's port is
     /// never contacted by these tests, which all fail before the proxy.
@@ -135,8 +224,8 @@ mod tests {
         AppState::new(config).unwrap()
     }
 
-    async fn call(app: &Router, request: Request<Body>) -> (StatusCode, String) {
-        let response = app.clone().oneshot(request).await.unwrap();
+    async fn call(app: &AppState, request: Request<Body>) -> (StatusCode, String) {
+        let response = serve(app.clone(), request).await;
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())
@@ -152,7 +241,7 @@ mod tests {
     #[tokio::test]
     async fn bad_input_is_refused_before_any_replica_is_contacted() {
         let dir = tempfile::tempdir().unwrap();
-        let app = router(state(dir.path()));
+        let app = state(dir.path());
         let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
         let (status, body) = call(&app, get("/nope/x")).await;
         assert_eq!(
@@ -191,7 +280,7 @@ mod tests {
     async fn levee_health_follows_readiness() {
         let dir = tempfile::tempdir().unwrap();
         let state = state(dir.path());
-        let app = router(state.clone());
+        let app = state.clone();
         let health = || Request::get("/_levee/healthz").body(Body::empty()).unwrap();
         assert_eq!(
             call(&app, health()).await.0,

@@ -26,11 +26,21 @@ pub mod views;
 
 use axum::Router;
 
-/// The data-plane router (`/{service}/...` and `/_levee/healthz`).
-pub fn data_app(state: state::AppState) -> Router {
-    // Every data-plane request gets an `x-request-id` and a tracing span
-    // carrying it, before anything else looks at it.
-    data::router(state).layer(axum::middleware::from_fn(request_id::assign))
+/// The data plane (`/{service}/...` and `/_levee/healthz`) as a hyper
+/// service. Every data-plane request gets an `x-request-id` and a tracing
+/// span carrying it, before anything else looks at it (inline, not as a
+/// layer: see [`data`]).
+pub fn data_app(
+    state: state::AppState,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    data::service(state)
 }
 
 /// The admin router: probes, `/metrics`, the status page and the admin API

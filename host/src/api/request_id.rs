@@ -8,12 +8,13 @@
 //! fresh random id, because the value ends up in log files and must not carry
 //! control characters or megabytes.
 //!
-//! The middleware writes the id back into the request's headers (so the data
-//! path's [`crate::dataplane::inbound`], which passes `x-request-id` to every upstream
-//! attempt, sees the same id), into the request's extensions as
-//! [`RequestId`] (for handlers), into a tracing span around the whole
-//! request (so every log line of the request carries `request_id`), and into
-//! the response.
+//! The admin middleware ([`assign`]) writes the id back into the request's
+//! headers, into the request's extensions as [`RequestId`] (for handlers),
+//! into a tracing span around the whole request (so every log line of the
+//! request carries `request_id`), and into the response. The data plane
+//! does the same inline ([`crate::api::data`]) with [`header_value`], minus
+//! the extension no data-plane handler reads: a layer and an extension cost
+//! allocations on every proxied request.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -39,12 +40,19 @@ impl RequestId {
 
 /// The client's id if it is acceptable, else a new one.
 pub fn from_headers(headers: &HeaderMap) -> RequestId {
-    headers
-        .get(&HEADER)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| is_acceptable(id))
-        .map(|id| RequestId(Arc::from(id)))
-        .unwrap_or_else(generate)
+    let value = header_value(headers);
+    RequestId(Arc::from(value.to_str().expect("ids are visible ASCII")))
+}
+
+/// The request's id as a header value: the client's `x-request-id` itself
+/// (shared, not copied) if it is acceptable, else a fresh one. The data
+/// plane uses this form: the value goes to every attempt and back to the
+/// client, and cloning it costs no allocation.
+pub fn header_value(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(&HEADER) {
+        Some(value) if value.to_str().is_ok_and(is_acceptable) => value.clone(),
+        _ => crate::upstream::new_request_id(),
+    }
 }
 
 /// 1..=128 characters from a conservative alphabet that covers UUIDs, hex,
@@ -55,13 +63,6 @@ fn is_acceptable(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(&b))
-}
-
-/// A new id, in the same format as the data path's
-/// ([`crate::upstream::new_request_id`]): 24 lower-case hex digits.
-pub fn generate() -> RequestId {
-    let id = crate::upstream::new_request_id();
-    RequestId(Arc::from(id.to_str().expect("hex digits")))
 }
 
 /// Axum middleware: `.layer(axum::middleware::from_fn(request_id::assign))`.
@@ -118,7 +119,22 @@ mod tests {
 
     #[test]
     fn generated_ids_differ() {
-        assert_ne!(generate(), generate());
+        let none = HeaderMap::new();
+        assert_ne!(from_headers(&none), from_headers(&none));
+    }
+
+    #[test]
+    fn an_acceptable_client_id_is_shared_not_copied() {
+        let headers = headers_with(b"client-id-7");
+        let value = header_value(&headers);
+        assert_eq!(value, "client-id-7");
+        assert_eq!(
+            value.as_bytes().as_ptr(),
+            headers[&HEADER].as_bytes().as_ptr(),
+            "the same bytes"
+        );
+        let fresh = header_value(&headers_with(b"has space"));
+        assert_eq!(fresh.len(), 24);
     }
 
     async fn echo_seen_id(request: Request) -> String {

@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::Response;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -28,18 +31,29 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::config::ServerLimits;
 
+/// An axum `Router` as a hyper service, for [`serve`].
+pub fn router(router: Router) -> TowerToHyperService<Router> {
+    TowerToHyperService::new(router)
+}
+
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop
 /// does not spin.
 const ACCEPT_ERROR_PAUSE_MS: u64 = 50;
 
-/// Serves `app` until `shutdown` turns true, then drains for up to `drain_ms`.
-pub async fn serve(
+/// Serves `service` until `shutdown` turns true, then drains for up to
+/// `drain_ms`. Any hyper service: the data plane's own (no router: see
+/// `api::data`), or an axum `Router` through [`router`].
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    service: S,
     limits: &ServerLimits,
     mut shutdown: watch::Receiver<bool>,
     drain_ms: u64,
-) {
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -65,8 +79,8 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
         tokio::spawn(async move {
             // Errors here are client-side (reset, bad request head, timeout).
             if let Err(error) = connection.await {

@@ -80,7 +80,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     );
     let admin_loop = crate::app::listener::serve(
         admin,
-        crate::api::admin_app(state.clone()),
+        crate::app::listener::router(crate::api::admin_app(state.clone())),
         &limits,
         state.shutdown_signal(),
         config.shutdown_grace_ms,

@@ -238,6 +238,7 @@ pub(crate) mod testing {
             },
             scheme: Scheme::HTTP,
             authority: address.to_string().parse::<Authority>().unwrap(),
+            host: hyper::header::HeaderValue::from_str(&address.to_string()).unwrap(),
             health: NodeHealth::new(OutlierSpec::default()),
         }
     }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use hyper::header::HeaderName;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, Scheme};
 use levee_plugin::NodeTable;
 use levee_policy::{
@@ -52,6 +52,9 @@ pub struct ServiceNode {
     pub spec: NodeSpec,
     pub scheme: Scheme,
     pub authority: Authority,
+    /// The `Host` header of requests to this node (its authority), built
+    /// once so that no attempt formats it.
+    pub host: HeaderValue,
     pub health: NodeHealth,
 }
 
@@ -207,10 +210,13 @@ fn build_node(spec: &ServiceSpec, node: &NodeSpec) -> Result<ServiceNode, Servic
         .authority()
         .cloned()
         .ok_or_else(|| error("no host".into()))?;
+    let host = HeaderValue::from_str(authority.as_str())
+        .map_err(|_| error("the host is not a valid Host header".into()))?;
     Ok(ServiceNode {
         spec: node.clone(),
         scheme,
         authority,
+        host,
         health: NodeHealth::new(spec.outlier.clone()),
     })
 }

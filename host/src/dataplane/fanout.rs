@@ -146,7 +146,7 @@ impl WriteJob {
         let nodes = self
             .targets
             .iter()
-            .map(|&node| self.service.nodes[node].spec.id.clone())
+            .map(|&node| self.service.nodes[node].spec.id.as_str())
             .collect();
         let mut tally = Tally::new(nodes, self.quorum);
         let mut answer = Some(answer);
@@ -225,7 +225,7 @@ fn write_header(service: &Service, inbound: &Inbound, targets: &[usize]) -> Writ
     WriteHeader {
         service: service.name().to_owned(),
         method: inbound.method.as_str().to_owned(),
-        path: inbound.path_and_query.clone(),
+        path: inbound.path_and_query.as_str().to_owned(),
         key: inbound.routing_key().to_owned(),
         targets: targets
             .iter()

@@ -76,7 +76,7 @@ impl RequestView for Inbound {
     }
 
     fn path(&self) -> &str {
-        &self.path_and_query
+        self.path_and_query.as_str()
     }
 
     fn routing_key(&self) -> &str {

@@ -34,7 +34,7 @@ use axum::body::Body;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
-use hyper::{Request, StatusCode, Uri};
+use hyper::{Request, StatusCode};
 use levee_policy::{AttemptResult, ErrorKind, RequestFacts, Target};
 
 use crate::base::clock;
@@ -254,17 +254,9 @@ impl Run<'_> {
 
     fn build_request(&self, node: usize) -> Result<Request<UpstreamBody>, ()> {
         let target = &self.service.nodes[node];
-        let uri = Uri::builder()
-            .scheme(target.scheme.clone())
-            .authority(target.authority.clone())
-            .path_and_query(self.inbound.path_and_query.as_str())
-            .build()
-            .map_err(|_| ())?;
-        let mut request = Request::new(UpstreamBody::new(self.inbound.body.clone()));
-        *request.method_mut() = self.inbound.method.clone();
-        *request.uri_mut() = uri;
-        *request.headers_mut() = self.inbound.headers.clone();
-        Ok(request)
+        self.inbound
+            .upstream_request(&target.scheme, &target.authority, &target.host)
+            .map_err(|_| ())
     }
 
     /// The shared retry gate: the host's limits, then the retry policy.

@@ -2,6 +2,12 @@
 //! (W acks, or W out of reach), and what it is told (the first ack, the
 //! first definitive rejection, or 503 with every replica's outcome as JSON),
 //! with `x-levee-acks` and `x-levee-lsn`.
+//!
+//! Texts (each replica's outcome, the failure's reason) are written only
+//! when a write fails: a successful write allocates none.
+
+use std::fmt;
+use std::io::Write as _;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -19,16 +25,34 @@ pub static X_LEVEE_ACKS: HeaderName = HeaderName::from_static("x-levee-acks");
 pub static X_LEVEE_LSN: HeaderName = HeaderName::from_static("x-levee-lsn");
 
 /// Counts outcomes and decides when the client can be answered.
-pub(super) struct Tally {
+pub(super) struct Tally<'a> {
     /// Node ids, by slot (ring order).
-    nodes: Vec<String>,
+    nodes: Vec<&'a str>,
     replicas: usize,
     quorum: usize,
     first_ack: Option<Answer>,
     first_rejection: Option<Answer>,
     acks: usize,
-    /// Each slot's outcome as text, once it reported.
-    outcomes: Vec<Option<String>>,
+    /// Each slot's outcome, once it reported.
+    outcomes: Vec<Option<Outcome>>,
+}
+
+/// One replica's outcome, kept as data and described only for a failure.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Acked(StatusCode),
+    Rejected(StatusCode),
+    Failed(String),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Acked(status) => write!(f, "acknowledged ({})", status.as_u16()),
+            Outcome::Rejected(status) => write!(f, "rejected with {}", status.as_u16()),
+            Outcome::Failed(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// What the client is told.
@@ -60,8 +84,8 @@ pub(super) struct ReplicaReport {
     outcome: String,
 }
 
-impl Tally {
-    pub(super) fn new(nodes: Vec<String>, quorum: usize) -> Tally {
+impl<'a> Tally<'a> {
+    pub(super) fn new(nodes: Vec<&'a str>, quorum: usize) -> Tally<'a> {
         let replicas = nodes.len();
         debug_assert!(quorum >= 1 && quorum <= replicas);
         let outcomes = vec![None; replicas];
@@ -78,21 +102,21 @@ impl Tally {
 
     pub(super) fn record(&mut self, slot: usize, outcome: ReplicaOutcome) {
         debug_assert!(self.outcomes[slot].is_none(), "slot {slot} reported twice");
-        let description = match outcome {
+        let kept = match outcome {
             ReplicaOutcome::Acked(answer) => {
                 self.acks += 1;
-                let text = format!("acknowledged ({})", answer.status.as_u16());
+                let kept = Outcome::Acked(answer.status);
                 self.first_ack.get_or_insert(answer);
-                text
+                kept
             }
             ReplicaOutcome::Rejected(answer) => {
-                let text = format!("rejected with {}", answer.status.as_u16());
+                let kept = Outcome::Rejected(answer.status);
                 self.first_rejection.get_or_insert(answer);
-                text
+                kept
             }
-            ReplicaOutcome::Failed(reason) => reason,
+            ReplicaOutcome::Failed(reason) => Outcome::Failed(reason),
         };
-        self.outcomes[slot] = Some(description);
+        self.outcomes[slot] = Some(kept);
     }
 
     fn pending(&self) -> usize {
@@ -132,8 +156,8 @@ impl Tally {
             .iter()
             .zip(&self.outcomes)
             .filter_map(|(node, outcome)| Some((node, outcome.as_ref()?)))
-            .filter(|(_, description)| !description.starts_with("acknowledged"))
-            .map(|(node, description)| format!("{node}: {description}"))
+            .filter(|(_, outcome)| !matches!(outcome, Outcome::Acked(_)))
+            .map(|(node, outcome)| format!("{node}: {outcome}"))
             .collect();
         let reason = format!(
             "write quorum not reached: {} of {} required acknowledgements from {} replicas; failed: {}. \
@@ -152,8 +176,10 @@ impl Tally {
             .iter()
             .zip(&self.outcomes)
             .map(|(node, outcome)| ReplicaReport {
-                node: node.clone(),
-                outcome: outcome.clone().unwrap_or_else(|| "pending".into()),
+                node: (*node).to_owned(),
+                outcome: outcome
+                    .as_ref()
+                    .map_or_else(|| "pending".into(), Outcome::to_string),
             })
             .collect();
         Decision::QuorumFailed(QuorumFailure {
@@ -192,12 +218,21 @@ impl Decision {
             }
         };
         let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&format!("{acks}/{replicas}")) {
+        if let Some(value) = acks_header(acks, replicas) {
             headers.insert(X_LEVEE_ACKS.clone(), value);
         }
         headers.insert(X_LEVEE_LSN.clone(), HeaderValue::from(lsn));
         response
     }
+}
+
+/// `k/N`, written on the stack: the header value is the only allocation.
+fn acks_header(acks: usize, replicas: usize) -> Option<HeaderValue> {
+    let mut buffer = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{acks}/{replicas}").ok()?;
+    let written = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(&buffer[..written]).ok()
 }
 
 #[cfg(test)]
@@ -216,7 +251,7 @@ mod tests {
 
     #[test]
     fn answers_at_w_acks_with_the_first_ack() {
-        let mut tally = Tally::new(vec!["a".into(), "b".into(), "c".into()], 2);
+        let mut tally = Tally::new(vec!["a", "b", "c"], 2);
         tally.record(1, ReplicaOutcome::Acked(answer(201)));
         assert!(tally.verdict().is_none());
         tally.record(0, ReplicaOutcome::Acked(answer(200)));
@@ -235,7 +270,7 @@ mod tests {
 
     #[test]
     fn fails_as_soon_as_w_is_out_of_reach_naming_the_failures() {
-        let mut tally = Tally::new(vec!["a".into(), "b".into(), "c".into()], 2);
+        let mut tally = Tally::new(vec!["a", "b", "c"], 2);
         tally.record(
             0,
             ReplicaOutcome::Failed("connection refused or unreachable".into()),
@@ -263,8 +298,34 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_report_describes_every_outcome() {
+        let mut tally = Tally::new(vec!["a", "b", "c"], 3);
+        tally.record(0, ReplicaOutcome::Acked(answer(201)));
+        tally.record(1, ReplicaOutcome::Failed("timed out".into()));
+        match tally.verdict() {
+            Some(Decision::QuorumFailed(failure)) => {
+                let outcomes: Vec<(&str, &str)> = failure
+                    .outcomes
+                    .iter()
+                    .map(|r| (r.node.as_str(), r.outcome.as_str()))
+                    .collect();
+                assert_eq!(
+                    outcomes,
+                    [
+                        ("a", "acknowledged (201)"),
+                        ("b", "timed out"),
+                        ("c", "pending")
+                    ]
+                );
+                assert!(failure.reason.contains("failed: b: timed out."));
+            }
+            _ => panic!("expected a quorum failure"),
+        }
+    }
+
+    #[test]
     fn a_definitive_rejection_is_relayed_when_quorum_fails() {
-        let mut tally = Tally::new(vec!["a".into(), "b".into(), "c".into()], 2);
+        let mut tally = Tally::new(vec!["a", "b", "c"], 2);
         tally.record(0, ReplicaOutcome::Rejected(answer(400)));
         tally.record(1, ReplicaOutcome::Rejected(answer(400)));
         match tally.verdict() {

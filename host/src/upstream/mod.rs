@@ -16,9 +16,17 @@
 //!   a response body larger than the limit is refused (by Content-Length)
 //!   or cut (while streaming) rather than buffered.
 //!
+//! - **No per-request extras.** The connector's connections carry no
+//!   `HttpInfo` (peer and local address): the pooled client copies a
+//!   connection's extras into the extensions of every response, three
+//!   allocations per request that nothing in levee reads.
+//!
 //! Errors are classified into the WIT `error-kind`s the retry policy sees.
 
 use std::error::Error as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -26,10 +34,10 @@ use bytes::Bytes;
 use http_body_util::{Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response};
+use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use levee_policy::ErrorKind;
 
 /// Idle pooled connections kept per replica.
@@ -46,7 +54,7 @@ pub type UpstreamBody = Full<Bytes>;
 /// The shared pooled client.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<HttpConnector, UpstreamBody>,
+    client: Client<Connector, UpstreamBody>,
 }
 
 /// Why an attempt produced no usable HTTP response.
@@ -72,7 +80,7 @@ impl UpstreamClient {
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(connector);
+            .build(Connector(connector));
         UpstreamClient { client }
     }
 
@@ -93,6 +101,84 @@ impl UpstreamClient {
                 kind: ErrorKind::Timeout,
             }),
         }
+    }
+}
+
+/// The TCP connector, minus the `HttpInfo` extra (see the module doc).
+#[derive(Clone, Debug)]
+pub struct Connector(HttpConnector);
+
+/// A connector's future: connecting is per connection, not per request,
+/// so the box is of no concern.
+type Connecting = Pin<
+    Box<
+        dyn Future<Output = Result<Plain, <HttpConnector as tower_service::Service<Uri>>::Error>>
+            + Send,
+    >,
+>;
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Plain;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, destination: Uri) -> Self::Future {
+        let connecting = self.0.call(destination);
+        Box::pin(async move { connecting.await.map(Plain) })
+    }
+}
+
+/// A connected TCP stream whose [`Connection::connected`] carries nothing.
+#[derive(Debug)]
+pub struct Plain(TokioIo<tokio::net::TcpStream>);
+
+impl Connection for Plain {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Plain {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Plain {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -222,8 +308,10 @@ pub fn relay_response(
     ))
 }
 
-/// A fresh request id: 16 hex digits of process-random prefix and a counter,
-/// unique within and (with high probability) across processes.
+/// A fresh request id: 8 hex digits of process-random prefix and 16 of a
+/// counter, unique within and (with high probability) across processes.
+/// One allocation, which every clone of the value shares (it goes to each
+/// attempt and back to the client).
 pub fn new_request_id() -> HeaderValue {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -232,8 +320,9 @@ pub fn new_request_id() -> HeaderValue {
     let prefix = *PREFIX.get_or_init(rand::random::<u32>);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut buffer = [0u8; 24];
-    let text = format_request_id(prefix, count, &mut buffer);
-    HeaderValue::from_str(text).expect("hex digits are a valid header value")
+    format_request_id(prefix, count, &mut buffer);
+    HeaderValue::from_maybe_shared(Bytes::from_owner(buffer))
+        .expect("hex digits are a valid header value")
 }
 
 fn format_request_id(prefix: u32, count: u64, buffer: &mut [u8; 24]) -> &str {

@@ -38,6 +38,12 @@ pub fn install() -> PrometheusHandle {
     HANDLE.get_or_init(build_and_install).clone()
 }
 
+/// Whether [`install`] has run: from then on the `metrics` macros hand out
+/// the process-wide recorder's handles, which may be cached.
+pub(super) fn is_installed() -> bool {
+    HANDLE.get().is_some()
+}
+
 fn build_and_install() -> PrometheusHandle {
     let recorder = builder().build_recorder();
     let handle = recorder.handle();

@@ -69,18 +69,15 @@ pub(super) fn version_label(version: &str) -> String {
     PLUGIN_VERSIONS.admit(short)
 }
 
-/// The `service` label of a data-plane request: the first path segment if
-/// it names a configured service, else `_unknown` (client-chosen paths must
-/// not create time series).
-/// `is_service` says whether a name is configured.
-pub fn service_label(path: &str, is_service: impl FnOnce(&str) -> bool) -> String {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    if is_service(first) {
-        first.to_string()
-    } else {
-        "_unknown".to_string()
-    }
+/// The `service` label of a data-plane request: the configured service it
+/// names, else `_unknown` (client-chosen paths must not create time
+/// series). Borrowed from the service: no string is built per request.
+pub fn service_label(service: Option<&str>) -> &str {
+    service.unwrap_or(UNKNOWN_SERVICE_LABEL)
 }
+
+/// The `service` label of a request that names no configured service.
+pub const UNKNOWN_SERVICE_LABEL: &str = "_unknown";
 
 #[cfg(test)]
 mod tests {
@@ -91,6 +88,12 @@ mod tests {
         assert_eq!(method_label("GET"), "GET");
         assert_eq!(method_label("BREW"), "OTHER");
         assert_eq!(method_label("get"), "OTHER");
+    }
+
+    #[test]
+    fn requests_naming_no_service_share_one_label() {
+        assert_eq!(service_label(Some("users")), "users");
+        assert_eq!(service_label(None), UNKNOWN_SERVICE_LABEL);
     }
 
     #[test]

@@ -24,11 +24,14 @@
 //! - [`labels`]: bounded label values (methods, plugin versions, services);
 //! - [`record`]: the recording functions, the only way other modules touch
 //!   metrics;
+//! - [`handles`]: the registered handles the request path's recording
+//!   functions reuse, so that a sample costs no allocation;
 //! - [`installer`]: the recorder, its histogram buckets, rendering and
 //!   upkeep.
 //!
 //! Everything is re-exported here: callers write `crate::base::metrics::X`.
 
+pub mod handles;
 pub mod installer;
 pub mod labels;
 pub mod names;
@@ -64,5 +67,24 @@ mod tests {
             text.contains("levee_log_fsync_batch_records_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn cached_handles_keep_counting() {
+        install();
+        for _ in 0..3 {
+            request_finished("cached-svc", "GET", 200, Duration::from_millis(1));
+            attempt_sent("cached-svc", "node-a");
+        }
+        request_finished("cached-svc", "GET", 503, Duration::from_millis(1));
+        let text = render();
+        for line in [
+            "levee_requests_total{service=\"cached-svc\",method=\"GET\",status=\"200\"} 3",
+            "levee_requests_total{service=\"cached-svc\",method=\"GET\",status=\"503\"} 1",
+            "levee_upstream_attempts_total{service=\"cached-svc\",node=\"node-a\"} 3",
+            "levee_request_duration_seconds_count{service=\"cached-svc\",method=\"GET\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
     }
 }

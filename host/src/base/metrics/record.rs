@@ -1,48 +1,97 @@
 //! The recording functions: the only way the rest of the host touches
 //! metrics. Each takes plain values and turns them into bounded labels.
+//!
+//! The ones the request path calls (requests, attempts, retries, hedges,
+//! budget refusals, ejections, plugin calls) find their handle in a
+//! [`HandleCache`] and allocate nothing once a label set has been seen.
 
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 
+use super::handles::HandleCache;
 use super::labels::{method_label, version_label};
 use super::names::*;
+
+/// Handles by service, then by something else (`()` when nothing else).
+type ByService<S, H> = LazyLock<HandleCache<S, H>>;
+
+static REQUESTS: ByService<(&'static str, u16), Counter> = LazyLock::new(HandleCache::default);
+static REQUEST_DURATIONS: ByService<&'static str, Histogram> = LazyLock::new(HandleCache::default);
+static ATTEMPTS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::default);
+static EJECTIONS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::default);
+static RETRIES: ByService<(), Counter> = LazyLock::new(HandleCache::default);
+static BUDGET_EXHAUSTED: ByService<(), Counter> = LazyLock::new(HandleCache::default);
+static HEDGES: ByService<(), Counter> = LazyLock::new(HandleCache::default);
 
 /// A client request finished with `status` after `elapsed`.
 pub fn request_finished(service: &str, method: &str, status: u16, elapsed: Duration) {
     let method = method_label(method);
-    counter!(REQUESTS_TOTAL, "service" => service.to_string(), "method" => method, "status" => status.to_string())
-        .increment(1);
-    histogram!(REQUEST_DURATION_SECONDS, "service" => service.to_string(), "method" => method)
-        .record(elapsed.as_secs_f64());
+    REQUESTS.with(
+        service,
+        &(method, status),
+        |key| *key,
+        || {
+            counter!(REQUESTS_TOTAL, "service" => service.to_string(), "method" => method, "status" => status.to_string())
+        },
+        |requests| requests.increment(1),
+    );
+    REQUEST_DURATIONS.with(
+        service,
+        &method,
+        |method| *method,
+        || histogram!(REQUEST_DURATION_SECONDS, "service" => service.to_string(), "method" => method),
+        |durations| durations.record(elapsed.as_secs_f64()),
+    );
 }
 
 /// An attempt was sent to `node`.
 pub fn attempt_sent(service: &str, node: &str) {
-    counter!(ATTEMPTS_TOTAL, "service" => service.to_string(), "node" => node.to_string())
-        .increment(1);
+    ATTEMPTS.with(
+        service,
+        node,
+        |key: &str| Box::from(key),
+        || counter!(ATTEMPTS_TOTAL, "service" => service.to_string(), "node" => node.to_string()),
+        |attempts| attempts.increment(1),
+    );
+}
+
+/// Increments the service's counter `name` (labelled by service only).
+fn service_counter(cache: &HandleCache<(), Counter>, name: &'static str, service: &str) {
+    cache.with(
+        service,
+        &(),
+        |()| (),
+        || counter!(name, "service" => service.to_string()),
+        |counter| counter.increment(1),
+    );
 }
 
 /// A retry was sent.
 pub fn retry_sent(service: &str) {
-    counter!(RETRIES_TOTAL, "service" => service.to_string()).increment(1);
+    service_counter(&RETRIES, RETRIES_TOTAL, service);
 }
 
 /// A retry was refused because the budget was empty.
 pub fn budget_exhausted(service: &str) {
-    counter!(BUDGET_EXHAUSTED_TOTAL, "service" => service.to_string()).increment(1);
+    service_counter(&BUDGET_EXHAUSTED, BUDGET_EXHAUSTED_TOTAL, service);
 }
 
 /// A hedged attempt was sent.
 pub fn hedge_sent(service: &str) {
-    counter!(HEDGES_TOTAL, "service" => service.to_string()).increment(1);
+    service_counter(&HEDGES, HEDGES_TOTAL, service);
 }
 
 /// `node` was ejected by passive outlier detection.
 pub fn node_ejected(service: &str, node: &str) {
-    counter!(EJECTIONS_TOTAL, "service" => service.to_string(), "node" => node.to_string())
-        .increment(1);
+    EJECTIONS.with(
+        service,
+        node,
+        |key: &str| Box::from(key),
+        || counter!(EJECTIONS_TOTAL, "service" => service.to_string(), "node" => node.to_string()),
+        |ejections| ejections.increment(1),
+    );
 }
 
 /// The hint backlog for `node` is now `records`.
@@ -63,6 +112,13 @@ pub fn hints_dropped(service: &str, node: &str, reason: &'static str, records: u
         .increment(records);
 }
 
+/// Handles of the plugin families, by plugin name, then by version.
+static PLUGIN_CALLS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::default);
+static PLUGIN_CALL_DURATIONS: ByService<Box<str>, Histogram> = LazyLock::new(HandleCache::default);
+static PLUGIN_FALLBACKS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::default);
+static PLUGIN_TRAPS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::default);
+static PLUGIN_QUARANTINED_CALLS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::default);
+
 /// A guarded policy answered; `source` says who (see
 /// `levee_plugin::Source`) and `elapsed` is the whole call, fallback included.
 /// Native answers without a plugin bound are not plugin metrics.
@@ -77,29 +133,53 @@ pub fn policy_decided(source: &levee_plugin::Source, elapsed: Duration) {
             failure,
         } => {
             plugin_call(name, version, elapsed);
-            let labels = plugin_labels(name, version);
-            counter!(PLUGIN_FALLBACKS_TOTAL, &labels).increment(1);
+            plugin_counter(&PLUGIN_FALLBACKS, PLUGIN_FALLBACKS_TOTAL, name, version);
             if matches!(
                 failure,
                 Failure::Trap(_) | Failure::Timeout | Failure::MemoryLimit
             ) {
-                counter!(PLUGIN_TRAPS_TOTAL, &labels).increment(1);
+                plugin_counter(&PLUGIN_TRAPS, PLUGIN_TRAPS_TOTAL, name, version);
             }
         }
-        Source::Quarantined { name, version } => {
-            counter!(
-                PLUGIN_QUARANTINED_CALLS_TOTAL,
-                &plugin_labels(name, version)
-            )
-            .increment(1);
-        }
+        Source::Quarantined { name, version } => plugin_counter(
+            &PLUGIN_QUARANTINED_CALLS,
+            PLUGIN_QUARANTINED_CALLS_TOTAL,
+            name,
+            version,
+        ),
     }
 }
 
 fn plugin_call(plugin: &str, version: &str, elapsed: Duration) {
-    let labels = plugin_labels(plugin, version);
-    counter!(PLUGIN_CALLS_TOTAL, &labels).increment(1);
-    histogram!(PLUGIN_CALL_DURATION_SECONDS, &labels).record(elapsed.as_secs_f64());
+    plugin_counter(&PLUGIN_CALLS, PLUGIN_CALLS_TOTAL, plugin, version);
+    PLUGIN_CALL_DURATIONS.with(
+        plugin,
+        version,
+        |key: &str| Box::from(key),
+        || {
+            histogram!(
+                PLUGIN_CALL_DURATION_SECONDS,
+                &plugin_labels(plugin, version)
+            )
+        },
+        |durations| durations.record(elapsed.as_secs_f64()),
+    );
+}
+
+/// Increments the plugin family `name` for `plugin` at `version`.
+fn plugin_counter(
+    cache: &HandleCache<Box<str>, Counter>,
+    name: &'static str,
+    plugin: &str,
+    version: &str,
+) {
+    cache.with(
+        plugin,
+        version,
+        |key: &str| Box::from(key),
+        || counter!(name, &plugin_labels(plugin, version)),
+        |counter| counter.increment(1),
+    );
 }
 
 fn plugin_labels(plugin: &str, version: &str) -> [(&'static str, String); 2] {
@@ -146,9 +226,17 @@ pub fn plugin_load(plugin: &str, source: LoadSource, ok: bool) {
         .increment(1);
 }
 
-/// One log append became durable after `elapsed`.
+static LOG_APPENDS: ByService<(), Histogram> = LazyLock::new(HandleCache::default);
+
+/// One log append became durable after `elapsed` (once per client write).
 pub fn log_append(elapsed: Duration) {
-    histogram!(LOG_APPEND_DURATION_SECONDS).record(elapsed.as_secs_f64());
+    LOG_APPENDS.with(
+        "",
+        &(),
+        |()| (),
+        || histogram!(LOG_APPEND_DURATION_SECONDS),
+        |appends| appends.record(elapsed.as_secs_f64()),
+    );
 }
 
 /// One fsync made `records` records durable.
