@@ -8,12 +8,10 @@
 //! `with:`. That way there is exactly one Rust type per WIT type and one
 //! `Host` implementation serves every plugin (see [`crate::host`]).
 //!
-//! The `request` resource is mapped onto [`crate::host::LentRequest`]: the
-//! host never keeps requests in a table; it lends the caller's
-//! `RequestView` for the duration of one call (see
-//! [`crate::host::with_request`]), and the resource's methods are
-//! `trappable` so that a method reached without a lent request (impossible
-//! from a valid guest) traps instead of answering.
+//! The `request` functions read the caller's `RequestView`, lent for the
+//! duration of one call (see [`crate::host::with_request`]); they are
+//! `trappable` so that a function reached with no request lent (from
+//! `configure` or `set-nodes`) traps instead of answering.
 //!
 //! Nothing here is public: the rest of the crate converts between these
 //! generated types and the plain-Rust types of `levee_policy` at the
@@ -27,9 +25,6 @@ pub(crate) mod retry {
         path: "../../wit",
         imports: {
             "levee:policy/request": trappable,
-        },
-        with: {
-            "levee:policy/request.request": crate::host::LentRequest,
         },
     });
 }
@@ -65,7 +60,7 @@ pub(crate) use checkpoint::exports::levee::policy::checkpoint as wit_checkpoint;
 pub(crate) use retry::exports::levee::policy::retry as wit_retry;
 /// The shared `host` interface (log, clock, random).
 pub(crate) use retry::levee::policy::host as wit_host;
-/// The shared `request` interface (the lent request resource).
+/// The shared `request` interface (the request of the call in progress).
 pub(crate) use retry::levee::policy::request as wit_request;
 /// The shared `types` interface.
 pub(crate) use retry::levee::policy::types as wit_types;

@@ -5,12 +5,14 @@
 //! Every call goes through [`BoundPlugin::with_instance`]: lease an
 //! instance, arm the CPU deadline, call, validate the answer, then either
 //! recycle the instance (valid answer) or discard it (anything else), and
-//! count the outcome. Failures in a row beyond
+//! count the outcome. A routing plugin that declared
+//! `cacheable-by-health-flags` also keeps a bounded plan cache
+//! ([`crate::plan_cache`]) consulted before the call. Failures in a row beyond
 //! [`Limits::consecutive_failures_max`] quarantine the version
 //! ([`Component::quarantine`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use levee_policy::limits::CONFIG_BYTES_MAX;
 use levee_policy::{
@@ -22,14 +24,33 @@ use crate::component::Component;
 use crate::convert;
 use crate::engine::deadline_ticks;
 use crate::error::{Failure, LoadError};
-use crate::host::{PluginTag, lent_request_handle, short_version, with_request};
+use crate::host::{PluginTag, short_version, with_request};
 use crate::instance::{Instance, WorldInstance, classify};
 use crate::kind::PolicyKind;
 use crate::limits::{Limits, ValidateLimits};
 use crate::nodes::NodeTable;
+use crate::plan_cache::{self, PlanCache, RouteTraits};
 use crate::pool::{InstantiateError, Pool, Recipe};
 use crate::runtime::Runtime;
+use crate::sanitize;
 use crate::stats::{Counters, Stats};
+
+/// What one plugin call gave, and what it cost (public only to the
+/// sealed `PolicyKindSpec`; not nameable outside the crate).
+pub struct Called<T> {
+    pub(crate) result: Result<T, Failure>,
+    /// From lease to validated answer; `None` when no plugin code ran.
+    pub(crate) elapsed: Option<Duration>,
+}
+
+impl<T> Called<T> {
+    fn map<U>(self, answer: impl FnOnce(T) -> U) -> Called<U> {
+        Called {
+            result: self.result.map(answer),
+            elapsed: self.elapsed,
+        }
+    }
+}
 
 /// A component version + config + limits + instance pool + counters.
 pub struct BoundPlugin {
@@ -37,6 +58,11 @@ pub struct BoundPlugin {
     pool: Pool,
     counters: Arc<Counters>,
     call_deadline_ticks: u64,
+    /// What `configure` declared (routing plugins only).
+    traits: RouteTraits,
+    /// Present when `traits.cacheable_by_health_flags` and
+    /// `Limits::route_plan_cache`; starts empty with every binding.
+    plan_cache: Option<PlanCache>,
 }
 
 impl Component {
@@ -59,8 +85,8 @@ impl Component {
         }
         let counters = Arc::new(Counters::default());
         let tag = Arc::new(PluginTag {
-            name: self.name_arc().clone(),
-            version: self.version_arc().clone(),
+            name: self.name_tag(),
+            version: self.version_tag(),
         });
         let call_deadline_ticks = deadline_ticks(limits.call_timeout_ms, runtime.epoch_tick_ms());
         let recipe = Recipe {
@@ -72,15 +98,21 @@ impl Component {
             config: config_json.to_string(),
         };
         let pool = Pool::new(recipe);
-        pool.prime().map_err(|e| match e {
+        let traits = pool.prime().map_err(|e| match e {
             InstantiateError::ConfigRejected(reason) => LoadError::ConfigRejected(reason),
             InstantiateError::Failed(failure) => LoadError::Instantiate(failure.to_string()),
         })?;
+        let plan_cache = (self.kind() == PolicyKind::Routing
+            && traits.cacheable_by_health_flags
+            && pool.recipe().limits.route_plan_cache)
+            .then(PlanCache::new);
         Ok(Arc::new(BoundPlugin {
             component: self.clone(),
             pool,
             counters,
             call_deadline_ticks,
+            traits,
+            plan_cache,
         }))
     }
 }
@@ -111,6 +143,12 @@ impl BoundPlugin {
         &self.pool.recipe().limits
     }
 
+    /// What the plugin's `configure` declared (all false but for a routing
+    /// plugin that promised something).
+    pub fn route_traits(&self) -> RouteTraits {
+        self.traits
+    }
+
     /// Whether the version is quarantined (calls are not made).
     pub fn is_quarantined(&self) -> bool {
         self.component.is_quarantined()
@@ -127,6 +165,8 @@ impl BoundPlugin {
             quarantine_reason: self.component.quarantine_reason(),
             pool_idle,
             pool_live,
+            route_traits: self.traits,
+            plan_cache: self.plan_cache.as_ref().map(PlanCache::stats),
             counters: self.counters.snapshot(),
         }
     }
@@ -144,7 +184,7 @@ impl BoundPlugin {
         nodes: &NodeTable,
         outcome: &AttemptOutcome,
         context: &RetryContext<'_>,
-    ) -> Result<RetryDecision, Failure> {
+    ) -> Called<RetryDecision> {
         let (facts, outcome) = (convert::facts(facts), convert::outcome(outcome));
         let limits = self.limits();
         self.with_instance(|instance| {
@@ -160,13 +200,9 @@ impl BoundPlugin {
             };
             let context = scratch.retry_context(context);
             let answer = with_request(store, request, |store| {
-                world.levee_policy_retry().call_decide(
-                    store,
-                    lent_request_handle(),
-                    facts,
-                    outcome,
-                    context,
-                )
+                world
+                    .levee_policy_retry()
+                    .call_decide(store, facts, outcome, context)
             });
             let decision = answer.map_err(|e| classify(store, &e))?;
             Ok(convert::retry_decision(decision, limits))
@@ -175,13 +211,64 @@ impl BoundPlugin {
 
     /// The plugin's route plan, before host sanitization. The instance
     /// gets `nodes` first if it has another table.
+    ///
+    /// A plugin that declared `cacheable-by-health-flags` is first looked
+    /// up in the plan cache: a hit answers without a call (counted as
+    /// `cached`, not as a call: no latency sample, and the failure streak
+    /// is neither reset nor extended). A miss calls the plugin with the
+    /// candidates' health scalars as 0, and caches the (sanitized) plan
+    /// unless the call read the request, the clock or the random source.
     pub(crate) fn call_route(
         &self,
         request: &dyn RequestView,
         facts: RequestFacts,
         nodes: &NodeTable,
         candidates: &[Candidate],
-    ) -> Result<RoutePlan, Failure> {
+    ) -> Called<RoutePlan> {
+        let plan_only = |(plan, _cacheable)| plan;
+        let Some(cache) = &self.plan_cache else {
+            // A declared plugin sees its health scalars as 0 whether or
+            // not this binding caches (`route_plan_cache`): what it is
+            // passed does not depend on the operator's setting.
+            let declared = self.traits.cacheable_by_health_flags;
+            return self
+                .call_route_uncached(request, facts, nodes, candidates, declared)
+                .map(plan_only);
+        };
+        let Some(key) = plan_cache::Key::of(nodes.epoch(), facts, candidates) else {
+            return self
+                .call_route_uncached(request, facts, nodes, candidates, true)
+                .map(plan_only);
+        };
+        if let Some(plan) = cache.get(&key) {
+            self.counters.record_cached();
+            return Called {
+                result: Ok(plan),
+                elapsed: None,
+            };
+        }
+        let mut called = self.call_route_uncached(request, facts, nodes, candidates, true);
+        if let Ok((plan, cacheable)) = &mut called.result
+            && *cacheable
+        {
+            // The same cleaning the guarded policy applies (it is
+            // idempotent): the cache keeps only what a caller may get.
+            *plan = sanitize::route_plan(std::mem::take(plan), candidates);
+            cache.insert(&key, plan);
+        }
+        called.map(plan_only)
+    }
+
+    /// One `route` call; with whether its plan may be cached (it read
+    /// neither the request, nor the clock, nor the random source).
+    fn call_route_uncached(
+        &self,
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
+        candidates: &[Candidate],
+        health_flags_only: bool,
+    ) -> Called<(RoutePlan, bool)> {
         let facts = convert::facts(facts);
         let limits = self.limits();
         self.with_instance(|instance| {
@@ -195,22 +282,20 @@ impl BoundPlugin {
             else {
                 return Err(kind_mismatch(PolicyKind::Routing));
             };
-            let candidates = scratch.candidates(candidates);
+            let candidates = scratch.candidates(candidates, health_flags_only);
             let answer = with_request(store, request, |store| {
-                world.levee_policy_routing().call_route(
-                    store,
-                    lent_request_handle(),
-                    facts,
-                    candidates,
-                )
+                world
+                    .levee_policy_routing()
+                    .call_route(store, facts, candidates)
             });
             let plan = answer.map_err(|e| classify(store, &e))?;
-            convert::route_plan(plan, limits)
+            let cacheable = !store.data().read_ambient();
+            Ok((convert::route_plan(plan, limits)?, cacheable))
         })
     }
 
     /// The plugin's checkpoint action.
-    pub(crate) fn call_checkpoint(&self, stats: &LogStats) -> Result<CheckpointAction, Failure> {
+    pub(crate) fn call_checkpoint(&self, stats: &LogStats) -> Called<CheckpointAction> {
         let stats = convert::log_stats(stats);
         self.with_instance(|instance| {
             let Instance {
@@ -229,11 +314,13 @@ impl BoundPlugin {
         })
     }
 
-    /// Runs one call on a leased instance and accounts for it.
+    /// Runs one call on a leased instance and accounts for it. The one
+    /// clock pair of the call: its latency feeds the stats and is handed
+    /// back for the caller's metrics.
     fn with_instance<T>(
         &self,
         call: impl FnOnce(&mut Instance) -> Result<T, Failure>,
-    ) -> Result<T, Failure> {
+    ) -> Called<T> {
         let started = Instant::now();
         let result = self.pool.acquire().and_then(|mut lease| {
             let instance = lease.instance();
@@ -250,10 +337,13 @@ impl BoundPlugin {
             Ok(_) => self.counters.record_ok(latency),
             Err(failure) => self.on_failure(failure, latency),
         }
-        result
+        Called {
+            result,
+            elapsed: Some(latency),
+        }
     }
 
-    fn on_failure(&self, failure: &Failure, latency: std::time::Duration) {
+    fn on_failure(&self, failure: &Failure, latency: Duration) {
         let streak = self.counters.record_failure(failure, latency);
         let threshold = self.limits().consecutive_failures_max;
         tracing::debug!(plugin = self.name(), version = short_version(self.version()), %failure, streak, "plugin call failed; native policy answers");

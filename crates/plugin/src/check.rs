@@ -14,6 +14,7 @@ use crate::component::CacheOutcome;
 use crate::error::LoadError;
 use crate::kind::PolicyKind;
 use crate::limits::Limits;
+use crate::plan_cache::RouteTraits;
 use crate::runtime::Runtime;
 
 /// The outcome of a successful [`check`].
@@ -32,6 +33,8 @@ pub struct CheckReport {
     pub config_accepted: bool,
     /// Time for the instantiation + `configure`, when a config was given.
     pub instantiate_ms: Option<f64>,
+    /// What `configure` declared under that config (routing plugins).
+    pub route_traits: Option<RouteTraits>,
 }
 
 /// Validates `bytes` as a policy plugin and, if `config` is given, binds it
@@ -43,13 +46,14 @@ pub fn check(
     config: Option<&str>,
 ) -> Result<CheckReport, LoadError> {
     let component = runtime.compile("check", bytes)?;
-    let instantiate_ms = match config {
+    let (instantiate_ms, route_traits) = match config {
         Some(config) => {
             let started = Instant::now();
-            component.bind(runtime, config, Limits::default())?;
-            Some(started.elapsed().as_secs_f64() * 1e3)
+            let bound = component.bind(runtime, config, Limits::default())?;
+            let instantiate_ms = started.elapsed().as_secs_f64() * 1e3;
+            (Some(instantiate_ms), Some(bound.route_traits()))
         }
-        None => None,
+        None => (None, None),
     };
     Ok(CheckReport {
         world: component.kind(),
@@ -61,6 +65,7 @@ pub fn check(
         imports: component.imports().to_vec(),
         config_accepted: config.is_some(),
         instantiate_ms,
+        route_traits,
     })
 }
 
@@ -86,8 +91,19 @@ impl fmt::Display for CheckReport {
             }
         )?;
         match self.instantiate_ms {
-            Some(ms) => write!(f, "config:   accepted (instantiate + configure {ms:.2} ms)"),
-            None => write!(f, "config:   not checked (pass --config JSON)"),
+            Some(ms) => write!(f, "config:   accepted (instantiate + configure {ms:.2} ms)")?,
+            None => write!(f, "config:   not checked (pass --config JSON)")?,
         }
+        if self.world == PolicyKind::Routing
+            && let Some(traits) = self.route_traits
+        {
+            let promise = if traits.cacheable_by_health_flags {
+                "cacheable-by-health-flags (plans are cached per facts, table and candidates)"
+            } else {
+                "none (route is called for every request)"
+            };
+            write!(f, "\npromises: {promise}")?;
+        }
+        Ok(())
     }
 }

@@ -18,6 +18,7 @@ use wasmtime::component::Component as WasmComponent;
 
 use crate::instance::WorldPre;
 use crate::kind::PolicyKind;
+use crate::tag::Tag;
 use crate::validate::Shape;
 
 /// Compiled code plus its template; shared by every [`Component`] with the
@@ -57,8 +58,8 @@ impl CacheOutcome {
 
 /// One loaded plugin version. Create with [`crate::Runtime::compile`].
 pub struct Component {
-    name: Arc<str>,
-    version: Arc<str>,
+    name: Tag,
+    version: Tag,
     size_bytes: usize,
     cache: CacheOutcome,
     loaded_at_unix_ms: u64,
@@ -95,8 +96,8 @@ impl Component {
         compiled: Arc<Compiled>,
     ) -> Component {
         Component {
-            name: name.into(),
-            version,
+            name: Tag::intern(name),
+            version: Tag::intern(&version),
             size_bytes,
             cache,
             loaded_at_unix_ms,
@@ -202,12 +203,14 @@ impl Component {
         &self.compiled
     }
 
-    pub(crate) fn name_arc(&self) -> &Arc<str> {
-        &self.name
+    /// The name, as answers carry it.
+    pub fn name_tag(&self) -> Tag {
+        self.name
     }
 
-    pub(crate) fn version_arc(&self) -> &Arc<str> {
-        &self.version
+    /// The version, as answers carry it.
+    pub fn version_tag(&self) -> Tag {
+        self.version
     }
 }
 

@@ -24,6 +24,7 @@ use crate::bindings::{wit_checkpoint, wit_retry, wit_routing, wit_types};
 use crate::error::Failure;
 use crate::host::truncate_to_char_boundary;
 use crate::limits::Limits;
+use crate::plan_cache::RouteTraits;
 
 /// Buffers an instance keeps between calls, so that lowering a call's
 /// lists allocates only while they grow.
@@ -45,10 +46,22 @@ impl Scratch {
         }
     }
 
-    /// `candidates` in their WIT form, in the reused buffer.
-    pub(crate) fn candidates(&mut self, candidates: &[Candidate]) -> &[wit_types::Candidate] {
+    /// `candidates` in their WIT form, in the reused buffer; with
+    /// `health_flags_only`, `failure-rate-permille` and `latency-ms` are
+    /// passed as 0 (a plugin that declared `cacheable-by-health-flags`).
+    pub(crate) fn candidates(
+        &mut self,
+        candidates: &[Candidate],
+        health_flags_only: bool,
+    ) -> &[wit_types::Candidate] {
         self.candidates.clear();
         self.candidates.extend(candidates.iter().map(candidate));
+        if health_flags_only {
+            for candidate in &mut self.candidates {
+                candidate.failure_rate_permille = 0;
+                candidate.latency_ms = 0;
+            }
+        }
         &self.candidates
     }
 
@@ -174,6 +187,13 @@ pub(crate) fn route_plan(
     })
 }
 
+/// What a routing plugin's `configure` declared.
+pub(crate) fn route_traits(traits: wit_routing::RouteTraits) -> RouteTraits {
+    RouteTraits {
+        cacheable_by_health_flags: traits.cacheable_by_health_flags,
+    }
+}
+
 pub(crate) fn checkpoint_action(action: wit_checkpoint::Action) -> CheckpointAction {
     match action {
         wit_checkpoint::Action::None => CheckpointAction::None,
@@ -197,13 +217,23 @@ mod tests {
                 latency_ms: 3,
             })
             .collect();
-        assert_eq!(scratch.candidates(&many).len(), 16);
+        assert_eq!(scratch.candidates(&many, false).len(), 16);
         let capacity = scratch.candidates.capacity();
-        let few = scratch.candidates(&many[..3]);
+        let few = scratch.candidates(&many[..3], false);
         assert_eq!(few.len(), 3);
         assert_eq!(
             (few[2].node, few[2].healthy, few[2].failure_rate_permille),
             (2, true, 20)
+        );
+        let masked = scratch.candidates(&many[..3], true);
+        assert_eq!(
+            (
+                masked[2].node,
+                masked[2].healthy,
+                masked[2].failure_rate_permille,
+                masked[2].latency_ms
+            ),
+            (2, true, 0, 0)
         );
         assert_eq!(scratch.candidates.capacity(), capacity);
 

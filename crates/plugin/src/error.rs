@@ -141,6 +141,19 @@ pub enum Failure {
     Instantiate(String),
 }
 
+impl LoadError {
+    /// The component names the right interfaces but its types are not
+    /// this host's (e.g. built against an earlier draft of the WIT).
+    pub(crate) fn type_mismatch(world: PolicyKind, error: &wasmtime::Error) -> LoadError {
+        LoadError::Incompatible {
+            world,
+            detail: format!(
+                "{error:#} (rebuild it against this host's wit/levee-policy.wit, {WIT_PACKAGE})"
+            ),
+        }
+    }
+}
+
 impl Failure {
     /// A short stable label, for metrics.
     pub fn label(&self) -> &'static str {

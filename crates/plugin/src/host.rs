@@ -12,12 +12,16 @@
 //!   [`crate::Limits::log_calls_per_call_max`] per policy call; the rest
 //!   are dropped and counted.
 //! - `now-ms`, `random-u64`: from the [`HostEnv`].
-//! - the `request` resource's methods: read from the caller's
-//!   [`RequestView`], lent for exactly one call by [`with_request`]; each
-//!   returns an owned copy of what it reads, bounded (path at
-//!   [`PATH_BYTES_MAX`], header values at [`HEADER_VALUE_BYTES_MAX`], cut
+//! - the `request` functions: read from the caller's [`RequestView`],
+//!   lent for exactly one call by [`with_request`] (outside such a call
+//!   they trap); each returns an owned copy of what it reads, bounded (path
+//!   at [`PATH_BYTES_MAX`], header values at [`HEADER_VALUE_BYTES_MAX`], cut
 //!   at a character boundary), and `header` answers `none` for credentials
 //!   whatever the case of the name.
+//!
+//! Whether a call read the request, the clock or the random source is
+//! remembered ([`HostState::read_ambient`]): a route plan that depends on
+//! them is never cached (see `plan_cache`).
 //!
 //! It also wraps wasmtime's [`StoreLimits`] so that a denied memory or
 //! table growth is remembered: the call's failure is then classified as
@@ -28,13 +32,13 @@ use std::sync::Arc;
 
 use levee_policy::RequestView;
 use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, PATH_BYTES_MAX, is_credential_header};
-use wasmtime::component::Resource;
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 
 use crate::bindings::{wit_host, wit_request, wit_types};
 use crate::env::HostEnv;
 use crate::limits::Limits;
 use crate::stats::Counters;
+use crate::tag::Tag;
 
 /// Bytes of one `host.log` message kept; the WIT promises 1 KiB.
 pub const LOG_MESSAGE_BYTES_MAX: usize = 1024;
@@ -42,8 +46,8 @@ pub const LOG_MESSAGE_BYTES_MAX: usize = 1024;
 /// Who a plugin instance is, for log lines.
 #[derive(Debug)]
 pub(crate) struct PluginTag {
-    pub(crate) name: Arc<str>,
-    pub(crate) version: Arc<str>,
+    pub(crate) name: Tag,
+    pub(crate) version: Tag,
 }
 
 /// Data of one plugin instance's `Store`.
@@ -59,12 +63,10 @@ pub(crate) struct HostState {
     log_calls_max: u32,
     /// The request lent to the current call, if any (see [`with_request`]).
     lent: LentView,
+    /// Set when the current call read the request, the clock or the random
+    /// source; reset before each call.
+    read_ambient: bool,
 }
-
-/// The `request` resource's Rust type: never instantiated. Handles carry
-/// no state (the host passes `Resource::new_borrow(0)`); what a method
-/// reads is the request lent to the call in progress.
-pub enum LentRequest {}
 
 /// The caller's request for the duration of one call, lifetime erased.
 ///
@@ -80,10 +82,9 @@ struct LentView(Option<NonNull<dyn RequestView>>);
 // to another thread (an idle pooled instance) always holds `None`.
 unsafe impl Send for LentView {}
 
-/// The view the component model's borrow handle stands for: the plugin
-/// holds a `borrow<request>` only for the call that received it (the
-/// component model invalidates borrow handles when the call returns), and
-/// host functions only run inside a call, so the view outlives every use.
+/// Lends `request` to the `request` functions for the duration of `call`:
+/// host functions only run inside a guest call, which `call` makes and
+/// finishes before this returns, so the view outlives every use.
 pub(crate) fn with_request<R>(
     store: &mut Store<HostState>,
     request: &dyn RequestView,
@@ -105,11 +106,6 @@ pub(crate) fn with_request<R>(
     store.data_mut().lent = LentView(Some(view));
     let guard = Return(store);
     call(&mut *guard.0)
-}
-
-/// The handle the host passes for the lent request.
-pub(crate) fn lent_request_handle() -> Resource<LentRequest> {
-    Resource::new_borrow(0)
 }
 
 impl HostState {
@@ -136,6 +132,7 @@ impl HostState {
             log_calls: 0,
             log_calls_max: limits.log_calls_per_call_max,
             lent: LentView(None),
+            read_ambient: false,
         }
     }
 
@@ -144,19 +141,20 @@ impl HostState {
         self.growth_denied = false;
         self.log_calls = 0;
         self.lent = LentView(None);
+        self.read_ambient = false;
     }
 
     /// The request lent to the call in progress; a trap when there is
-    /// none (a handle used outside the call that lent it, which the
-    /// component model already forbids).
-    fn lent_request(&self) -> wasmtime::Result<&dyn RequestView> {
+    /// none (`configure`, `set-nodes`).
+    fn lent_request(&mut self) -> wasmtime::Result<&dyn RequestView> {
+        self.read_ambient = true;
         match self.lent.0 {
             // SAFETY: set only inside `with_request`, which keeps the view
             // borrowed until it clears this field; host functions run only
             // inside that call (see `LentView`).
             Some(view) => Ok(unsafe { view.as_ref() }),
             None => Err(wasmtime::format_err!(
-                "levee:policy/request used outside the call that lent it"
+                "levee:policy/request used outside a decide or route call"
             )),
         }
     }
@@ -164,6 +162,13 @@ impl HostState {
     /// The counters of the binding this instance belongs to.
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Whether the call since [`HostState::begin_call`] read the request,
+    /// the clock or the random source: inputs a cached route plan does not
+    /// capture.
+    pub(crate) fn read_ambient(&self) -> bool {
+        self.read_ambient
     }
 
     /// Whether the limiter refused a memory or table growth since
@@ -256,41 +261,37 @@ impl wit_host::Host for HostState {
     }
 
     fn now_ms(&mut self) -> u64 {
+        self.read_ambient = true;
         self.env.now_ms()
     }
 
     fn random_u64(&mut self) -> u64 {
+        self.read_ambient = true;
         self.env.random_u64()
     }
 }
 
-/// Every `request` method is trappable: only a call without a lent request
-/// traps.
-impl wit_request::Host for HostState {}
-
-impl wit_request::HostRequest for HostState {
-    fn service(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<String> {
+/// Every `request` function is trappable: one called with no request
+/// lent traps.
+impl wit_request::Host for HostState {
+    fn service(&mut self) -> wasmtime::Result<String> {
         Ok(self.lent_request()?.service().to_owned())
     }
 
-    fn method(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<String> {
+    fn method(&mut self) -> wasmtime::Result<String> {
         Ok(self.lent_request()?.method().to_owned())
     }
 
-    fn path(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<String> {
+    fn path(&mut self) -> wasmtime::Result<String> {
         let path = self.lent_request()?.path();
         Ok(truncate_to_char_boundary(path, PATH_BYTES_MAX).to_owned())
     }
 
-    fn routing_key(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<String> {
+    fn routing_key(&mut self) -> wasmtime::Result<String> {
         Ok(self.lent_request()?.routing_key().to_owned())
     }
 
-    fn header(
-        &mut self,
-        _: Resource<LentRequest>,
-        mut name: String,
-    ) -> wasmtime::Result<Option<String>> {
+    fn header(&mut self, mut name: String) -> wasmtime::Result<Option<String>> {
         let request = self.lent_request()?;
         if is_credential_header(&name) {
             return Ok(None);
@@ -299,11 +300,6 @@ impl wit_request::HostRequest for HostState {
         Ok(request
             .header(&name)
             .map(|value| truncate_to_char_boundary(value, HEADER_VALUE_BYTES_MAX).to_owned()))
-    }
-
-    /// Handles are only ever borrowed: nothing to free.
-    fn drop(&mut self, _: Resource<LentRequest>) -> wasmtime::Result<()> {
-        Ok(())
     }
 }
 
@@ -329,7 +325,7 @@ pub(crate) fn truncate_to_char_boundary(text: &str, bytes_max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::wit_request::HostRequest;
+    use crate::bindings::wit_request::Host as _;
 
     /// A view that shows everything, credentials included: hiding them is
     /// the host functions' job.
@@ -374,7 +370,7 @@ mod tests {
     }
 
     fn service(store: &mut Store<HostState>) -> wasmtime::Result<String> {
-        store.data_mut().service(lent_request_handle())
+        store.data_mut().service()
     }
 
     #[test]
@@ -392,20 +388,18 @@ mod tests {
             ],
         };
         let error = service(&mut store).unwrap_err();
-        assert!(error.to_string().contains("outside the call"), "{error}");
+        assert!(error.to_string().contains("outside a decide"), "{error}");
 
         with_request(&mut store, &view, |store| {
             let state = store.data_mut();
-            let handle = lent_request_handle;
-            assert_eq!(state.service(handle()).unwrap(), "kv");
-            assert_eq!(state.method(handle()).unwrap(), "PROPFIND");
-            assert_eq!(state.routing_key(handle()).unwrap(), "users");
-            let path = state.path(handle()).unwrap();
+            assert_eq!(state.service().unwrap(), "kv");
+            assert_eq!(state.method().unwrap(), "PROPFIND");
+            assert_eq!(state.routing_key().unwrap(), "users");
+            let path = state.path().unwrap();
             assert!(path.len() <= PATH_BYTES_MAX && path.len() > PATH_BYTES_MAX - 2);
             assert!(view.path.starts_with(&path));
-            let header = |state: &mut HostState, name: &str| {
-                state.header(handle(), name.to_string()).unwrap()
-            };
+            let header =
+                |state: &mut HostState, name: &str| state.header(name.to_string()).unwrap();
             assert_eq!(header(state, "X-Echo").as_deref(), Some("hello"));
             assert_eq!(header(state, "x-missing"), None);
             let long = header(state, "x-long").unwrap();

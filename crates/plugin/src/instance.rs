@@ -14,11 +14,12 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
 use crate::bindings;
-use crate::convert::Scratch;
+use crate::convert::{self, Scratch};
 use crate::error::{Failure, LoadError};
 use crate::host::{HostState, truncate_to_char_boundary};
 use crate::kind::PolicyKind;
 use crate::nodes::NodeTable;
+use crate::plan_cache::RouteTraits;
 
 /// Bytes of a trap description kept in a [`Failure`].
 const TRAP_DETAIL_BYTES_MAX: usize = 512;
@@ -36,10 +37,7 @@ impl WorldPre {
         kind: PolicyKind,
         pre: InstancePre<HostState>,
     ) -> Result<WorldPre, LoadError> {
-        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
-            world: kind,
-            detail: format!("{e:#}"),
-        };
+        let incompatible = |e: wasmtime::Error| LoadError::type_mismatch(kind, &e);
         Ok(match kind {
             PolicyKind::Retry => {
                 WorldPre::Retry(bindings::retry::RetryPolicyPre::new(pre).map_err(incompatible)?)
@@ -75,19 +73,27 @@ pub(crate) enum WorldInstance {
 }
 
 impl WorldInstance {
-    /// Calls the world's `configure` export with the plugin's config.
+    /// Calls the world's `configure` export with the plugin's config; a
+    /// routing plugin's answer says what it promises about `route` (other
+    /// kinds promise nothing).
     pub(crate) fn call_configure(
         &self,
         store: &mut Store<HostState>,
         config: &str,
-    ) -> wasmtime::Result<Result<(), String>> {
-        match self {
-            WorldInstance::Retry(w) => w.levee_policy_retry().call_configure(store, config),
-            WorldInstance::Routing(w) => w.levee_policy_routing().call_configure(store, config),
-            WorldInstance::Checkpoint(w) => {
-                w.levee_policy_checkpoint().call_configure(store, config)
+    ) -> wasmtime::Result<Result<RouteTraits, String>> {
+        let nothing = |answer: Result<(), String>| answer.map(|()| RouteTraits::default());
+        Ok(match self {
+            WorldInstance::Retry(w) => {
+                nothing(w.levee_policy_retry().call_configure(store, config)?)
             }
-        }
+            WorldInstance::Routing(w) => w
+                .levee_policy_routing()
+                .call_configure(store, config)?
+                .map(convert::route_traits),
+            WorldInstance::Checkpoint(w) => {
+                nothing(w.levee_policy_checkpoint().call_configure(store, config)?)
+            }
+        })
     }
 }
 

@@ -38,7 +38,7 @@
 //! retry.bind(Some(bound))?; // atomic hot swap
 //! // On the request path (synchronous, microseconds, never fails). The
 //! // request's strings stay with the caller: the plugin reads what it
-//! // needs through the `request` resource, lent for this call only.
+//! // needs through the `request` functions, lent for this call only.
 //! let facts = RequestFacts { method: Method::Get, idempotent: true };
 //! let outcome = AttemptOutcome {
 //!     node: 0, attempt: 1, result: AttemptResult::Status(503), elapsed_ms: 3, retry_after_ms: None,
@@ -61,12 +61,15 @@
 //!    [`EngineCaps`], the epoch ticker), [`limits`] ([`Limits`], the fence
 //!    around one plugin, re-exported from `levee_policy`, and
 //!    [`ValidateLimits`], its check against the engine), [`env`](mod@env)
-//!    ([`HostEnv`], the seedable clock and random source), [`stats`]
-//!    ([`Stats`] snapshots and the live counters), `hmac`, `validate`
+//!    ([`HostEnv`], the seedable clock and random source), [`plan_cache`]
+//!    (the route-plan cache of routing plugins that declare
+//!    `cacheable-by-health-flags`, and [`RouteTraits`]), [`stats`]
+//!    ([`Stats`] snapshots and the live counters), [`tag`] ([`Tag`], the
+//!    interned name and version every answer carries), `hmac`, `validate`
 //!    (header, world and import checks on load), `bindings` (the
 //!    `bindgen!` output, private).
 //! 2. `host`: the store data, the WIT `host` import (log, clock, rng) and
-//!    the `request` resource (the caller's request, lent for one call);
+//!    the `request` functions (the caller's request, lent for one call);
 //!    `convert`, `sanitize`: the boundary between WIT types and
 //!    `levee_policy` types, and the host invariants on every answer;
 //!    [`nodes`] ([`NodeTable`]): a service's node table, given to each
@@ -104,12 +107,14 @@ mod instance;
 pub mod kind;
 pub mod limits;
 pub mod nodes;
+pub mod plan_cache;
 pub mod policy;
 mod pool;
 pub mod registry;
 pub mod runtime;
 mod sanitize;
 pub mod stats;
+pub mod tag;
 mod validate;
 
 pub use bound::BoundPlugin;
@@ -122,7 +127,9 @@ pub use host::LOG_MESSAGE_BYTES_MAX;
 pub use kind::PolicyKind;
 pub use limits::{Limits, ValidateLimits};
 pub use nodes::{NodeTable, NodeTableTooLarge};
+pub use plan_cache::{PLAN_CACHE_ENTRIES_MAX, PlanCacheStats, RouteTraits};
 pub use policy::{CheckpointPolicy, Decided, RetryPolicy, RoutingPolicy, Source};
 pub use registry::{PluginInfo, PluginStatus, Registry};
 pub use runtime::{Runtime, RuntimeOptions};
 pub use stats::{CounterSnapshot, Stats};
+pub use tag::Tag;

@@ -16,10 +16,13 @@
 //!   dropped. Only a call that returned normally and validly recycles, so
 //!   an instance that trapped, timed out, hit a limit or answered nonsense
 //!   is never reused (its guest state may be corrupt).
+//! - Leasing and returning take no lock (see [`Pool`]).
 //! - Every instance runs under a fresh [`HostState`] with the plugin's
 //!   [`Limits`]; instantiation and `configure` get their own deadline.
 
-use std::sync::{Arc, Mutex};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::Store;
 
@@ -29,6 +32,7 @@ use crate::error::Failure;
 use crate::host::{HostState, PluginTag, truncate_to_char_boundary};
 use crate::instance::{Instance, classify};
 use crate::limits::Limits;
+use crate::plan_cache::RouteTraits;
 use crate::runtime::Runtime;
 use crate::stats::Counters;
 
@@ -53,8 +57,9 @@ pub(crate) struct Recipe {
 }
 
 impl Recipe {
-    /// Store + instantiate + `configure`, under the configure deadline.
-    pub(crate) fn instantiate(&self) -> Result<Instance, InstantiateError> {
+    /// Store + instantiate + `configure`, under the configure deadline;
+    /// with what `configure` declared.
+    pub(crate) fn instantiate(&self) -> Result<(Instance, RouteTraits), InstantiateError> {
         let state = HostState::new(
             self.tag.clone(),
             self.runtime.env().clone(),
@@ -76,7 +81,7 @@ impl Recipe {
         let world = self.compiled.pre.instantiate(&mut store);
         let world = world.map_err(|e| failed(&store, e))?;
         match world.call_configure(&mut store, &self.config) {
-            Ok(Ok(())) => Ok(Instance::new(store, world)),
+            Ok(Ok(traits)) => Ok((Instance::new(store, world), traits)),
             Ok(Err(reason)) => {
                 let reason = truncate_to_char_boundary(
                     &reason,
@@ -89,18 +94,51 @@ impl Recipe {
     }
 }
 
-struct PoolState {
-    idle: Vec<Instance>,
-    /// Idle plus leased instances.
-    live: u32,
-}
+/// One idle-instance slot: null, or an instance the pool owns (a leaked
+/// `Box<Instance>`). Each slot has its own cache line, so threads leasing
+/// from different slots do not contend.
+#[repr(align(64))]
+struct Slot(AtomicPtr<Instance>);
 
 /// The bounded set of ready instances of one bound plugin.
+///
+/// Lock-free: idle instances sit in slots, and leasing or returning one is
+/// one atomic swap or compare-exchange on the first slot that holds (or
+/// lacks) one, starting at the calling thread's own slot. So a thread
+/// tends to get back the instance it returned, its guest memory still warm
+/// in this core's cache. `live` counts idle plus leased instances and is
+/// only raised below `live_max`.
 pub(crate) struct Pool {
     recipe: Recipe,
-    state: Mutex<PoolState>,
+    /// `max(idle_max, 1)` slots: the first `idle_max` take returned
+    /// instances; the extra one when `idle_max` is 0 only ever holds the
+    /// instance [`Pool::prime`] made.
+    slots: Box<[Slot]>,
     idle_max: usize,
+    /// Idle plus leased instances.
+    live: AtomicU32,
     live_max: u32,
+    /// What the first instance's `configure` declared ([`Pool::prime`]);
+    /// every later instance must declare the same.
+    declared: OnceLock<RouteTraits>,
+}
+
+// Idle instances move between threads through the slots.
+const _: () = {
+    const fn must_be_send<T: Send>() {}
+    must_be_send::<Instance>();
+};
+
+thread_local! {
+    /// The slot this thread tries first, in every pool.
+    static SLOT_HINT: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+fn slot_hint() -> usize {
+    SLOT_HINT.with(|hint| *hint)
 }
 
 impl Pool {
@@ -113,24 +151,41 @@ impl Pool {
         );
         Pool {
             recipe,
-            state: Mutex::new(PoolState {
-                idle: Vec::with_capacity(idle_max),
-                live: 0,
-            }),
+            slots: (0..idle_max.max(1))
+                .map(|_| Slot(AtomicPtr::new(ptr::null_mut())))
+                .collect(),
             idle_max,
+            live: AtomicU32::new(0),
             live_max,
+            declared: OnceLock::new(),
         }
     }
 
     /// Makes one instance now and keeps it idle (even when `idle_max` is
     /// 0, in which case it serves one call); used at bind time so a bad
-    /// config is refused before the plugin serves anything.
-    pub(crate) fn prime(&self) -> Result<(), InstantiateError> {
+    /// config is refused before the plugin serves anything. Returns (and
+    /// holds every later instance to) what its `configure` declared.
+    pub(crate) fn prime(&self) -> Result<RouteTraits, InstantiateError> {
         self.reserve().map_err(InstantiateError::Failed)?;
         match self.recipe.instantiate() {
-            Ok(instance) => {
-                self.lock().idle.push(instance);
-                Ok(())
+            Ok((instance, traits)) => {
+                let declared = *self.declared.get_or_init(|| traits);
+                debug_assert_eq!(declared, traits, "prime runs once");
+                let instance = Box::into_raw(Box::new(instance));
+                // Only `bind` primes, before the pool is shared: the first
+                // slot is empty.
+                let parked = self.slots[0].0.compare_exchange(
+                    ptr::null_mut(),
+                    instance,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                debug_assert!(parked.is_ok(), "prime runs first, on an empty pool");
+                if parked.is_err() {
+                    // SAFETY: not parked, so still owned here.
+                    self.discard(unsafe { Box::from_raw(instance) });
+                }
+                Ok(declared)
             }
             Err(e) => {
                 self.release_slot();
@@ -142,24 +197,27 @@ impl Pool {
     /// An instance for one call: an idle one, or a fresh one if the pool
     /// has room.
     pub(crate) fn acquire(&self) -> Result<Lease<'_>, Failure> {
-        {
-            let mut state = self.lock();
-            if let Some(instance) = state.idle.pop() {
-                return Ok(Lease {
-                    pool: self,
-                    instance: Some(instance),
-                });
-            }
-            if state.live >= self.live_max {
-                return Err(Failure::PoolExhausted);
-            }
-            state.live += 1;
-        }
-        match self.recipe.instantiate() {
-            Ok(instance) => Ok(Lease {
+        if let Some(instance) = self.take_idle() {
+            return Ok(Lease {
                 pool: self,
                 instance: Some(instance),
+            });
+        }
+        self.reserve()?;
+        match self.recipe.instantiate() {
+            Ok((instance, traits)) if Some(&traits) == self.declared.get() => Ok(Lease {
+                pool: self,
+                instance: Some(Box::new(instance)),
             }),
+            Ok((instance, traits)) => {
+                // A plugin whose promise changes between instances cannot
+                // be held to it: this instance never serves.
+                self.discard(Box::new(instance));
+                Err(Failure::Instantiate(format!(
+                    "configure declared {traits:?}, not the {:?} it declared at bind",
+                    self.declared.get()
+                )))
+            }
             Err(e) => {
                 self.release_slot();
                 Err(match e {
@@ -172,44 +230,85 @@ impl Pool {
         }
     }
 
-    fn reserve(&self) -> Result<(), Failure> {
-        let mut state = self.lock();
-        if state.live >= self.live_max {
-            return Err(Failure::PoolExhausted);
+    /// Takes an idle instance out of the first slot that has one.
+    fn take_idle(&self) -> Option<Box<Instance>> {
+        let count = self.slots.len();
+        let start = slot_hint();
+        for step in 0..count {
+            let slot = &self.slots[(start + step) % count].0;
+            // A plain load first: an empty slot costs no write.
+            if slot.load(Ordering::Relaxed).is_null() {
+                continue;
+            }
+            let instance = slot.swap(ptr::null_mut(), Ordering::AcqRel);
+            if !instance.is_null() {
+                // SAFETY: a non-null slot holds a `Box<Instance>` leaked by
+                // `prime` or `give_back`; the swap made this thread its
+                // only owner (the Acquire pairs with the Release that
+                // parked it).
+                return Some(unsafe { Box::from_raw(instance) });
+            }
         }
-        state.live += 1;
-        Ok(())
+        None
+    }
+
+    /// Counts one more live instance, unless the pool is full.
+    fn reserve(&self) -> Result<(), Failure> {
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < self.live_max).then_some(live + 1)
+            })
+            .map(drop)
+            .map_err(|_| Failure::PoolExhausted)
     }
 
     fn release_slot(&self) {
-        let mut state = self.lock();
-        debug_assert!(state.live > 0);
-        state.live = state.live.saturating_sub(1);
+        let before = self.live.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0);
     }
 
-    fn give_back(&self, instance: Instance) {
-        let mut state = self.lock();
-        if state.idle.len() < self.idle_max {
-            state.idle.push(instance);
-        } else {
-            state.live = state.live.saturating_sub(1);
-            drop(state);
-            drop(instance);
+    /// Drops an instance that will not be kept and counts it out.
+    fn discard(&self, instance: Box<Instance>) {
+        drop(instance);
+        self.release_slot();
+    }
+
+    /// Parks a healthy instance in a free slot among the first
+    /// `idle_max`, or drops it when they are all taken.
+    fn give_back(&self, instance: Box<Instance>) {
+        let count = self.idle_max;
+        if count == 0 {
+            return self.discard(instance);
         }
+        let instance = Box::into_raw(instance);
+        let start = slot_hint();
+        for step in 0..count {
+            let slot = &self.slots[(start + step) % count].0;
+            if slot.load(Ordering::Relaxed).is_null()
+                && slot
+                    .compare_exchange(
+                        ptr::null_mut(),
+                        instance,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                return;
+            }
+        }
+        // SAFETY: no slot took it, so it is still owned here.
+        self.discard(unsafe { Box::from_raw(instance) });
     }
 
-    /// (idle, live) right now.
+    /// (idle, live) right now (a racy snapshot while calls run).
     pub(crate) fn occupancy(&self) -> (u32, u32) {
-        let state = self.lock();
-        (state.idle.len() as u32, state.live)
-    }
-
-    /// The pool's state is a plain list and a count: a panic while holding
-    /// the lock cannot leave it inconsistent, so poisoning is ignored.
-    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let idle = self
+            .slots
+            .iter()
+            .filter(|slot| !slot.0.load(Ordering::Acquire).is_null())
+            .count();
+        (idle as u32, self.live.load(Ordering::Acquire))
     }
 
     pub(crate) fn recipe(&self) -> &Recipe {
@@ -217,11 +316,24 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for slot in self.slots.iter_mut() {
+            let instance = std::mem::replace(slot.0.get_mut(), ptr::null_mut());
+            if !instance.is_null() {
+                // SAFETY: `&mut self`: no lease or return is in progress,
+                // and a non-null slot owns its leaked box.
+                drop(unsafe { Box::from_raw(instance) });
+            }
+        }
+    }
+}
+
 /// One instance lent to one call. Dropped without [`Lease::recycle`], the
 /// instance is discarded.
 pub(crate) struct Lease<'pool> {
     pool: &'pool Pool,
-    instance: Option<Instance>,
+    instance: Option<Box<Instance>>,
 }
 
 impl Lease<'_> {
@@ -242,8 +354,7 @@ impl Lease<'_> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(instance) = self.instance.take() {
-            drop(instance);
-            self.pool.release_slot();
+            self.pool.discard(instance);
             self.pool.recipe.counters.record_discard();
         }
     }

@@ -256,14 +256,11 @@ impl Runtime {
     /// Validates the shape, links the imports and type-checks the world.
     fn prepare(&self, code: WasmComponent, compile_ms: f64) -> Result<Compiled, LoadError> {
         let shape = validate::shape(&self.inner.engine, &code)?;
-        let instance_pre =
-            self.inner
-                .linker
-                .instantiate_pre(&code)
-                .map_err(|e| LoadError::Incompatible {
-                    world: shape.kind,
-                    detail: format!("{e:#}"),
-                })?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&code)
+            .map_err(|e| LoadError::type_mismatch(shape.kind, &e))?;
         let pre = WorldPre::new(shape.kind, instance_pre)?;
         self.trial_instantiate(shape.kind, &pre)?;
         Ok(Compiled {
@@ -304,10 +301,7 @@ impl Runtime {
             Err(e) if is_guest_fault(&store, &e) => {
                 Err(LoadError::Instantiate(classify(&store, &e).to_string()))
             }
-            Err(e) => Err(LoadError::Incompatible {
-                world: kind,
-                detail: format!("{e:#}"),
-            }),
+            Err(e) => Err(LoadError::type_mismatch(kind, &e)),
         }
     }
 

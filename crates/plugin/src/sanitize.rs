@@ -19,8 +19,13 @@ use std::collections::HashSet;
 use levee_policy::limits::RETRY_DELAY_MS_MAX;
 use levee_policy::{Candidate, NodeIndex, RetryContext, RetryDecision, RoutePlan, Target};
 
-/// Order lengths up to which duplicate detection uses a linear scan.
-const LINEAR_DEDUP_MAX: usize = 64;
+/// Words of the small bitset: node indexes below 256, the tables of
+/// nearly every service (cleared for 32 bytes).
+const SMALL_WORDS: usize = 4;
+/// Words of the large one: any index of a valid
+/// [`NodeTable`](crate::NodeTable) (512 bytes). A candidate beyond it
+/// sends the plan down the general path.
+const LARGE_WORDS: usize = levee_policy::limits::NODE_TABLE_MAX / 64;
 
 /// Clamps the delay and resolves a target node that is not a candidate to
 /// `next`.
@@ -42,33 +47,58 @@ pub(crate) fn retry_decision(decision: RetryDecision, context: &RetryContext<'_>
 
 /// Drops nodes that are not candidates and repeated nodes (keeping first
 /// occurrences in order), and clamps the hedge delay.
+///
+/// Linear in the plan plus the candidates: the candidates' nodes go into a
+/// bitset and each kept node is taken out of it, so membership and
+/// duplicates are one bit test per planned node.
 pub(crate) fn route_plan(mut plan: RoutePlan, candidates: &[Candidate]) -> RoutePlan {
-    let is_candidate = |node: NodeIndex| candidates.iter().any(|c| c.node == node);
-    let order = &mut plan.order;
-    let mut kept = 0;
-    if order.len() <= LINEAR_DEDUP_MAX {
-        for at in 0..order.len() {
-            let node = order[at];
-            if is_candidate(node) && !order[..kept].contains(&node) {
-                order[kept] = node;
-                kept += 1;
-            }
-        }
-    } else {
-        let mut seen: HashSet<NodeIndex> = HashSet::with_capacity(candidates.len());
-        for at in 0..order.len() {
-            let node = order[at];
-            if is_candidate(node) && seen.insert(node) {
-                order[kept] = node;
-                kept += 1;
-            }
-        }
+    if !keep_candidates_once_bitset::<SMALL_WORDS>(&mut plan.order, candidates)
+        && !keep_candidates_once_bitset::<LARGE_WORDS>(&mut plan.order, candidates)
+    {
+        keep_candidates_once_hashed(&mut plan.order, candidates);
     }
-    order.truncate(kept);
     plan.hedge_delay_ms = plan
         .hedge_delay_ms
         .map(|delay| delay.min(RETRY_DELAY_MS_MAX));
     plan
+}
+
+/// The common path, with a bitset of `WORDS` words; `false` (nothing
+/// changed) when a candidate's index is too large for it.
+fn keep_candidates_once_bitset<const WORDS: usize>(
+    order: &mut Vec<NodeIndex>,
+    candidates: &[Candidate],
+) -> bool {
+    const WORD: usize = u64::BITS as usize;
+    let mut remaining = [0u64; WORDS];
+    for candidate in candidates {
+        let node = candidate.node as usize;
+        if node >= WORDS * WORD {
+            return false;
+        }
+        remaining[node / WORD] |= 1 << (node % WORD);
+    }
+    let mut kept = 0;
+    for at in 0..order.len() {
+        let node = order[at] as usize;
+        let Some(word) = remaining.get_mut(node / WORD) else {
+            continue;
+        };
+        let bit = 1 << (node % WORD);
+        if *word & bit != 0 {
+            *word &= !bit;
+            order[kept] = order[at];
+            kept += 1;
+        }
+    }
+    order.truncate(kept);
+    true
+}
+
+/// The general path, for candidates no valid node table has.
+fn keep_candidates_once_hashed(order: &mut Vec<NodeIndex>, candidates: &[Candidate]) {
+    let mut remaining: HashSet<NodeIndex> = candidates.iter().map(|c| c.node).collect();
+    order.retain(|node| remaining.remove(node));
 }
 
 #[cfg(test)]
@@ -156,6 +186,40 @@ mod tests {
                 if node != 4 && !expected.contains(&node) { expected.push(node); }
             }
             prop_assert_eq!(clean.order, expected);
+        }
+
+        /// The bitset and the general path agree, whatever the indexes.
+        #[test]
+        fn both_paths_clean_alike(
+            order in proptest::collection::vec(0u32..80, 0..100),
+            nodes in proptest::collection::vec(0u32..80, 0..20),
+            huge in any::<bool>(),
+        ) {
+            let mut nodes = candidates(&nodes);
+            if huge {
+                nodes.push(Candidate { node: u32::MAX, ..Candidate::default() });
+            }
+            let mut small = order.clone();
+            let used_small = keep_candidates_once_bitset::<1>(&mut small, &nodes);
+            prop_assert_eq!(used_small, nodes.iter().all(|c| c.node < 64));
+            let mut bitset = order.clone();
+            let used_bitset = keep_candidates_once_bitset::<LARGE_WORDS>(&mut bitset, &nodes);
+            prop_assert_eq!(used_bitset, !huge);
+            let mut hashed = order.clone();
+            keep_candidates_once_hashed(&mut hashed, &nodes);
+            if used_bitset {
+                prop_assert_eq!(&bitset, &hashed);
+            }
+            if used_small {
+                prop_assert_eq!(&small, &hashed);
+            }
+            let clean = route_plan(RoutePlan { order, hedge_delay_ms: None }, &nodes);
+            let mut expected: Vec<NodeIndex> = Vec::new();
+            for node in clean.order.iter().copied() {
+                prop_assert!(nodes.iter().any(|c| c.node == node));
+                prop_assert!(!expected.contains(&node));
+                expected.push(node);
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Per-bound-plugin counters and their serializable snapshot, [`Stats`].
 //!
 //! The request path only does relaxed atomic increments here (no locks, no
-//! allocation on success: three increments per valid answer, the call
-//! count being derived at snapshot time); the admin API and the metrics
+//! allocation on success: two increments per valid answer, its latency
+//! bucket and the latency sum; the call and ok counts are derived at
+//! snapshot time from the buckets); the admin API and the metrics
 //! exporter read a
 //! [`Stats`] snapshot. Latency is kept as a fixed set of power-of-two
 //! microsecond buckets so memory stays constant however many calls run.
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Failure;
+use crate::plan_cache::{PlanCacheStats, RouteTraits};
 
 /// Latency buckets: `<= 1 µs, <= 2 µs, ..., <= 2^(N-2) µs, more`.
 pub const LATENCY_BUCKETS: usize = 18;
@@ -26,7 +28,6 @@ pub fn latency_bucket_bounds_us() -> [u64; LATENCY_BUCKETS - 1] {
 /// Live counters of one [`crate::BoundPlugin`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    ok: AtomicU64,
     fallbacks: AtomicU64,
     traps: AtomicU64,
     timeouts: AtomicU64,
@@ -35,6 +36,7 @@ pub(crate) struct Counters {
     pool_exhausted: AtomicU64,
     instantiate_failures: AtomicU64,
     quarantined_calls: AtomicU64,
+    cached: AtomicU64,
     instantiations: AtomicU64,
     discarded_instances: AtomicU64,
     logs_dropped: AtomicU64,
@@ -42,6 +44,8 @@ pub(crate) struct Counters {
     consecutive_failures: AtomicU32,
     latency_ns_total: AtomicU64,
     latency_ns_max: AtomicU64,
+    /// Every call (ok or failed) lands in exactly one bucket: their sum
+    /// is the call count.
     latency_buckets: [AtomicU64; LATENCY_BUCKETS],
     last_failure: Mutex<Option<Failure>>,
 }
@@ -49,8 +53,7 @@ pub(crate) struct Counters {
 impl Counters {
     /// A call that the plugin answered validly. Resets the failure streak.
     pub(crate) fn record_ok(&self, latency: Duration) {
-        self.ok.fetch_add(1, Ordering::Relaxed);
-        // Written only when there is a streak to end: the common case
+        // Counted by its latency bucket (`ok` = calls - fallbacks). Written only when there is a streak to end: the common case
         // leaves the cache line shared.
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -85,6 +88,11 @@ impl Counters {
         self.quarantined_calls.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A route plan answered from the plan cache, without a call.
+    pub(crate) fn record_cached(&self) {
+        self.cached.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_instantiation(&self) {
         self.instantiations.fetch_add(1, Ordering::Relaxed);
     }
@@ -112,10 +120,14 @@ impl Counters {
 
     pub(crate) fn snapshot(&self) -> CounterSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let (ok, fallbacks) = (load(&self.ok), load(&self.fallbacks));
+        let latency_buckets: Vec<u64> = self.latency_buckets.iter().map(load).collect();
+        let calls = latency_buckets.iter().sum::<u64>();
+        // A failure counts its fallback just before its bucket: a racing
+        // snapshot may see one more fallback than failed calls.
+        let fallbacks = load(&self.fallbacks).min(calls);
         CounterSnapshot {
-            calls: ok.saturating_add(fallbacks),
-            ok,
+            calls,
+            ok: calls - fallbacks,
             fallbacks,
             traps: load(&self.traps),
             timeouts: load(&self.timeouts),
@@ -124,6 +136,7 @@ impl Counters {
             pool_exhausted: load(&self.pool_exhausted),
             instantiate_failures: load(&self.instantiate_failures),
             quarantined_calls: load(&self.quarantined_calls),
+            cached: load(&self.cached),
             instantiations: load(&self.instantiations),
             discarded_instances: load(&self.discarded_instances),
             logs_dropped: load(&self.logs_dropped),
@@ -131,7 +144,7 @@ impl Counters {
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             latency_ns_total: load(&self.latency_ns_total),
             latency_ns_max: load(&self.latency_ns_max),
-            latency_buckets: self.latency_buckets.iter().map(load).collect(),
+            latency_buckets,
             last_failure: self.last_failure.lock().ok().and_then(|last| last.clone()),
         }
     }
@@ -165,6 +178,11 @@ pub struct CounterSnapshot {
     pub instantiate_failures: u64,
     /// Calls served natively, without calling the plugin, while quarantined.
     pub quarantined_calls: u64,
+    /// Route plans answered from the plan cache without calling the plugin
+    /// (a routing plugin that declared `cacheable-by-health-flags`). Not
+    /// part of `calls`: no plugin code ran, so they have no latency sample
+    /// and neither end nor extend a failure streak.
+    pub cached: u64,
     /// Fresh instances created (the first one at bind included).
     pub instantiations: u64,
     /// Instances thrown away after a failure (never reused).
@@ -198,6 +216,11 @@ pub struct Stats {
     pub pool_idle: u32,
     /// Instances alive (idle + in a call).
     pub pool_live: u32,
+    /// What the plugin's `configure` declared.
+    pub route_traits: RouteTraits,
+    /// The route-plan cache, for a routing plugin that declared
+    /// `cacheable-by-health-flags`.
+    pub plan_cache: Option<PlanCacheStats>,
     #[serde(flatten)]
     pub counters: CounterSnapshot,
 }

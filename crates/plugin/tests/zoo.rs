@@ -643,10 +643,10 @@ fn stats_serialize_for_the_admin_api() {
 }
 
 /// `zoo/echo-request` gives up with what it read through the `request`
-/// resource and the size of the last node table it was given:
+/// functions and the size of the last node table it was given:
 /// `service|method|path|key|x-echo|authorization|nodes=N` (`-` for absent).
 #[test]
-fn the_request_resource_lends_the_request_and_hides_credentials() {
+fn the_request_functions_lend_the_request_and_hide_credentials() {
     let runtime = seeded_runtime(SEED);
     let limits = Limits {
         returned_string_bytes_max: 64 * 1024,

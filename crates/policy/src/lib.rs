@@ -26,7 +26,7 @@
 //!
 //! # Layout
 //! - [`types`]: mirrors of the WIT (`levee:policy@0.2.0`) records and
-//!   variants, and [`RequestView`], the `request` resource's methods.
+//!   variants, and [`RequestView`], what the `request` functions read.
 //! - [`limits`]: sizes both sides agree on, and [`limits::PluginLimits`],
 //!   the fence around one bound plugin (configured by the host).
 //! - [`config`]: JSON config parsing with errors that name the field.

@@ -78,6 +78,12 @@ pub struct PluginLimits {
     pub pool_idle_max: u32,
     /// Instances alive at once (idle + in a call).
     pub pool_instances_max: u32,
+    /// Whether the route plans of a routing plugin that declares
+    /// `cacheable-by-health-flags` (WIT `routing.route-traits`) are cached
+    /// and reused (a bounded cache per binding; see `levee_plugin`'s
+    /// `plan_cache`). `false` calls the plugin for every request whatever
+    /// it declares. Other kinds ignore it.
+    pub route_plan_cache: bool,
 }
 
 impl Default for PluginLimits {
@@ -99,6 +105,7 @@ impl Default for PluginLimits {
             consecutive_failures_max: 5,
             pool_idle_max,
             pool_instances_max: 32.max(pool_idle_max),
+            route_plan_cache: true,
         }
     }
 }

@@ -26,7 +26,7 @@
 //!
 //! The plan is bounded: at most [`limits::ROUTE_ORDER_MAX`] nodes, no
 //! duplicates, each one of the candidates. Building it allocates once: the
-//! order's `Vec`, sized up front.
+//! order's `Vec`, sized up front to the plan's length.
 
 use crate::config::{self, ConfigError};
 use crate::limits;
@@ -101,7 +101,11 @@ impl RouteAffinity {
         nodes: &[NodeInfo],
         candidates: &[Candidate],
     ) -> RoutePlan {
-        let any_healthy = candidates.iter().any(|candidate| candidate.healthy);
+        let healthy = candidates
+            .iter()
+            .filter(|candidate| candidate.healthy)
+            .count();
+        let any_healthy = healthy > 0;
         // Skip the unhealthy, unless that would leave nothing to try.
         let pool = || {
             candidates
@@ -109,9 +113,21 @@ impl RouteAffinity {
                 .filter(move |candidate| candidate.healthy || !any_healthy)
         };
         let in_zone = |candidate: &&Candidate| self.is_preferred_zone(nodes, candidate.node);
-        let mut order = Vec::with_capacity(candidates.len().min(limits::ROUTE_ORDER_MAX));
-        push_bounded_unique(&mut order, pool().filter(in_zone));
-        push_bounded_unique(&mut order, pool().filter(|candidate| !in_zone(candidate)));
+        // Exactly the plan's length (unless the ring repeated a node): a
+        // plugin returns the order as is, with no shrinking copy.
+        let planned = if any_healthy {
+            healthy
+        } else {
+            candidates.len()
+        };
+        let mut order = Vec::with_capacity(planned.min(limits::ROUTE_ORDER_MAX));
+        let mut seen = Seen::default();
+        push_bounded_unique(&mut order, &mut seen, pool().filter(in_zone));
+        push_bounded_unique(
+            &mut order,
+            &mut seen,
+            pool().filter(|candidate| !in_zone(candidate)),
+        );
         debug_assert!(order.len() <= limits::ROUTE_ORDER_MAX);
         let hedge_delay_ms = self.hedge_delay_ms(facts, order.len());
         RoutePlan {
@@ -142,19 +158,46 @@ impl RouteAffinity {
     }
 }
 
+/// The nodes already in a plan: a bitset for the indexes of a small table
+/// (one bit test per candidate), a scan of the plan for larger ones.
+#[derive(Default)]
+struct Seen {
+    small: [u64; SEEN_BITSET_WORDS],
+}
+
+/// Node indexes below `64 × SEEN_BITSET_WORDS` (256) are tracked by the
+/// bitset.
+const SEEN_BITSET_WORDS: usize = 4;
+
+impl Seen {
+    /// Whether `node` is not in `order` yet; marks it as in.
+    #[inline]
+    fn insert(&mut self, order: &[NodeIndex], node: NodeIndex) -> bool {
+        match self.small.get_mut(node as usize / 64) {
+            Some(word) => {
+                let bit = 1u64 << (node % 64);
+                let fresh = *word & bit == 0;
+                *word |= bit;
+                fresh
+            }
+            None => !order.contains(&node),
+        }
+    }
+}
+
 /// Appends the candidates' nodes not yet in `order`, until `order` holds
 /// [`limits::ROUTE_ORDER_MAX`]. The ring should never repeat a node, but
-/// the plan must stay a set whatever the input; the scan is over at most
-/// `ROUTE_ORDER_MAX` kept indexes per candidate.
+/// the plan must stay a set whatever the input.
 fn push_bounded_unique<'a>(
     order: &mut Vec<NodeIndex>,
+    seen: &mut Seen,
     candidates: impl Iterator<Item = &'a Candidate>,
 ) {
     for candidate in candidates {
         if order.len() == limits::ROUTE_ORDER_MAX {
             return;
         }
-        if !order.contains(&candidate.node) {
+        if seen.insert(order, candidate.node) {
             order.push(candidate.node);
         }
     }

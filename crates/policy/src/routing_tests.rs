@@ -154,6 +154,16 @@ fn plan_is_bounded() {
 }
 
 #[test]
+fn repeated_candidates_are_kept_once_small_or_large_index() {
+    // Indexes below 256 are tracked by a bitset, larger ones by a scan of
+    // the plan: both keep first occurrences only.
+    let indexes = [3, 300, 3, 255, 256, 300, 0, 256, 4_000, 255];
+    let candidates: Vec<Candidate> = indexes.iter().map(|&i| candidate(i, true)).collect();
+    let plan = RouteAffinity::default().route(facts("GET"), &[], &candidates);
+    assert_eq!(plan.order, [3, 300, 255, 256, 0, 4_000]);
+}
+
+#[test]
 fn plan_allocates_no_more_than_it_can_hold() {
     let fixture = Fixture::new(&["a", "b", "c"]);
     let plan = fixture.route(&RouteAffinity::default(), "GET");

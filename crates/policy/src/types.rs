@@ -81,7 +81,7 @@ pub struct RequestFacts {
     pub idempotent: bool,
 }
 
-/// The request's strings, read on demand (the WIT's `request` resource).
+/// The request's strings, read on demand (the WIT's `request` functions).
 /// The host implements it over the request it holds, without copying;
 /// native policies need none of it, plugins pay per string they read.
 pub trait RequestView {

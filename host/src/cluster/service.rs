@@ -297,9 +297,8 @@ impl Policies {
         nodes: &NodeTable,
         candidates: &[Candidate],
     ) -> RoutePlan {
-        let started = std::time::Instant::now();
         let decided = self.routing.route(request, facts, nodes, candidates);
-        crate::base::metrics::policy_decided(&decided.source, started.elapsed());
+        record_policy(&decided);
         decided.value
     }
 
@@ -313,9 +312,153 @@ impl Policies {
         outcome: &AttemptOutcome,
         context: &RetryContext<'_>,
     ) -> levee_plugin::Decided<RetryDecision> {
-        let started = std::time::Instant::now();
         let decided = self.retry.decide(request, facts, nodes, outcome, context);
-        crate::base::metrics::policy_decided(&decided.source, started.elapsed());
+        record_policy(&decided);
         decided
+    }
+}
+
+/// Feeds a guarded policy's answer to the metrics. The duration is the
+/// one the guarded policy measured around the plugin call (the clock pair
+/// the plugin's own stats use), so the request path reads the clock once
+/// per plugin call, and not at all when the native policy answers alone.
+/// An answer no plugin code ran for (quarantined, or a cached route plan)
+/// counts with a zero duration.
+fn record_policy<T>(decided: &levee_plugin::Decided<T>) {
+    if !matches!(decided.source, levee_plugin::Source::Native) {
+        let elapsed = decided.elapsed.unwrap_or_default();
+        crate::base::metrics::policy_decided(&decided.source, elapsed);
+    }
+}
+
+/// A routing plugin that declares `cacheable-by-health-flags`
+/// (route-affinity) has its plans cached per facts, node table and
+/// candidates with their healthy flags: the plan follows a node's health
+/// through the real health path, including an ejection that ends by the
+/// clock alone (no write anyone could count).
+#[cfg(test)]
+mod plan_cache_tests {
+    use levee_plugin::{Limits, PolicyKind, Runtime, RuntimeOptions, Source};
+    use levee_policy::{Method, NodeIndex, RequestView};
+
+    use super::*;
+    use crate::cluster::health::{Verdict, ejection_ms};
+
+    /// A request for `users`; route-affinity reads none of it.
+    struct Users;
+
+    impl RequestView for Users {
+        fn service(&self) -> &str {
+            "kv"
+        }
+        fn method(&self) -> &str {
+            "GET"
+        }
+        fn path(&self) -> &str {
+            "/users"
+        }
+        fn routing_key(&self) -> &str {
+            "users"
+        }
+        fn header(&self, _: &str) -> Option<&str> {
+            None
+        }
+    }
+
+    fn service(runtime: &Runtime) -> Arc<Service> {
+        let spec: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "kv",
+            "nodes": (0..4)
+                .map(|i| serde_json::json!({"id": format!("n{i}"), "url": format!("http://127.0.0.1:{}", 1 + i)}))
+                .collect::<Vec<_>>(),
+            "replicas": 3,
+            "write_quorum": 2,
+            "key": {"path_segment": 1},
+        }))
+        .unwrap();
+        spec.validate().unwrap();
+        Arc::new(Service::build(spec, runtime).unwrap())
+    }
+
+    fn route_affinity(runtime: &Runtime) -> Arc<levee_plugin::BoundPlugin> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../plugins/dist/route-affinity.wasm"
+        );
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{path} ({e}): run scripts/build-plugins.sh"));
+        let limits = Limits {
+            call_timeout_ms: 1_000,
+            ..Limits::default()
+        };
+        runtime
+            .compile_as("route-affinity", &bytes, PolicyKind::Routing)
+            .unwrap()
+            .bind(runtime, "{}", limits)
+            .unwrap()
+    }
+
+    /// The plan for `users` at `now_ms`, with each candidate's health then.
+    fn route(service: &Service, now_ms: u64) -> Vec<NodeIndex> {
+        let candidates: Vec<Candidate> = service
+            .preference(b"users")
+            .iter()
+            .map(|node| service.candidate(node, now_ms))
+            .collect();
+        let facts = RequestFacts {
+            method: Method::Get,
+            idempotent: true,
+        };
+        let decided =
+            service
+                .policies
+                .routing
+                .route(&Users, facts, &service.node_table, &candidates);
+        assert!(
+            matches!(decided.source, Source::Plugin { .. }),
+            "{:?}",
+            decided.source
+        );
+        decided.value.order
+    }
+
+    #[test]
+    fn a_cached_plan_follows_node_health_both_ways() {
+        let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+        let service = service(&runtime);
+        let bound = route_affinity(&runtime);
+        crate::policy::bind::bind_policy(&service, PolicyKind::Routing, Some(bound.clone()))
+            .unwrap();
+        let counts = || {
+            let counters = bound.stats().counters;
+            (counters.calls, counters.cached)
+        };
+        let t0 = 1_000_000;
+        let healthy = route(&service, t0);
+        assert_eq!(healthy.len(), 3);
+        assert_eq!(route(&service, t0 + 1), healthy);
+        assert_eq!(counts(), (1, 1));
+
+        // The primary fails enough to be ejected: the next plan is a miss
+        // and routes around it, and repeats are hits again. (The failures
+        // also moved its failure rate and latency: not part of the key.)
+        let primary = healthy[0] as usize;
+        let outlier = &service.spec.outlier;
+        for _ in 0..outlier.consecutive_failures {
+            service.nodes[primary]
+                .health
+                .record(Verdict::Failure, 1, t0);
+        }
+        let ejected = route(&service, t0 + 1);
+        assert_eq!(ejected, healthy[1..]);
+        assert_eq!(route(&service, t0 + 2), ejected);
+        assert_eq!(counts(), (2, 2));
+
+        // The ejection ends when the clock passes its deadline, with no
+        // write: the candidates say healthy again, and the first entry
+        // answers.
+        let back = t0 + ejection_ms(outlier, 1);
+        assert_eq!(route(&service, back), healthy);
+        assert_eq!(counts(), (2, 3));
     }
 }

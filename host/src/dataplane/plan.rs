@@ -241,7 +241,7 @@ mod native_plan_tests {
 
 /// The policies read the inbound request through [`RequestView`], end to
 /// end: `zoo/echo-request` (a retry plugin) gives up with what it read
-/// through the WIT `request` resource and the size of the node table
+/// through the WIT `request` interface and the size of the node table
 /// `set-nodes` gave it: `service|method|path|key|x-echo|authorization|nodes=N`.
 #[cfg(test)]
 mod request_view_tests {

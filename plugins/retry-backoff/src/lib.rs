@@ -9,7 +9,7 @@
 //! given the same random value.
 //!
 //! The policy decides on scalars only: it never reads the `request`
-//! resource (idempotency arrives folded into the facts) and needs no node
+//! functions (idempotency arrives folded into the facts) and needs no node
 //! table, so `set-nodes` has nothing to keep.
 
 mod convert;
@@ -21,7 +21,6 @@ wit_bindgen::generate!({
 
 use exports::levee::policy::retry::{Decision, Guest};
 use levee::policy::host;
-use levee::policy::request::Request;
 use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 use levee_policy::RetryBackoff;
 use std::cell::RefCell;
@@ -43,12 +42,7 @@ impl Guest for RetryBackoffPlugin {
 
     fn set_nodes(_nodes: Vec<NodeInfo>) {}
 
-    fn decide(
-        _request: &Request,
-        facts: RequestFacts,
-        outcome: AttemptOutcome,
-        context: RetryContext,
-    ) -> Decision {
+    fn decide(facts: RequestFacts, outcome: AttemptOutcome, context: RetryContext) -> Decision {
         let random = host::random_u64();
         let facts = convert::facts(facts);
         let outcome = convert::attempt_outcome(outcome);

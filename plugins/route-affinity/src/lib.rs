@@ -4,7 +4,14 @@
 //!
 //! The node table (`set-nodes`) is converted once and kept next to the
 //! policy; a `route` call then converts only scalars, in the buffer the
-//! bindings already allocated, and never reads the `request` resource.
+//! bindings already allocated, and never reads the `request` functions.
+//!
+//! `configure` declares `cacheable-by-health-flags`: the plan depends only
+//! on the facts (hedging is for reads), the table (zones) and the
+//! candidates' order and `healthy` flags, never on their failure rates or
+//! latencies, the request, the clock or randomness, and `route` keeps no
+//! state between calls. So the host may reuse a plan for the same facts,
+//! table and candidates without calling the plugin.
 
 mod convert;
 
@@ -13,8 +20,7 @@ wit_bindgen::generate!({
     path: "../../wit",
 });
 
-use exports::levee::policy::routing::{Guest, RoutePlan};
-use levee::policy::request::Request;
+use exports::levee::policy::routing::{Guest, RoutePlan, RouteTraits};
 use levee::policy::types::{Candidate, NodeInfo, RequestFacts};
 use levee_policy::RouteAffinity;
 use std::cell::RefCell;
@@ -36,10 +42,13 @@ thread_local! {
 struct RouteAffinityPlugin;
 
 impl Guest for RouteAffinityPlugin {
-    fn configure(config: String) -> Result<(), String> {
+    fn configure(config: String) -> Result<RouteTraits, String> {
         let policy = RouteAffinity::from_json(&config)?;
         STATE.with(|state| state.borrow_mut().policy = policy);
-        Ok(())
+        // Whatever the config: see the module doc.
+        Ok(RouteTraits {
+            cacheable_by_health_flags: true,
+        })
     }
 
     fn set_nodes(nodes: Vec<NodeInfo>) {
@@ -47,7 +56,7 @@ impl Guest for RouteAffinityPlugin {
         STATE.with(|state| state.borrow_mut().nodes = nodes);
     }
 
-    fn route(_request: &Request, facts: RequestFacts, candidates: Vec<Candidate>) -> RoutePlan {
+    fn route(facts: RequestFacts, candidates: Vec<Candidate>) -> RoutePlan {
         let facts = convert::facts(facts);
         let candidates = convert::candidates(candidates);
         let plan = STATE.with(|state| {

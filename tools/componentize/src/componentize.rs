@@ -1,8 +1,8 @@
 //! Core module → component, with the sandbox's import rule enforced.
 //!
 //! A levee plugin gets no ambient capability: its only imports are the
-//! `levee:policy/host` functions, the `levee:policy/request` resource (the
-//! request a call is about, lent by the host) and the type-only
+//! `levee:policy/host` functions, the `levee:policy/request` functions (the
+//! request the call in progress is about, lent by the host) and the type-only
 //! `levee:policy/types`, all of contract version 0.2.0. A component built
 //! against another version of the contract is refused here too, by name,
 //! rather than by the host at load time.

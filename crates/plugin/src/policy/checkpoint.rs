@@ -4,8 +4,7 @@ use levee_policy::{CheckpointAction, CheckpointInterval, LogStats};
 
 use super::Decided;
 use super::guarded::{Guarded, PolicyKindSpec};
-use crate::bound::BoundPlugin;
-use crate::error::Failure;
+use crate::bound::{BoundPlugin, Called};
 use crate::kind::PolicyKind;
 
 /// The checkpoint kind of [`Guarded`].
@@ -22,7 +21,7 @@ impl PolicyKindSpec for CheckpointKind {
     type Answer = CheckpointAction;
     const KIND: PolicyKind = PolicyKind::Checkpoint;
 
-    fn ask_plugin(plugin: &BoundPlugin, stats: &&LogStats) -> Result<CheckpointAction, Failure> {
+    fn ask_plugin(plugin: &BoundPlugin, stats: &&LogStats) -> Called<CheckpointAction> {
         plugin.call_checkpoint(stats)
     }
 

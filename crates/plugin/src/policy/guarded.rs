@@ -12,12 +12,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::{Decided, Source};
-use crate::bound::BoundPlugin;
-use crate::error::{Failure, LoadError};
+use crate::bound::{BoundPlugin, Called};
+use crate::error::LoadError;
 use crate::kind::PolicyKind;
 use crate::stats::Stats;
 
@@ -36,7 +37,7 @@ pub trait PolicyKindSpec {
     const KIND: PolicyKind;
 
     /// Calls the plugin's export; the answer is not yet sanitized.
-    fn ask_plugin(plugin: &BoundPlugin, input: &Self::Input<'_>) -> Result<Self::Answer, Failure>;
+    fn ask_plugin(plugin: &BoundPlugin, input: &Self::Input<'_>) -> Called<Self::Answer>;
 
     /// Asks the native policy.
     fn ask_native(
@@ -117,33 +118,43 @@ impl<K: PolicyKindSpec> Guarded<K> {
     pub(super) fn ask(&self, input: K::Input<'_>) -> Decided<K::Answer> {
         // One load per call: the call is answered by this version only.
         let guard = self.plugin.load();
-        let (value, source) = match guard.as_deref() {
+        let (value, source, elapsed) = match guard.as_deref() {
             Some(plugin) => self.ask_bound(plugin, &input),
             None => {
                 self.native_calls.fetch_add(1, Ordering::Relaxed);
-                (self.ask_native(&input), Source::Native)
+                (self.ask_native(&input), Source::Native, None)
             }
         };
         Decided {
             value: K::sanitize(value, &input),
             source,
+            elapsed,
         }
     }
 
     /// The bound plugin's answer, or native's when it is quarantined or
-    /// fails this call.
-    fn ask_bound(&self, plugin: &BoundPlugin, input: &K::Input<'_>) -> (K::Answer, Source) {
-        let name = plugin.component().name_arc().clone();
-        let version = plugin.component().version_arc().clone();
+    /// fails this call; and how long the plugin call took, if one was made.
+    fn ask_bound(
+        &self,
+        plugin: &BoundPlugin,
+        input: &K::Input<'_>,
+    ) -> (K::Answer, Source, Option<Duration>) {
+        // Interned: copying them costs no atomic operation.
+        let (name, version) = (
+            plugin.component().name_tag(),
+            plugin.component().version_tag(),
+        );
         if plugin.is_quarantined() {
             plugin.record_quarantined_call();
             return (
                 self.ask_native(input),
                 Source::Quarantined { name, version },
+                None,
             );
         }
-        match K::ask_plugin(plugin, input) {
-            Ok(value) => (value, Source::Plugin { name, version }),
+        let Called { result, elapsed } = K::ask_plugin(plugin, input);
+        match result {
+            Ok(value) => (value, Source::Plugin { name, version }, elapsed),
             Err(failure) => (
                 self.ask_native(input),
                 Source::Fallback {
@@ -151,6 +162,7 @@ impl<K: PolicyKindSpec> Guarded<K> {
                     version,
                     failure,
                 },
+                elapsed,
             ),
         }
     }

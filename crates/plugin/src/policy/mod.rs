@@ -9,7 +9,10 @@
 //!   ([`Source::Quarantined`]);
 //! - plugin fails (trap, deadline, memory, invalid answer, pool exhausted)
 //!   → native for this call, failure counted ([`Source::Fallback`]);
-//! - otherwise the plugin's answer ([`Source::Plugin`]).
+//! - otherwise the plugin's answer ([`Source::Plugin`]); for a routing
+//!   plugin that declared `cacheable-by-health-flags`, possibly a plan it
+//!   gave before for the same facts, table and candidates (its binding's
+//!   [`crate::plan_cache`]), without a call.
 //!
 //! Either way the answer passes through the `sanitize` module before it is
 //! returned.
@@ -43,17 +46,26 @@ pub use guarded::Guarded;
 pub use retry::{RetryKind, RetryPolicy};
 pub use routing::{RoutingKind, RoutingPolicy};
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::error::Failure;
+use crate::tag::Tag;
 
-/// A policy answer and where it came from.
+/// A policy answer, where it came from, and what the plugin call took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decided<T> {
     pub value: T,
     pub source: Source,
+    /// How long the plugin call took (lease, call, validation), when one
+    /// was made (sources `Plugin` and `Fallback`); the native fallback's
+    /// own time is not included. `None` when no plugin code ran: native,
+    /// quarantined, or a route plan from the plan cache (source `Plugin`,
+    /// see [`crate::plan_cache`]). It is the same measurement the plugin's
+    /// [`Stats`](crate::Stats) latency counts, so a caller's metrics need
+    /// no clock reads of their own.
+    pub elapsed: Option<Duration>,
 }
 
 /// Who answered a policy call.
@@ -61,17 +73,17 @@ pub struct Decided<T> {
 #[serde(tag = "source", rename_all = "kebab-case")]
 pub enum Source {
     /// The bound plugin answered.
-    Plugin { name: Arc<str>, version: Arc<str> },
+    Plugin { name: Tag, version: Tag },
     /// No plugin is bound: the native policy answered.
     Native,
     /// The plugin failed this call; the native policy answered.
     Fallback {
-        name: Arc<str>,
-        version: Arc<str>,
+        name: Tag,
+        version: Tag,
         failure: Failure,
     },
     /// The plugin version is quarantined; the native policy answered.
-    Quarantined { name: Arc<str>, version: Arc<str> },
+    Quarantined { name: Tag, version: Tag },
 }
 
 impl Source {

@@ -6,9 +6,8 @@ use levee_policy::{
 
 use super::Decided;
 use super::guarded::{Guarded, PolicyKindSpec};
-use crate::bound::BoundPlugin;
+use crate::bound::{BoundPlugin, Called};
 use crate::env::HostEnv;
-use crate::error::Failure;
 use crate::kind::PolicyKind;
 use crate::nodes::NodeTable;
 use crate::runtime::Runtime;
@@ -38,7 +37,7 @@ impl PolicyKindSpec for RetryKind {
     type Answer = RetryDecision;
     const KIND: PolicyKind = PolicyKind::Retry;
 
-    fn ask_plugin(plugin: &BoundPlugin, input: &RetryInput<'_>) -> Result<RetryDecision, Failure> {
+    fn ask_plugin(plugin: &BoundPlugin, input: &RetryInput<'_>) -> Called<RetryDecision> {
         plugin.call_retry(
             input.request,
             input.facts,
@@ -72,7 +71,7 @@ impl RetryPolicy {
     /// Decides after a failed attempt. Never fails; see [`Decided::source`].
     ///
     /// `request` is lent to the plugin for this call only (it reads what it
-    /// needs through the WIT `request` resource); `nodes` is the service's
+    /// needs through the WIT `request` functions); `nodes` is the service's
     /// node table, which `outcome.node` and `context.candidates` index
     /// (given to a pooled instance only when it has another table). A
     /// target node that is not a candidate comes back as `next`.

@@ -4,8 +4,7 @@ use levee_policy::{Candidate, RequestFacts, RequestView, RouteAffinity, RoutePla
 
 use super::Decided;
 use super::guarded::{Guarded, PolicyKindSpec};
-use crate::bound::BoundPlugin;
-use crate::error::Failure;
+use crate::bound::{BoundPlugin, Called};
 use crate::kind::PolicyKind;
 use crate::nodes::NodeTable;
 use crate::sanitize;
@@ -32,7 +31,7 @@ impl PolicyKindSpec for RoutingKind {
     type Answer = RoutePlan;
     const KIND: PolicyKind = PolicyKind::Routing;
 
-    fn ask_plugin(plugin: &BoundPlugin, input: &RouteInput<'_>) -> Result<RoutePlan, Failure> {
+    fn ask_plugin(plugin: &BoundPlugin, input: &RouteInput<'_>) -> Called<RoutePlan> {
         plugin.call_route(input.request, input.facts, input.nodes, input.candidates)
     }
 
@@ -57,7 +56,9 @@ impl RoutingPolicy {
     /// candidates, each once; an empty order means "ring order".
     ///
     /// `request` is lent to the plugin for this call only; `nodes` is
-    /// given to a pooled instance only when it has another table.
+    /// given to a pooled instance only when it has another table. A plugin
+    /// that declared `cacheable-by-health-flags` may answer from its
+    /// binding's plan cache (see [`crate::plan_cache`]).
     pub fn route(
         &self,
         request: &dyn RequestView,

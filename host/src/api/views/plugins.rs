@@ -26,6 +26,8 @@ pub struct PluginView {
     pub size_bytes: Option<usize>,
     /// Counters of the current version, summed over its bindings.
     pub calls: u64,
+    /// Routing answers served from the plan cache (no plugin code ran).
+    pub cached: u64,
     pub fallbacks: u64,
     pub traps: u64,
     pub timeouts: u64,
@@ -110,6 +112,7 @@ fn view_of(info: PluginInfo) -> PluginView {
         quarantine_reason: current.and_then(|c| c.quarantine_reason.clone()),
         size_bytes: current.map(|c| c.size_bytes),
         calls: 0,
+        cached: 0,
         fallbacks: 0,
         traps: 0,
         timeouts: 0,
@@ -140,6 +143,7 @@ fn missing(name: &str) -> PluginView {
 fn add_counters(view: &mut PluginView, bound: &BoundPlugin) {
     let counters = bound.stats().counters;
     view.calls += counters.calls;
+    view.cached += counters.cached;
     view.fallbacks += counters.fallbacks;
     view.traps += counters.traps;
     view.timeouts += counters.timeouts;

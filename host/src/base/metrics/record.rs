@@ -120,8 +120,9 @@ static PLUGIN_TRAPS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::d
 static PLUGIN_QUARANTINED_CALLS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::default);
 
 /// A guarded policy answered; `source` says who (see
-/// `levee_plugin::Source`) and `elapsed` is the whole call, fallback included.
-/// Native answers without a plugin bound are not plugin metrics.
+/// `levee_plugin::Source`) and `elapsed` is the plugin call's own time (zero
+/// for an answer no plugin code ran for: a cached route plan, a quarantined
+/// version). Native answers without a plugin bound are not plugin metrics.
 pub fn policy_decided(source: &levee_plugin::Source, elapsed: Duration) {
     use levee_plugin::{Failure, Source};
     match source {

@@ -12,7 +12,6 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::request::Request;
 use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 
 struct DeepRecursion;
@@ -24,12 +23,7 @@ impl Guest for DeepRecursion {
 
     fn set_nodes(_nodes: Vec<NodeInfo>) {}
 
-    fn decide(
-        _request: &Request,
-        _facts: RequestFacts,
-        outcome: AttemptOutcome,
-        _context: RetryContext,
-    ) -> Decision {
+    fn decide(_facts: RequestFacts, outcome: AttemptOutcome, _context: RetryContext) -> Decision {
         let depth = descend(u64::from(outcome.attempt));
         Decision::GiveUp(format!("zoo/deep-recursion: came back from depth {depth}"))
     }

@@ -1,12 +1,12 @@
-//! Zoo: a retry policy whose `decide` echoes the `request` resource back as
-//! its give-up reason, for the host's tests of what a plugin can read.
+//! Zoo: a retry policy whose `decide` echoes the `request` functions back
+//! as its give-up reason, for the host's tests of what a plugin can read.
 //!
 //! The reason is
 //! `{service}|{method}|{path}|{routing-key}|{x-echo}|{authorization}|nodes={N}`:
-//! the five strings read through the borrowed `request` (`-` for a header
+//! the five strings read through the `request` functions (`-` for a header
 //! the host answers `none` for), and the length of the last table given to
 //! `set-nodes` (`nodes=unset` if it never was). So one call lets a test
-//! prove that the resource reaches the host's request, that the
+//! prove that the functions reach the host's request, that the
 //! `authorization` header stays hidden (the plugin asks for it on every
 //! call; the answer must be `-`), and that `set-nodes` ran before `decide`.
 //!
@@ -20,7 +20,7 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::request::Request;
+use levee::policy::request;
 use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 use std::cell::Cell;
 
@@ -47,28 +47,23 @@ impl Guest for EchoRequest {
         NODE_COUNT.with(|count| count.set(Some(nodes.len())));
     }
 
-    fn decide(
-        request: &Request,
-        _facts: RequestFacts,
-        _outcome: AttemptOutcome,
-        _context: RetryContext,
-    ) -> Decision {
-        Decision::GiveUp(echo(request))
+    fn decide(_facts: RequestFacts, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
+        Decision::GiveUp(echo())
     }
 }
 
-fn echo(request: &Request) -> String {
-    let header = |name: &str| request.header(name).unwrap_or_else(|| ABSENT.to_string());
+fn echo() -> String {
+    let header = |name: &str| request::header(name).unwrap_or_else(|| ABSENT.to_string());
     let nodes = match NODE_COUNT.with(Cell::get) {
         Some(count) => count.to_string(),
         None => "unset".to_string(),
     };
     format!(
         "{}|{}|{}|{}|{}|{}|nodes={nodes}",
-        request.service(),
-        request.method(),
-        request.path(),
-        request.routing_key(),
+        request::service(),
+        request::method(),
+        request::path(),
+        request::routing_key(),
         header(ECHOED_HEADER),
         header(CREDENTIAL_HEADER),
     )

@@ -18,7 +18,6 @@ wit_bindgen::generate!({
 
 use exports::levee::policy::retry::{Decision, Guest};
 use levee::policy::host;
-use levee::policy::request::Request;
 use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 use levee_policy::RetryBackoff;
 use std::cell::RefCell;
@@ -38,12 +37,7 @@ impl Guest for Flaky {
 
     fn set_nodes(_nodes: Vec<NodeInfo>) {}
 
-    fn decide(
-        _request: &Request,
-        facts: RequestFacts,
-        outcome: AttemptOutcome,
-        context: RetryContext,
-    ) -> Decision {
+    fn decide(facts: RequestFacts, outcome: AttemptOutcome, context: RetryContext) -> Decision {
         let random = host::random_u64();
         if outcome.attempt.is_multiple_of(2) {
             panic!(

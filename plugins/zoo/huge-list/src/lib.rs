@@ -14,8 +14,7 @@ wit_bindgen::generate!({
     path: "../../../wit",
 });
 
-use exports::levee::policy::routing::{Guest, RoutePlan};
-use levee::policy::request::Request;
+use exports::levee::policy::routing::{Guest, RoutePlan, RouteTraits};
 use levee::policy::types::{Candidate, NodeInfo, RequestFacts};
 use std::cell::Cell;
 
@@ -32,15 +31,17 @@ thread_local! {
 struct HugeList;
 
 impl Guest for HugeList {
-    fn configure(config: String) -> Result<(), String> {
+    fn configure(config: String) -> Result<RouteTraits, String> {
         let order_len = size_from_config(&config, "order_len")?;
         ORDER_LEN.with(|cell| cell.set(order_len.unwrap_or(ORDER_LEN_DEFAULT)));
-        Ok(())
+        Ok(RouteTraits {
+            cacheable_by_health_flags: false,
+        })
     }
 
     fn set_nodes(_nodes: Vec<NodeInfo>) {}
 
-    fn route(_request: &Request, _facts: RequestFacts, candidates: Vec<Candidate>) -> RoutePlan {
+    fn route(_facts: RequestFacts, candidates: Vec<Candidate>) -> RoutePlan {
         // Real indexes first, so a host that truncated instead of refusing
         // would route somewhere plausible and the test could not tell.
         let real = candidates.into_iter().map(|candidate| candidate.node);

@@ -13,7 +13,6 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::request::Request;
 use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 use std::cell::Cell;
 
@@ -34,12 +33,7 @@ impl Guest for HugeString {
 
     fn set_nodes(_nodes: Vec<NodeInfo>) {}
 
-    fn decide(
-        _request: &Request,
-        _facts: RequestFacts,
-        _outcome: AttemptOutcome,
-        _context: RetryContext,
-    ) -> Decision {
+    fn decide(_facts: RequestFacts, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
         Decision::GiveUp("x".repeat(REASON_BYTES.with(Cell::get)))
     }
 }

@@ -11,7 +11,6 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::request::Request;
 use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 
 const CHUNK_BYTES: usize = 1 << 20;
@@ -25,12 +24,7 @@ impl Guest for MemoryBomb {
 
     fn set_nodes(_nodes: Vec<NodeInfo>) {}
 
-    fn decide(
-        _request: &Request,
-        _facts: RequestFacts,
-        _outcome: AttemptOutcome,
-        _context: RetryContext,
-    ) -> Decision {
+    fn decide(_facts: RequestFacts, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             hoard.push(vec![0xA5; CHUNK_BYTES]);

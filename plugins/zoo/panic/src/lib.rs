@@ -10,7 +10,6 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::request::Request;
 use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
 
 struct Panic;
@@ -22,12 +21,7 @@ impl Guest for Panic {
 
     fn set_nodes(_nodes: Vec<NodeInfo>) {}
 
-    fn decide(
-        _request: &Request,
-        _facts: RequestFacts,
-        outcome: AttemptOutcome,
-        _context: RetryContext,
-    ) -> Decision {
+    fn decide(_facts: RequestFacts, outcome: AttemptOutcome, _context: RetryContext) -> Decision {
         panic!(
             "zoo/panic: decide always panics (attempt {})",
             outcome.attempt

@@ -17,7 +17,6 @@ wit_bindgen::generate!({
 
 use exports::levee::policy::retry::{Decision, Guest, RetryPlan, Target};
 use levee::policy::host;
-use levee::policy::request::Request;
 use levee::policy::types::{AttemptOutcome, Level, NodeInfo, RequestFacts, RetryContext};
 
 /// The log line marking a decision by this plugin.
@@ -32,12 +31,7 @@ impl Guest for RetryFixed {
 
     fn set_nodes(_nodes: Vec<NodeInfo>) {}
 
-    fn decide(
-        _request: &Request,
-        _facts: RequestFacts,
-        _outcome: AttemptOutcome,
-        _context: RetryContext,
-    ) -> Decision {
+    fn decide(_facts: RequestFacts, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
         let _ = host::random_u64();
         host::log(Level::Info, MARKER);
         Decision::Retry(RetryPlan {

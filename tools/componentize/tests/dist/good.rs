@@ -112,10 +112,9 @@ fn retry_backoff_decides_like_native() {
         let (mut retried, mut given_up) = (0, 0);
         for (facts, outcome, context) in &inputs {
             let calls_before = store.data().random_calls;
-            let answer = harness::with_request(&mut store, &request("POST"), |store, lent| {
+            let answer = harness::with_request(&mut store, &request("POST"), |store| {
                 retry.call_decide(
                     store,
-                    lent,
                     convert::facts(*facts),
                     convert::attempt_outcome(outcome),
                     &convert::retry_context(context),
@@ -199,11 +198,10 @@ fn route_affinity_routes_like_native() {
                 for candidates in candidate_lists() {
                     let wit_candidates: Vec<_> =
                         candidates.iter().map(convert::candidate).collect();
-                    let answer =
-                        harness::with_request(&mut store, &request("GET"), |store, lent| {
-                            routing.call_route(store, lent, convert::facts(facts), &wit_candidates)
-                        })
-                        .expect("route");
+                    let answer = harness::with_request(&mut store, &request("GET"), |store| {
+                        routing.call_route(store, convert::facts(facts), &wit_candidates)
+                    })
+                    .expect("route");
                     harness::refuel(&mut store);
                     let expected = native.route(facts, &nodes, &candidates);
                     hedged += usize::from(expected.hedge_delay_ms.is_some());
@@ -309,4 +307,25 @@ fn good_plugins_reject_bad_config_like_native() {
         .unwrap();
     assert_eq!(answer.err(), routing_error);
     assert!(routing_error.is_some());
+}
+
+/// route-affinity's plan depends only on the facts, the table and the
+/// candidates' order and healthy flags, whatever the config: it says so.
+#[test]
+fn route_affinity_declares_its_plans_cacheable() {
+    for config in ["{}", r#"{"prefer_zone": "z1", "hedge_delay_ms": 20}"#] {
+        let mut store = harness::store(1);
+        let plugin = harness::routing::RoutingPolicy::instantiate(
+            &mut store,
+            &harness::component("route-affinity"),
+            &harness::linker(),
+        )
+        .unwrap();
+        let traits = plugin
+            .levee_policy_routing()
+            .call_configure(&mut store, config)
+            .unwrap()
+            .expect("config accepted");
+        assert!(traits.cacheable_by_health_flags, "{config}");
+    }
 }

@@ -1,22 +1,22 @@
 //! A minimal wasmtime host for levee's policy worlds: bindings, a seeded
-//! `host` import that counts `random-u64` calls, a `request` resource that
-//! hides credentials like the host's and records which headers a plugin
-//! asked for, a fuel budget per call and a linear-memory cap that records
-//! when it refused to grow.
+//! `host` import that counts `random-u64` calls, `request` functions that
+//! read the request lent to the call in progress, hide credentials like
+//! the host's and record which headers a plugin asked for, a fuel budget
+//! per call and a linear-memory cap that records when it refused to grow.
 
 use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, PATH_BYTES_MAX, is_credential_header};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 pub mod retry {
     wasmtime::component::bindgen!({
         world: "retry-policy",
         path: "../../wit",
-        with: {
-            "levee:policy/request.request": super::RequestData,
+        imports: {
+            "levee:policy/request": trappable,
         },
     });
 }
@@ -47,7 +47,7 @@ pub mod checkpoint {
 pub use retry::levee::policy::types as wit;
 
 /// The request a retry or routing call is about, as the `request`
-/// resource shows it.
+/// functions show it.
 #[derive(Debug, Clone, Default)]
 pub struct RequestData {
     pub service: String,
@@ -93,7 +93,8 @@ impl ResourceLimiter for MemoryCap {
 
 pub struct HostState {
     pub cap: MemoryCap,
-    pub table: ResourceTable,
+    /// The request lent to the call in progress (see [`with_request`]).
+    lent: Option<RequestData>,
     /// Every name a plugin passed to `request.header`, in order.
     pub headers_asked: Vec<String>,
     random_state: u64,
@@ -108,7 +109,7 @@ impl HostState {
             cap: MemoryCap {
                 refused_growth: false,
             },
-            table: ResourceTable::new(),
+            lent: None,
             headers_asked: Vec::new(),
             random_state: seed,
             random_calls: 0,
@@ -141,51 +142,45 @@ impl retry::levee::policy::host::Host for HostState {
     }
 }
 
-impl retry::levee::policy::request::Host for HostState {}
-
-impl retry::levee::policy::request::HostRequest for HostState {
-    fn service(&mut self, request: Resource<RequestData>) -> String {
-        self.request(&request).service.clone()
+/// Like the host's: a function called with no request lent traps.
+impl retry::levee::policy::request::Host for HostState {
+    fn service(&mut self) -> wasmtime::Result<String> {
+        Ok(self.request()?.service.clone())
     }
 
-    fn method(&mut self, request: Resource<RequestData>) -> String {
-        self.request(&request).method.clone()
+    fn method(&mut self) -> wasmtime::Result<String> {
+        Ok(self.request()?.method.clone())
     }
 
-    fn path(&mut self, request: Resource<RequestData>) -> String {
-        cut(&self.request(&request).path, PATH_BYTES_MAX).to_string()
+    fn path(&mut self) -> wasmtime::Result<String> {
+        Ok(cut(&self.request()?.path, PATH_BYTES_MAX).to_string())
     }
 
-    fn routing_key(&mut self, request: Resource<RequestData>) -> String {
-        self.request(&request).routing_key.clone()
+    fn routing_key(&mut self) -> wasmtime::Result<String> {
+        Ok(self.request()?.routing_key.clone())
     }
 
     /// Credentials read as absent, as the host's do.
-    fn header(&mut self, request: Resource<RequestData>, name: String) -> Option<String> {
+    fn header(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         let value = if is_credential_header(&name) {
             None
         } else {
-            let headers = &self.request(&request).headers;
+            let headers = &self.request()?.headers;
             headers
                 .iter()
                 .find(|(header, _)| header.eq_ignore_ascii_case(&name))
                 .map(|(_, value)| cut(value, HEADER_VALUE_BYTES_MAX).to_string())
         };
         self.headers_asked.push(name);
-        value
-    }
-
-    fn drop(&mut self, request: Resource<RequestData>) -> wasmtime::Result<()> {
-        self.table.delete(request)?;
-        Ok(())
+        Ok(value)
     }
 }
 
 impl HostState {
-    fn request(&self, request: &Resource<RequestData>) -> &RequestData {
-        self.table
-            .get(request)
-            .expect("a lent request is in the table")
+    fn request(&self) -> wasmtime::Result<&RequestData> {
+        self.lent
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("request read outside a decide or route call"))
     }
 }
 
@@ -198,24 +193,16 @@ fn cut(text: &str, bytes_max: usize) -> &str {
     &text[..end]
 }
 
-/// Lends `request` to one call, as the host does: in the table for the
-/// call's duration, passed as a borrow, removed afterwards.
+/// Lends `request` to one call, as the host does: readable through the
+/// `request` functions for the call's duration only.
 pub fn with_request<R>(
     store: &mut Store<HostState>,
     request: &RequestData,
-    call: impl FnOnce(&mut Store<HostState>, Resource<RequestData>) -> R,
+    call: impl FnOnce(&mut Store<HostState>) -> R,
 ) -> R {
-    let owned = store
-        .data_mut()
-        .table
-        .push(request.clone())
-        .expect("table has room");
-    let answer = call(store, Resource::new_borrow(owned.rep()));
-    store
-        .data_mut()
-        .table
-        .delete(owned)
-        .expect("the request is still in the table");
+    store.data_mut().lent = Some(request.clone());
+    let answer = call(store);
+    store.data_mut().lent = None;
     answer
 }
 

@@ -5,7 +5,8 @@
 //!   the same inputs and the same `random-u64`, which they draw exactly once
 //!   per call (`good.rs`);
 //! - every zoo plugin loads and then misbehaves the way its docs say, and
-//!   `echo-request` echoes what the `request` resource shows it (`zoo.rs`),
+//!   `echo-request` echoes what the `request` functions show it and
+//!   `route-probe` what it was passed (`zoo.rs`),
 //!   so the host's sandboxing tests exercise what they think;
 //! - every component imports only levee's 0.2.0 interfaces (`imports.rs`).
 //!

@@ -58,10 +58,9 @@ fn decide_with(
     facts: RequestFacts,
     outcome: &AttemptOutcome,
 ) -> wasmtime::Result<Decision> {
-    let answer = harness::with_request(store, request, |store, lent| {
+    let answer = harness::with_request(store, request, |store| {
         plugin.levee_policy_retry().call_decide(
             store,
-            lent,
             convert::facts(facts),
             convert::attempt_outcome(outcome),
             &convert::retry_context(&context()),
@@ -165,10 +164,10 @@ fn huge_list_returns_the_configured_length_and_traps_by_default() {
     let facts = convert::facts(post());
     let route = |config: &str| {
         let (mut store, plugin) = instantiate_routing("zoo/huge-list", config);
-        let answer = harness::with_request(&mut store, &request(), |store, lent| {
+        let answer = harness::with_request(&mut store, &request(), |store| {
             plugin
                 .levee_policy_routing()
-                .call_route(store, lent, facts, &candidates)
+                .call_route(store, facts, &candidates)
         });
         (store, answer)
     };
@@ -313,4 +312,73 @@ fn retry_fixed_retries_everything_at_once_and_says_so() {
     assert_eq!(store.data().logs, ["retry-fixed: retry now"]);
     let native = RetryBackoff::default().decide(post(), &outcome(1, 500), &context(), 0);
     assert!(matches!(native, levee_policy::RetryDecision::GiveUp(_)));
+}
+
+/// route-probe rotates its plan by the calls it answered, reports the
+/// health scalars it was passed in its hedge delay, declares what its
+/// config says, and reads what its config says.
+#[test]
+fn route_probe_shows_each_call_and_what_it_was_passed() {
+    let candidates: Vec<wit::Candidate> = [(4, 10, 3), (7, 0, 5), (9, 20, 1)]
+        .into_iter()
+        .map(|(node, failure_rate_permille, latency_ms)| wit::Candidate {
+            node,
+            healthy: true,
+            failure_rate_permille,
+            latency_ms,
+        })
+        .collect();
+    let facts = convert::facts(post());
+    let (mut store, plugin) = instantiate_routing("zoo/route-probe", "{}");
+    let route = |store: &mut Store<harness::HostState>| {
+        let answer = harness::with_request(store, &request(), |store| {
+            plugin
+                .levee_policy_routing()
+                .call_route(store, facts, &candidates)
+        });
+        harness::refuel(store);
+        answer.expect("route")
+    };
+    let first = route(&mut store);
+    assert_eq!(first.order, [4, 7, 9]);
+    assert_eq!(first.hedge_delay_ms, Some(1 + 10 + 3 + 5 + 20 + 1));
+    assert_eq!(route(&mut store).order, [7, 9, 4]);
+    assert_eq!(route(&mut store).order, [9, 4, 7]);
+
+    for (config, declared) in [
+        ("{}", false),
+        ("not json", false),
+        (r#"{"declare_cacheable": true}"#, true),
+        (r#"{"declare_cacheable": false, "read": "clock"}"#, false),
+    ] {
+        let mut store = harness::store(1);
+        let plugin = harness::routing::RoutingPolicy::instantiate(
+            &mut store,
+            &harness::component("zoo/route-probe"),
+            &harness::linker(),
+        )
+        .unwrap();
+        let traits = plugin
+            .levee_policy_routing()
+            .call_configure(&mut store, config)
+            .unwrap()
+            .expect("any config is accepted");
+        assert_eq!(traits.cacheable_by_health_flags, declared, "{config}");
+    }
+
+    // `read: random` draws once per call; `read: request` reads the lent
+    // request (and traps with none lent, as with the host).
+    let (mut store, plugin) = instantiate_routing("zoo/route-probe", r#"{"read": "random"}"#);
+    let _ = harness::with_request(&mut store, &request(), |store| {
+        plugin
+            .levee_policy_routing()
+            .call_route(store, facts, &candidates)
+    })
+    .expect("route");
+    assert_eq!(store.data().random_calls, 1);
+    let (mut store, plugin) = instantiate_routing("zoo/route-probe", r#"{"read": "request"}"#);
+    let unlent = plugin
+        .levee_policy_routing()
+        .call_route(&mut store, facts, &candidates);
+    assert!(unlent.is_err(), "reading no lent request traps");
 }
