@@ -113,9 +113,16 @@ class LeveeConfig(unittest.TestCase):
     def test_flavours_differ_only_in_policies(self):
         members = fake_members()
         wasm = levee.config("wasm", members, Path("/d"), Path("/plugins"))
+        cached = levee.config("wasm-cached", members, Path("/d"), Path("/plugins"))
         native = levee.config("native", members, Path("/d"), Path("/plugins"))
         self.assertEqual(wasm["plugin_dir"], "/plugins")
-        self.assertEqual(wasm["services"][0]["policies"], levee.WASM_POLICIES)
+        self.assertEqual(cached["services"][0]["policies"], levee.WASM_POLICIES)
+        # The uncached flavour differs only in the routing binding's cache.
+        routing = wasm["services"][0]["policies"]["routing"]
+        self.assertEqual(routing["limits"], {"route_plan_cache": False})
+        self.assertEqual(routing["plugin"], levee.WASM_POLICIES["routing"]["plugin"])
+        del cached["services"][0]["policies"]
+        self.assertEqual(cached, native)
         self.assertNotIn("policies", native["services"][0])
         del wasm["services"][0]["policies"]
         self.assertEqual(wasm, native)

@@ -23,7 +23,11 @@ from . import probe
 from .replicas import Replica
 
 SERVICE = "bench"
-FLAVOURS = ("wasm", "native")
+# "wasm" turns the routing plan cache off, so every request runs the routing
+# plugin (the cost the targets are about); "wasm-cached" is what an
+# operator gets by default: route-affinity declares itself cacheable, so a
+# repeated (facts, candidates, health flags) plan is served from the cache.
+FLAVOURS = ("wasm", "wasm-cached", "native")
 # Answers 200 on the data listener once levee is ready to serve.
 READY_PATH = "/_levee/healthz"
 # `levee serve` prints this first; the config binds port 0 so the OS picks.
@@ -64,6 +68,9 @@ def config(
         "key": {"path_segment": 1},
     }
     if flavour == "wasm":
+        uncached = {**WASM_POLICIES["routing"], "limits": {"route_plan_cache": False}}
+        service["policies"] = {**WASM_POLICIES, "routing": uncached}
+    elif flavour == "wasm-cached":
         service["policies"] = WASM_POLICIES
     return {
         "listeners": {"data": "127.0.0.1:0", "admin": "127.0.0.1:0"},
@@ -103,7 +110,7 @@ def check_bindings(flavour: str, admin: tuple[str, int]):
         for plugin in _plugins(admin)
         if SERVICE in plugin.get("services", []) and plugin.get("status") == "active"
     }
-    wanted = {binding["plugin"] for binding in WASM_POLICIES.values()} if flavour == "wasm" else set()
+    wanted = {binding["plugin"] for binding in WASM_POLICIES.values()} if flavour.startswith("wasm") else set()
     if bound != wanted:
         raise probe.ProbeError(
             f"levee-{flavour}: plugins bound to {SERVICE!r} are {sorted(bound)}, "

@@ -31,7 +31,7 @@ DIRECT_HEADROOM = 1.5
 UPSTREAM_BUSY_MAX = 0.7
 # ...and each proxy must spend more CPU per request than all upstreams
 # together (for a proxy: its own µs/req > the upstreams' µs/req).
-PROXIES = ("haproxy", "nginx", "levee-native", "levee-wasm")
+PROXIES = ("haproxy", "nginx", "levee-native", "levee-wasm", "levee-wasm-cached")
 
 
 @dataclass
