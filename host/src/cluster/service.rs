@@ -336,9 +336,38 @@ fn record_policy<T>(decided: &levee_plugin::Decided<T>) {
 /// candidates with their healthy flags: the plan follows a node's health
 /// through the real health path, including an ejection that ends by the
 /// clock alone (no write anyone could count).
+/// Test support: binds the built plugin `plugins/dist/<file>` (named after
+/// its file stem) as `kind` with `config_json`, default limits but a call deadline
+/// loose enough for unoptimized test builds.
+#[cfg(test)]
+pub(crate) fn bind_dist_plugin(
+    runtime: &levee_plugin::Runtime,
+    file: &str,
+    kind: levee_plugin::PolicyKind,
+    config_json: &str,
+) -> Arc<levee_plugin::BoundPlugin> {
+    let path = format!("{}/../plugins/dist/{file}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{path} ({e}): run scripts/build-plugins.sh"));
+    let name = std::path::Path::new(file)
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let limits = levee_plugin::Limits {
+        call_timeout_ms: 1_000,
+        ..levee_plugin::Limits::default()
+    };
+    runtime
+        .compile_as(name, &bytes, kind)
+        .unwrap()
+        .bind(runtime, config_json, limits)
+        .unwrap()
+}
+
 #[cfg(test)]
 mod plan_cache_tests {
-    use levee_plugin::{Limits, PolicyKind, Runtime, RuntimeOptions, Source};
+    use levee_plugin::{PolicyKind, Runtime, RuntimeOptions, Source};
     use levee_policy::{Method, NodeIndex, RequestView};
 
     use super::*;
@@ -380,24 +409,6 @@ mod plan_cache_tests {
         Arc::new(Service::build(spec, runtime).unwrap())
     }
 
-    fn route_affinity(runtime: &Runtime) -> Arc<levee_plugin::BoundPlugin> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../plugins/dist/route-affinity.wasm"
-        );
-        let bytes = std::fs::read(path)
-            .unwrap_or_else(|e| panic!("{path} ({e}): run scripts/build-plugins.sh"));
-        let limits = Limits {
-            call_timeout_ms: 1_000,
-            ..Limits::default()
-        };
-        runtime
-            .compile_as("route-affinity", &bytes, PolicyKind::Routing)
-            .unwrap()
-            .bind(runtime, "{}", limits)
-            .unwrap()
-    }
-
     /// The plan for `users` at `now_ms`, with each candidate's health then.
     fn route(service: &Service, now_ms: u64) -> Vec<NodeIndex> {
         let candidates: Vec<Candidate> = service
@@ -426,7 +437,7 @@ mod plan_cache_tests {
     fn a_cached_plan_follows_node_health_both_ways() {
         let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
         let service = service(&runtime);
-        let bound = route_affinity(&runtime);
+        let bound = bind_dist_plugin(&runtime, "route-affinity.wasm", PolicyKind::Routing, "{}");
         crate::policy::bind::bind_policy(&service, PolicyKind::Routing, Some(bound.clone()))
             .unwrap();
         let counts = || {

@@ -249,11 +249,12 @@ mod request_view_tests {
 
     use axum::body::Body;
     use hyper::Request;
-    use levee_plugin::{BoundPlugin, Limits, PolicyKind, Runtime, RuntimeOptions, Source};
+    use levee_plugin::{PolicyKind, Runtime, RuntimeOptions, Source};
     use levee_policy::{AttemptOutcome, AttemptResult, RetryContext, RetryDecision};
 
     use super::*;
     use crate::base::clock;
+    use crate::cluster::service::bind_dist_plugin;
     use crate::config::ServiceSpec;
 
     fn service(runtime: &Runtime, nodes: usize) -> Arc<Service> {
@@ -267,24 +268,6 @@ mod request_view_tests {
         .unwrap();
         spec.validate().unwrap();
         Arc::new(Service::build(spec, runtime).unwrap())
-    }
-
-    fn echo_request(runtime: &Runtime) -> Arc<BoundPlugin> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../plugins/dist/zoo/echo-request.wasm"
-        );
-        let bytes = std::fs::read(path)
-            .unwrap_or_else(|e| panic!("{path} ({e}): run scripts/build-plugins.sh"));
-        let limits = Limits {
-            call_timeout_ms: 1_000,
-            ..Limits::default()
-        };
-        runtime
-            .compile_as("echo-request", &bytes, PolicyKind::Retry)
-            .unwrap()
-            .bind(runtime, "{}", limits)
-            .unwrap()
     }
 
     async fn read_inbound(service: &Arc<Service>, request: Request<Body>) -> Inbound {
@@ -331,7 +314,7 @@ mod request_view_tests {
     #[tokio::test]
     async fn a_retry_plugin_reads_the_inbound_request_and_the_node_table() {
         let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
-        let bound = echo_request(&runtime);
+        let bound = bind_dist_plugin(&runtime, "zoo/echo-request.wasm", PolicyKind::Retry, "{}");
         let three = service(&runtime, 3);
         crate::policy::bind::bind_policy(&three, PolicyKind::Retry, Some(bound.clone())).unwrap();
 
@@ -396,21 +379,12 @@ mod request_view_tests {
         .unwrap();
         spec.validate().unwrap();
         let service = Arc::new(Service::build(spec, &runtime).unwrap());
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../plugins/dist/route-affinity.wasm"
+        let bound = bind_dist_plugin(
+            &runtime,
+            "route-affinity.wasm",
+            PolicyKind::Routing,
+            &config.to_string(),
         );
-        let bytes = std::fs::read(path)
-            .unwrap_or_else(|e| panic!("{path} ({e}): run scripts/build-plugins.sh"));
-        let limits = Limits {
-            call_timeout_ms: 1_000,
-            ..Limits::default()
-        };
-        let bound = runtime
-            .compile_as("route-affinity", &bytes, PolicyKind::Routing)
-            .unwrap()
-            .bind(&runtime, &config.to_string(), limits)
-            .unwrap();
         crate::policy::bind::bind_policy(&service, PolicyKind::Routing, Some(bound.clone()))
             .unwrap();
         for key in ["alice", "bob", "carol", "dave", "erin"] {

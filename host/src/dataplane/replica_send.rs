@@ -158,11 +158,9 @@ impl ReplicaSend {
 /// class, and whether a retry is harmless (PUT and DELETE, or a non-empty
 /// `Idempotency-Key`).
 fn write_facts(header: &WriteHeader) -> RequestFacts {
-    let method = Method::from_name(&header.method);
-    let keyed = header.idempotency_key().is_some_and(|key| !key.is_empty());
     RequestFacts {
-        method,
-        idempotent: matches!(method, Method::Put | Method::Delete) || keyed,
+        method: Method::from_name(&header.method),
+        idempotent: header.is_idempotent(),
     }
 }
 

@@ -236,9 +236,11 @@ impl WriteHeader {
     }
 
     /// PUT and DELETE of a key are idempotent by HTTP semantics; POST and
-    /// PATCH only when the client named the operation with a key.
+    /// PATCH only when the client named the operation with a non-empty key
+    /// (the same rule as the read path's `Inbound::is_idempotent`).
     pub fn is_idempotent(&self) -> bool {
-        matches!(self.method.as_str(), "PUT" | "DELETE") || self.idempotency_key().is_some()
+        matches!(self.method.as_str(), "PUT" | "DELETE")
+            || self.idempotency_key().is_some_and(|key| !key.is_empty())
     }
 }
 
@@ -336,7 +338,11 @@ mod tests {
         assert!(header.is_idempotent());
         header.method = "POST".into();
         assert!(!header.is_idempotent());
-        header.headers.push(("idempotency-key".into(), "k1".into()));
+        header
+            .headers
+            .push(("idempotency-key".into(), String::new()));
+        assert!(!header.is_idempotent(), "an empty key names nothing");
+        header.headers.last_mut().unwrap().1 = "k1".into();
         assert!(header.is_idempotent());
         assert_eq!(header.idempotency_key(), Some("k1"));
     }
