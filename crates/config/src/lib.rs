@@ -148,6 +148,11 @@ pub struct ServerLimits {
     pub header_read_timeout_ms: u64,
     /// Open client connections per listener; further accepts wait.
     pub connections_max: u32,
+    /// An idle keep-alive connection (no request in progress, nothing
+    /// received) is closed after this long, like nginx's
+    /// `keepalive_timeout` or HAProxy's `timeout http-keep-alive`. While it
+    /// waits it holds no HTTP buffers (see `app::listener`).
+    pub keepalive_timeout_ms: u64,
 }
 
 impl Default for ServerLimits {
@@ -155,6 +160,7 @@ impl Default for ServerLimits {
         ServerLimits {
             header_read_timeout_ms: 10_000,
             connections_max: 10_000,
+            keepalive_timeout_ms: 75_000,
         }
     }
 }
@@ -227,6 +233,12 @@ impl Config {
             self.server.connections_max.into(),
             1,
             1_000_000,
+        );
+        errors.range(
+            "server.keepalive_timeout_ms",
+            self.server.keepalive_timeout_ms,
+            1,
+            3_600_000,
         );
         errors.range(
             "shutdown_grace_ms",

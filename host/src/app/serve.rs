@@ -15,6 +15,16 @@ use crate::config::Config;
 /// termination signal, then drains.
 pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    // One descriptor per client and per upstream connection.
+    if let Some(files) = crate::app::memory::raise_file_limit()
+        && files < u64::from(config.server.connections_max) * 2
+    {
+        tracing::warn!(
+            files,
+            connections_max = config.server.connections_max,
+            "the open-file limit is below twice server.connections_max: raise it (ulimit -Hn)"
+        );
+    }
     // An admin listener reachable from other machines needs a token: refuse
     // before binding anything.
     crate::control::auth::AdminAuth::from_env_or_config(
@@ -71,10 +81,19 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         signals.begin_shutdown();
     });
     let limits = config.server.clone();
+    let counts = std::sync::Arc::new(crate::app::memory::ConnectionCounts::default());
+    let trim = {
+        let shutdown = state.shutdown.clone();
+        let counts = std::sync::Arc::clone(&counts);
+        tokio::spawn(crate::app::memory::trim_after_bursts(counts, async move {
+            shutdown.requested().await
+        }))
+    };
     let data_loop = crate::app::listener::serve(
         data,
         crate::api::data_app(state.clone()),
         &limits,
+        std::sync::Arc::clone(&counts),
         state.shutdown_signal(),
         config.shutdown_grace_ms,
     );
@@ -82,10 +101,12 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         admin,
         crate::app::listener::router(crate::api::admin_app(state.clone())),
         &limits,
+        counts,
         state.shutdown_signal(),
         config.shutdown_grace_ms,
     );
     tokio::join!(data_loop, admin_loop);
+    let _ = trim.await;
     // The write path's last checkpoint, then a log fsync.
     crate::app::shutdown::finish(&state, write_tasks).await;
     let _ = upkeep.await;

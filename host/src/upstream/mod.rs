@@ -42,8 +42,11 @@ use levee_policy::ErrorKind;
 
 /// Idle pooled connections kept per replica.
 pub const POOL_IDLE_PER_HOST_MAX: usize = 512;
-/// How long an idle pooled connection is kept.
-pub const POOL_IDLE_TIMEOUT_MS: u64 = 90_000;
+/// How long an idle pooled connection is kept. Each holds hyper's buffers
+/// (~16 KiB), so a burst's surplus connections should not outlive it by
+/// long: nginx's upstream `keepalive_timeout` is 60 s, HAProxy purges idle
+/// server connections every 5 s (`pool-purge-delay`).
+pub const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Largest response body levee relays (bigger responses are refused).
 pub const RESPONSE_BODY_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
