@@ -20,4 +20,12 @@ Modules, one concept each:
 - `cpu`: where the CPU went during a run (ours per process, and foreign).
 - `profile`: `perf record` of each levee, samples grouped by what they run.
 - `report`: the Markdown tables, the ratios, the bottleneck check, the goals.
+
+The memory-per-connection bench (conns.py) adds:
+- `fdlimit`: raising RLIMIT_NOFILE for tens of thousands of connections.
+- `clients`: thousands of keep-alive client connections from one process.
+- `hold_server` / `hold`: an upstream that holds requests until released.
+- `memtargets`: the same proxies configured for many long-lived connections.
+- `memrounds`: one idle or in-flight measurement of a proxy's RSS.
+- `memreport`: its table, ratios to HAProxy and goals.
 """

@@ -16,7 +16,7 @@ not bind.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import probe
@@ -56,6 +56,7 @@ def config(
     data_dir: Path,
     plugin_dir: Path = DEFAULT_PLUGIN_DIR,
     write_quorum: int = 2,
+    overrides: Overrides | None = None,
 ) -> dict:
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown levee flavour {flavour!r}, expected one of {FLAVOURS}")
@@ -72,12 +73,27 @@ def config(
         service["policies"] = {**WASM_POLICIES, "routing": uncached}
     elif flavour == "wasm-cached":
         service["policies"] = WASM_POLICIES
-    return {
+    document = {
         "listeners": {"data": "127.0.0.1:0", "admin": "127.0.0.1:0"},
         "data_dir": str(data_dir),
         "plugin_dir": str(plugin_dir),
         "services": [service],
     }
+    if overrides and overrides.server:
+        document["server"] = dict(overrides.server)
+    if overrides:
+        service.update(overrides.service)
+    return document
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What conns.py changes in the config above: `server` fields (the
+    listener's limits) and fields of the service (timeouts, concurrency
+    cap, quorum), each replacing the default or the value written above."""
+
+    server: dict = field(default_factory=dict)
+    service: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

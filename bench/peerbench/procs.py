@@ -97,6 +97,15 @@ class Spawned:
         """Sum of VmHWM over the process tree: the memory it really touched."""
         return sum(peak_rss_of(pid) for pid in self.tree_pids())
 
+    def rss_bytes(self) -> int:
+        """Sum of VmRSS over the process tree: what it holds resident now
+        (nginx: master and workers each count the pages they share)."""
+        return sum(rss_of(pid) for pid in self.tree_pids())
+
+    def open_fds(self) -> int:
+        """Open file descriptors of the whole tree (sockets included)."""
+        return sum(open_fds_of(pid) for pid in self.tree_pids())
+
     def cpu_seconds(self) -> float:
         """User + system CPU time the tree has used so far (all threads)."""
         return sum(cpu_seconds_of(pid) for pid in self.tree_pids())
@@ -157,6 +166,28 @@ def peak_rss_of(pid: int, proc: Path = PROC) -> int:
     """VmHWM of one process in bytes, 0 if it is gone."""
     try:
         return parse_vmhwm_bytes((proc / str(pid) / "status").read_text())
+    except OSError:
+        return 0
+
+
+def parse_vmrss_bytes(status_text: str) -> int:
+    """VmRSS (resident set now) from the text of /proc/PID/status, in bytes."""
+    match = re.search(r"^VmRSS:\s+(\d+)\s+kB$", status_text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def rss_of(pid: int, proc: Path = PROC) -> int:
+    """VmRSS of one process in bytes, 0 if it is gone."""
+    try:
+        return parse_vmrss_bytes((proc / str(pid) / "status").read_text())
+    except OSError:
+        return 0
+
+
+def open_fds_of(pid: int, proc: Path = PROC) -> int:
+    """How many file descriptors one process has open, 0 if it is gone."""
+    try:
+        return len(os.listdir(proc / str(pid) / "fd"))
     except OSError:
         return 0
 

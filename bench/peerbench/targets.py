@@ -28,6 +28,32 @@ VERIFY_STEP = 7
 VERIFY_KEYS_SPAN = VERIFY_KEYS_COUNT * VERIFY_STEP
 
 
+@dataclass(frozen=True)
+class ProxyLimits:
+    """Connection caps and timeouts written into HAProxy's and nginx's
+    configs. The defaults are the peer benchmark's; the memory-per-connection
+    bench (conns.py) raises them for tens of thousands of connections held
+    open longer than a measurement."""
+
+    # HAProxy `maxconn` (global and frontend), nginx `worker_connections`.
+    connections_max: int = 4096
+    # Idle keep-alive connections: HAProxy `timeout http-keep-alive` and
+    # `timeout client`, nginx `keepalive_timeout`. None: the peer bench's
+    # settings (HAProxy 30 s, nginx its default 75 s).
+    keepalive_timeout_s: int | None = None
+    # Waiting for an upstream's answer: HAProxy `timeout server`, nginx
+    # `proxy_read_timeout`.
+    response_timeout_s: int = 30
+    # HAProxy `strict-limits` (its default): refuse to start when its
+    # descriptor limit cannot be raised as far as `maxconn` implies.
+    haproxy_strict_limits: bool = True
+
+
+PEER_LIMITS = ProxyLimits()
+HAPROXY_KEEPALIVE_TIMEOUT_S = 30
+NGINX_KEEPALIVE_TIMEOUT_S = 75
+
+
 @dataclass
 class Running:
     name: str
@@ -54,25 +80,42 @@ def direct(ups: Upstreams) -> Running:
     return _await_serving(running, ups.expected_of)
 
 
-def haproxy_config(listen: str, ups: Upstreams, threads: int) -> str:
+def haproxy_config(
+    listen: str, ups: Upstreams, threads: int, limits: ProxyLimits = PEER_LIMITS
+) -> str:
     servers = "\n".join(
         f"    server {member.name} {member.host}:{member.port}" for member in ups.members
     )
+    keepalive_s = limits.keepalive_timeout_s or HAPROXY_KEEPALIVE_TIMEOUT_S
     return render(
-        "haproxy.cfg.tmpl", {"threads": str(threads), "listen": listen, "servers": servers}
+        "haproxy.cfg.tmpl",
+        {
+            "threads": str(threads),
+            "listen": listen,
+            "servers": servers,
+            "maxconn": str(limits.connections_max),
+            "client_timeout": f"{keepalive_s}s",
+            "keepalive_timeout": f"{keepalive_s}s",
+            "server_timeout": f"{limits.response_timeout_s}s",
+            "strict_limits": "strict-limits" if limits.haproxy_strict_limits else "no strict-limits",
+        },
     )
 
 
-def haproxy(procs, ups: Upstreams, work_dir: Path, cpus, threads: int) -> Running:
+def haproxy(
+    procs, ups: Upstreams, work_dir: Path, cpus, threads: int, limits: ProxyLimits = PEER_LIMITS
+) -> Running:
     port = free_port()
     config_path = work_dir / "haproxy.cfg"
-    config_path.write_text(haproxy_config(f"127.0.0.1:{port}", ups, threads))
+    config_path.write_text(haproxy_config(f"127.0.0.1:{port}", ups, threads, limits))
     # -db: stay in the foreground, so the PID we hold is the one serving.
     spawned = procs.spawn("haproxy", ["haproxy", "-db", "-f", str(config_path)], cpus=cpus)
     return _await_serving(Running("haproxy", "127.0.0.1", port, "/kv/", spawned), ups.expected_of)
 
 
-def nginx_config(listen: str, ups: Upstreams, prefix: Path, workers: int) -> str:
+def nginx_config(
+    listen: str, ups: Upstreams, prefix: Path, workers: int, limits: ProxyLimits = PEER_LIMITS
+) -> str:
     servers = "\n".join(
         f"        server {member.host}:{member.port} max_fails=3 fail_timeout=10s;"
         for member in ups.members
@@ -85,16 +128,21 @@ def nginx_config(listen: str, ups: Upstreams, prefix: Path, workers: int) -> str
             "dir": str(prefix),
             "listen": listen,
             "servers": servers,
+            "worker_connections": str(limits.connections_max),
+            "keepalive_timeout": f"{limits.keepalive_timeout_s or NGINX_KEEPALIVE_TIMEOUT_S}s",
+            "read_timeout": f"{limits.response_timeout_s}s",
         },
     )
 
 
-def nginx(procs, ups: Upstreams, work_dir: Path, cpus, workers: int) -> Running:
+def nginx(
+    procs, ups: Upstreams, work_dir: Path, cpus, workers: int, limits: ProxyLimits = PEER_LIMITS
+) -> Running:
     port = free_port()
     prefix = work_dir / "nginx"
     prefix.mkdir(exist_ok=True)
     config_path = prefix / "nginx.conf"
-    config_path.write_text(nginx_config(f"127.0.0.1:{port}", ups, prefix, workers))
+    config_path.write_text(nginx_config(f"127.0.0.1:{port}", ups, prefix, workers, limits))
     spawned = procs.spawn(
         "nginx", ["nginx", "-p", str(prefix), "-c", str(config_path)], cpus=cpus
     )
@@ -111,13 +159,15 @@ def levee_target(
     threads: int,
     flavour: str,
     name: str,
+    overrides: levee.Overrides | None = None,
 ) -> Running:
     """levee serving one service over the three upstreams; `flavour` picks
-    the policy set (see `levee.FLAVOURS`), `name` its process and dir."""
+    the policy set (see `levee.FLAVOURS`), `name` its process and dir,
+    `overrides` changes server limits and service fields (conns.py)."""
     instance_dir = work_dir / name
     instance_dir.mkdir()
     config_path = instance_dir / "levee.json"
-    config = levee.config(flavour, ups.members, instance_dir, plugin_dir)
+    config = levee.config(flavour, ups.members, instance_dir, plugin_dir, overrides=overrides)
     config_path.write_text(json.dumps(config, indent=2))
     spawned = procs.spawn(
         name,
