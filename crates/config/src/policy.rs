@@ -9,7 +9,19 @@
 //!   binding. A `services[].policies.checkpoint` (where it used to be) is
 //!   refused at its path with a message saying where it went, rather than
 //!   letting one service's binding silently win over the others'.
+//!
+//! A binding also says which request headers its plugin may read
+//! (`headers`, by default only `idempotency-key`): a request carries
+//! whatever its client sends, and a plugin is code the operator may not
+//! have written, so it reads what the binding lists and nothing else.
+//! Credentials (`authorization`, `proxy-authorization`, `cookie`,
+//! `set-cookie`) are never passed: listing one is refused, naming the
+//! entry, rather than silently dropped, so a config never says a plugin
+//! sees something it does not. (The runtime checks again on every read.)
 
+use levee_policy::limits::{
+    PLUGIN_HEADERS_DEFAULT, PLUGIN_HEADERS_MAX, plugin_header_name_problem,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::Errors;
@@ -59,7 +71,7 @@ fn refuse_checkpoint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D
     }
 }
 
-/// `{"plugin": "<name>", "config": {...}, "limits": {...}}`.
+/// `{"plugin": "<name>", "config": {...}, "limits": {...}, "headers": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRef {
@@ -71,10 +83,29 @@ pub struct PolicyRef {
     /// deadline, memory, pool size, ...); its defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<levee_policy::limits::PluginLimits>,
+    /// The request headers the plugin may read through `request.header`:
+    /// lower-case names, at most [`PLUGIN_HEADERS_MAX`], never a
+    /// credential. Absent: [`PLUGIN_HEADERS_DEFAULT`] (`idempotency-key`).
+    /// `[]` shows none. The checkpoint policy reads no request and ignores
+    /// it.
+    #[serde(
+        default = "default_headers",
+        skip_serializing_if = "is_default_headers"
+    )]
+    pub headers: Vec<String>,
 }
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
+}
+
+/// [`PLUGIN_HEADERS_DEFAULT`], owned.
+pub fn default_headers() -> Vec<String> {
+    PLUGIN_HEADERS_DEFAULT.map(String::from).to_vec()
+}
+
+fn is_default_headers(headers: &[String]) -> bool {
+    headers.iter().eq(PLUGIN_HEADERS_DEFAULT.iter())
 }
 
 impl PolicyRef {
@@ -97,6 +128,32 @@ impl PolicyRef {
                     levee_policy::limits::CONFIG_BYTES_MAX
                 ),
             );
+        }
+        self.validate_headers(&format!("{path}.headers"), errors);
+    }
+
+    /// Checks `headers` at `path`: the count, then each name (lower-case
+    /// header name, bounded, not a credential, not listed twice).
+    fn validate_headers(&self, path: &str, errors: &mut Errors) {
+        if self.headers.len() > PLUGIN_HEADERS_MAX {
+            errors.add(
+                path,
+                format!(
+                    "lists {} headers, more than the {PLUGIN_HEADERS_MAX} allowed",
+                    self.headers.len()
+                ),
+            );
+            return;
+        }
+        for (index, name) in self.headers.iter().enumerate() {
+            let problem = plugin_header_name_problem(name).or_else(|| {
+                self.headers[..index]
+                    .contains(name)
+                    .then(|| format!("{name:?} is listed twice"))
+            });
+            if let Some(problem) = problem {
+                errors.add(format!("{path}[{index}]"), problem);
+            }
         }
     }
 }
@@ -209,6 +266,75 @@ mod tests {
         assert_eq!(config.services[0].policies, Default::default());
         let written = serde_json::to_value(&config.services[0].policies).unwrap();
         assert_eq!(written, json!({"retry": null, "routing": null}));
+    }
+
+    #[test]
+    fn headers_default_to_the_idempotency_key_and_round_trip() {
+        let mut spec = service(3);
+        spec["policies"] = json!({
+            "retry": {"plugin": "retry-backoff"},
+            "routing": {"plugin": "route-affinity", "headers": ["x-tenant", "idempotency-key"]},
+        });
+        let config = Config::from_json(&with_service(spec)).unwrap();
+        let policies = &config.services[0].policies;
+        assert_eq!(
+            policies.retry.as_ref().unwrap().headers,
+            ["idempotency-key"]
+        );
+        let routing = policies.routing.as_ref().unwrap();
+        assert_eq!(routing.headers, ["x-tenant", "idempotency-key"]);
+        // The default is not written out: stored specs look as before.
+        let written = serde_json::to_value(policies).unwrap();
+        assert_eq!(
+            written["retry"],
+            json!({"plugin": "retry-backoff", "config": {}})
+        );
+        let again = Config::from_json(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn credentials_and_bad_header_names_are_refused_at_their_index() {
+        let mut spec = service(3);
+        spec["policies"] = json!({"retry": {"plugin": "p", "headers": [
+            "x-tenant", "Authorization", "cookie", "x-tenant", "", "set-cookie", "proxy-authorization",
+        ]}});
+        let all = messages(Config::from_json(&with_service(spec)).unwrap_err());
+        let path = "services[0].policies.retry.headers";
+        assert_eq!(all.len(), 6, "{all:?}");
+        assert!(
+            all[0].starts_with(&format!(
+                "{path}[1]: \"Authorization\" must be a lower-case"
+            )),
+            "{all:?}"
+        );
+        assert!(all[1].starts_with(&format!("{path}[2]: \"cookie\" is a credential: plugins never read authorization, proxy-authorization, cookie, set-cookie")), "{all:?}");
+        assert_eq!(all[2], format!("{path}[3]: \"x-tenant\" is listed twice"));
+        assert!(
+            all[3].starts_with(&format!("{path}[4]: must be 1 to 64 bytes")),
+            "{all:?}"
+        );
+        assert!(
+            all[4].starts_with(&format!("{path}[5]: \"set-cookie\" is a credential")),
+            "{all:?}"
+        );
+        assert!(
+            all[5].starts_with(&format!(
+                "{path}[6]: \"proxy-authorization\" is a credential"
+            )),
+            "{all:?}"
+        );
+
+        let many: Vec<String> = (0..=super::PLUGIN_HEADERS_MAX)
+            .map(|i| format!("x-{i}"))
+            .collect();
+        let error =
+            Config::from_json(&json!({"checkpoint": {"plugin": "p", "headers": many}}).to_string())
+                .unwrap_err();
+        assert_eq!(
+            messages(error),
+            ["checkpoint.headers: lists 33 headers, more than the 32 allowed"]
+        );
     }
 
     #[test]

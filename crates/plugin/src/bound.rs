@@ -7,9 +7,11 @@
 //! recycle the instance (valid answer) or discard it (anything else), and
 //! count the outcome. A routing plugin that declared
 //! `cacheable-by-health-flags` also keeps a bounded plan cache
-//! ([`crate::plan_cache`]) consulted before the call. Failures in a row beyond
-//! [`Limits::consecutive_failures_max`] quarantine the version
-//! ([`Component::quarantine`]).
+//! ([`crate::plan_cache`]) consulted before the call. Guest faults in a row
+//! ([`Failure::is_guest_fault`]) beyond [`Limits::consecutive_failures_max`]
+//! quarantine the version ([`Component::quarantine`]); a call the host had
+//! no room for (pool exhausted, engine full) falls back natively without
+//! extending or ending the streak.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use crate::component::Component;
 use crate::convert;
 use crate::engine::deadline_ticks;
 use crate::error::{Failure, LoadError};
+use crate::headers::HeaderAllowlist;
 use crate::host::{PluginTag, short_version, with_request};
 use crate::instance::{Instance, WorldInstance, classify};
 use crate::kind::PolicyKind;
@@ -67,14 +70,28 @@ pub struct BoundPlugin {
 
 impl Component {
     /// Binds this version to a config (the JSON handed to `configure`) and
-    /// limits: validates the limits, creates the pool and one configured
-    /// instance, so a config the plugin rejects fails here, with the
-    /// plugin's reason. **Blocking** (instantiation).
+    /// limits, with the default header allowlist (`idempotency-key` only);
+    /// see [`Component::bind_with_headers`]. **Blocking** (instantiation).
     pub fn bind(
         self: &Arc<Self>,
         runtime: &Runtime,
         config_json: &str,
         limits: Limits,
+    ) -> Result<Arc<BoundPlugin>, LoadError> {
+        self.bind_with_headers(runtime, config_json, limits, HeaderAllowlist::default())
+    }
+
+    /// Binds this version to a config (the JSON handed to `configure`),
+    /// limits and the request headers its `request.header` may read:
+    /// validates the limits, creates the pool and one configured instance,
+    /// so a config the plugin rejects fails here, with the plugin's reason.
+    /// **Blocking** (instantiation).
+    pub fn bind_with_headers(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        config_json: &str,
+        limits: Limits,
+        headers: HeaderAllowlist,
     ) -> Result<Arc<BoundPlugin>, LoadError> {
         limits.validate(runtime.caps())?;
         if config_json.len() > CONFIG_BYTES_MAX {
@@ -95,6 +112,7 @@ impl Component {
             tag,
             counters: counters.clone(),
             limits,
+            headers,
             config: config_json.to_string(),
         };
         let pool = Pool::new(recipe);
@@ -141,6 +159,11 @@ impl BoundPlugin {
 
     pub fn limits(&self) -> &Limits {
         &self.pool.recipe().limits
+    }
+
+    /// The request headers the plugin may read.
+    pub fn headers(&self) -> &HeaderAllowlist {
+        &self.pool.recipe().headers
     }
 
     /// What the plugin's `configure` declared (all false but for a routing
@@ -343,11 +366,15 @@ impl BoundPlugin {
         }
     }
 
+    /// Counts a failed call; a guest fault extends the failure streak and
+    /// may quarantine the version, a host capacity failure does neither.
     fn on_failure(&self, failure: &Failure, latency: Duration) {
         let streak = self.counters.record_failure(failure, latency);
-        let threshold = self.limits().consecutive_failures_max;
-        tracing::debug!(plugin = self.name(), version = short_version(self.version()), %failure, streak, "plugin call failed; native policy answers");
-        if streak >= threshold {
+        tracing::debug!(plugin = self.name(), version = short_version(self.version()), %failure, ?streak, "plugin call failed; native policy answers");
+        let Some(streak) = streak else {
+            return;
+        };
+        if streak >= self.limits().consecutive_failures_max {
             let reason = format!("{streak} consecutive failures, the last: {failure}");
             if self.component.quarantine(&reason) {
                 tracing::warn!(
@@ -378,3 +405,7 @@ impl std::fmt::Debug for BoundPlugin {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+#[path = "bound_tests.rs"]
+mod tests;

@@ -9,6 +9,12 @@
 //! - [`Failure`] is why one call on the request path did not use the plugin's
 //!   answer. It never reaches the client: the native policy answers instead,
 //!   and the failure is counted and reported in [`crate::Decided::source`].
+//!   Only the guest's own faults ([`Failure::is_guest_fault`]: a trap, the
+//!   deadline, the memory limit, an invalid answer, a failed `configure`)
+//!   count toward quarantine; the host running out of room for an instance
+//!   ([`Failure::PoolExhausted`], [`Failure::HostCapacity`]) says nothing
+//!   about the plugin, so it falls back without counting: quarantine is per
+//!   version, and one busy service must not cost every service its plugin.
 
 use std::fmt;
 
@@ -99,6 +105,11 @@ pub enum LoadError {
     /// A [`crate::Limits`] value is out of range.
     #[error("invalid limits: {0}")]
     InvalidLimits(String),
+
+    /// A binding's header allowlist ([`crate::HeaderAllowlist`]) is
+    /// refused: a credential, a bad or duplicate name, too many names.
+    #[error("invalid header allowlist: {0}")]
+    InvalidHeaders(String),
 }
 
 /// Why the runtime itself could not start.
@@ -133,11 +144,22 @@ pub enum Failure {
     Timeout,
     /// The guest tried to grow memory or a table past its limit.
     MemoryLimit,
-    /// The guest answered, but the answer broke a rule (too long, ...).
+    /// The guest answered, but the answer broke a rule (too long, ...),
+    /// or handed the host more bytes in one value (an answer, or one
+    /// import call's arguments) than its binding's hostcall bound
+    /// ([`crate::limits::hostcall_fuel_bytes`]), which wasmtime refuses
+    /// before copying them.
     InvalidOutput(String),
-    /// Every instance of the pool is busy and the pool is at its maximum.
+    /// Every instance of the binding's pool is busy and the pool is at its
+    /// maximum. Host capacity: not counted toward quarantine.
     PoolExhausted,
-    /// A fresh instance could not be created or configured.
+    /// A fresh instance could not be created for a host reason: the
+    /// engine's pooling allocator is full (every plugin's instances count
+    /// against it) or the host is out of memory. Host capacity: not
+    /// counted toward quarantine.
+    HostCapacity(String),
+    /// A fresh instance could not be configured: its `configure` trapped,
+    /// or rejected the config, or declared other route traits than at bind.
     Instantiate(String),
 }
 
@@ -163,7 +185,21 @@ impl Failure {
             Failure::MemoryLimit => "memory-limit",
             Failure::InvalidOutput(_) => "invalid-output",
             Failure::PoolExhausted => "pool-exhausted",
+            Failure::HostCapacity(_) => "host-capacity",
             Failure::Instantiate(_) => "instantiate",
+        }
+    }
+
+    /// Whether the plugin itself is to blame (it counts toward quarantine),
+    /// rather than the host lacking room for an instance.
+    pub fn is_guest_fault(&self) -> bool {
+        match self {
+            Failure::Trap(_)
+            | Failure::Timeout
+            | Failure::MemoryLimit
+            | Failure::InvalidOutput(_)
+            | Failure::Instantiate(_) => true,
+            Failure::PoolExhausted | Failure::HostCapacity(_) => false,
         }
     }
 }
@@ -178,6 +214,9 @@ impl fmt::Display for Failure {
                 write!(f, "plugin returned an invalid answer: {detail}")
             }
             Failure::PoolExhausted => f.write_str("plugin instance pool exhausted"),
+            Failure::HostCapacity(detail) => {
+                write!(f, "no room on the host for a plugin instance: {detail}")
+            }
             Failure::Instantiate(detail) => write!(f, "plugin instantiation failed: {detail}"),
         }
     }

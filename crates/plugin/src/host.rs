@@ -7,17 +7,20 @@
 //! current call. It implements the WIT `host` and `request` interfaces, the
 //! only things a plugin can call:
 //! - `log`: forwarded to `tracing` with the plugin's name and version,
-//!   the message truncated to [`LOG_MESSAGE_BYTES_MAX`] and escaped (a
-//!   plugin cannot forge log lines), at most
-//!   [`crate::Limits::log_calls_per_call_max`] per policy call; the rest
-//!   are dropped and counted.
+//!   the message truncated to [`LOG_MESSAGE_BYTES_MAX`] (or the binding's
+//!   `returned_string_bytes_max`, if smaller) and escaped (a plugin cannot
+//!   forge log lines), at most [`crate::Limits::log_calls_per_call_max`]
+//!   per policy call; the rest are dropped and counted. wasmtime copies a
+//!   message before this runs, so what bounds that copy is the store's
+//!   hostcall fuel ([`fenced_store`]): a longer message fails the call.
 //! - `now-ms`, `random-u64`: from the [`HostEnv`].
 //! - the `request` functions: read from the caller's [`RequestView`],
 //!   lent for exactly one call by [`with_request`] (outside such a call
 //!   they trap); each returns an owned copy of what it reads, bounded (path
 //!   at [`PATH_BYTES_MAX`], header values at [`HEADER_VALUE_BYTES_MAX`], cut
-//!   at a character boundary), and `header` answers `none` for credentials
-//!   whatever the case of the name.
+//!   at a character boundary), and `header` answers `none` for any header
+//!   the binding's [`HeaderAllowlist`] does not list, and for credentials
+//!   whatever the list and the case of the name.
 //!
 //! Whether a call read the request, the clock or the random source is
 //! remembered ([`HostState::read_ambient`]): a route plan that depends on
@@ -32,16 +35,14 @@ use std::sync::Arc;
 
 use levee_policy::RequestView;
 use levee_policy::limits::{HEADER_VALUE_BYTES_MAX, PATH_BYTES_MAX, is_credential_header};
-use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 
 use crate::bindings::{wit_host, wit_request, wit_types};
 use crate::env::HostEnv;
-use crate::limits::Limits;
+use crate::headers::HeaderAllowlist;
+use crate::limits::{LOG_MESSAGE_BYTES_MAX, Limits, hostcall_fuel_bytes};
 use crate::stats::Counters;
 use crate::tag::Tag;
-
-/// Bytes of one `host.log` message kept; the WIT promises 1 KiB.
-pub const LOG_MESSAGE_BYTES_MAX: usize = 1024;
 
 /// Who a plugin instance is, for log lines.
 #[derive(Debug)]
@@ -61,6 +62,10 @@ pub(crate) struct HostState {
     /// `host.log` calls during the current policy call.
     log_calls: u32,
     log_calls_max: u32,
+    /// Bytes of a `host.log` message kept.
+    log_message_bytes_max: usize,
+    /// The request headers this binding's plugin may read.
+    headers: HeaderAllowlist,
     /// The request lent to the current call, if any (see [`with_request`]).
     lent: LentView,
     /// Set when the current call read the request, the clock or the random
@@ -108,12 +113,25 @@ pub(crate) fn with_request<R>(
     call(&mut *guard.0)
 }
 
+/// A store for one plugin instance, fenced by `limits`: the memory and
+/// table limiter, and the hostcall fuel ([`hostcall_fuel_bytes`]), which
+/// wasmtime applies afresh to every value it copies out of the guest (each
+/// export answer, each import call's arguments). Every instance, the
+/// load-time trial one included, is made here.
+pub(crate) fn fenced_store(engine: &Engine, state: HostState, limits: &Limits) -> Store<HostState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| state.limiter());
+    store.set_hostcall_fuel(hostcall_fuel_bytes(limits));
+    store
+}
+
 impl HostState {
     pub(crate) fn new(
         tag: Arc<PluginTag>,
         env: HostEnv,
         counters: Arc<Counters>,
         limits: &Limits,
+        headers: HeaderAllowlist,
     ) -> HostState {
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(limits.memory_bytes_max).unwrap_or(usize::MAX))
@@ -131,6 +149,9 @@ impl HostState {
             growth_denied: false,
             log_calls: 0,
             log_calls_max: limits.log_calls_per_call_max,
+            log_message_bytes_max: LOG_MESSAGE_BYTES_MAX
+                .min(limits.returned_string_bytes_max as usize),
+            headers,
             lent: LentView(None),
             read_ambient: false,
         }
@@ -238,7 +259,7 @@ impl wit_host::Host for HostState {
             return;
         }
         self.log_calls += 1;
-        let message = truncate_to_char_boundary(&message, LOG_MESSAGE_BYTES_MAX);
+        let message = truncate_to_char_boundary(&message, self.log_message_bytes_max);
         let (name, version) = (&*self.tag.name, short_version(&self.tag.version));
         // `?message` escapes newlines and quotes: a plugin cannot forge lines.
         match level {
@@ -292,11 +313,13 @@ impl wit_request::Host for HostState {
     }
 
     fn header(&mut self, mut name: String) -> wasmtime::Result<Option<String>> {
+        name.make_ascii_lowercase();
+        // Both checks, whatever the list says: a credential is never shown.
+        let allowed = self.headers.allows(&name) && !is_credential_header(&name);
         let request = self.lent_request()?;
-        if is_credential_header(&name) {
+        if !allowed {
             return Ok(None);
         }
-        name.make_ascii_lowercase();
         Ok(request
             .header(&name)
             .map(|value| truncate_to_char_boundary(value, HEADER_VALUE_BYTES_MAX).to_owned()))
@@ -355,18 +378,23 @@ mod tests {
         }
     }
 
+    /// A store whose plugin may read `x-echo`, `x-long`, `x-wide` and
+    /// `idempotency-key`.
     fn store() -> Store<HostState> {
+        let listed = ["x-echo", "x-long", "x-wide", "idempotency-key"];
+        store_allowing(HeaderAllowlist::new(&listed).unwrap())
+    }
+
+    fn store_allowing(headers: HeaderAllowlist) -> Store<HostState> {
         let tag = Arc::new(PluginTag {
             name: "test".into(),
             version: "v".into(),
         });
-        let state = HostState::new(
-            tag,
-            HostEnv::seeded(1, 1),
-            Arc::default(),
-            &Limits::default(),
-        );
-        Store::new(&wasmtime::Engine::default(), state)
+        let limits = Limits::default();
+        let state = HostState::new(tag, HostEnv::seeded(1, 1), Arc::default(), &limits, headers);
+        let store = fenced_store(&wasmtime::Engine::default(), state, &limits);
+        assert_eq!(store.hostcall_fuel(), hostcall_fuel_bytes(&limits));
+        store
     }
 
     fn service(store: &mut Store<HostState>) -> wasmtime::Result<String> {
@@ -385,6 +413,9 @@ mod tests {
                 ("authorization", "Bearer secret".into()),
                 ("proxy-authorization", "Basic secret".into()),
                 ("cookie", "session=secret".into()),
+                ("set-cookie", "session=secret".into()),
+                ("x-unlisted", "tenant-7".into()),
+                ("idempotency-key", "k1".into()),
             ],
         };
         let error = service(&mut store).unwrap_err();
@@ -406,14 +437,26 @@ mod tests {
             assert_eq!(long.len(), HEADER_VALUE_BYTES_MAX);
             let wide = header(state, "X-WIDE").unwrap();
             assert_eq!(wide, "é".repeat(HEADER_VALUE_BYTES_MAX / 2));
+            assert_eq!(header(state, "Idempotency-Key").as_deref(), Some("k1"));
+            // Present but not listed: absent to the plugin.
+            assert_eq!(header(state, "x-unlisted"), None);
             for credential in [
                 "authorization",
                 "Authorization",
                 "PROXY-AUTHORIZATION",
                 "Cookie",
+                "Set-Cookie",
             ] {
                 assert_eq!(header(state, credential), None, "{credential}");
             }
+        });
+        // The default list shows the idempotency key only.
+        let mut default = store_allowing(HeaderAllowlist::default());
+        with_request(&mut default, &view, |store| {
+            let state = store.data_mut();
+            assert_eq!(state.header("x-echo".into()).unwrap(), None);
+            let key = state.header("idempotency-key".into()).unwrap();
+            assert_eq!(key.as_deref(), Some("k1"));
         });
         // Returned: lent no more.
         assert!(service(&mut store).is_err());

@@ -23,6 +23,10 @@ use crate::plan_cache::RouteTraits;
 
 /// Bytes of a trap description kept in a [`Failure`].
 const TRAP_DETAIL_BYTES_MAX: usize = 512;
+/// How wasmtime (pinned at 48.0.8; its error type is private) says a value
+/// the guest handed the host was over the store's hostcall fuel. The zoo
+/// tests (`aliased-output`) fail if a wasmtime upgrade rewords it.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// The pre-instantiation template of a component, typed by its world.
 pub(crate) enum WorldPre {
@@ -154,17 +158,41 @@ pub(crate) fn is_guest_fault(store: &Store<HostState>, error: &wasmtime::Error) 
 }
 
 /// Turns a wasmtime error from instantiation or a guest call in `store`
-/// into a [`Failure`]: a denied growth, the deadline, or a trap.
+/// into a [`Failure`]: a denied growth, the deadline, a trap, a value over
+/// the hostcall fuel (invalid output), or the host lacking room for an
+/// instance (host capacity, the only kind that is not the guest's fault).
 pub(crate) fn classify(store: &Store<HostState>, error: &wasmtime::Error) -> Failure {
     if store.data().growth_denied() {
         return Failure::MemoryLimit;
     }
+    let detail = || {
+        let detail = format!("{error:#}");
+        truncate_to_char_boundary(&detail, TRAP_DETAIL_BYTES_MAX).to_string()
+    };
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::Timeout,
         Some(trap) => Failure::Trap(trap.to_string()),
-        None => {
-            let detail = format!("{error:#}");
-            Failure::Trap(truncate_to_char_boundary(&detail, TRAP_DETAIL_BYTES_MAX).to_string())
-        }
+        None if is_hostcall_fuel_exhausted(error) => Failure::InvalidOutput(format!(
+            "it handed the host more than {} bytes of strings and lists in one value \
+             (the binding's hostcall bound); nothing was copied",
+            store.hostcall_fuel()
+        )),
+        None if is_host_capacity(error) => Failure::HostCapacity(detail()),
+        None => Failure::Trap(detail()),
     }
+}
+
+/// wasmtime refused to copy a value out of the guest: over the hostcall
+/// fuel.
+fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
+}
+
+/// The host, not the guest, ran out of room: the engine's pooling
+/// allocator has no free slot (instances, memories, tables, stacks are
+/// shared by every plugin), or an allocation failed.
+fn is_host_capacity(error: &wasmtime::Error) -> bool {
+    error.is::<wasmtime::PoolConcurrencyLimitError>() || error.is::<wasmtime::OutOfMemory>()
 }

@@ -61,7 +61,9 @@
 //!    [`EngineCaps`], the epoch ticker), [`limits`] ([`Limits`], the fence
 //!    around one plugin, re-exported from `levee_policy`, and
 //!    [`ValidateLimits`], its check against the engine), [`env`](mod@env)
-//!    ([`HostEnv`], the seedable clock and random source), [`plan_cache`]
+//!    ([`HostEnv`], the seedable clock and random source), [`headers`]
+//!    ([`HeaderAllowlist`], the request headers a binding's plugin may
+//!    read), [`plan_cache`]
 //!    (the route-plan cache of routing plugins that declare
 //!    `cacheable-by-health-flags`, and [`RouteTraits`]), [`stats`]
 //!    ([`Stats`] snapshots and the live counters), [`tag`] ([`Tag`], the
@@ -101,6 +103,7 @@ mod convert;
 pub mod engine;
 pub mod env;
 pub mod error;
+pub mod headers;
 mod hmac;
 mod host;
 mod instance;
@@ -123,9 +126,9 @@ pub use component::{CacheOutcome, Component, ComponentInfo};
 pub use engine::EngineCaps;
 pub use env::{Clock, HostEnv, HostRng, ManualClock, SystemClock};
 pub use error::{Failure, LoadError, RegistryError, RuntimeError};
-pub use host::LOG_MESSAGE_BYTES_MAX;
+pub use headers::HeaderAllowlist;
 pub use kind::PolicyKind;
-pub use limits::{Limits, ValidateLimits};
+pub use limits::{LOG_MESSAGE_BYTES_MAX, Limits, ValidateLimits, hostcall_fuel_bytes};
 pub use nodes::{NodeTable, NodeTableTooLarge};
 pub use plan_cache::{PLAN_CACHE_ENTRIES_MAX, PlanCacheStats, RouteTraits};
 pub use policy::{CheckpointPolicy, Decided, RetryPolicy, RoutingPolicy, Source};

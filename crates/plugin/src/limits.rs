@@ -7,10 +7,28 @@
 //! may log, how many instances its pool keeps, and how many failures in a
 //! row are tolerated before the version is quarantined.
 //!
-//! The memory cap is also what bounds a hostile answer: a plugin cannot
-//! build a 100 MB string inside 16 MiB of linear memory, so the host never
-//! lifts more than roughly the memory cap; the returned-size caps are then
-//! checked again on the lifted values (see the `sanitize` module).
+//! # What the host copies out of a plugin
+//! Strings and lists cross from the guest into the host by copy, and a
+//! plugin chooses their length. The memory cap alone does not bound that
+//! copy well: 16 MiB of linear memory is a 16 MiB string, and a plugin can
+//! hand the same guest bytes to the host again and again (one buffer, many
+//! `log` calls). So every binding also sets wasmtime's *hostcall fuel*:
+//! the most bytes of strings and lists the host copies out of one value
+//! the plugin hands it (an export's answer, or the arguments of one import
+//! call), checked by wasmtime **before** it copies anything.
+//! [`hostcall_fuel_bytes`] derives it from the binding's output limits
+//! (twice the largest value they let through, so an answer a little over
+//! its limit still reaches the host's own checks and their precise
+//! messages). A value over it fails the call as
+//! [`crate::Failure::InvalidOutput`], a guest fault that counts toward
+//! quarantine. Within it, the host's own rules apply to the copy:
+//! returned strings (give-up reasons, `configure` errors) are cut to
+//! `returned_string_bytes_max`, `log` messages to
+//! [`LOG_MESSAGE_BYTES_MAX`] (and `returned_string_bytes_max`), and a
+//! route plan longer than `route_order_max` is refused (see `convert`).
+//! Each copy is dropped before the plugin runs on, so the host holds at
+//! most about one hostcall bound per call however often the plugin calls
+//! it; the CPU deadline bounds how often.
 //!
 //! The data type lives in `levee_policy::limits` as
 //! [`PluginLimits`](levee_policy::limits::PluginLimits), so the
@@ -31,6 +49,31 @@ pub use levee_policy::limits::{
 
 /// One WebAssembly page: the smallest memory a plugin can run in.
 const WASM_PAGE_BYTES: u64 = 64 * 1024;
+
+/// Bytes of one `host.log` message kept (further bytes are cut); the WIT
+/// promises 1 KiB.
+pub const LOG_MESSAGE_BYTES_MAX: usize = 1024;
+/// What wasmtime charges against the hostcall fuel per route-plan entry
+/// (a `node-index`, a `u32`).
+const ROUTE_INDEX_BYTES: usize = size_of::<u32>();
+/// How far over the largest value its limits let through a plugin may go
+/// before wasmtime refuses to copy a value at all (see
+/// [`hostcall_fuel_bytes`]).
+pub const HOSTCALL_FUEL_FACTOR: usize = 2;
+
+/// The hostcall fuel of a binding: the most bytes of strings and lists the
+/// host copies out of any one value the plugin hands it (see the module
+/// docs). [`HOSTCALL_FUEL_FACTOR`] times the largest of the returned-string
+/// bound, a route plan of `route_order_max` entries, and a `log` message
+/// ([`LOG_MESSAGE_BYTES_MAX`]). With the defaults: 8 KiB.
+pub fn hostcall_fuel_bytes(limits: &Limits) -> usize {
+    let string = limits.returned_string_bytes_max as usize;
+    let plan = (limits.route_order_max as usize).saturating_mul(ROUTE_INDEX_BYTES);
+    string
+        .max(plan)
+        .max(LOG_MESSAGE_BYTES_MAX)
+        .saturating_mul(HOSTCALL_FUEL_FACTOR)
+}
 
 /// The engine-side checks of [`Limits`] (an extension trait: the type
 /// itself lives in `levee_policy`). Bring it into scope to call
@@ -188,6 +231,23 @@ mod tests {
             ..Limits::default()
         };
         assert!(idle_over_total.validate(&caps).is_err());
+    }
+
+    #[test]
+    fn hostcall_fuel_follows_the_output_limits() {
+        assert_eq!(hostcall_fuel_bytes(&Limits::default()), 8 * 1024);
+        let tiny = Limits {
+            returned_string_bytes_max: 1,
+            route_order_max: 1,
+            ..Limits::default()
+        };
+        assert_eq!(hostcall_fuel_bytes(&tiny), 2 * LOG_MESSAGE_BYTES_MAX);
+        let widest = Limits {
+            returned_string_bytes_max: RETURNED_STRING_BYTES_CEILING,
+            route_order_max: ROUTE_ORDER_CEILING,
+            ..Limits::default()
+        };
+        assert_eq!(hostcall_fuel_bytes(&widest), 2 * 1024 * 1024);
     }
 
     #[test]

@@ -11,14 +11,18 @@
 //!   return. At most `pool_instances_max` exist at once; a call that finds
 //!   none idle and the pool full fails fast with
 //!   [`Failure::PoolExhausted`] (and is answered natively) instead of
-//!   waiting.
+//!   waiting; so does one for which the engine has no free slot
+//!   ([`Failure::HostCapacity`]). Both are the host's limits, not the
+//!   plugin's fault: they do not count toward quarantine.
 //! - A lease that is not explicitly [`Lease::recycle`]d is discarded when
 //!   dropped. Only a call that returned normally and validly recycles, so
 //!   an instance that trapped, timed out, hit a limit or answered nonsense
 //!   is never reused (its guest state may be corrupt).
 //! - Leasing and returning take no lock (see [`Pool`]).
 //! - Every instance runs under a fresh [`HostState`] with the plugin's
-//!   [`Limits`]; instantiation and `configure` get their own deadline.
+//!   [`Limits`] and [`HeaderAllowlist`], in a [`fenced_store`] (memory
+//!   limiter, hostcall fuel); instantiation and `configure` get their own
+//!   deadline.
 
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
@@ -29,7 +33,8 @@ use wasmtime::Store;
 use crate::component::Compiled;
 use crate::engine::deadline_ticks;
 use crate::error::Failure;
-use crate::host::{HostState, PluginTag, truncate_to_char_boundary};
+use crate::headers::HeaderAllowlist;
+use crate::host::{HostState, PluginTag, fenced_store, truncate_to_char_boundary};
 use crate::instance::{Instance, classify};
 use crate::limits::Limits;
 use crate::plan_cache::RouteTraits;
@@ -53,6 +58,8 @@ pub(crate) struct Recipe {
     pub(crate) tag: Arc<PluginTag>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) limits: Limits,
+    /// The request headers the plugin may read.
+    pub(crate) headers: HeaderAllowlist,
     pub(crate) config: String,
 }
 
@@ -65,9 +72,9 @@ impl Recipe {
             self.runtime.env().clone(),
             self.counters.clone(),
             &self.limits,
+            self.headers.clone(),
         );
-        let mut store = Store::new(self.runtime.engine(), state);
-        store.limiter(|state| state.limiter());
+        let mut store = fenced_store(self.runtime.engine(), state, &self.limits);
         store.set_epoch_deadline(deadline_ticks(
             self.limits.configure_timeout_ms,
             self.runtime.epoch_tick_ms(),

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
+use wasmtime::Engine;
 use wasmtime::component::{Component as WasmComponent, HasSelf, Linker};
-use wasmtime::{Engine, Store};
 
 use crate::bindings;
 use crate::cache::{DiskCache, Lookup};
@@ -31,8 +31,9 @@ use crate::component::{CacheOutcome, Compiled, Component};
 use crate::engine::deadline_ticks;
 use crate::engine::{EngineCaps, EpochTicker, build_engine};
 use crate::env::{HostEnv, unix_now_ms};
-use crate::error::{LoadError, RuntimeError};
-use crate::host::{HostState, PluginTag};
+use crate::error::{Failure, LoadError, RuntimeError};
+use crate::headers::HeaderAllowlist;
+use crate::host::{HostState, PluginTag, fenced_store};
 use crate::instance::{WorldPre, classify, is_guest_fault};
 use crate::kind::PolicyKind;
 use crate::limits::Limits;
@@ -291,17 +292,24 @@ impl Runtime {
             name: "load-check".into(),
             version: "".into(),
         });
-        let state = HostState::new(tag, self.inner.env.clone(), Arc::default(), &limits);
-        let mut store = Store::new(&self.inner.engine, state);
-        store.limiter(|state| state.limiter());
+        let env = self.inner.env.clone();
+        let headers = HeaderAllowlist::none();
+        let state = HostState::new(tag, env, Arc::default(), &limits, headers);
+        let mut store = fenced_store(&self.inner.engine, state, &limits);
         store.set_epoch_deadline(deadline_ticks(TRIAL_TIMEOUT_MS, self.inner.epoch_tick_ms));
         store.data_mut().begin_call();
         match pre.instantiate(&mut store) {
             Ok(_) => Ok(()),
-            Err(e) if is_guest_fault(&store, &e) => {
-                Err(LoadError::Instantiate(classify(&store, &e).to_string()))
-            }
-            Err(e) => Err(LoadError::type_mismatch(kind, &e)),
+            Err(e) => match classify(&store, &e) {
+                // A full engine says nothing about the component's types.
+                failure @ Failure::HostCapacity(_) => {
+                    Err(LoadError::Instantiate(failure.to_string()))
+                }
+                failure if is_guest_fault(&store, &e) => {
+                    Err(LoadError::Instantiate(failure.to_string()))
+                }
+                _ => Err(LoadError::type_mismatch(kind, &e)),
+            },
         }
     }
 

@@ -34,6 +34,7 @@ pub(crate) struct Counters {
     memory_limits: AtomicU64,
     invalid_outputs: AtomicU64,
     pool_exhausted: AtomicU64,
+    host_capacity: AtomicU64,
     instantiate_failures: AtomicU64,
     quarantined_calls: AtomicU64,
     cached: AtomicU64,
@@ -61,9 +62,11 @@ impl Counters {
         self.record_latency(latency);
     }
 
-    /// A call whose plugin answer was not used; returns the failure streak
-    /// including this one.
-    pub(crate) fn record_failure(&self, failure: &Failure, latency: Duration) -> u32 {
+    /// A call whose plugin answer was not used. A guest fault extends the
+    /// failure streak and returns it, this one included; a host capacity
+    /// failure ([`Failure::is_guest_fault`] false) leaves the streak as it
+    /// is and returns `None`.
+    pub(crate) fn record_failure(&self, failure: &Failure, latency: Duration) -> Option<u32> {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
         let counter = match failure {
             Failure::Trap(_) => &self.traps,
@@ -71,6 +74,7 @@ impl Counters {
             Failure::MemoryLimit => &self.memory_limits,
             Failure::InvalidOutput(_) => &self.invalid_outputs,
             Failure::PoolExhausted => &self.pool_exhausted,
+            Failure::HostCapacity(_) => &self.host_capacity,
             Failure::Instantiate(_) => &self.instantiate_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -78,9 +82,11 @@ impl Counters {
         if let Ok(mut last) = self.last_failure.lock() {
             *last = Some(failure.clone());
         }
-        self.consecutive_failures
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1)
+        failure.is_guest_fault().then(|| {
+            self.consecutive_failures
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1)
+        })
     }
 
     /// A call served natively because the version is quarantined.
@@ -134,6 +140,7 @@ impl Counters {
             memory_limits: load(&self.memory_limits),
             invalid_outputs: load(&self.invalid_outputs),
             pool_exhausted: load(&self.pool_exhausted),
+            host_capacity: load(&self.host_capacity),
             instantiate_failures: load(&self.instantiate_failures),
             quarantined_calls: load(&self.quarantined_calls),
             cached: load(&self.cached),
@@ -168,13 +175,18 @@ pub struct CounterSnapshot {
     pub ok: u64,
     /// Calls answered by the native policy after a plugin failure
     /// (= traps + timeouts + memory_limits + invalid_outputs +
-    /// pool_exhausted + instantiate_failures).
+    /// pool_exhausted + host_capacity + instantiate_failures).
     pub fallbacks: u64,
     pub traps: u64,
     pub timeouts: u64,
     pub memory_limits: u64,
     pub invalid_outputs: u64,
+    /// Calls that found the binding's pool full (not counted toward
+    /// quarantine).
     pub pool_exhausted: u64,
+    /// Calls for which the engine had no room for a fresh instance (not
+    /// counted toward quarantine).
+    pub host_capacity: u64,
     pub instantiate_failures: u64,
     /// Calls served natively, without calling the plugin, while quarantined.
     pub quarantined_calls: u64,
@@ -192,7 +204,8 @@ pub struct CounterSnapshot {
     /// `set-nodes` calls made: one per instance per node table, so in the
     /// steady state this stops growing.
     pub node_tables_given: u64,
-    /// Failures in a row since the last valid answer.
+    /// Guest faults in a row since the last valid answer (host capacity
+    /// failures neither count nor end a streak).
     pub consecutive_failures: u32,
     /// Sum of call latencies (successful and failed), in ns.
     pub latency_ns_total: u64,
@@ -247,21 +260,29 @@ mod tests {
     fn streak_resets_on_success_and_counts_by_kind() {
         let counters = Counters::default();
         let tick = Duration::from_micros(3);
-        assert_eq!(counters.record_failure(&Failure::Timeout, tick), 1);
+        assert_eq!(counters.record_failure(&Failure::Timeout, tick), Some(1));
         assert_eq!(
             counters.record_failure(&Failure::Trap("unreachable".into()), tick),
-            2
+            Some(2)
         );
         counters.record_ok(tick);
-        assert_eq!(counters.record_failure(&Failure::MemoryLimit, tick), 1);
+        assert_eq!(
+            counters.record_failure(&Failure::MemoryLimit, tick),
+            Some(1)
+        );
+        // The host's capacity is not the plugin's fault: the streak stays.
+        assert_eq!(counters.record_failure(&Failure::PoolExhausted, tick), None);
+        let full = Failure::HostCapacity("engine full".into());
+        assert_eq!(counters.record_failure(&full, tick), None);
         let snapshot = counters.snapshot();
-        assert_eq!((snapshot.calls, snapshot.ok, snapshot.fallbacks), (4, 1, 3));
+        assert_eq!((snapshot.calls, snapshot.ok, snapshot.fallbacks), (6, 1, 5));
+        assert_eq!((snapshot.pool_exhausted, snapshot.host_capacity), (1, 1));
         assert_eq!(
             (snapshot.traps, snapshot.timeouts, snapshot.memory_limits),
             (1, 1, 1)
         );
         assert_eq!(snapshot.consecutive_failures, 1);
-        assert_eq!(snapshot.latency_buckets.iter().sum::<u64>(), 4);
-        assert_eq!(snapshot.last_failure, Some(Failure::MemoryLimit));
+        assert_eq!(snapshot.latency_buckets.iter().sum::<u64>(), 6);
+        assert_eq!(snapshot.last_failure, Some(full));
     }
 }

@@ -9,8 +9,8 @@ mod support;
 use std::sync::Arc;
 
 use levee_plugin::{
-    BoundPlugin, Component, Failure, Limits, LoadError, PolicyKind, RetryPolicy, RoutingPolicy,
-    Runtime, Source,
+    BoundPlugin, Component, Failure, HeaderAllowlist, Limits, LoadError, PolicyKind, RetryPolicy,
+    RoutingPolicy, Runtime, Source,
 };
 use levee_policy::{RetryBackoff, RetryDecision, RouteAffinity, Target};
 use support::*;
@@ -131,11 +131,22 @@ fn huge_string_cannot_exhaust_the_host() {
     let (failure, _) = one_failing_call(&runtime, "huge-string", "{}");
     assert_eq!(failure, Failure::MemoryLimit);
 
-    // 1 MB fits in memory; the reason is truncated to the returned-string cap.
+    // 1 MB fits in memory but not in the binding's hostcall bound
+    // (8 KiB): refused before the host copies it, and the call fails.
+    let (failure, bound) =
+        one_failing_call(&runtime, "huge-string", r#"{"reason_bytes": 1000000}"#);
+    assert!(
+        matches!(&failure, Failure::InvalidOutput(detail) if detail.contains("more than 8192 bytes")),
+        "{failure:?}"
+    );
+    assert_eq!(bound.stats().counters.invalid_outputs, 1);
+
+    // 6 KB is within the hostcall bound: copied, then truncated to the
+    // returned-string cap (4 KiB).
     let bound = bind_zoo(
         &runtime,
         "huge-string",
-        r#"{"reason_bytes": 1000000}"#,
+        r#"{"reason_bytes": 6000}"#,
         patient_limits(),
     );
     let decided = decide_first_attempt(&retry_policy_with(&runtime, bound.clone()), 500);
@@ -652,7 +663,11 @@ fn the_request_functions_lend_the_request_and_hide_credentials() {
         returned_string_bytes_max: 64 * 1024,
         ..patient_limits()
     };
-    let bound = bind_zoo(&runtime, "echo-request", "{}", limits);
+    // The binding lists `x-echo`; the plugin still never reads a credential.
+    let headers = HeaderAllowlist::new(&["x-echo", "idempotency-key"]).unwrap();
+    let bound = compile_zoo(&runtime, "echo-request", PolicyKind::Retry)
+        .bind_with_headers(&runtime, "{}", limits, headers)
+        .unwrap();
     let policy = retry_policy_with(&runtime, bound.clone());
     let request = TestRequest {
         service: "kv".into(),
@@ -713,4 +728,40 @@ fn the_request_functions_lend_the_request_and_hide_credentials() {
     assert_eq!(fields[2].len(), levee_policy::limits::PATH_BYTES_MAX);
     assert_eq!(fields[4], "é".repeat(128));
     assert_eq!(bound.stats().counters.fallbacks, 0);
+}
+
+/// A plugin reads only the headers its binding lists (by default only
+/// `idempotency-key`), and never a credential, even when the client sends
+/// it: `zoo/echo-request` asks for `x-echo` and `authorization` on every
+/// call.
+#[test]
+fn a_plugin_reads_only_the_headers_its_binding_lists() {
+    let runtime = seeded_runtime(SEED);
+    let component = compile_zoo(&runtime, "echo-request", PolicyKind::Retry);
+    let request = get("/k")
+        .with_header("X-Echo", "hello")
+        .with_header("Authorization", "Bearer secret");
+    let echo = |bound: Arc<BoundPlugin>| {
+        let policy = retry_policy_with(&runtime, bound);
+        let decided = decide(&policy, &request, &status(0, 1, 503), &roomy_context());
+        assert_plugin_answered(&decided.source);
+        let RetryDecision::GiveUp(reason) = decided.value else {
+            panic!("echo-request gives up, got {:?}", decided.value)
+        };
+        reason
+    };
+    let default = component.bind(&runtime, "{}", patient_limits()).unwrap();
+    assert_eq!(default.headers(), &HeaderAllowlist::default());
+    assert_eq!(echo(default), "kv|GET|/k|k|-|-|nodes=3");
+    let listed = HeaderAllowlist::new(&["x-echo"]).unwrap();
+    let bound = component
+        .bind_with_headers(&runtime, "{}", patient_limits(), listed)
+        .unwrap();
+    assert_eq!(echo(bound), "kv|GET|/k|k|hello|-|nodes=3");
+    // A credential cannot even be listed.
+    for credential in levee_policy::limits::CREDENTIAL_HEADERS {
+        let error = HeaderAllowlist::new(&["x-echo", credential]).unwrap_err();
+        assert!(matches!(error, LoadError::InvalidHeaders(_)), "{error}");
+        assert!(error.to_string().contains("is a credential"), "{error}");
+    }
 }

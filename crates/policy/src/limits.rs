@@ -20,9 +20,47 @@ pub const ROUTE_ORDER_MAX: usize = 64;
 pub const RETRY_DELAY_MS_MAX: u32 = 60_000;
 
 /// Headers a plugin never reads: credentials. `request.header` answers
-/// `none` for them whatever the plugin asks (names are compared
-/// case-insensitively).
-pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+/// `none` for them whatever the plugin asks and whatever its binding lists
+/// (names are compared case-insensitively).
+pub const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// The request headers a plugin may read when its binding lists none
+/// (`headers` absent): only what decides whether a retry is safe.
+pub const PLUGIN_HEADERS_DEFAULT: [&str; 1] = ["idempotency-key"];
+/// Names one binding's `headers` may list.
+pub const PLUGIN_HEADERS_MAX: usize = 32;
+/// Bytes of one name in a binding's `headers`.
+pub const PLUGIN_HEADER_NAME_BYTES_MAX: usize = 64;
+
+/// Why `name` cannot be listed in a binding's `headers`, if it cannot: it
+/// must be a lower-case HTTP field name (RFC 9110 token characters) of
+/// 1 to [`PLUGIN_HEADER_NAME_BYTES_MAX`] bytes, and not a credential.
+pub fn plugin_header_name_problem(name: &str) -> Option<String> {
+    let token =
+        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || name.len() > PLUGIN_HEADER_NAME_BYTES_MAX {
+        Some(format!(
+            "must be 1 to {PLUGIN_HEADER_NAME_BYTES_MAX} bytes, not {}",
+            name.len()
+        ))
+    } else if !name.bytes().all(token) {
+        Some(format!(
+            "{name:?} must be a lower-case header name (a-z, 0-9 and !#$%&'*+-.^_`|~)"
+        ))
+    } else if is_credential_header(name) {
+        Some(format!(
+            "{name:?} is a credential: plugins never read {}",
+            CREDENTIAL_HEADERS.join(", ")
+        ))
+    } else {
+        None
+    }
+}
 
 /// Whether `name` is one of [`CREDENTIAL_HEADERS`].
 pub fn is_credential_header(name: &str) -> bool {
@@ -158,6 +196,26 @@ mod tests {
         let again: PluginLimits =
             serde_json::from_str(&serde_json::to_string(&partial).unwrap()).unwrap();
         assert_eq!(again, partial);
+    }
+
+    #[test]
+    fn header_names_are_lower_case_tokens_and_never_credentials() {
+        assert_eq!(plugin_header_name_problem("x-tenant"), None);
+        assert_eq!(plugin_header_name_problem(PLUGIN_HEADERS_DEFAULT[0]), None);
+        for credential in CREDENTIAL_HEADERS {
+            let problem = plugin_header_name_problem(credential).unwrap();
+            assert!(problem.contains("is a credential"), "{problem}");
+        }
+        assert!(is_credential_header("Set-Cookie"));
+        for bad in [
+            "",
+            "X-Tenant",
+            "a b",
+            "é",
+            &"a".repeat(PLUGIN_HEADER_NAME_BYTES_MAX + 1),
+        ] {
+            assert!(plugin_header_name_problem(bad).is_some(), "{bad:?}");
+        }
     }
 
     #[test]

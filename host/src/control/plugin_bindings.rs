@@ -4,14 +4,16 @@
 //!
 //! A load ([`super::plugin_host::PluginHost::install`], a rollback) finds
 //! the bindings with [`bindings_of`], binds the new component for each with
-//! its own config and limits ([`bind_all`], which refuses the whole load on
-//! the first refusal and names the binding), and once everything is checked
-//! and persisted swaps them all in ([`swap_all`]).
+//! its own config, limits and header allowlist ([`bind_all`], which refuses
+//! the whole load on the first refusal and names the binding), and once
+//! everything is checked and persisted swaps them all in ([`swap_all`]).
 
 use std::fmt;
 use std::sync::Arc;
 
-use levee_plugin::{BoundPlugin, Component, Limits, LoadError, PolicyKind, Registry, Runtime};
+use levee_plugin::{
+    BoundPlugin, Component, HeaderAllowlist, Limits, LoadError, PolicyKind, Registry, Runtime,
+};
 
 use crate::cluster::directory::Directory;
 use crate::cluster::service::Service;
@@ -50,6 +52,8 @@ pub struct Binding {
     pub config_json: String,
     /// The binding's fence (`<binding>.limits`).
     pub limits: Limits,
+    /// The request headers its plugin may read (`<binding>.headers`).
+    pub headers: Vec<String>,
 }
 
 impl Binding {
@@ -60,6 +64,7 @@ impl Binding {
             plugin: policy.plugin.clone(),
             config_json: policy.config.to_string(),
             limits: policy.limits.clone().unwrap_or_default(),
+            headers: policy.headers.clone(),
         }
     }
 
@@ -77,6 +82,7 @@ impl Binding {
             self.kind,
             &self.config_json,
             self.limits.clone(),
+            &self.headers,
         )
     }
 
@@ -99,8 +105,9 @@ impl fmt::Debug for Binding {
     }
 }
 
-/// Binds `component` as `kind` for `target` with this config and fence
-/// (blocking); a world of another kind or a refused config names `target`.
+/// Binds `component` as `kind` for `target` with this config, fence and
+/// header allowlist (blocking); a world of another kind, a refused config
+/// or a refused header list names `target`.
 pub fn bind_checked(
     runtime: &Runtime,
     component: &Arc<Component>,
@@ -108,6 +115,7 @@ pub fn bind_checked(
     kind: PolicyKind,
     config_json: &str,
     limits: Limits,
+    headers: &[String],
 ) -> Result<Arc<BoundPlugin>, PluginError> {
     let refuse = |reason| PluginError::Binding {
         target: target.clone(),
@@ -120,7 +128,10 @@ pub fn bind_checked(
             exports: component.exports().to_vec(),
         }));
     }
-    component.bind(runtime, config_json, limits).map_err(refuse)
+    let headers = HeaderAllowlist::new(headers).map_err(refuse)?;
+    component
+        .bind_with_headers(runtime, config_json, limits, headers)
+        .map_err(refuse)
 }
 
 /// Every binding that names `plugin`: the current services' and the
@@ -179,8 +190,17 @@ pub async fn bind_current(
     let runtime = registry.runtime().clone();
     let config_json = policy.config.to_string();
     let limits = policy.limits.clone().unwrap_or_default();
+    let headers = policy.headers.clone();
     tokio::task::spawn_blocking(move || {
-        bind_checked(&runtime, &component, target, kind, &config_json, limits)
+        bind_checked(
+            &runtime,
+            &component,
+            target,
+            kind,
+            &config_json,
+            limits,
+            &headers,
+        )
     })
     .await
     .map_err(|e| PluginError::Internal(format!("bind task: {e}")))?

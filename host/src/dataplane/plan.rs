@@ -315,6 +315,13 @@ mod request_view_tests {
     async fn a_retry_plugin_reads_the_inbound_request_and_the_node_table() {
         let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
         let bound = bind_dist_plugin(&runtime, "zoo/echo-request.wasm", PolicyKind::Retry, "{}");
+        // A plugin reads only the headers its binding lists (by default
+        // `idempotency-key`): this one lists `x-echo`.
+        let listed = levee_plugin::HeaderAllowlist::new(&["x-echo"]).unwrap();
+        let limits = bound.limits().clone();
+        let bound = (bound.component())
+            .bind_with_headers(&runtime, "{}", limits, listed)
+            .unwrap();
         let three = service(&runtime, 3);
         crate::policy::bind::bind_policy(&three, PolicyKind::Retry, Some(bound.clone())).unwrap();
 

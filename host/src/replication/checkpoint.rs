@@ -334,6 +334,7 @@ mod tests {
             plugin: "checkpoint-interval".into(),
             config: serde_json::json!({"every_records": 5, "every_ms": 3_600_000}),
             limits: None,
+            headers: Vec::new(),
         });
         let checkpointer = Checkpointer::new(&bound).unwrap();
         let native = checkpointer.policy.native();

@@ -10,6 +10,18 @@
 //! `authorization` header stays hidden (the plugin asks for it on every
 //! call; the answer must be `-`), and that `set-nodes` ran before `decide`.
 //!
+//! What `header` answers depends on the binding too: a plugin reads only
+//! the headers its binding lists (`headers`, by default only
+//! `idempotency-key`), never a credential; tests that want `x-echo` echoed
+//! list it.
+//!
+//! Each decision is also written to the host's log at `warn`, so an
+//! end-to-end test can read it in levee's log (a retry binding's config
+//! must also suit the native fallback, so it cannot switch this on):
+//! `echo-request saw {reason}` followed by `|{name}={value}` for each of
+//! [`LOGGED_HEADERS`], which name the default list's header, a made-up
+//! one and the credentials other than `authorization`.
+//!
 //! The reason is capped by the host like any returned string (4 KiB), so
 //! tests keep their paths and headers short. `configure` accepts any
 //! config; `random-u64` is never drawn.
@@ -20,8 +32,8 @@ wit_bindgen::generate!({
 });
 
 use exports::levee::policy::retry::{Decision, Guest};
-use levee::policy::request;
-use levee::policy::types::{AttemptOutcome, NodeInfo, RequestFacts, RetryContext};
+use levee::policy::types::{AttemptOutcome, Level, NodeInfo, RequestFacts, RetryContext};
+use levee::policy::{host, request};
 use std::cell::Cell;
 
 /// What a header the host answers `none` for reads as.
@@ -30,6 +42,14 @@ pub const ABSENT: &str = "-";
 pub const ECHOED_HEADER: &str = "x-echo";
 /// The credential asked for to prove the host hides it.
 pub const CREDENTIAL_HEADER: &str = "authorization";
+/// The headers the log line adds to the reason.
+pub const LOGGED_HEADERS: [&str; 5] = [
+    "x-tenant",
+    "idempotency-key",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+];
 
 thread_local! {
     /// Nodes in the last `set-nodes` table; `None` until the first call.
@@ -48,12 +68,22 @@ impl Guest for EchoRequest {
     }
 
     fn decide(_facts: RequestFacts, _outcome: AttemptOutcome, _context: RetryContext) -> Decision {
-        Decision::GiveUp(echo())
+        let reason = echo();
+        let mut line = format!("echo-request saw {reason}");
+        for name in LOGGED_HEADERS {
+            line.push_str(&format!("|{name}={}", header(name)));
+        }
+        host::log(Level::Warn, &line);
+        Decision::GiveUp(reason)
     }
 }
 
+/// What the host answers for header `name`; [`ABSENT`] for `none`.
+fn header(name: &str) -> String {
+    request::header(name).unwrap_or_else(|| ABSENT.to_string())
+}
+
 fn echo() -> String {
-    let header = |name: &str| request::header(name).unwrap_or_else(|| ABSENT.to_string());
     let nodes = match NODE_COUNT.with(Cell::get) {
         Some(count) => count.to_string(),
         None => "unset".to_string(),
