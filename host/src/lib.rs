@@ -46,9 +46,10 @@
 //!
 //! # A request's way
 //! 1. [`api::data`] splits `/{service}/{rest}` and finds the service.
-//! 2. [`dataplane::inbound::Inbound::read`]: in-flight slot (503 when
-//!    `concurrency_max` is reached), routing key (400), body limit (413),
-//!    hop-by-hop headers stripped, request id.
+//! 2. [`dataplane::inbound::Inbound::read`]: canonical path and routing
+//!    key (400), body read within its size, time and buffered-bytes limits
+//!    (413, 408, 503), then the in-flight slot (503 when `concurrency_max`
+//!    is reached), hop-by-hop headers stripped, request id.
 //! 3. Reads go to [`dataplane::proxy::forward`]: ring preference list →
 //!    routing policy → attempts → retry gate; optional hedging. Replicated
 //!    writes (PUT/POST/PATCH/DELETE) go to [`dataplane::fanout::write`]:

@@ -29,6 +29,8 @@
 //! - `durability`: [`FsyncMode`].
 //! - `names`: [`validate_service_name`], [`validate_plugin_name`],
 //!   [`parse_node_url`].
+//! - `admin`: [`validate_admin_host`], the entries of
+//!   `admin_allowed_hosts`.
 //! - `error`: [`FieldError`], [`ConfigError`] and the collector validation
 //!   reports into.
 //! - [`hints`]: [`hints::HintLimits`], per-node bounds on hinted writes.
@@ -39,6 +41,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod admin;
 mod durability;
 mod error;
 pub mod hints;
@@ -46,6 +49,7 @@ mod names;
 mod policy;
 mod service;
 
+pub use admin::validate_admin_host;
 pub use durability::{FSYNC_EVERY_MS_MAX, FsyncMode};
 pub use error::{ConfigError, FieldError};
 pub use names::{parse_node_url, validate_plugin_name, validate_service_name};
@@ -78,10 +82,23 @@ pub const BODY_BYTES_MAX_LIMIT: u64 = 1024 * 1024 * 1024;
 pub const WEIGHT_MAX: u32 = 100;
 /// Largest number of ring virtual nodes per unit of weight.
 pub const VNODES_PER_WEIGHT_MAX: u32 = 4096;
+/// Most points one service's ring may hold (total node weight ×
+/// `vnodes_per_weight`), so that a misconfigured weight cannot eat memory
+/// or stall a rebuild; checked with the other field errors.
+pub const RING_POINTS_MAX: u64 = 1 << 20;
+/// Largest `server.buffered_body_bytes_max`.
+pub const BUFFERED_BODY_BYTES_MAX_LIMIT: u64 = 64 * 1024 * 1024 * 1024;
 /// Upper bound on any configured duration (one day), to catch unit mistakes.
 pub const DURATION_MS_MAX: u64 = 24 * 60 * 60 * 1000;
 /// Default drain bound when the config does not set `shutdown_grace_ms`.
 pub const SHUTDOWN_GRACE_MS_DEFAULT: u64 = 10_000;
+/// Shortest admin token, from the file or the environment: 16 random
+/// bytes are past online guessing.
+pub const ADMIN_TOKEN_BYTES_MIN: usize = 16;
+/// Longest admin token, from the file or the environment.
+pub const ADMIN_TOKEN_BYTES_MAX: usize = 1024;
+/// Entries of `admin_allowed_hosts`.
+pub const ADMIN_ALLOWED_HOSTS_MAX: usize = 64;
 /// Largest accepted `shutdown_grace_ms`: orchestrators kill after ~30-60 s
 /// anyway, and an unbounded drain is no drain.
 pub const SHUTDOWN_GRACE_MS_MAX: u64 = 120_000;
@@ -102,9 +119,17 @@ pub struct Config {
     /// `<data_dir>/plugins`.
     #[serde(default)]
     pub plugin_dir: Option<PathBuf>,
-    /// Bearer token for the admin API (enforced by the admin listener).
+    /// Bearer token for the admin API (enforced by the admin listener),
+    /// [`ADMIN_TOKEN_BYTES_MIN`] to [`ADMIN_TOKEN_BYTES_MAX`] bytes.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Extra names the admin listener answers to in `Host` (without a
+    /// port), besides its own address and the loopback names: e.g. the
+    /// name a TLS proxy in front of it uses. Anything else is refused
+    /// with 403, which is what stops a DNS-rebinding page (see the host's
+    /// `control::admin_origin`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_allowed_hosts: Vec<String>,
     #[serde(default)]
     pub server: ServerLimits,
     #[serde(default)]
@@ -153,6 +178,12 @@ pub struct ServerLimits {
     /// `keepalive_timeout` or HAProxy's `timeout http-keep-alive`. While it
     /// waits it holds no HTTP buffers (see `app::listener`).
     pub keepalive_timeout_ms: u64,
+    /// Request-body bytes buffered at once across every service (a body is
+    /// read whole before it is sent to any replica). A body that does not
+    /// fit is refused with 503: `Content-Length` is reserved before the
+    /// first byte is read, a chunked body grows its share as it arrives.
+    /// Each service's `body_bytes_max` must fit in it.
+    pub buffered_body_bytes_max: u64,
 }
 
 impl Default for ServerLimits {
@@ -161,6 +192,7 @@ impl Default for ServerLimits {
             header_read_timeout_ms: 10_000,
             connections_max: 10_000,
             keepalive_timeout_ms: 75_000,
+            buffered_body_bytes_max: 256 * 1024 * 1024,
         }
     }
 }
@@ -206,6 +238,14 @@ impl Config {
                 message: e.into_inner().to_string(),
             })
         })?;
+        // Text after the configuration (a second object, a merge leftover)
+        // is refused, not ignored.
+        deserializer.end().map_err(|e| {
+            ConfigError::Parse(FieldError {
+                path: "(root)".to_string(),
+                message: e.to_string(),
+            })
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -218,10 +258,14 @@ impl Config {
         }
         self.fsync.validate_into(&mut errors);
         if let Some(token) = &self.admin_token
-            && (token.len() < 16 || token.len() > 1024)
+            && !(ADMIN_TOKEN_BYTES_MIN..=ADMIN_TOKEN_BYTES_MAX).contains(&token.len())
         {
-            errors.add("admin_token", "must be 16 to 1024 bytes long");
+            errors.add(
+                "admin_token",
+                format!("must be {ADMIN_TOKEN_BYTES_MIN} to {ADMIN_TOKEN_BYTES_MAX} bytes long"),
+            );
         }
+        admin::validate_admin_hosts(&self.admin_allowed_hosts, &mut errors);
         errors.range(
             "server.header_read_timeout_ms",
             self.server.header_read_timeout_ms,
@@ -239,6 +283,12 @@ impl Config {
             self.server.keepalive_timeout_ms,
             1,
             3_600_000,
+        );
+        errors.range(
+            "server.buffered_body_bytes_max",
+            self.server.buffered_body_bytes_max,
+            1,
+            BUFFERED_BODY_BYTES_MAX_LIMIT,
         );
         errors.range(
             "shutdown_grace_ms",
@@ -262,6 +312,15 @@ impl Config {
                 );
             }
             service.validate_into(&path, &mut errors);
+            if service.body_bytes_max > self.server.buffered_body_bytes_max {
+                errors.add(
+                    format!("{path}.body_bytes_max"),
+                    format!(
+                        "must be <= server.buffered_body_bytes_max ({})",
+                        self.server.buffered_body_bytes_max
+                    ),
+                );
+            }
         }
         errors.into_result()
     }
@@ -395,6 +454,36 @@ mod tests {
             messages(error),
             vec!["services[0].name: must be 1 to 64 bytes"]
         );
+    }
+
+    #[test]
+    fn every_body_must_fit_the_buffered_body_cap() {
+        let mut big = service(1);
+        big["body_bytes_max"] = json!(2048);
+        let text = json!({"server": {"buffered_body_bytes_max": 1024}, "services": [big]});
+        let error = Config::from_json(&text.to_string()).unwrap_err();
+        assert_eq!(
+            messages(error),
+            vec!["services[0].body_bytes_max: must be <= server.buffered_body_bytes_max (1024)"]
+        );
+        let zero = json!({"server": {"buffered_body_bytes_max": 0}});
+        let error = Config::from_json(&zero.to_string()).unwrap_err();
+        assert_eq!(
+            messages(error),
+            vec![format!(
+                "server.buffered_body_bytes_max: must be between 1 and {BUFFERED_BODY_BYTES_MAX_LIMIT}, got 0"
+            )]
+        );
+    }
+
+    #[test]
+    fn text_after_the_configuration_is_refused() {
+        let error = Config::from_json("{} {\"services\": 5}").unwrap_err();
+        assert!(
+            messages(error)[0].starts_with("(root): trailing characters"),
+            "found by fuzz/fuzz_targets/config_from_json.rs"
+        );
+        assert!(Config::from_json("{}\n").is_ok());
     }
 
     #[test]

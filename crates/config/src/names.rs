@@ -37,6 +37,9 @@ pub fn parse_node_url(url: &str) -> Result<http::Uri, String> {
     let Some(authority) = uri.authority() else {
         return Err(format!("{url:?} has no host"));
     };
+    if authority.host().is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
     if authority.port_u16().is_none() {
         return Err(format!("{url:?} must name a port"));
     }
@@ -71,6 +74,8 @@ mod tests {
             "http://x:1/path",
             "http://x:1/?q",
             "not a url",
+            // An empty host that `http` parses (found by fuzzing).
+            "http://:[1:]:7001",
         ] {
             assert!(parse_node_url(bad).is_err(), "{bad}");
         }

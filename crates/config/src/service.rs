@@ -13,7 +13,7 @@ use crate::names::{parse_node_url, validate_service_name};
 use crate::policy::PoliciesSpec;
 use crate::{
     ATTEMPTS_MAX, BODY_BYTES_MAX_LIMIT, DURATION_MS_MAX, NODE_ID_BYTES_MAX, NODES_MAX,
-    REPLICAS_MAX, VNODES_PER_WEIGHT_DEFAULT, VNODES_PER_WEIGHT_MAX, WEIGHT_MAX,
+    REPLICAS_MAX, RING_POINTS_MAX, VNODES_PER_WEIGHT_DEFAULT, VNODES_PER_WEIGHT_MAX, WEIGHT_MAX,
 };
 
 /// One service: a set of replicas that levee fronts.
@@ -53,6 +53,18 @@ pub struct ServiceSpec {
     /// Largest accepted request body (413 beyond). Default 8 MiB.
     #[serde(default = "default_body_bytes_max")]
     pub body_bytes_max: u64,
+    /// A request body may pause at most this long between bytes, and must
+    /// arrive within this long plus one second per
+    /// `body_rate_min_bytes_per_s` bytes received (408 otherwise). Default
+    /// 20 s (Apache's `mod_reqtimeout` `body=20`; nginx's
+    /// `client_body_timeout`, a pause rule only, is 60 s).
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    /// The slowest average a request body may arrive at once
+    /// `body_read_timeout_ms` has passed. Default 1024 (Apache's
+    /// `MinRate` is 500).
+    #[serde(default = "default_body_rate_min_bytes_per_s")]
+    pub body_rate_min_bytes_per_s: u64,
     /// Requests in flight for this service (503 beyond). Default 1024.
     #[serde(default = "default_concurrency_max")]
     pub concurrency_max: u32,
@@ -184,6 +196,12 @@ fn default_max_attempts() -> u32 {
 fn default_body_bytes_max() -> u64 {
     8 * 1024 * 1024
 }
+fn default_body_read_timeout_ms() -> u64 {
+    20_000
+}
+fn default_body_rate_min_bytes_per_s() -> u64 {
+    1024
+}
 fn default_concurrency_max() -> u32 {
     1024
 }
@@ -256,17 +274,48 @@ impl ServiceSpec {
             BODY_BYTES_MAX_LIMIT,
         );
         errors.range(
+            &format!("{path}.body_read_timeout_ms"),
+            self.body_read_timeout_ms,
+            1,
+            DURATION_MS_MAX,
+        );
+        errors.range(
+            &format!("{path}.body_rate_min_bytes_per_s"),
+            self.body_rate_min_bytes_per_s,
+            1,
+            BODY_BYTES_MAX_LIMIT,
+        );
+        errors.range(
             &format!("{path}.concurrency_max"),
             self.concurrency_max.into(),
             1,
             1_000_000,
         );
+        self.validate_ring(path, errors);
+    }
+
+    /// The ring's size: `vnodes_per_weight` in range, and the points it
+    /// makes (total node weight × `vnodes_per_weight`) at most
+    /// [`RING_POINTS_MAX`], the bound the host's ring enforces.
+    fn validate_ring(&self, path: &str, errors: &mut Errors) {
         errors.range(
             &format!("{path}.vnodes_per_weight"),
             self.vnodes_per_weight.into(),
             1,
             VNODES_PER_WEIGHT_MAX.into(),
         );
+        let weight: u64 = self.nodes.iter().map(|node| u64::from(node.weight)).sum();
+        let points = weight.saturating_mul(self.vnodes_per_weight.into());
+        if points > RING_POINTS_MAX {
+            errors.add(
+                format!("{path}.vnodes_per_weight"),
+                format!(
+                    "total node weight {weight} × vnodes_per_weight {} makes {points} ring \
+                     points, more than {RING_POINTS_MAX}",
+                    self.vnodes_per_weight
+                ),
+            );
+        }
     }
 
     fn validate_nodes(&self, path: &str, errors: &mut Errors) {
@@ -542,6 +591,48 @@ mod tests {
                 "missing {prefix:?} in {all:#?}"
             );
         }
+    }
+
+    #[test]
+    fn body_read_limits_have_defaults_and_ranges() {
+        let spec = &Config::from_json(&with_service(service(1)))
+            .unwrap()
+            .services[0];
+        assert_eq!(
+            (spec.body_read_timeout_ms, spec.body_rate_min_bytes_per_s),
+            (20_000, 1024)
+        );
+        let mut bad = service(1);
+        bad["body_read_timeout_ms"] = json!(0);
+        bad["body_rate_min_bytes_per_s"] = json!(0);
+        let all = messages(Config::from_json(&with_service(bad)).unwrap_err());
+        assert_eq!(
+            all,
+            [
+                "services[0].body_read_timeout_ms: must be between 1 and 86400000, got 0",
+                "services[0].body_rate_min_bytes_per_s: must be between 1 and 1073741824, got 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn ring_points_are_checked_with_the_field_errors() {
+        // 256 nodes of weight 100 at 41 vnodes each: 1,049,600 points.
+        let mut big = service(256);
+        for node in big["nodes"].as_array_mut().unwrap() {
+            node["weight"] = json!(100);
+        }
+        big["vnodes_per_weight"] = json!(41);
+        let all = messages(Config::from_json(&with_service(big.clone())).unwrap_err());
+        assert_eq!(
+            all,
+            [
+                "services[0].vnodes_per_weight: total node weight 25600 × vnodes_per_weight 41 \
+              makes 1049600 ring points, more than 1048576"
+            ]
+        );
+        big["vnodes_per_weight"] = json!(40);
+        assert!(Config::from_json(&with_service(big)).is_ok());
     }
 
     #[test]

@@ -14,6 +14,13 @@
 //! - `quarantined` when the current version is quarantined;
 //! - `active` otherwise.
 //!
+//! **Only loaded plugins take a slot.** At most `plugins_max` names hold a
+//! version; a name whose loads all failed is kept only to report its
+//! `failed` status and `last_error`, in a separate pool of at most
+//! [`FAILED_NAMES_MAX`] where the oldest failure is forgotten first. So a
+//! stream of bad uploads or drop-ins under fresh names can neither fill
+//! the registry nor grow it without bound.
+//!
 //! Installing is **blocking** (it compiles); call it from
 //! `spawn_blocking`.
 
@@ -32,6 +39,9 @@ use crate::runtime::Runtime;
 pub const HISTORY_MAX_DEFAULT: usize = 3;
 /// Default number of names.
 pub const PLUGINS_MAX_DEFAULT: usize = 256;
+/// Names kept only for a failed load (no version): the oldest is forgotten
+/// beyond this.
+pub const FAILED_NAMES_MAX: usize = 64;
 /// Longest plugin name.
 pub const NAME_BYTES_MAX: usize = 64;
 /// Bytes of a recorded error message kept.
@@ -74,6 +84,12 @@ impl Entry {
             previous: VecDeque::new(),
             last_error: None,
         }
+    }
+
+    /// Whether this name holds one of the registry's `plugins_max` slots:
+    /// only a loaded version does.
+    fn holds_slot(&self) -> bool {
+        self.current.is_some()
     }
 
     fn status(&self) -> PluginStatus {
@@ -183,15 +199,11 @@ impl Registry {
         load: impl FnOnce(&Runtime) -> Result<Arc<Component>, LoadError>,
     ) -> Result<Arc<Component>, RegistryError> {
         Registry::validate_name(name)?;
-        self.check_room(name)?;
+        self.check_room(&self.read(), name)?;
         match load(&self.runtime) {
             Ok(component) => {
                 let mut entries = self.write();
-                if !entries.contains_key(name) && entries.len() >= self.plugins_max {
-                    return Err(RegistryError::Full {
-                        max: self.plugins_max,
-                    });
-                }
+                self.check_room(&entries, name)?;
                 entries
                     .entry(name.to_string())
                     .or_insert_with(Entry::empty)
@@ -205,9 +217,15 @@ impl Registry {
         }
     }
 
-    fn check_room(&self, name: &str) -> Result<(), RegistryError> {
-        let entries = self.read();
-        if !entries.contains_key(name) && entries.len() >= self.plugins_max {
+    /// Refuses a new version of `name` when every slot is held by another
+    /// loaded plugin.
+    fn check_room(
+        &self,
+        entries: &BTreeMap<String, Entry>,
+        name: &str,
+    ) -> Result<(), RegistryError> {
+        let holds_slot = entries.get(name).is_some_and(Entry::holds_slot);
+        if !holds_slot && loaded(entries) >= self.plugins_max {
             return Err(RegistryError::Full {
                 max: self.plugins_max,
             });
@@ -217,20 +235,25 @@ impl Registry {
 
     /// Records a failed load of `name` (e.g. the control plane refused a
     /// new version because a bound service's config was rejected). The
-    /// current version keeps serving; the status becomes `failed`.
+    /// current version keeps serving; the status becomes `failed`. A name
+    /// with no version is kept in the failed pool (see the module doc).
     pub fn record_failure(&self, name: &str, error: &str) {
         if Registry::validate_name(name).is_err() {
             return;
         }
+        let message = crate::host::truncate_to_char_boundary(error, ERROR_BYTES_MAX).to_string();
+        let last_error = Some((message, unix_now_ms()));
         let mut entries = self.write();
-        if !entries.contains_key(name) && entries.len() >= self.plugins_max {
+        if let Some(entry) = entries.get_mut(name) {
+            entry.last_error = last_error;
             return;
         }
-        let message = crate::host::truncate_to_char_boundary(error, ERROR_BYTES_MAX).to_string();
-        entries
-            .entry(name.to_string())
-            .or_insert_with(Entry::empty)
-            .last_error = Some((message, unix_now_ms()));
+        if entries.len() - loaded(&entries) >= FAILED_NAMES_MAX {
+            forget_oldest_failure(&mut entries);
+        }
+        let mut entry = Entry::empty();
+        entry.last_error = last_error;
+        entries.insert(name.to_string(), entry);
     }
 
     /// The current version of `name`.
@@ -290,12 +313,13 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(name.to_string()))
     }
 
+    /// Loaded plugins: the names holding a slot (failed-only names aside).
     pub fn len(&self) -> usize {
-        self.read().len()
+        loaded(&self.read())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.read().is_empty()
+        self.len() == 0
     }
 
     /// The map holds plain data; a panic elsewhere cannot break it.
@@ -309,6 +333,23 @@ impl Registry {
         self.entries
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Names holding a slot.
+fn loaded(entries: &BTreeMap<String, Entry>) -> usize {
+    entries.values().filter(|entry| entry.holds_slot()).count()
+}
+
+/// Drops the failed-only name whose failure is the oldest.
+fn forget_oldest_failure(entries: &mut BTreeMap<String, Entry>) {
+    let oldest = entries
+        .iter()
+        .filter(|(_, entry)| !entry.holds_slot())
+        .min_by_key(|(_, entry)| entry.last_error.as_ref().map_or(0, |(_, at)| *at))
+        .map(|(name, _)| name.clone());
+    if let Some(name) = oldest {
+        entries.remove(&name);
     }
 }
 

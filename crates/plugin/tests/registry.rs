@@ -2,6 +2,7 @@
 
 mod support;
 
+use levee_plugin::registry::FAILED_NAMES_MAX;
 use levee_plugin::{LoadError, PluginStatus, PolicyKind, Registry, RegistryError, Source, check};
 use support::*;
 
@@ -81,7 +82,8 @@ fn names_kinds_history_and_capacity_are_bounded() {
         error.to_string().starts_with("expected world retry-policy"),
         "{error}"
     );
-    // A name that never loaded is listed as failed, with its error.
+    // A name that never loaded is listed as failed, with its error, and
+    // holds no slot.
     let info = registry.info("ckpt").unwrap();
     assert_eq!(
         (info.status, info.current.is_none()),
@@ -89,10 +91,17 @@ fn names_kinds_history_and_capacity_are_bounded() {
     );
 
     registry.install("a", &dist("retry-backoff")).unwrap();
+    registry.install("b", &dist("retry-backoff")).unwrap();
     assert!(matches!(
-        registry.install("b", &dist("retry-backoff")),
+        registry.install("c", &dist("retry-backoff")),
         Err(RegistryError::Full { max: 2 })
     ));
+    // A failed name that loads later needs a slot like any other.
+    assert!(matches!(
+        registry.install("ckpt", &dist("zoo/wrong-world")),
+        Err(RegistryError::Full { max: 2 })
+    ));
+    registry.remove("b").unwrap();
 
     registry.install("ckpt", &dist("zoo/wrong-world")).unwrap();
     registry
@@ -106,6 +115,31 @@ fn names_kinds_history_and_capacity_are_bounded() {
     );
     let names: Vec<String> = registry.list().into_iter().map(|p| p.name).collect();
     assert_eq!(names, vec!["a".to_string(), "ckpt".to_string()]);
+}
+
+#[test]
+fn failed_loads_take_no_slot_and_are_bounded_apart() {
+    let registry = Registry::with_bounds(seeded_runtime(SEED), 1, 1);
+    let names: Vec<String> = (0..FAILED_NAMES_MAX + 10)
+        .map(|i| format!("bad{i:03}"))
+        .collect();
+    for name in &names {
+        assert!(registry.install(name, b"not wasm").is_err());
+    }
+    assert_eq!(registry.len(), 0, "no slot taken");
+    let listed: Vec<String> = registry.list().into_iter().map(|p| p.name).collect();
+    assert_eq!(
+        listed,
+        names[10..].to_vec(),
+        "at most {FAILED_NAMES_MAX} failed names, the oldest forgotten first"
+    );
+    registry.install("good", &dist("retry-backoff")).unwrap();
+    assert_eq!(registry.len(), 1);
+    assert_eq!(registry.info("good").unwrap().status, PluginStatus::Active);
+    // A failure of a loaded plugin updates its entry, evicting nothing.
+    registry.record_failure("good", "refused");
+    assert_eq!(registry.info("good").unwrap().status, PluginStatus::Failed);
+    assert_eq!(registry.list().len(), FAILED_NAMES_MAX + 1);
 }
 
 #[test]

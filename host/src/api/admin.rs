@@ -10,7 +10,7 @@
 //! GET    /admin/plugins                    plugins: world, version, status, counters, services
 //! GET    /admin/plugins/{name}             one plugin
 //! PUT    /admin/plugins/{name}             upload a component (body: the bytes)
-//! DELETE /admin/plugins/{name}             409 while a service uses it
+//! DELETE /admin/plugins/{name}             also deletes its drop-in file; 409 while a service uses it
 //! POST   /admin/plugins/{name}/rollback    back to the previous version
 //! GET    /admin/services                   every service spec
 //! GET    /admin/services/{name}            one service: spec and node health
@@ -22,8 +22,9 @@
 //! ```
 //!
 //! Layers, outermost first: request id (every admin response carries
-//! `x-request-id`), bearer-token authentication ([`super::auth`]), then the
-//! handlers. Request bodies are not limited by a blanket layer: each handler
+//! `x-request-id`), the `Host` / `Origin` guard (403 for a DNS-rebinding
+//! name or a cross-site state change, [`crate::control::admin_origin`]),
+//! bearer-token authentication ([`super::auth`]), then the handlers. Request bodies are not limited by a blanket layer: each handler
 //! reads its body through [`crate::api::body::read_body`] with its own bound (32 MiB for a
 //! component, 1 MiB for a service), refusing by `Content-Length` first.
 //!
@@ -44,6 +45,7 @@ use crate::api::{admin_log, admin_plugins, admin_services, admin_state, auth, st
 /// The admin router.
 pub fn router(state: AppState) -> Router {
     let auth = state.control.auth.clone();
+    let origin = state.control.origin.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -75,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(from_fn_with_state(auth, auth::require_admin_token))
+        .layer(from_fn_with_state(origin, auth::guard_origin))
         .layer(from_fn(crate::api::request_id::assign))
         .with_state(state)
 }

@@ -38,6 +38,9 @@ impl From<FieldError> for FieldProblem {
 pub enum AdminError {
     /// 400: the request itself is malformed (bad name, not JSON).
     BadRequest(String),
+    /// 403: refused for where the request came from (a foreign `Host`, a
+    /// cross-site `Origin`), whatever its token.
+    Forbidden(String),
     /// 404.
     NotFound(String),
     /// 409: the request conflicts with current state.
@@ -65,6 +68,7 @@ impl AdminError {
     pub fn status(&self) -> StatusCode {
         match self {
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -77,6 +81,7 @@ impl AdminError {
     fn code(&self) -> &'static str {
         match self {
             AdminError::BadRequest(_) => "bad_request",
+            AdminError::Forbidden(_) => "forbidden",
             AdminError::NotFound(_) => "not_found",
             AdminError::Conflict(_) => "conflict",
             AdminError::TooLarge { .. } => "payload_too_large",
@@ -89,6 +94,7 @@ impl AdminError {
     fn reason(&self) -> String {
         match self {
             AdminError::BadRequest(reason)
+            | AdminError::Forbidden(reason)
             | AdminError::NotFound(reason)
             | AdminError::Conflict(reason)
             | AdminError::Unavailable(reason) => reason.clone(),
@@ -127,7 +133,9 @@ impl From<PluginError> for AdminError {
             PluginError::InUse { .. } | PluginError::NoPrevious(_) => {
                 AdminError::Conflict(error.to_string())
             }
-            PluginError::Full { .. } => AdminError::Conflict(error.to_string()),
+            PluginError::Full { .. } | PluginError::DropInFile(_) => {
+                AdminError::Conflict(error.to_string())
+            }
             PluginError::Load(_) | PluginError::Binding { .. } => AdminError::Unprocessable {
                 reason: error.to_string(),
                 fields: Vec::new(),

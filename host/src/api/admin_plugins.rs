@@ -8,6 +8,12 @@
 //! A refusal is 400 (bad name), 413 (too big) or 422 (not a component, wrong
 //! world, a binding's config rejected), with the exact reason; the
 //! previous version keeps serving either way.
+//!
+//! `DELETE` forgets the plugin, its stored versions **and its drop-in file**
+//! (`<plugin_dir>/<name>.wasm`), which would otherwise load it again at
+//! the next start. It is refused with 409 and the reason while a binding
+//! uses the plugin, or when the drop-in file cannot be removed (then
+//! nothing was deleted).
 
 use axum::Json;
 use axum::body::Body;

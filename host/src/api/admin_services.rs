@@ -133,8 +133,9 @@ fn refusal_without_spec(refused: ChangeRefused) -> AdminError {
 }
 
 /// `GET /admin/services/{name}/ring?key=K`: the key's preference list.
-/// The key is taken from the raw query, not percent-decoded, exactly as the
-/// data plane's `query` key rule sees it.
+/// `K` is normalized as the data plane normalizes a key under the service's
+/// rule (`dataplane::key`), so `%61lice` and `alice` agree, as they do on
+/// the data plane; the view shows the canonical key that was hashed.
 pub async fn ring(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -148,7 +149,9 @@ pub async fn ring(
             "key must be 1 to {ROUTING_KEY_BYTES_MAX} bytes"
         )));
     }
-    Ok(Json(preference_view(&service, key)).into_response())
+    let key = crate::dataplane::key::canonical_key(&service, key)
+        .map_err(|refused| AdminError::BadRequest(refused.to_string()))?;
+    Ok(Json(preference_view(&service, &key)).into_response())
 }
 
 /// The key's replicas, primary first.

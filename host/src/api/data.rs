@@ -9,6 +9,10 @@
 //! Dispatch by method: replicated writes (see [`is_replicated_write`]) go
 //! to the write path; everything else goes through the proxy (read) path,
 //! which sends each attempt to one replica.
+//!
+//! The data plane owns the process's one [`BodyBudget`]
+//! (`server.buffered_body_bytes_max`), which every service's request
+//! bodies share (see `dataplane::body`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use crate::api::state::AppState;
 use crate::base::clock;
 use crate::cluster::service::Service;
 use crate::config::validate_service_name;
+use crate::dataplane::body::BodyBudget;
 use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::Inbound;
 use crate::dataplane::proxy;
@@ -46,9 +51,12 @@ pub fn service(
 > + Clone
 + Send
 + 'static {
+    let max_bytes = state.directory.config.load().server.buffered_body_bytes_max;
+    let bodies = Arc::new(BodyBudget::new(max_bytes));
     hyper::service::service_fn(move |request: Request<Incoming>| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(serve(state, request.map(Body::new)).await) }
+        let bodies = Arc::clone(&bodies);
+        async move { Ok::<_, Infallible>(serve(state, &bodies, request.map(Body::new)).await) }
     })
 }
 
@@ -56,7 +64,7 @@ pub fn service(
 /// else a fresh one; on the request, on the response and in a tracing span
 /// around the request, so every log line of the request carries it), then
 /// `/_levee/healthz` or a service's request.
-async fn serve(state: AppState, request: Request<Body>) -> Response {
+async fn serve(state: AppState, bodies: &Arc<BodyBudget>, request: Request<Body>) -> Response {
     // Set on the request by `Inbound`, once hop-by-hop headers made room.
     let id = request_id::header_value(request.headers());
     let span = tracing::info_span!(
@@ -69,7 +77,7 @@ async fn serve(state: AppState, request: Request<Body>) -> Response {
         if request.uri().path() == HEALTHZ_PATH {
             healthz(&state, request.method())
         } else {
-            handle(state, request, id.clone()).await
+            handle(state, bodies, request, id.clone()).await
         }
     }
     .instrument(span)
@@ -95,7 +103,12 @@ fn healthz(state: &AppState, method: &Method) -> Response {
 }
 
 /// Every `/{service}/...` request.
-async fn handle(state: AppState, request: Request<Body>, request_id: HeaderValue) -> Response {
+async fn handle(
+    state: AppState,
+    bodies: &Arc<BodyBudget>,
+    request: Request<Body>,
+    request_id: HeaderValue,
+) -> Response {
     let started = std::time::Instant::now();
     let started_ms = clock::now_ms();
     let method = request.method().clone();
@@ -110,6 +123,7 @@ async fn handle(state: AppState, request: Request<Body>, request_id: HeaderValue
             prefix_bytes,
             request,
             request_id,
+            bodies,
             started_ms,
         )
         .await
@@ -140,6 +154,7 @@ async fn dispatch(
     prefix_bytes: usize,
     request: Request<Body>,
     request_id: HeaderValue,
+    bodies: &Arc<BodyBudget>,
     started_ms: u64,
 ) -> Result<Response, AppError> {
     // The URI's bytes are shared with the request: the clone is a reference
@@ -155,6 +170,7 @@ async fn dispatch(
         request,
         upstream_path,
         Some(request_id),
+        bodies,
         started_ms,
     )
     .await?;
@@ -225,7 +241,8 @@ mod tests {
     }
 
     async fn call(app: &AppState, request: Request<Body>) -> (StatusCode, String) {
-        let response = serve(app.clone(), request).await;
+        let bodies = Arc::new(BodyBudget::new(1024));
+        let response = serve(app.clone(), &bodies, request).await;
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())

@@ -13,8 +13,10 @@
 //!   bytes, virtual node index)`. Two nodes colliding on a point (odds about
 //!   2^-64 per pair) are therefore ordered by id, which every implementation
 //!   can reproduce; nothing depends on the order nodes are listed in.
-//! - **Keys.** A key's position is the same rule applied to the key's raw
-//!   bytes: first 8 bytes of SHA-1(key), big-endian.
+//! - **Keys.** A key's position is the same rule applied to the key's
+//!   bytes: first 8 bytes of SHA-1(key), big-endian. The key is the one the
+//!   data plane took from the request after normalizing it
+//!   (`dataplane::key`: `%61lice` and `alice` are the same key).
 //! - **Preference list.** Starting at the first point whose value is `>=`
 //!   the key's position (wrapping past the end to index 0), walk clockwise
 //!   and collect the nodes of the points met, skipping nodes already
@@ -30,8 +32,11 @@ pub use crate::config::{REPLICAS_MAX, VNODES_PER_WEIGHT_DEFAULT};
 
 /// Most nodes a ring may hold (also bounds the node index type).
 pub const NODES_MAX: usize = 1024;
-/// Most points a ring may hold, so a misconfigured weight cannot eat memory.
-pub const POINTS_MAX: usize = 1 << 20;
+/// Most points a ring may hold, so a misconfigured weight cannot eat memory:
+/// the configuration's [`crate::config::RING_POINTS_MAX`], which validation
+/// checks with the other field errors (`services[i].vnodes_per_weight`), so
+/// a validated spec never meets [`RingError::TooManyPoints`] here.
+pub const POINTS_MAX: usize = crate::config::RING_POINTS_MAX as usize;
 
 /// Why a ring could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

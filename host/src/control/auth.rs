@@ -18,6 +18,17 @@
 //! - **Probes and scrapes** (`/healthz`, `/readyz`, `/metrics`) need no token
 //!   when the admin listener is on loopback (a local agent scrapes them); on
 //!   any other address they need the token like everything else.
+//! - **A token is 16 to 1024 bytes, wherever it comes from**: the
+//!   environment gets the same rule as the config file, and a token
+//!   outside it stops the start with a message naming its source.
+//! - **No token is generated at first start.** The tokenless default is
+//!   for a loopback listener only, and what made it dangerous was the
+//!   browser: a web page posting to `127.0.0.1` or a DNS-rebinding page
+//!   speaking as its own origin. [`super::admin_origin`] closes both (a
+//!   foreign `Host` or a cross-site `Origin` is refused). What remains is
+//!   a local process, and one running as levee's user could read a
+//!   generated token from `data_dir` anyway; on a machine shared with
+//!   other users, set a token.
 //! - Tokens are compared in constant time: both sides are hashed with
 //!   SHA-256 and the digests compared with a branch-free fold, so neither the
 //!   position of the first wrong byte nor the token's length leaks through
@@ -27,6 +38,7 @@
 //! echoes the token; `api::auth` turns it into the `401` and enforces these
 //! rules as the admin router's middleware.
 
+use crate::config::{ADMIN_TOKEN_BYTES_MAX, ADMIN_TOKEN_BYTES_MIN};
 use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -34,10 +46,10 @@ use thiserror::Error;
 
 /// Environment variable holding the admin token.
 pub const TOKEN_ENV: &str = "LEVEE_ADMIN_TOKEN";
-/// Longest accepted token.
-pub const TOKEN_BYTES_MAX: usize = 1024;
-/// Tokens shorter than this start with a warning.
-pub const TOKEN_BYTES_RECOMMENDED_MIN: usize = 16;
+/// Longest accepted token (the config file's rule).
+pub const TOKEN_BYTES_MAX: usize = ADMIN_TOKEN_BYTES_MAX;
+/// Shortest accepted token (the config file's rule).
+pub const TOKEN_BYTES_MIN: usize = ADMIN_TOKEN_BYTES_MIN;
 
 /// Paths that skip the token on a loopback admin listener.
 const LOOPBACK_OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
@@ -52,12 +64,11 @@ pub enum AuthConfigError {
          (set {TOKEN_ENV} or the config's admin_token, or listen on 127.0.0.1)"
     )]
     ExposedWithoutToken { addr: SocketAddr },
-    #[error("the admin token from {source_name} is empty")]
-    EmptyToken { source_name: &'static str },
     #[error(
-        "the admin token from {source_name} is {token_bytes} bytes, more than {TOKEN_BYTES_MAX}"
+        "refusing to start: the admin token from {source_name} is {token_bytes} bytes; \
+         it must be {TOKEN_BYTES_MIN} to {TOKEN_BYTES_MAX} bytes (e.g. `openssl rand -hex 16`)"
     )]
-    TokenTooLong {
+    TokenLength {
         source_name: &'static str,
         token_bytes: usize,
     },
@@ -146,21 +157,11 @@ fn digest_of_valid_token(
     token: &str,
     source_name: &'static str,
 ) -> Result<[u8; 32], AuthConfigError> {
-    if token.is_empty() {
-        return Err(AuthConfigError::EmptyToken { source_name });
-    }
-    if token.len() > TOKEN_BYTES_MAX {
-        return Err(AuthConfigError::TokenTooLong {
+    if !(TOKEN_BYTES_MIN..=TOKEN_BYTES_MAX).contains(&token.len()) {
+        return Err(AuthConfigError::TokenLength {
             source_name,
             token_bytes: token.len(),
         });
-    }
-    if token.len() < TOKEN_BYTES_RECOMMENDED_MIN {
-        tracing::warn!(
-            source = source_name,
-            token_bytes = token.len(),
-            "the admin token is short; use at least {TOKEN_BYTES_RECOMMENDED_MIN} random bytes"
-        );
     }
     Ok(sha256(token.as_bytes()))
 }
@@ -248,16 +249,22 @@ mod tests {
     }
 
     #[test]
-    fn empty_or_huge_token_is_refused() {
-        assert!(matches!(
-            AdminAuth::new(Some(("", "x")), loopback()),
-            Err(AuthConfigError::EmptyToken { .. })
-        ));
+    fn empty_short_or_huge_token_is_refused() {
         let huge = "t".repeat(TOKEN_BYTES_MAX + 1);
-        assert!(matches!(
-            AdminAuth::new(Some((&huge, "x")), loopback()),
-            Err(AuthConfigError::TokenTooLong { .. })
-        ));
+        let short = "t".repeat(TOKEN_BYTES_MIN - 1);
+        for token in ["", short.as_str(), huge.as_str()] {
+            let error = AdminAuth::new(Some((token, TOKEN_ENV)), loopback()).unwrap_err();
+            assert_eq!(
+                error,
+                AuthConfigError::TokenLength {
+                    source_name: TOKEN_ENV,
+                    token_bytes: token.len()
+                }
+            );
+            assert!(error.to_string().contains("16 to 1024 bytes"), "{error}");
+        }
+        let shortest = "t".repeat(TOKEN_BYTES_MIN);
+        assert!(AdminAuth::new(Some((&shortest, TOKEN_ENV)), loopback()).is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The control plane's shared state and its start-up: admin authentication,
-//! the plugin host, the drop-in watcher and the metrics recorder.
+//! The control plane's shared state and its start-up: admin authentication
+//! and the `Host` / `Origin` rules, the plugin host, the drop-in watcher
+//! and the metrics recorder.
 //!
 //! [`ControlPlane::new`] runs at start-up, so a configuration the control
 //! plane cannot accept (an exposed admin listener without a token, an
@@ -13,7 +14,9 @@
 //! the write plane that holds the checkpoint policy and the service-change
 //! log) and the [`Shutdown`] signal; it never sees the application state.
 
+pub mod admin_origin;
 pub mod auth;
+pub mod drop_in;
 pub mod plugin_bindings;
 pub mod plugin_error;
 pub mod plugin_host;
@@ -33,10 +36,11 @@ use crate::base::metrics::LoadSource;
 use crate::base::shutdown::Shutdown;
 use crate::cluster::directory::Directory;
 use crate::config::Config;
+use crate::control::admin_origin::AdminOrigin;
 use crate::control::auth::{AdminAuth, AuthConfigError};
 use crate::control::plugin_host::{PluginError, PluginHost};
 use crate::control::plugin_store::{COMPONENT_BYTES_MAX, PluginStore, StoreError};
-use crate::control::watch::{DropIn, WatchOptions};
+use crate::control::watch::{DropIn, DropInError, WatchOptions};
 use crate::replication::WritePlane;
 
 /// Drop-ins waiting to be loaded; the watcher waits when it is full.
@@ -59,6 +63,8 @@ pub enum ControlError {
 #[derive(Debug)]
 pub struct ControlPlane {
     pub auth: AdminAuth,
+    /// Which `Host` and `Origin` the admin listener answers.
+    pub origin: AdminOrigin,
     pub plugins: Arc<PluginHost>,
     /// When this process started, for uptime.
     pub started: Instant,
@@ -76,11 +82,13 @@ impl ControlPlane {
         crate::base::metrics::install();
         let auth =
             AdminAuth::from_env_or_config(config.admin_token.as_deref(), config.listeners.admin)?;
+        let origin = AdminOrigin::new(config.listeners.admin, &config.admin_allowed_hosts);
         let store = PluginStore::open(config.data_dir.join("plugins"))?;
         let registry = Arc::new(Registry::new(runtime.clone()));
         let plugins = PluginHost::new(registry, store, directory, writes, COMPONENT_BYTES_MAX);
         Ok(ControlPlane {
             auth,
+            origin,
             plugins: Arc::new(plugins),
             started: Instant::now(),
         })
@@ -102,7 +110,8 @@ pub async fn start(host: &Arc<PluginHost>, shutdown: &Shutdown) -> Result<(), Co
         let shutdown = shutdown.clone();
         async move { shutdown.requested().await }
     };
-    let (initial, _watcher) = watch::spawn(dir.clone(), WatchOptions::default(), sink, stop)?;
+    let (initial, _watcher) =
+        watch::spawn(dir.clone(), WatchOptions::default(), sink, stop).await?;
     for drop_in in initial {
         load_initial_drop_in(host, drop_in).await;
     }
@@ -131,16 +140,21 @@ async fn load_drop_ins(host: Arc<PluginHost>, mut drop_ins: mpsc::Receiver<DropI
     }
 }
 
+/// Reads and loads one drop-in: one file in memory at a time, however
+/// many are queued.
 async fn load_drop_in(host: &PluginHost, drop_in: DropIn) {
     tracing::info!(plugin = %drop_in.name, path = %drop_in.path.display(), initial = drop_in.initial, "loading drop-in plugin file");
-    match drop_in.bytes {
+    match drop_in.read().await {
         Ok(bytes) => {
             // Errors are recorded by the host (status failed, last_error).
             let _ = host
                 .install(&drop_in.name, Bytes::from(bytes), LoadSource::DropIn)
                 .await;
         }
-        Err(error) => {
+        Err(DropInError::Moved(why)) => {
+            tracing::info!(plugin = %drop_in.name, %why, "drop-in file not loaded; the watcher will look again");
+        }
+        Err(DropInError::Refused(error)) => {
             tracing::warn!(plugin = %drop_in.name, %error, "drop-in file not loaded");
             host.registry().record_failure(&drop_in.name, &error);
             crate::base::metrics::plugin_load(&drop_in.name, LoadSource::DropIn, false);

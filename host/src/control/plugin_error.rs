@@ -43,6 +43,9 @@ pub enum PluginError {
     NoPrevious(String),
     #[error("the plugin registry is full ({max} plugins)")]
     Full { max: usize },
+    /// The plugin's drop-in file could not be removed; nothing was deleted.
+    #[error("{0}")]
+    DropInFile(String),
     /// Storage or task failure: the detail is for the log.
     #[error("internal error: {0}")]
     Internal(String),

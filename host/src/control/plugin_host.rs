@@ -235,8 +235,8 @@ impl PluginHost {
         outcome
     }
 
-    /// Forgets `name` and deletes its stored versions; refused while any
-    /// service or the checkpoint policy is bound to it.
+    /// Forgets `name`, deletes its stored versions and its drop-in file;
+    /// refused while any service or the checkpoint policy is bound to it.
     pub async fn remove(&self, name: &str) -> Result<(), PluginError> {
         check_name(name)?;
         let _changes = self.lock().await;
@@ -247,9 +247,18 @@ impl PluginHost {
                 users,
             });
         }
+        // The drop-in file first: if it cannot go, nothing changes.
+        let plugin_dir = self.directory.config.load().plugin_dir();
+        let owned = name.to_string();
+        let dropped = tokio::task::spawn_blocking(move || {
+            crate::control::plugin_store::remove_drop_in(&plugin_dir, &owned)
+        })
+        .await
+        .map_err(|e| PluginError::Internal(format!("store task: {e}")))?
+        .map_err(PluginError::DropInFile)?;
         let known = self.registry.remove(name).is_ok();
         let stored = self.store.manifest(name)?.is_some();
-        if !known && !stored {
+        if !known && !stored && !dropped {
             return Err(PluginError::NotFound(name.to_string()));
         }
         let store = self.store.clone();

@@ -23,7 +23,9 @@
 //!
 //! The plugin drop-in directory (config `plugin_dir`) defaults to this same
 //! directory: drop-ins are `*.wasm` files at the top level, stored versions
-//! live in per-plugin subdirectories, so the two never collide.
+//! live in per-plugin subdirectories, so the two never collide. Deleting a
+//! plugin deletes its drop-in file too ([`remove_drop_in`]): otherwise it
+//! would come back at the next start.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -365,6 +367,27 @@ impl PluginStore {
     }
 }
 
+/// Deletes the drop-in file `<plugin_dir>/<name>.wasm` (a link of that
+/// name itself, never what it points to), so that a deleted plugin does
+/// not come back from it at the next start. `Ok(true)` when there was one;
+/// the error says which file could not be removed and why.
+pub fn remove_drop_in(plugin_dir: &Path, name: &str) -> Result<bool, String> {
+    crate::config::validate_plugin_name(name)?;
+    let path = plugin_dir.join(format!("{name}{COMPONENT_SUFFIX}"));
+    match fs::remove_file(&path) {
+        Ok(()) => {
+            sync_dir(plugin_dir).map_err(|e| e.to_string())?;
+            Ok(true)
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(format!(
+            "cannot remove the plugin's drop-in file {} ({error}); remove it by hand, \
+             or the plugin comes back at the next start",
+            path.display()
+        )),
+    }
+}
+
 fn delete_if_unreferenced(dir: &Path, version: &str, manifest: &Manifest) {
     if manifest.references(version) {
         return;
@@ -574,6 +597,22 @@ mod tests {
         store.remove("p").unwrap();
         assert_eq!(store.manifest("p").unwrap(), None);
         assert!(store.names().unwrap().is_empty());
+    }
+
+    #[test]
+    fn remove_drop_in_deletes_the_file_or_a_link_but_not_its_target() {
+        let (dir, store) = store();
+        let plugin_dir = store.root();
+        fs::write(plugin_dir.join("p.wasm"), b"drop-in").unwrap();
+        assert_eq!(remove_drop_in(plugin_dir, "p"), Ok(true));
+        assert!(!plugin_dir.join("p.wasm").exists());
+        assert_eq!(remove_drop_in(plugin_dir, "p"), Ok(false));
+        let target = dir.path().join("target.wasm");
+        fs::write(&target, b"elsewhere").unwrap();
+        std::os::unix::fs::symlink(&target, plugin_dir.join("l.wasm")).unwrap();
+        assert_eq!(remove_drop_in(plugin_dir, "l"), Ok(true));
+        assert!(target.exists(), "the link's target is untouched");
+        assert!(remove_drop_in(plugin_dir, "../escape").is_err());
     }
 
     #[test]

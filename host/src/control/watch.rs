@@ -18,26 +18,52 @@
 //! start-up can load them before declaring itself ready, and can decide
 //! whether a file is newer than what it restored from its store.
 //!
+//! The directory is input levee does not control, so:
+//! - **No file-system work on the async workers.** Listing, `stat` and
+//!   reading run in `spawn_blocking`.
+//! - **Nothing is read until it is loaded.** A [`DropIn`] names a file;
+//!   its loader reads it ([`DropIn::read`]), one at a time, so memory holds
+//!   one component (at most `file_bytes_max`), not a directory's worth.
+//! - **Bounded work per poll.** At most `poll_bytes_max` (default
+//!   [`POLL_HAND_OVER_BYTES_MAX`]) of files, by size, are handed over per
+//!   poll; the rest stay pending for
+//!   the next one. A listing looks at most
+//!   [`crate::control::drop_in::SCAN_ENTRIES_MAX`] entries.
+//! - **No symbolic links.** A link could make levee load, or report the
+//!   size of, a file outside the directory: a `<name>.wasm` link is refused
+//!   with a reason (shown as the plugin's `last_error`), and the read opens
+//!   with `O_NOFOLLOW` so a file swapped for a link after the check is
+//!   refused too. Only regular files are read (`O_NONBLOCK`, so a FIFO
+//!   cannot hang the reader).
+//!
 //! A file that was handed over is not handed over again until its
-//! fingerprint changes, so the caller sees each change once. Removing a file
-//! does not unload the plugin (an in-use plugin disappearing because someone
-//! cleaned a directory would be an outage); use `DELETE /admin/plugins/{name}`.
+//! fingerprint changes, so the caller sees each change once (a file that
+//! disappears is forgotten, so copying it back loads it again). Removing a
+//! file does not unload the plugin (an in-use plugin disappearing because
+//! someone cleaned a directory would be an outage); use `DELETE
+//! /admin/plugins/{name}`, which also removes the file.
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const WASM_SUFFIX: &str = ".wasm";
+pub use crate::control::drop_in::{DropIn, DropInError};
+use crate::control::drop_in::{Fingerprint, Listing, WASM_SUFFIX, list_blocking};
 /// Files being watched for stability at once; further events wait for the
 /// next rescan.
 const PENDING_MAX: usize = 256;
 /// Events buffered between notify's thread and the watcher task; overflow is
 /// harmless (the rescan catches up).
 const EVENTS_QUEUE_MAX: usize = 1024;
+/// Default bytes of files (by size) handed over per poll: two of the
+/// largest components.
+pub const POLL_HAND_OVER_BYTES_MAX: u64 = 2 * crate::control::plugin_store::COMPONENT_BYTES_MAX;
+/// Invalid file names remembered so each is warned about once.
+const WARNED_NAMES_MAX: usize = 256;
 
 /// Timing of the watcher.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +74,9 @@ pub struct WatchOptions {
     pub rescan_interval_ms: u64,
     /// Largest file read; larger ones are reported as errors.
     pub file_bytes_max: u64,
+    /// Bytes of files (by size) handed over per poll; the first stable
+    /// file always goes, the rest wait for the next poll.
+    pub poll_bytes_max: u64,
 }
 
 impl Default for WatchOptions {
@@ -56,22 +85,9 @@ impl Default for WatchOptions {
             poll_interval_ms: 100,
             rescan_interval_ms: 5_000,
             file_bytes_max: crate::control::plugin_store::COMPONENT_BYTES_MAX,
+            poll_bytes_max: POLL_HAND_OVER_BYTES_MAX,
         }
     }
-}
-
-/// A stable `<name>.wasm` file, read.
-#[derive(Debug)]
-pub struct DropIn {
-    /// The plugin name (the file name without `.wasm`), already validated.
-    pub name: String,
-    pub path: PathBuf,
-    /// The file's bytes, or why they could not be read.
-    pub bytes: Result<Vec<u8>, String>,
-    /// The file's modification time, milliseconds since the Unix epoch.
-    pub modified_ms: u64,
-    /// Found by the first scan at start-up rather than by a change.
-    pub initial: bool,
 }
 
 /// Why the watcher could not start.
@@ -89,33 +105,6 @@ pub enum WatchError {
     },
 }
 
-/// Size and modification time: what "the file changed" means here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    len: u64,
-    modified: SystemTime,
-}
-
-impl Fingerprint {
-    fn of(path: &Path) -> Option<Fingerprint> {
-        let metadata = std::fs::metadata(path).ok()?;
-        if !metadata.is_file() {
-            return None;
-        }
-        Some(Fingerprint {
-            len: metadata.len(),
-            modified: metadata.modified().ok()?,
-        })
-    }
-
-    fn modified_ms(&self) -> u64 {
-        self.modified
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
-}
-
 /// A file seen changing, waiting to hold still.
 #[derive(Debug)]
 struct Pending {
@@ -123,18 +112,24 @@ struct Pending {
 }
 
 /// Starts watching `dir` (created if missing) and returns the `*.wasm`
-/// files already there (read now, without the stability wait: at start-up
-/// nothing is expected to be mid-copy, and a torn file fails to compile and
-/// is reloaded by the watcher once its copy completes). Later changes are
+/// files already there (without the stability wait: at start-up nothing is
+/// expected to be mid-copy, and a torn file fails to compile and is
+/// reloaded by the watcher once its copy completes). Later changes are
 /// sent to `sink` once stable; the task ends when `stop` resolves or `sink`
 /// is closed.
-pub fn spawn(
+pub async fn spawn(
     dir: PathBuf,
     options: WatchOptions,
     sink: mpsc::Sender<DropIn>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(Vec<DropIn>, JoinHandle<()>), WatchError> {
-    std::fs::create_dir_all(&dir).map_err(|source| WatchError::CreateDir {
+    let created = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&dir))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    created.map_err(|source| WatchError::CreateDir {
         path: dir.clone(),
         source,
     })?;
@@ -154,13 +149,9 @@ pub fn spawn(
         })?;
     // Watching starts before the scan, so a file added in between is seen
     // by one or the other (or both, and then handed over once).
-    let mut state = DirWatch {
-        dir,
-        options,
-        pending: BTreeMap::new(),
-        handed_over: BTreeMap::new(),
-    };
-    let initial = state.scan_initial();
+    let mut state = DirWatch::new(dir, options);
+    let listing = list_blocking(&state.dir).await;
+    let initial = state.scan_initial(listing);
     let task = tokio::spawn(async move {
         // The watcher stops when dropped: keep it alive as long as the task.
         let _watcher = watcher;
@@ -196,9 +187,21 @@ struct DirWatch {
     pending: BTreeMap<String, Pending>,
     /// Fingerprint of what was last handed over, by plugin name.
     handed_over: BTreeMap<String, Fingerprint>,
+    /// `*.wasm` file names already warned about as invalid plugin names.
+    warned: BTreeSet<String>,
 }
 
 impl DirWatch {
+    fn new(dir: PathBuf, options: WatchOptions) -> DirWatch {
+        DirWatch {
+            dir,
+            options,
+            pending: BTreeMap::new(),
+            handed_over: BTreeMap::new(),
+            warned: BTreeSet::new(),
+        }
+    }
+
     async fn run(
         mut self,
         mut events: mpsc::Receiver<PathBuf>,
@@ -214,9 +217,13 @@ impl DirWatch {
             tokio::select! {
                 _ = &mut stop => return,
                 Some(path) = events.recv() => self.note_path(&path),
-                _ = rescan.tick() => self.rescan(),
+                _ = rescan.tick() => {
+                    let listing = list_blocking(&self.dir).await;
+                    self.note_listing(listing);
+                }
                 _ = poll.tick() => {
-                    for drop_in in self.take_stable() {
+                    let seen = crate::control::drop_in::fingerprints_blocking(self.pending_paths()).await;
+                    for drop_in in self.take_stable(seen) {
                         if sink.send(drop_in).await.is_err() {
                             return;
                         }
@@ -226,145 +233,141 @@ impl DirWatch {
         }
     }
 
-    /// Reads every `*.wasm` file now, marking each as handed over.
-    fn scan_initial(&mut self) -> Vec<DropIn> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut found: Vec<(String, PathBuf, Fingerprint)> = entries
-            .flatten()
-            .filter_map(|entry| {
-                let path = entry.path();
-                let name = self.plugin_name_of(&path)?;
-                let fingerprint = Fingerprint::of(&path)?;
-                Some((name, path, fingerprint))
+    /// Hands over every `*.wasm` file of the first listing.
+    fn scan_initial(&mut self, listing: Listing) -> Vec<DropIn> {
+        let mut found: Vec<(String, Fingerprint)> = listing
+            .into_iter()
+            .filter_map(|(file_name, fingerprint)| {
+                Some((self.plugin_name_of(&file_name)?, fingerprint))
             })
             .take(PENDING_MAX)
             .collect();
         found.sort_by(|a, b| a.0.cmp(&b.0));
         found
             .into_iter()
-            .map(|(name, path, fingerprint)| self.hand_over(name, path, fingerprint, true))
+            .map(|(name, fingerprint)| self.hand_over(name, fingerprint, true))
             .collect()
     }
 
     /// Queues every `*.wasm` file whose fingerprint differs from what was
-    /// handed over.
-    fn rescan(&mut self) {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(error) => {
-                tracing::warn!(%error, dir = %self.dir.display(), "cannot list plugin directory");
-                return;
+    /// handed over, and forgets files that are gone.
+    fn note_listing(&mut self, listing: Listing) {
+        let mut present = BTreeSet::new();
+        for (file_name, fingerprint) in listing {
+            let Some(name) = self.plugin_name_of(&file_name) else {
+                continue;
+            };
+            if self.handed_over.get(&name) != Some(&fingerprint) {
+                self.mark_pending(name.clone());
             }
-        };
-        for entry in entries.flatten() {
-            self.note_path(&entry.path());
+            present.insert(name);
         }
+        self.handed_over.retain(|name, _| present.contains(name));
     }
 
+    /// A file-system event: the file is checked at the next poll.
     fn note_path(&mut self, path: &Path) {
-        let Some(name) = self.plugin_name_of(path) else {
+        if path.parent() != Some(self.dir.as_path()) {
+            return;
+        }
+        let Some(file_name) = path.file_name().and_then(|f| f.to_str()) else {
             return;
         };
-        let changed =
-            Fingerprint::of(path).is_some_and(|now| self.handed_over.get(&name) != Some(&now));
-        if !changed || self.pending.contains_key(&name) {
-            return;
+        if let Some(name) = self.plugin_name_of(file_name) {
+            self.mark_pending(name);
         }
-        if self.pending.len() >= PENDING_MAX {
-            return;
-        }
-        self.pending.insert(name, Pending { last_seen: None });
     }
 
-    /// The plugin name of a top-level `<name>.wasm` in the watched directory.
-    fn plugin_name_of(&self, path: &Path) -> Option<String> {
-        if path.parent() != Some(self.dir.as_path()) {
-            return None;
+    fn mark_pending(&mut self, name: String) {
+        if self.pending.len() < PENDING_MAX || self.pending.contains_key(&name) {
+            self.pending
+                .entry(name)
+                .or_insert(Pending { last_seen: None });
         }
-        let file_name = path.file_name()?.to_str()?;
+    }
+
+    /// The plugin name of a `<name>.wasm` file name; an invalid name is
+    /// warned about once.
+    fn plugin_name_of(&mut self, file_name: &str) -> Option<String> {
         let name = file_name.strip_suffix(WASM_SUFFIX)?;
         match crate::config::validate_plugin_name(name) {
             Ok(()) => Some(name.to_string()),
             Err(reason) => {
-                tracing::warn!(file = file_name, %reason, "ignoring drop-in with an invalid plugin name");
+                if self.warned.len() < WARNED_NAMES_MAX && self.warned.insert(file_name.into()) {
+                    tracing::warn!(file = file_name, %reason, "ignoring drop-in with an invalid plugin name");
+                }
                 None
             }
         }
     }
 
-    /// Files whose fingerprint held still since the previous poll, read.
-    fn take_stable(&mut self) -> Vec<DropIn> {
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}{WASM_SUFFIX}"))
+    }
+
+    fn pending_paths(&self) -> Vec<(String, PathBuf)> {
+        self.pending
+            .keys()
+            .map(|name| (name.clone(), self.path_of(name)))
+            .collect()
+    }
+
+    /// Given each pending file's fingerprint now, hands over those that
+    /// held still since the previous poll, up to the poll's byte budget.
+    fn take_stable(&mut self, seen: Vec<(String, Option<Fingerprint>)>) -> Vec<DropIn> {
         let mut stable = Vec::new();
-        let mut forget = Vec::new();
-        for (name, pending) in &mut self.pending {
-            let path = self.dir.join(format!("{name}{WASM_SUFFIX}"));
-            let Some(now) = Fingerprint::of(&path) else {
-                forget.push(name.clone()); // Deleted or renamed away meanwhile.
+        let mut budget = self.options.poll_bytes_max;
+        for (name, now) in seen {
+            let Some(pending) = self.pending.get_mut(&name) else {
+                continue;
+            };
+            let Some(now) = now.filter(|now| self.handed_over.get(&name) != Some(now)) else {
+                self.pending.remove(&name); // Gone, or back to what was handed over.
                 continue;
             };
             if pending.last_seen != Some(now) {
                 pending.last_seen = Some(now);
                 continue;
             }
-            forget.push(name.clone());
-            stable.push((name.clone(), path, now));
-        }
-        for name in forget {
+            let cost = now.len.min(self.options.file_bytes_max.saturating_add(1));
+            if !stable.is_empty() && cost > budget {
+                continue; // Stays pending and stable: handed over next poll.
+            }
+            budget = budget.saturating_sub(cost);
             self.pending.remove(&name);
+            stable.push((name, now));
         }
         stable
             .into_iter()
-            .map(|(name, path, fingerprint)| self.hand_over(name, path, fingerprint, false))
+            .map(|(name, fingerprint)| self.hand_over(name, fingerprint, false))
             .collect()
     }
 
-    fn hand_over(
-        &mut self,
-        name: String,
-        path: PathBuf,
-        fingerprint: Fingerprint,
-        initial: bool,
-    ) -> DropIn {
+    fn hand_over(&mut self, name: String, fingerprint: Fingerprint, initial: bool) -> DropIn {
         self.handed_over.insert(name.clone(), fingerprint);
-        let bytes = read_bounded(&path, self.options.file_bytes_max);
-        DropIn {
+        let path = self.path_of(&name);
+        DropIn::new(
             name,
             path,
-            bytes,
-            modified_ms: fingerprint.modified_ms(),
+            fingerprint,
             initial,
-        }
+            self.options.file_bytes_max,
+        )
     }
-}
-
-fn read_bounded(path: &Path, bytes_max: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(bytes_max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > bytes_max {
-        return Err(format!(
-            "{} is larger than the {bytes_max} bytes allowed",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::drop_in::list;
+    use std::time::SystemTime;
 
     fn fast() -> WatchOptions {
         WatchOptions {
             poll_interval_ms: 20,
             rescan_interval_ms: 200,
             file_bytes_max: 1024,
+            poll_bytes_max: 4096,
         }
     }
 
@@ -375,6 +378,23 @@ mod tests {
             .await
             .expect("no drop-in within 30 s")
             .unwrap()
+    }
+
+    /// One poll of `watch`, synchronously.
+    fn poll(watch: &mut DirWatch) -> Vec<DropIn> {
+        let seen = watch
+            .pending_paths()
+            .into_iter()
+            .map(|(name, path)| (name, Fingerprint::of(&path)))
+            .collect();
+        watch.take_stable(seen)
+    }
+
+    fn refusal(result: Result<Vec<u8>, DropInError>) -> String {
+        match result {
+            Err(DropInError::Refused(reason)) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -388,18 +408,13 @@ mod tests {
         let (initial, task) = spawn(dir.path().to_path_buf(), fast(), sink, async {
             drop(stopped.await)
         })
+        .await
         .unwrap();
 
         assert_eq!(initial.len(), 1, "only the valid .wasm file: {initial:?}");
         let first = &initial[0];
-        assert_eq!(
-            (
-                first.name.as_str(),
-                first.bytes.as_deref().unwrap(),
-                first.initial
-            ),
-            ("first", &b"one"[..], true)
-        );
+        assert_eq!((first.name.as_str(), first.initial), ("first", true));
+        assert_eq!(first.read().await.unwrap(), b"one");
 
         // The write-then-rename convention: the .tmp file is never handed over.
         std::fs::write(dir.path().join("second.wasm.tmp"), b"two").unwrap();
@@ -409,14 +424,8 @@ mod tests {
         )
         .unwrap();
         let second = next(&mut drop_ins).await;
-        assert_eq!(
-            (
-                second.name.as_str(),
-                second.bytes.as_deref().unwrap(),
-                second.initial
-            ),
-            ("second", &b"two"[..], false)
-        );
+        assert_eq!((second.name.as_str(), second.initial), ("second", false));
+        assert_eq!(second.read().await.unwrap(), b"two");
 
         // Nothing else arrives: neither file is handed over twice, across rescans.
         let quiet = tokio::time::timeout(Duration::from_millis(600), drop_ins.recv()).await;
@@ -426,20 +435,15 @@ mod tests {
         task.await.unwrap();
     }
 
-    #[test]
-    fn a_file_is_handed_over_only_after_two_identical_polls() {
+    #[tokio::test]
+    async fn a_file_is_handed_over_only_after_two_identical_polls() {
         let dir = tempfile::tempdir().unwrap();
-        let mut watch = DirWatch {
-            dir: dir.path().to_path_buf(),
-            options: fast(),
-            pending: BTreeMap::new(),
-            handed_over: BTreeMap::new(),
-        };
+        let mut watch = DirWatch::new(dir.path().to_path_buf(), fast());
         let path = dir.path().join("slow.wasm");
         std::fs::write(&path, [7u8; 100]).unwrap();
         watch.note_path(&path);
         assert!(
-            watch.take_stable().is_empty(),
+            poll(&mut watch).is_empty(),
             "first poll only records the fingerprint"
         );
         // The copy goes on between polls: size and mtime change.
@@ -451,21 +455,33 @@ mod tests {
         file.set_modified(SystemTime::now() + Duration::from_secs(1))
             .unwrap();
         assert!(
-            watch.take_stable().is_empty(),
+            poll(&mut watch).is_empty(),
             "changed since the last poll: not stable"
         );
-        let stable = watch.take_stable();
+        let stable = poll(&mut watch);
         assert_eq!(stable.len(), 1);
         assert_eq!(
-            stable[0].bytes.as_ref().unwrap().len(),
+            stable[0].read().await.unwrap().len(),
             200,
             "handed over complete"
         );
         watch.note_path(&path);
         assert!(
-            watch.pending.is_empty(),
-            "an unchanged file is not queued again"
+            poll(&mut watch).is_empty(),
+            "an unchanged file is not handed over again"
         );
+        assert!(watch.pending.is_empty(), "nor kept pending");
+
+        // Changed after it was found stable, before it was read: not read.
+        let late = {
+            std::fs::write(&path, [8u8; 10]).unwrap();
+            watch.note_path(&path);
+            poll(&mut watch);
+            let late = poll(&mut watch).pop().unwrap();
+            std::fs::write(&path, [9u8; 20]).unwrap();
+            late
+        };
+        assert!(matches!(late.read().await, Err(DropInError::Moved(_))));
     }
 
     #[tokio::test]
@@ -479,17 +495,87 @@ mod tests {
             sink,
             std::future::pending(),
         )
+        .await
         .unwrap();
-        assert!(
-            initial[0]
-                .bytes
-                .as_ref()
-                .unwrap_err()
-                .contains("larger than")
-        );
+        assert!(refusal(initial[0].read().await).contains("larger than"));
         std::fs::write(dir.path().join("huge.wasm"), vec![1u8; 4096]).unwrap();
         let huge = next(&mut drop_ins).await;
-        assert!(huge.bytes.unwrap_err().contains("larger than"));
+        assert!(refusal(huge.read().await).contains("larger than"));
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn links_are_refused_and_fifos_ignored() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"not yours").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("link.wasm")).unwrap();
+        let fifo = std::ffi::CString::new(dir.path().join("pipe.wasm").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let mut watch = DirWatch::new(dir.path().to_path_buf(), fast());
+        let initial = watch.scan_initial(list(dir.path()));
+        assert_eq!(initial.len(), 1, "the FIFO is not a drop-in: {initial:?}");
+        let reason = refusal(initial[0].read().await);
+        assert!(reason.contains("symbolic link"), "{reason}");
+
+        // A regular file swapped for a link after it was found stable.
+        let path = dir.path().join("swapped.wasm");
+        std::fs::write(&path, b"real").unwrap();
+        watch.note_path(&path);
+        poll(&mut watch);
+        let swapped = poll(&mut watch).pop().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        let result = swapped.read().await;
+        assert!(
+            matches!(&result, Err(DropInError::Refused(r)) if r.contains("symbolic link"))
+                || matches!(&result, Err(DropInError::Moved(_))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn each_poll_hands_over_a_bounded_number_of_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watch = DirWatch::new(dir.path().to_path_buf(), fast());
+        for name in ["a", "b", "c", "d", "e"] {
+            let path = dir.path().join(format!("{name}.wasm"));
+            std::fs::write(&path, [0u8; 1000]).unwrap();
+            watch.note_path(&path);
+        }
+        assert!(poll(&mut watch).is_empty());
+        let sizes: Vec<usize> = (0..3).map(|_| poll(&mut watch).len()).collect();
+        assert_eq!(
+            sizes,
+            vec![4, 1, 0],
+            "4096 bytes per poll: four files, then the fifth"
+        );
+    }
+
+    #[test]
+    fn a_removed_file_is_forgotten_so_copying_it_back_loads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watch = DirWatch::new(dir.path().to_path_buf(), fast());
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, b"v1").unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert_eq!(watch.scan_initial(list(dir.path())).len(), 1);
+        watch.note_listing(list(dir.path()));
+        assert!(watch.pending.is_empty(), "unchanged");
+        std::fs::remove_file(&path).unwrap();
+        watch.note_listing(list(dir.path()));
+        // The same bytes with the same mtime (`cp -p`) come back.
+        std::fs::write(&path, b"v1").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        watch.note_listing(list(dir.path()));
+        poll(&mut watch);
+        assert_eq!(poll(&mut watch).len(), 1, "handed over again");
     }
 }

@@ -22,6 +22,10 @@ pub enum AppError {
     /// The request body is larger than the service allows.
     #[error("request body is larger than the {limit_bytes} bytes this service accepts")]
     PayloadTooLarge { limit_bytes: u64 },
+    /// The request body arrived too slowly (`body_read_timeout_ms`,
+    /// `body_rate_min_bytes_per_s`).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A limit was hit (concurrency, log full); the client may retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -52,11 +56,22 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Overloaded(_) | AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Whether the connection must close after this answer: the request's
+    /// body was left unread (too large, too slow), so the next bytes on the
+    /// connection are not a request head. nginx closes here too.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            AppError::PayloadTooLarge { .. } | AppError::RequestTimeout(_)
+        )
     }
 
     /// The stable machine-readable code in the `error` field.
@@ -65,6 +80,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::NotFound(_) => "not_found",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::RequestTimeout(_) => "request_timeout",
             AppError::Overloaded(_) => "overloaded",
             AppError::Unavailable(_) => "unavailable",
             AppError::BadGateway(_) => "bad_gateway",
@@ -85,6 +101,11 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.closes_connection() {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -115,6 +136,9 @@ mod tests {
             body["reason"],
             "request body is larger than the 10 bytes this service accepts"
         );
+        let response = AppError::RequestTimeout("too slow".into()).into_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
     }
 
     #[tokio::test]

@@ -2,36 +2,50 @@
 //! write path.
 //!
 //! Everything untrusted about a client request is checked here, once, before
-//! any replica is contacted: the service exists and has room
-//! (`concurrency_max`, else 503), the routing key is present and bounded
-//! (else 400 naming where it was expected), the body fits `body_bytes_max`
-//! (else 413; refused by `Content-Length` before reading when possible), and
-//! hop-by-hop headers are gone. What remains is a buffered request that a
-//! retry or a fan-out can send as many times as it needs.
+//! any replica is contacted, cheapest first:
+//!
+//! 1. The path and query are rewritten into their one canonical form and
+//!    the routing key is found in it ([`crate::dataplane::key`]: 400 for an
+//!    ambiguous or malformed path, a duplicated key parameter, a missing or
+//!    oversized key). The canonical path is what every attempt sends
+//!    upstream, so the key always names what the replica stores.
+//! 2. The body is read whole within the service's size, pause and rate
+//!    limits and the process-wide buffered-bytes budget
+//!    ([`crate::dataplane::body`]: 413, 408, 503).
+//! 3. Only then is the service's in-flight slot taken (`concurrency_max`,
+//!    else 503). A client that stalls its body therefore holds its
+//!    connection and its reserved bytes, never a slot: slots are held only
+//!    by complete requests, for as long as the replicas take.
+//!
+//! Hop-by-hop headers go. What remains is a buffered request that a retry
+//! or a fan-out can send as many times as it needs. The deadline
+//! (`timeouts.total_ms`) counts from when the body was complete: the
+//! client's upload time is not the replicas' time.
 //!
 //! Allocations: one per request for the upstream path (shared by every
-//! attempt), none for the routing key (kept as a place in the path or a
-//! header value), none for the request id (shared), and two per attempt
-//! for its header map ([`Inbound::upstream_request`]). Error texts are
-//! built only when there is an error.
+//! attempt; one more when the path had to be rewritten), none for the
+//! routing key (kept as a place in the path or a header value), none for
+//! the request id (shared), and two per attempt for its header map
+//! ([`Inbound::upstream_request`]). Error texts are built only when there
+//! is an error.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{self, Authority, PathAndQuery, Scheme};
 use hyper::{Method, Request, Uri};
 
+use crate::base::clock;
 use crate::cluster::service::{InFlight, Service};
-use crate::config::KeyRule;
+use crate::dataplane::body::{BodyBudget, BodyLimits, Reservation, read as read_body};
 use crate::dataplane::error::AppError;
+use crate::dataplane::key::{self, Found};
 use crate::upstream;
 
-/// Bytes of a routing key.
-pub const ROUTING_KEY_BYTES_MAX: usize = 1024;
+pub use crate::dataplane::key::ROUTING_KEY_BYTES_MAX;
 /// Bytes of a client-supplied `x-request-id` we pass on (longer: replaced).
 pub const REQUEST_ID_BYTES_MAX: usize = 128;
 
@@ -45,9 +59,12 @@ pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-ke
 pub struct Inbound {
     /// Holds the service's in-flight slot for as long as the request lives.
     in_flight: InFlight,
+    /// The body's share of the process's buffered-body budget.
+    _body_bytes: Reservation,
     pub method: Method,
-    /// The upstream path and query: the client's path minus `/{service}`.
-    /// Built once; every attempt's URI shares its bytes.
+    /// The upstream path and query: the client's path minus `/{service}`,
+    /// in canonical form ([`crate::dataplane::key`]). Built once; every
+    /// attempt's URI shares its bytes.
     pub path_and_query: PathAndQuery,
     /// Client headers minus hop-by-hop, `Host`, `Expect`, `Content-Length`;
     /// `x-request-id` is set.
@@ -56,7 +73,8 @@ pub struct Inbound {
     /// Where the routing key is.
     routing_key: KeyPlace,
     pub request_id: HeaderValue,
-    /// `clock::now_ms` when the request arrived (the deadline counts from here).
+    /// `clock::now_ms` when the request was complete: when it arrived, or
+    /// when its body was read (the deadline counts from here).
     pub started_ms: u64,
 }
 
@@ -79,33 +97,30 @@ impl Inbound {
         upstream_path: &str,
         started_ms: u64,
     ) -> Result<Inbound, AppError> {
-        Inbound::read_with_id(service, request, upstream_path, None, started_ms).await
+        let budget = Arc::new(BodyBudget::new(u64::MAX));
+        Inbound::read_with_id(service, request, upstream_path, None, &budget, started_ms).await
     }
 
     /// [`Inbound::read`] with the request's id already chosen (the data
-    /// plane chooses it first, for its tracing span); `None` keeps the
-    /// client's `x-request-id` if it is not empty and at most
-    /// [`REQUEST_ID_BYTES_MAX`] bytes, else makes a new one. The id is
-    /// set in the headers after the hop-by-hop ones are gone, which leaves
-    /// room for it: no header map grows.
+    /// plane chooses it first, for its tracing span) and the process's
+    /// body budget; `None` keeps the client's `x-request-id` if it is not
+    /// empty and at most [`REQUEST_ID_BYTES_MAX`] bytes, else makes a new
+    /// one. The id is set in the headers after the hop-by-hop ones are
+    /// gone, which leaves room for it: no header map grows.
     pub async fn read_with_id(
         service: &Arc<Service>,
         request: Request<Body>,
         upstream_path: &str,
         request_id: Option<HeaderValue>,
+        bodies: &Arc<BodyBudget>,
         started_ms: u64,
     ) -> Result<Inbound, AppError> {
         debug_assert!(upstream_path.starts_with('/'));
-        let in_flight = service.try_enter().ok_or_else(|| {
-            AppError::Overloaded(format!(
-                "service {} has {} requests in flight, its concurrency_max",
-                service.name(),
-                service.spec.concurrency_max
-            ))
-        })?;
         let (parts, body) = request.into_parts();
-        let path_and_query = upstream_path_and_query(upstream_path, parts.uri.query())?;
-        let routing_key = match routing_key(
+        let normalized = key::normalize(upstream_path, parts.uri.query())?;
+        let path_and_query =
+            upstream_path_and_query(&normalized.path, normalized.query.as_deref())?;
+        let routing_key = match key::routing_key(
             service,
             &parts.headers,
             path_and_query.path(),
@@ -117,7 +132,20 @@ impl Inbound {
                     .ok_or_else(|| AppError::internal("routing key outside the request path"))?,
             ),
         };
-        let body = read_body(body, &parts.headers, service.spec.body_bytes_max).await?;
+        let limits = BodyLimits::of(&service.spec);
+        let (body, body_bytes) = read_body(body, &parts.headers, &limits, bodies).await?;
+        let started_ms = if body.is_empty() {
+            started_ms
+        } else {
+            clock::now_ms()
+        };
+        let in_flight = service.try_enter().ok_or_else(|| {
+            AppError::Overloaded(format!(
+                "service {} has {} requests in flight, its concurrency_max",
+                service.name(),
+                service.spec.concurrency_max
+            ))
+        })?;
         let mut headers = parts.headers;
         upstream::strip_for_upstream(&mut headers);
         let request_id = match (request_id, headers.get(&X_REQUEST_ID)) {
@@ -135,6 +163,7 @@ impl Inbound {
         };
         Ok(Inbound {
             in_flight,
+            _body_bytes: body_bytes,
             method: parts.method,
             path_and_query,
             headers,
@@ -275,106 +304,6 @@ fn place_in(whole: &str, part: &str) -> Option<Range<usize>> {
     (end <= whole.len()).then_some(start..end)
 }
 
-/// A routing key where [`routing_key`] found it.
-enum Found<'a> {
-    Header(&'a HeaderValue),
-    /// A slice of the path or the query given to [`routing_key`].
-    Text(&'a str),
-}
-
-impl Found<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Found::Header(value) => value.len(),
-            Found::Text(text) => text.len(),
-        }
-    }
-}
-
-/// Extracts the routing key per the service's rule. Keys are the raw bytes
-/// as they appear (not percent-decoded), so every form hashes identically
-/// to what a tool computing placement sees in the URL.
-fn routing_key<'a>(
-    service: &Service,
-    headers: &'a HeaderMap,
-    upstream_path: &'a str,
-    query: Option<&'a str>,
-) -> Result<Found<'a>, AppError> {
-    let found = match &service.spec.key {
-        KeyRule::Header(name) => {
-            let header = service.key_header.as_ref().expect("built with the service");
-            match headers.get(header) {
-                Some(value) if value.to_str().is_err() => {
-                    return Err(AppError::BadRequest(format!(
-                        "routing key header {name} is not visible ASCII"
-                    )));
-                }
-                value => value.map(Found::Header),
-            }
-        }
-        KeyRule::PathSegment(index) => upstream_path
-            .split('/')
-            .skip(1)
-            .nth(*index as usize)
-            .map(Found::Text),
-        KeyRule::Query(name) => query
-            .and_then(|q| {
-                q.split('&').take(256).find_map(|pair| {
-                    pair.split_once('=')
-                        .filter(|(k, _)| k == name)
-                        .map(|(_, v)| v)
-                })
-            })
-            .map(Found::Text),
-    };
-    // Where the key was expected, for an error's reason only.
-    let wanted = || match &service.spec.key {
-        KeyRule::Header(name) => format!("header {name}"),
-        KeyRule::PathSegment(index) => {
-            format!("path segment {index} after /{}", service.name())
-        }
-        KeyRule::Query(name) => format!("query parameter {name}"),
-    };
-    match found {
-        Some(key) if key.len() != 0 && key.len() <= ROUTING_KEY_BYTES_MAX => Ok(key),
-        Some(key) if key.len() > ROUTING_KEY_BYTES_MAX => Err(AppError::BadRequest(format!(
-            "routing key ({}) is {} bytes, more than {ROUTING_KEY_BYTES_MAX}",
-            wanted(),
-            key.len()
-        ))),
-        _ => Err(AppError::BadRequest(format!(
-            "missing routing key: expected {}",
-            wanted()
-        ))),
-    }
-}
-
-/// Buffers the body, refusing more than `limit_bytes`.
-async fn read_body(body: Body, headers: &HeaderMap, limit_bytes: u64) -> Result<Bytes, AppError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit_bytes) {
-        return Err(AppError::PayloadTooLarge { limit_bytes });
-    }
-    let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => {
-            Err(AppError::PayloadTooLarge { limit_bytes })
-        }
-        Err(error) => {
-            // A limit error may also arrive wrapped in axum's body error.
-            if std::error::Error::source(&*error).is_some_and(|s| s.is::<LengthLimitError>()) {
-                return Err(AppError::PayloadTooLarge { limit_bytes });
-            }
-            Err(AppError::BadRequest(format!(
-                "could not read the request body: {error}"
-            )))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -426,6 +355,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_key_comes_from_the_path_sent_upstream() {
+        let by_segment = service(json!({"path_segment": 1}));
+        let inbound = read(&by_segment, "/kv/kv/%61lic%65?x=%7e", &[]).await;
+        assert_eq!(inbound.routing_key(), "alice");
+        assert_eq!(inbound.path_and_query.as_str(), "/kv/alice?x=~");
+
+        let by_query = service(json!({"query": "k"}));
+        let inbound = read(&by_query, "/kv/x?k=a%2bb+c", &[]).await;
+        assert_eq!(inbound.routing_key(), "a%2Bb+c");
+        assert_eq!(inbound.path_and_query.as_str(), "/x?k=a%2Bb+c");
+        let request = Request::get("/kv/x?k=a&k=b").body(Body::empty()).unwrap();
+        let error = Inbound::read(&by_query, request, "/x", clock::now_ms())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "ambiguous query: parameter k appears more than once"
+        );
+    }
+
+    #[tokio::test]
     async fn long_paths_are_kept_whole() {
         let by_query = service(json!({"query": "k"}));
         let long = "p".repeat(INLINE_PATH_BYTES_MAX * 2);
@@ -471,6 +421,7 @@ mod tests {
             request,
             "/kv/alice",
             Some(chosen),
+            &Arc::new(BodyBudget::new(0)),
             clock::now_ms(),
         )
         .await

@@ -1,11 +1,15 @@
-//! The request path: [`inbound`] validation, the shared [`attempt`] path
-//! and retry gate, the read [`proxy`], the write [`fanout`], and
-//! [`error::AppError`], the one error every data-plane step returns.
+//! The request path: [`inbound`] validation (the routing [`key`] and its
+//! normalization, the request [`body`] and its limits), the shared
+//! [`attempt`] path and retry gate, the read [`proxy`], the write
+//! [`fanout`], and [`error::AppError`], the one error every data-plane step
+//! returns.
 
 pub mod attempt;
+pub mod body;
 pub mod error;
 pub mod fanout;
 pub mod inbound;
+pub mod key;
 pub mod plan;
 pub mod proxy;
 pub mod replica_send;
