@@ -138,6 +138,9 @@ async fn idempotent_writes_are_retried_on_the_same_replica_and_a_plain_post_is_n
         "2/3",
         "r0 failed and was not retried within the request"
     );
+    // The handoff brings post-key to r0 in the background: let it land
+    // first, or it could take the next fault meant for keyed-post.
+    wait_for_acks(&cluster, "post-key", &headers).await;
 
     // POST with an Idempotency-Key may be retried on the same replica.
     cluster.replicas[0].fault(fail_once).await;
