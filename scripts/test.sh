@@ -7,9 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Packages the tests use: chromium for the status-page check, sqlite is
-# bundled by rusqlite, the wasm toolchain is handled by build-plugins.sh.
-bash scripts/ensure-apt.sh chromium ca-certificates
+# Packages the tests use: chromium for the status-page check, g++ for
+# libFuzzer (scripts/fuzz.sh), sqlite is bundled by rusqlite, the wasm
+# toolchain is handled by build-plugins.sh.
+bash scripts/ensure-apt.sh chromium ca-certificates g++
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
@@ -24,3 +25,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
 cargo test --workspace --locked
+
+echo "==> fuzzing: every target for a few seconds (long runs: see README, Fuzzing)"
+bash scripts/fuzz.sh 5

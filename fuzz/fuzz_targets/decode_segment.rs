@@ -25,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(damage) = outcome.stop.offset() {
         let from = (damage - start) as usize;
-        if let Some(found) = find_valid_record(&body[from..], damage, body.len() - from, expected, damage) {
+        if let Some(found) =
+            find_valid_record(&body[from..], damage, body.len() - from, expected, damage)
+        {
             assert!(found.offset >= damage);
         }
     }
