@@ -174,11 +174,12 @@ const NATIVE_BYTES_MAX: f64 = 33_000.0;
 
 /// Heap bytes an idle keep-alive connection holds in levee (its task, its
 /// socket's registration, its bookkeeping; hyper's buffers are shed while
-/// idle). Measured 1.1 KB when set; before the idle shed it was 17.5 KB.
+/// idle). Measured 1.46 KB when set; bench/conns.sh measured ~18 KiB of
+/// RSS per idle connection before hyper's buffers were shed while idle.
 const IDLE_CONNECTION_BYTES_MAX: f64 = 2_048.0;
-/// Idle connections the idle-memory test opens (a file descriptor each on
-/// both sides: well under the usual 1,024 soft limit... times two, so the
-/// test raises its own soft limit first).
+/// Idle connections the idle-memory test opens. Each is two descriptors in
+/// this process (client and levee side), 3,000 in all: more than the usual
+/// soft limit of 1,024, so the test raises its soft limit to the hard one.
 const IDLE_CONNECTIONS: usize = 1_500;
 
 /// Requests before the window (connections pooled, handles registered,
