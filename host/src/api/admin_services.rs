@@ -58,10 +58,13 @@ pub async fn put(
     check_name(&name)?;
     let bytes = read_body(&headers, body, SERVICE_BODY_BYTES_MAX).await?;
     let spec = parse_spec(&name, &bytes)?;
-    let (service, added) = changes(&state)
-        .put(spec.clone())
-        .await
-        .map_err(|refused| refusal(&spec, refused))?;
+    let change = spec.clone();
+    let (service, added) = to_the_end(
+        &state,
+        |state| async move { changes(&state).put(change).await },
+    )
+    .await
+    .map_err(|refused| refusal(&spec, refused))?;
     tracing::info!(service = %name, added, "service changed through the admin API");
     let status = if added {
         StatusCode::CREATED
@@ -77,17 +80,40 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<Response, AdminError> {
     check_name(&name)?;
-    changes(&state)
-        .delete(&name)
-        .await
-        .map_err(|refused| match refused {
-            ChangeRefused::NotFound(shown) => {
-                AdminError::NotFound(format!("no service named {shown:?}"))
-            }
-            other => refusal_without_spec(other),
-        })?;
+    let deleted = name.clone();
+    to_the_end(&state, |state| async move {
+        changes(&state).delete(&deleted).await
+    })
+    .await
+    .map_err(|refused| match refused {
+        ChangeRefused::NotFound(shown) => {
+            AdminError::NotFound(format!("no service named {shown:?}"))
+        }
+        other => refusal_without_spec(other),
+    })?;
     tracing::info!(service = %name, "service deleted through the admin API");
     Ok(Json(serde_json::json!({ "deleted": name })).into_response())
+}
+
+/// Runs a service change to its end in a task of its own. A handler's
+/// future is dropped when its client disconnects; the change must not stop
+/// between its log append and its apply (durable but not in force, and a
+/// later checkpoint could drop it), so the handler only waits for the task.
+async fn to_the_end<T, F>(
+    state: &AppState,
+    change: impl FnOnce(AppState) -> F,
+) -> Result<T, ChangeRefused>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, ChangeRefused>> + Send + 'static,
+{
+    tokio::spawn(change(state.clone()))
+        .await
+        .unwrap_or_else(|failed| {
+            Err(ChangeRefused::Internal(format!(
+                "the service change task failed: {failed}"
+            )))
+        })
 }
 
 /// The control plane's service-change transaction over this state's parts.
@@ -299,6 +325,10 @@ fn unprocessable(reason: &str, error: ConfigError) -> AdminError {
             .collect(),
     }
 }
+
+#[cfg(test)]
+#[path = "admin_services_tests.rs"]
+mod cancel_tests;
 
 #[cfg(test)]
 mod tests {
