@@ -49,7 +49,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::WritePlane;
-use super::hints::{HintLedger, HintLimits, NodeRef};
+use super::hints::{GapMark, HintLedger, HintLimits, NodeRef};
 use crate::base::shutdown::Shutdown;
 use crate::cluster::directory::Directory;
 use crate::cluster::service::Service;
@@ -85,15 +85,25 @@ pub fn spawn(
 async fn supervise(plane: Arc<WritePlane>, state: Env) {
     let mut tasks: BTreeMap<NodeRef, JoinHandle<()>> = BTreeMap::new();
     let mut shutdown = state.shutdown.signal();
+    // The gap marked a tick ago: closed once the appends begun before it
+    // have ended, however many newer ones are in progress.
+    let mut gap: Option<GapMark> = None;
     loop {
-        // Read the log's last LSN first: see HintLedger::close_gaps.
-        let last_lsn = plane.log.stats().last_lsn;
-        let closed = plane.ledger.close_gaps(last_lsn);
-        if closed > 0 {
-            tracing::warn!(
-                closed,
-                "LSNs appended without registration (failed appends); handoff will read them back"
-            );
+        if let Some(mark) = gap
+            && let Some(closed) = plane.ledger.close_gaps(mark)
+        {
+            gap = None;
+            if closed > 0 {
+                tracing::warn!(
+                    closed,
+                    "LSNs appended without registration (failed appends); handoff will read them back"
+                );
+            }
+        }
+        if gap.is_none() {
+            // The log's last LSN first: see HintLedger::gap_mark.
+            let last_lsn = plane.log.stats().last_lsn;
+            gap = Some(plane.ledger.gap_mark(last_lsn));
         }
         for node in wanted_nodes(&plane.ledger, &state) {
             let running = tasks.get(&node).is_some_and(|task| !task.is_finished());

@@ -33,7 +33,12 @@
 //! An append that fails after consuming an LSN would stall it forever, so
 //! [`HintLedger::close_gaps`] turns LSNs that no append in progress can
 //! still register into "unknown" ranges that every node's handoff reads back
-//! from the log (where the record itself says whom it targets).
+//! from the log (where the record itself says whom it targets). It works
+//! under continuous load: a [`GapMark`] pairs the log's last durable LSN
+//! with the tickets begun before it was read, and the gap up to that LSN is
+//! closed once *those* tickets have ended (a tick later), whatever newer
+//! appends are in progress; waiting for a moment with no append at all
+//! starved under sustained writes.
 //!
 //! # The handoff's side
 //!
@@ -69,6 +74,7 @@ use serde::{Deserialize, Serialize};
 
 pub use counters::{DropReason, HintCounters};
 pub use export::{LedgerExport, NodeHintStats};
+pub use register::GapMark;
 // The limits are configuration; the ledger's users find them here.
 pub use crate::config::hints::HintLimits;
 
@@ -131,7 +137,11 @@ pub enum Passed {
 struct Inner {
     registered_through: Lsn,
     registered_ahead: BTreeSet<Lsn>,
-    appends_in_progress: u64,
+    /// Ids of the append tickets not yet registered or dropped (one per
+    /// client write in its append: bounded by the services' concurrency).
+    tickets_in_progress: BTreeSet<u64>,
+    /// The id the next ticket gets.
+    next_ticket: u64,
     nodes: BTreeMap<NodeRef, NodeLedger>,
 }
 
@@ -166,7 +176,8 @@ impl HintLedger {
             inner: Mutex::new(Inner {
                 registered_through: last_lsn,
                 registered_ahead: BTreeSet::new(),
-                appends_in_progress: 0,
+                tickets_in_progress: BTreeSet::new(),
+                next_ticket: 0,
                 nodes: BTreeMap::new(),
             }),
         }
@@ -189,6 +200,12 @@ impl HintLedger {
     /// Every LSN up to here is registered.
     pub fn registered_through(&self) -> Lsn {
         self.lock().registered_through
+    }
+
+    /// LSNs registered above `registered_through` (waiting for a lower one).
+    #[cfg(test)]
+    pub fn registered_ahead(&self) -> usize {
+        self.lock().registered_ahead.len()
     }
 }
 

@@ -13,7 +13,18 @@ use super::{HintLedger, Lsn, NodeRef};
 #[must_use = "register the appended LSN, or drop the ticket if the append failed"]
 pub struct AppendTicket<'a> {
     ledger: &'a HintLedger,
+    id: u64,
     done: bool,
+}
+
+/// The log's last durable LSN, read before the mark was taken, and the
+/// first ticket begun after it: a ticket begun later gets a later LSN, so
+/// once every older ticket has ended, no LSN up to `last_lsn` can still be
+/// registered (see [`HintLedger::close_gaps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GapMark {
+    last_lsn: Lsn,
+    first_later_ticket: u64,
 }
 
 impl AppendTicket<'_> {
@@ -23,7 +34,7 @@ impl AppendTicket<'_> {
         self.done = true;
         let mut inner = self.ledger.lock();
         debug_assert!(!inner.is_registered(lsn), "LSN {lsn} registered twice");
-        inner.appends_in_progress -= 1;
+        inner.tickets_in_progress.remove(&self.id);
         if lsn <= inner.registered_through {
             // close_gaps already declared it unknown; its targets' handoffs
             // will read it back. Only reachable if the log misreported.
@@ -52,7 +63,7 @@ impl AppendTicket<'_> {
 impl Drop for AppendTicket<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.ledger.lock().appends_in_progress -= 1;
+            self.ledger.lock().tickets_in_progress.remove(&self.id);
         }
     }
 }
@@ -60,10 +71,23 @@ impl Drop for AppendTicket<'_> {
 impl HintLedger {
     /// Call before appending a client write.
     pub fn begin_append(&self) -> AppendTicket<'_> {
-        self.lock().appends_in_progress += 1;
+        let mut inner = self.lock();
+        let id = inner.next_ticket;
+        inner.next_ticket += 1;
+        inner.tickets_in_progress.insert(id);
         AppendTicket {
             ledger: self,
+            id,
             done: false,
+        }
+    }
+
+    /// Marks the gap up to `last_lsn`, the log's last durable LSN, which the
+    /// caller must have read *before* this call.
+    pub fn gap_mark(&self, last_lsn: Lsn) -> GapMark {
+        GapMark {
+            last_lsn,
+            first_later_ticket: self.lock().next_ticket,
         }
     }
 
@@ -100,20 +124,26 @@ impl HintLedger {
         finish(ledger, lsn, registered_through);
     }
 
-    /// Declares lost every LSN up to `last_lsn` (the log's last durable
-    /// LSN, read *before* this call) that no append in progress can still
-    /// register. Every node's handoff then reads those records back from the
-    /// log. Returns how many LSNs were closed this way.
-    pub fn close_gaps(&self, last_lsn: Lsn) -> u64 {
+    /// Declares lost every LSN up to the mark's `last_lsn` that no append
+    /// can still register, once every ticket begun before the mark has
+    /// ended (`None`: not yet, try the same mark again later). Every node's
+    /// handoff then reads those records back from the log. Returns how many
+    /// LSNs were closed this way.
+    pub fn close_gaps(&self, mark: GapMark) -> Option<u64> {
         let mut inner = self.lock();
-        if inner.appends_in_progress > 0 || last_lsn <= inner.registered_through {
-            return 0;
+        let oldest = inner.tickets_in_progress.first().copied();
+        if oldest.is_some_and(|ticket| ticket < mark.first_later_ticket) {
+            return None;
+        }
+        let last_lsn = mark.last_lsn;
+        if last_lsn <= inner.registered_through {
+            return Some(0);
         }
         let gap_start = inner.registered_through + 1;
         let registered_in_gap = inner.registered_ahead.range(..=last_lsn).count() as u64;
         let closed = last_lsn - inner.registered_through - registered_in_gap;
         if closed == 0 {
-            return 0;
+            return Some(0);
         }
         // Appends that finished after `last_lsn` was read stay registered.
         inner.registered_ahead = inner.registered_ahead.split_off(&(last_lsn + 1));
@@ -127,7 +157,7 @@ impl HintLedger {
             ledger.highest_missed = ledger.highest_missed.max(last_lsn);
             ledger.signal.notify_one();
         }
-        closed
+        Some(closed)
     }
 }
 

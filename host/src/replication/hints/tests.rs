@@ -118,18 +118,73 @@ fn an_up_to_date_recovered_node_has_no_backlog() {
 }
 
 #[test]
-fn gaps_are_closed_only_when_no_append_is_in_progress() {
+fn gaps_are_closed_once_the_appends_begun_before_the_mark_ended() {
     let ledger = HintLedger::new(0);
     let a = node("a");
     append(&ledger, 1, std::slice::from_ref(&a));
     ledger.acked(&a, 1);
     let pending = ledger.begin_append();
-    assert_eq!(ledger.close_gaps(3), 0);
+    let mark = ledger.gap_mark(3);
+    // A newer append does not hold the gap: its LSN will be above 3.
+    let newer = ledger.begin_append();
+    assert_eq!(ledger.close_gaps(mark), None);
     drop(pending); // the append failed after consuming LSNs 2 and 3
-    assert_eq!(ledger.close_gaps(3), 2);
+    assert_eq!(ledger.close_gaps(mark), Some(2));
     assert_eq!(ledger.registered_through(), 3);
     assert_eq!(ledger.backlog_from(&a), Some(2));
     assert_eq!(ledger.cursor(&a), Some(1));
+    newer.register(4, std::slice::from_ref(&a));
+    assert_eq!(ledger.registered_through(), 4);
+}
+
+/// 32 writers that never pause, one append that fails after taking its
+/// LSN: the supervisor's mark-then-close (every 10 appends here) still
+/// closes the gap, and what waits above it stays bounded. The old rule
+/// (close only when no append is in progress) never closed it: 32 tickets
+/// are always open.
+#[test]
+fn an_orphaned_lsn_is_closed_under_continuous_load() {
+    const WRITERS: usize = 32;
+    const APPENDS: u64 = 1_000;
+    const ORPHAN: u64 = 5;
+    const APPENDS_PER_TICK: u64 = 10;
+    let ledger = HintLedger::new(0);
+    let a = node("a");
+    let mut open: std::collections::VecDeque<_> =
+        (0..WRITERS).map(|_| ledger.begin_append()).collect();
+    let mut mark = None;
+    let mut ahead_max = 0;
+    for lsn in 1..=APPENDS {
+        let ticket = open.pop_front().expect("a writer");
+        if lsn == ORPHAN {
+            drop(ticket);
+        } else {
+            ticket.register(lsn, std::slice::from_ref(&a));
+            ledger.acked(&a, lsn);
+        }
+        open.push_back(ledger.begin_append());
+        ahead_max = ahead_max.max(ledger.registered_ahead());
+        if lsn % APPENDS_PER_TICK == 0 {
+            if let Some(gap) = mark
+                && ledger.close_gaps(gap).is_some()
+            {
+                mark = None;
+            }
+            if mark.is_none() {
+                mark = Some(ledger.gap_mark(lsn));
+            }
+        }
+    }
+    assert_eq!(ledger.registered_through(), APPENDS);
+    assert_eq!(ledger.registered_ahead(), 0);
+    // A ticket here lives for WRITERS appends; the gap closes at the first
+    // tick after the tickets older than its mark have ended.
+    let bound = WRITERS + 2 * APPENDS_PER_TICK as usize;
+    assert!(
+        ahead_max <= bound,
+        "{ahead_max} waited above the gap, bound {bound}"
+    );
+    assert_eq!(ledger.backlog_from(&a), Some(ORPHAN));
 }
 
 #[test]
