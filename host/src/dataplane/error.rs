@@ -32,6 +32,15 @@ pub enum AppError {
     /// levee is starting or shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// A write refused before it reached levee's log (log full, closing):
+    /// it was not written anywhere and can be retried as is.
+    #[error("{0}")]
+    NotWritten(String),
+    /// A write whose fate levee cannot tell: it may be in levee's log (and
+    /// reach the replicas later) or not, like a database's "commit outcome
+    /// unknown". Retry only if the write is idempotent.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// Every attempt failed without an HTTP answer from a replica.
     #[error("{0}")]
     BadGateway(String),
@@ -57,7 +66,10 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            AppError::Overloaded(_) | AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Overloaded(_)
+            | AppError::Unavailable(_)
+            | AppError::NotWritten(_)
+            | AppError::OutcomeUnknown(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -83,12 +95,32 @@ impl AppError {
             AppError::RequestTimeout(_) => "request_timeout",
             AppError::Overloaded(_) => "overloaded",
             AppError::Unavailable(_) => "unavailable",
+            AppError::NotWritten(_) => "not_written",
+            AppError::OutcomeUnknown(_) => "outcome_unknown",
             AppError::BadGateway(_) => "bad_gateway",
             AppError::GatewayTimeout(_) => "gateway_timeout",
             AppError::Internal { .. } => "internal",
         }
     }
+
+    /// The `x-levee-outcome` a failed write answers with, if this error is
+    /// about a write's fate.
+    pub fn write_outcome(&self) -> Option<&'static str> {
+        match self {
+            AppError::NotWritten(_) => Some(OUTCOME_NOT_WRITTEN),
+            AppError::OutcomeUnknown(_) => Some(OUTCOME_UNKNOWN),
+            _ => None,
+        }
+    }
 }
+
+/// Says what became of a write that did not succeed: [`OUTCOME_NOT_WRITTEN`]
+/// or [`OUTCOME_UNKNOWN`].
+pub static X_LEVEE_OUTCOME: header::HeaderName = header::HeaderName::from_static("x-levee-outcome");
+/// Refused before levee's log: nothing was written anywhere.
+pub const OUTCOME_NOT_WRITTEN: &str = "not-written";
+/// In levee's log or maybe in it: the write may still appear on the replicas.
+pub const OUTCOME_UNKNOWN: &str = "unknown";
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
@@ -101,6 +133,11 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(outcome) = self.write_outcome() {
+            response
+                .headers_mut()
+                .insert(X_LEVEE_OUTCOME.clone(), HeaderValue::from_static(outcome));
+        }
         if self.closes_connection() {
             response
                 .headers_mut()
@@ -120,6 +157,19 @@ mod tests {
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn failed_writes_say_what_became_of_them() {
+        let response = AppError::NotWritten("log full".into()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[&X_LEVEE_OUTCOME], OUTCOME_NOT_WRITTEN);
+        let response = AppError::OutcomeUnknown("fsync failed".into()).into_response();
+        assert_eq!(response.headers()[&X_LEVEE_OUTCOME], OUTCOME_UNKNOWN);
+        let (_, body) = render(AppError::OutcomeUnknown("fsync failed".into())).await;
+        assert_eq!(body["error"], "outcome_unknown");
+        let response = AppError::Overloaded("busy".into()).into_response();
+        assert!(response.headers().get(&X_LEVEE_OUTCOME).is_none());
     }
 
     #[tokio::test]

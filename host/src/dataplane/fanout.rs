@@ -186,29 +186,40 @@ impl WriteJob {
             }
             Err(error) => {
                 drop(ticket);
-                tracing::warn!(service = self.service.name(), %error, "write refused by the log; nothing was sent");
+                tracing::warn!(service = self.service.name(), %error, "write refused by the log");
                 Err(log_error_to_app(&error))
             }
         }
     }
 }
 
-/// The client's view of a log error: 503 with a reason for the conditions
-/// that pass (full, poisoned, closing), 413 for a record over the size
-/// limit, and a generic 500 (details logged) for the rest.
+/// The client's view of a log error. Full, closing and too large: refused
+/// before the record was written, so "not written". Poisoned: an fsync
+/// failed, and this record may be on disk all the same (its batch was
+/// written before the sync failed) and be delivered after a restart, so the
+/// outcome is unknown. The log does not tell a record refused by an
+/// already-poisoned log from one in the failed batch; both are answered
+/// "unknown", which is never false. The rest: a generic 500 (logged).
 fn log_error_to_app(error: &levee_log::LogError) -> AppError {
     use levee_log::LogError;
     match error {
-        LogError::Full { used_bytes, max_bytes, .. } => AppError::Unavailable(format!(
+        LogError::Full {
+            used_bytes,
+            max_bytes,
+            ..
+        } => AppError::NotWritten(format!(
             "levee's write log is full ({used_bytes} of {max_bytes} bytes): nothing was sent; writes resume \
              once replicas catch up on hints and the log is compacted"
         )),
-        LogError::Poisoned(_) => AppError::Unavailable(
-            "levee's write log failed to reach the disk and refuses writes until levee restarts: nothing was sent"
+        LogError::Poisoned(_) => AppError::OutcomeUnknown(
+            "levee's write log failed to reach the disk and refuses writes until levee restarts; \
+             this write may be on disk all the same and reach the replicas after the restart"
                 .into(),
         ),
-        LogError::Closed => AppError::Unavailable("levee is shutting down: nothing was sent".into()),
-        LogError::RecordTooLarge { max, .. } => AppError::PayloadTooLarge { limit_bytes: u64::from(*max) },
+        LogError::Closed => AppError::NotWritten("levee is shutting down: nothing was sent".into()),
+        LogError::RecordTooLarge { max, .. } => AppError::PayloadTooLarge {
+            limit_bytes: u64::from(*max),
+        },
         other => AppError::internal(format!("log append failed: {other}")),
     }
 }
@@ -323,6 +334,10 @@ mod log_refusal_tests {
         }
         let error = refusal.expect("the log fills up");
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            error.write_outcome(),
+            Some(crate::dataplane::error::OUTCOME_NOT_WRITTEN)
+        );
         assert!(error.to_string().contains("log is full"), "{error}");
         assert!(error.to_string().contains("nothing was sent"), "{error}");
         assert!(acknowledged > 0);

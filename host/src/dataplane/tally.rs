@@ -15,6 +15,7 @@ use hyper::StatusCode;
 use hyper::header::{self, HeaderName, HeaderValue};
 use serde::Serialize;
 
+use crate::dataplane::error::{OUTCOME_UNKNOWN, X_LEVEE_OUTCOME};
 use crate::dataplane::replica_send::ReplicaOutcome;
 use crate::replication::deliver::Answer;
 use crate::replication::hints::Lsn;
@@ -214,6 +215,11 @@ impl Decision {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
+                // Logged, and handed off to the replicas that missed it.
+                response.headers_mut().insert(
+                    X_LEVEE_OUTCOME.clone(),
+                    HeaderValue::from_static(OUTCOME_UNKNOWN),
+                );
                 (response, acks, replicas)
             }
         };
@@ -347,5 +353,17 @@ mod tests {
         let response = verdict.into_response(42);
         assert_eq!(response.headers()[&X_LEVEE_ACKS], "2/3");
         assert_eq!(response.headers()[&X_LEVEE_LSN], "42");
+        assert!(response.headers().get(&X_LEVEE_OUTCOME).is_none());
+    }
+
+    /// A failed quorum is logged and handed off: it may still appear.
+    #[tokio::test]
+    async fn a_failed_quorum_says_its_outcome_is_unknown() {
+        let mut tally = Tally::new(vec!["a", "b", "c"], 2);
+        tally.record(0, ReplicaOutcome::Failed("timed out".into()));
+        tally.record(1, ReplicaOutcome::Failed("timed out".into()));
+        let response = tally.verdict().expect("decided").into_response(7);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[&X_LEVEE_OUTCOME], OUTCOME_UNKNOWN);
     }
 }
