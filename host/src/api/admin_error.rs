@@ -45,6 +45,8 @@ pub enum AdminError {
     NotFound(String),
     /// 409: the request conflicts with current state.
     Conflict(String),
+    /// 408: the body did not arrive in time.
+    RequestTimeout(String),
     /// 413: the body exceeds `limit_bytes`.
     TooLarge { limit_bytes: u64 },
     /// 422: well-formed but refused, with the fields at fault if known.
@@ -71,6 +73,7 @@ impl AdminError {
             AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AdminError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -84,6 +87,7 @@ impl AdminError {
             AdminError::Forbidden(_) => "forbidden",
             AdminError::NotFound(_) => "not_found",
             AdminError::Conflict(_) => "conflict",
+            AdminError::RequestTimeout(_) => "request_timeout",
             AdminError::TooLarge { .. } => "payload_too_large",
             AdminError::Unprocessable { .. } => "invalid",
             AdminError::Unavailable(_) => "unavailable",
@@ -97,6 +101,7 @@ impl AdminError {
             | AdminError::Forbidden(reason)
             | AdminError::NotFound(reason)
             | AdminError::Conflict(reason)
+            | AdminError::RequestTimeout(reason)
             | AdminError::Unavailable(reason) => reason.clone(),
             AdminError::TooLarge { limit_bytes } => {
                 format!("request body is larger than the {limit_bytes} bytes this endpoint accepts")
