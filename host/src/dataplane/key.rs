@@ -230,24 +230,11 @@ fn push_query_part(out: &mut String, part: &str) -> Result<(), AppError> {
     let bytes = part.as_bytes();
     let mut at = 0;
     while at < bytes.len() {
-        let decoded = match bytes[at] {
-            b'%' => {
-                let decoded = escape_at(bytes, at, "query")?;
-                if decoded == 0 {
-                    return Err(encoded_nul());
-                }
-                at += 3;
-                decoded
-            }
-            b'+' => {
-                at += 1;
-                b' '
-            }
-            byte => {
-                at += 1;
-                byte
-            }
-        };
+        let (decoded, next) = form_decoded_at(bytes, at)?;
+        if decoded == 0 {
+            return Err(encoded_nul());
+        }
+        at = next;
         match decoded {
             b' ' => out.push('+'),
             byte if is_query_raw(byte) => out.push(char::from(byte)),
@@ -263,28 +250,25 @@ fn decodes_to(part: &str, plain: &str) -> bool {
     let mut plain = plain.bytes();
     let mut at = 0;
     while at < bytes.len() {
-        let decoded = match bytes[at] {
-            b'%' => {
-                let Ok(decoded) = escape_at(bytes, at, "query") else {
-                    return false;
-                };
-                at += 3;
-                decoded
-            }
-            b'+' => {
-                at += 1;
-                b' '
-            }
-            byte => {
-                at += 1;
-                byte
-            }
+        let Ok((decoded, next)) = form_decoded_at(bytes, at) else {
+            return false;
         };
+        at = next;
         if plain.next() != Some(decoded) {
             return false;
         }
     }
     plain.next().is_none()
+}
+
+/// The form-decoded byte at `at` in a query part (`%XY` is that byte, `+`
+/// a space) and where the next one starts.
+fn form_decoded_at(bytes: &[u8], at: usize) -> Result<(u8, usize), AppError> {
+    match bytes[at] {
+        b'%' => Ok((escape_at(bytes, at, "query")?, at + 3)),
+        b'+' => Ok((b' ', at + 1)),
+        byte => Ok((byte, at + 1)),
+    }
 }
 
 /// A routing key where [`routing_key`] found it.
