@@ -174,7 +174,7 @@ const NATIVE_BYTES_MAX: f64 = 33_000.0;
 
 /// Heap bytes an idle keep-alive connection holds in levee (its task, its
 /// socket's registration, its bookkeeping; hyper's buffers are shed while
-/// idle). Measured 1.46 KB when set; bench/conns.sh measured ~18 KiB of
+/// idle). Measured 1.28 KB when set; bench/conns.sh measured ~18 KiB of
 /// RSS per idle connection before hyper's buffers were shed while idle.
 const IDLE_CONNECTION_BYTES_MAX: f64 = 2_048.0;
 /// Idle connections the idle-memory test opens. Each is two descriptors in
@@ -488,17 +488,23 @@ fn start_bare_proxy(upstream: SocketAddr) -> (tokio::runtime::Runtime, SocketAdd
     (runtime, address)
 }
 
-// ---- The test ---------------------------------------------------------------
+// ---- The tests --------------------------------------------------------------
 
-#[test]
-fn allocations_per_proxied_get() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// The replicas with every key on them, and the client's runtime.
+fn preloaded_upstreams() -> (Upstreams, tokio::runtime::Runtime) {
     let upstreams = start_upstreams();
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("client runtime");
     client.block_on(preload(&upstreams.addresses));
+    (upstreams, client)
+}
+
+#[test]
+fn allocations_per_proxied_get() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (upstreams, client) = preloaded_upstreams();
 
     let native = Levee::start(&upstreams.addresses, None);
     client.block_on(wait_ok(native.data, "/_levee/healthz"));
@@ -553,12 +559,7 @@ fn allocations_per_proxied_get() {
 fn an_idle_keep_alive_connection_holds_little_heap() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     raise_file_limit();
-    let upstreams = start_upstreams();
-    let client = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    client.block_on(preload(&upstreams.addresses));
+    let (upstreams, client) = preloaded_upstreams();
     let levee = Levee::start(&upstreams.addresses, None);
     client.block_on(wait_ok(levee.data, "/_levee/healthz"));
     // Warm: pooled upstream connections, metric handles, a shed or two.

@@ -125,17 +125,8 @@ async fn stalled_bodies_hold_no_slot_and_time_out() {
 
 /// Three replicas behind a levee whose `server` limits are `server`.
 async fn with_server_limits(server: Value, service: Value) -> (Vec<Replica>, Levee) {
-    let replicas: Vec<Replica> = (0..3).map(|i| Replica::spawn(&format!("r{i}"))).collect();
-    let mut spec = json!({
-        "name": "kv",
-        "nodes": replicas.iter().map(|r| json!({"id": r.id, "url": r.url()})).collect::<Vec<_>>(),
-        "key": {"path_segment": 1},
-    });
-    for (field, value) in service.as_object().cloned().unwrap_or_default() {
-        spec[field] = value;
-    }
-    let levee = Levee::start(json!({"server": server, "services": [spec]})).await;
-    (replicas, levee)
+    let cluster = Cluster::start_with(3, service, json!({"server": server})).await;
+    (cluster.replicas, cluster.levee)
 }
 
 #[tokio::test]

@@ -298,6 +298,12 @@ impl Cluster {
     /// service `kv` keyed by the path segment after `/kv/`. `service`
     /// fields override the defaults.
     pub async fn start(nodes: usize, service: Value) -> Cluster {
+        Cluster::start_with(nodes, service, json!({})).await
+    }
+
+    /// [`Cluster::start`], with `config` fields (e.g. `server`) added to
+    /// levee's configuration.
+    pub async fn start_with(nodes: usize, service: Value, config: Value) -> Cluster {
         let replicas: Vec<Replica> = (0..nodes)
             .map(|i| Replica::spawn(&format!("r{i}")))
             .collect();
@@ -309,7 +315,9 @@ impl Cluster {
         for (field, value) in service.as_object().cloned().unwrap_or_default() {
             spec[field] = value;
         }
-        let levee = Levee::start(json!({"services": [spec]})).await;
+        let mut config = config;
+        config["services"] = json!([spec]);
+        let levee = Levee::start(config).await;
         Cluster { replicas, levee }
     }
 
