@@ -15,8 +15,8 @@ use crate::format::{RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES, RecordHeader};
 
 /// Walks the records at the start of `bytes`, expecting LSNs `first_lsn`,
 /// `first_lsn + 1`, ..., and returns the bytes spanned by the leading ones
-/// that are complete, well-formed (size within the format limit, zero
-/// padding, the expected LSN) and whose checksums match. Stops at the
+/// that are complete, well-formed (size within the format limit, the
+/// expected LSN) and whose checksums match. Stops at the
 /// first record that is not; the caller decodes that one itself to learn
 /// why (or that it is merely incomplete).
 pub(crate) fn verify_run(bytes: &[u8], first_lsn: Lsn) -> usize {
@@ -56,7 +56,6 @@ fn well_formed(bytes: &[u8], lsn: Lsn) -> Option<usize> {
     let header_bytes = bytes.first_chunk::<RECORD_HEADER_BYTES>()?;
     let header = RecordHeader::parse(header_bytes);
     let fits = header.payload_bytes <= RECORD_BYTES_LIMIT
-        && header_bytes[17..20] == [0, 0, 0]
         && header.lsn == lsn
         && header.record_bytes() <= bytes.len();
     fits.then(|| header.record_bytes())

@@ -26,8 +26,9 @@ pub enum LogError {
     /// damaged.
     #[error(
         "log corrupt in {segment} at byte offset {offset}: {reason}; run `levee log inspect` \
-         to see the damage, or open with repair=true to truncate the log there (every later \
-         record is dropped and its bytes kept in a .broken file)"
+         to see the damage, or start with `levee serve --repair` (LogOptions.repair) to \
+         truncate the log there (every later record is dropped and its bytes kept in a \
+         .broken file, later segments are moved aside)"
     )]
     Corrupt {
         segment: PathBuf,
@@ -55,6 +56,18 @@ pub enum LogError {
         needed_bytes: u64,
         max_bytes: u64,
     },
+
+    /// The file system holding the log is full (ENOSPC, or EDQUOT for a
+    /// quota). The batch this append was part of was not written: its
+    /// partly written bytes were cut off again, nothing acknowledged is
+    /// lost, and the log is *not* poisoned, so appends succeed again once
+    /// space is freed (a write to already-allocated blocks cannot lose
+    /// data behind our back the way a failed fsync can).
+    #[error(
+        "no space left for the log in {dir}: {reason}; this append was not written (nothing \
+         acknowledged is lost) and appends resume once space is freed on that file system"
+    )]
+    NoSpace { dir: PathBuf, reason: String },
 
     /// A single record's payload is larger than `record_bytes_max`.
     #[error("record payload of {bytes} bytes exceeds record_bytes_max = {max}")]
@@ -106,11 +119,15 @@ impl LogError {
         }
     }
 
-    /// True for the errors the host should answer with "503, try later".
+    /// True for the errors the host should answer with "503, try later"
+    /// (507 for `NoSpace`).
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            LogError::Poisoned(_) | LogError::Full { .. } | LogError::Closed
+            LogError::Poisoned(_)
+                | LogError::Full { .. }
+                | LogError::NoSpace { .. }
+                | LogError::Closed
         )
     }
 }

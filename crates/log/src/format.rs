@@ -8,7 +8,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic          b"LEVEELOG"
-//!      8    4 format_version 2 (1 is still read, see below)
+//!      8    4 format_version 3 (1 and 2 are still read, see below)
 //!     12    4 flags          0 (reserved, must be zero)
 //!     16    8 first_lsn      LSN of the first record in this segment
 //!     24    4 header_crc     CRC32C of bytes 0..24
@@ -24,7 +24,9 @@
 //!      4    4 payload_bytes  length of the payload
 //!      8    8 lsn            log sequence number; exactly previous + 1
 //!     16    1 kind           caller-defined record type
-//!     17    3 padding        0 (must be zero)
+//!     17    3 unsynced_span  version 3: LSN minus the highest LSN known to be
+//!                            durable when the record was written (capped
+//!                            at 2^24 - 1); 0 in versions 1 and 2
 //!     20    n payload
 //! ```
 //!
@@ -55,13 +57,42 @@
 //! its records before the next one is created, and a clean close does the
 //! same to the last one. A version 1 segment never has free space: zeros
 //! after its last record are a torn tail, as they always were.
+//!
+//! Version 3 has the version 2 layout and rules and fills the three bytes
+//! that were padding with `unsynced_span`, so that recovery can tell a
+//! half-written, never-acknowledged tail from real corruption. A group
+//! commit writes a batch with one `write` and then fdatasyncs it; a crash
+//! before the fdatasync completes can persist a later page of the batch
+//! and not an earlier one (or the next batch, written while this one's
+//! fdatasync ran, and not this one). Recovery then finds damage followed
+//! by valid records. Each record says, through its span, up to which LSN
+//! the log was durable when it was written (`lsn - unsynced_span`). If
+//! every valid record after the damage says the damaged LSNs were not yet
+//! durable, the damage is a crash artefact of unsynced writes, and so are
+//! those records (nothing after the damage can have been acknowledged: its
+//! fdatasync would have covered the damaged bytes too). That is a torn
+//! tail, cut like any other. If any later record says the damaged LSNs
+//! were already durable, the damage happened to synced data: corruption.
+//! A stale (lower) durable LSN only ever makes a tail look torn where the
+//! crash rule already allows it; the cap only makes it look corrupt.
+//!
+//! | version | written by | records | zeros after the last record | damage followed by valid records |
+//! |---|---|---|---|---|
+//! | 1 | first release | span bytes are 0 | torn tail | corruption |
+//! | 2 | preallocation | span bytes are 0 | free space (last segment) | corruption |
+//! | 3 | this build | span stamped | free space (last segment) | torn tail if no later record claims the damage durable, else corruption |
+//!
+//! A version 1 or 2 segment that is still the last one at open goes on
+//! being appended to with zero spans (its header says what it is); every
+//! segment created after that is version 3. Versions above 3 are refused
+//! with a message naming both.
 
 use crate::Lsn;
 
 /// First eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LEVEELOG";
 /// Version of the segment and record layout this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest version this build reads.
 pub const FORMAT_VERSION_OLDEST: u32 = 1;
 /// Bytes of the segment header.
@@ -142,9 +173,14 @@ pub struct SegmentHeader {
 }
 
 impl SegmentHeader {
-    /// True if zeros after the last record are free space (version 2).
+    /// True if zeros after the last record are free space (version 2 on).
     pub fn may_be_preallocated(&self) -> bool {
         self.version >= 2
+    }
+
+    /// True if records carry an `unsynced_span` (version 3 on).
+    pub fn has_spans(&self) -> bool {
+        self.version >= 3
     }
 }
 
@@ -200,6 +236,23 @@ pub fn encode_record_header(
     header
 }
 
+/// Largest `unsynced_span` the three header bytes hold.
+pub const UNSYNCED_SPAN_MAX: u64 = (1 << 24) - 1;
+
+/// Writes `unsynced_span = lsn - synced_lsn` (capped) into an encoded
+/// header and recomputes its checksum; `payload_crc` is the payload's.
+pub fn stamp_unsynced_span(
+    header: &mut [u8; RECORD_HEADER_BYTES],
+    synced_lsn: Lsn,
+    payload_crc: u32,
+) {
+    let lsn = read_u64(header, 8);
+    let span = lsn.saturating_sub(synced_lsn).min(UNSYNCED_SPAN_MAX) as u32;
+    header[17..20].copy_from_slice(&span.to_le_bytes()[..3]);
+    let crc = crc32c::crc32c_append(payload_crc, &header[4..RECORD_HEADER_BYTES]);
+    header[0..4].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Encodes a full record (header + payload) into `out`.
 pub fn encode_record(out: &mut Vec<u8>, lsn: Lsn, kind: u8, payload: &[u8]) {
     let header = encode_record_header(lsn, kind, payload.len() as u32, payload_crc(payload));
@@ -214,6 +267,8 @@ pub struct RecordHeader {
     pub payload_bytes: u32,
     pub lsn: Lsn,
     pub kind: u8,
+    /// 0 in versions 1 and 2 (see the module docs).
+    pub unsynced_span: u32,
 }
 
 impl RecordHeader {
@@ -224,7 +279,15 @@ impl RecordHeader {
             payload_bytes: read_u32(bytes, 4),
             lsn: read_u64(bytes, 8),
             kind: bytes[16],
+            unsynced_span: u32::from_le_bytes([bytes[17], bytes[18], bytes[19], 0]),
         }
+    }
+
+    /// The highest LSN that was durable when this record was written, as
+    /// far as the record says (its own LSN if it says nothing: versions 1
+    /// and 2 claim everything, which keeps their old, strict rule).
+    pub fn durable_lsn_claimed(&self) -> Lsn {
+        self.lsn.saturating_sub(u64::from(self.unsynced_span))
     }
 
     /// Bytes the whole record occupies on disk.
@@ -242,7 +305,11 @@ pub fn record_checksum_ok(header_bytes: &[u8; RECORD_HEADER_BYTES], payload: &[u
 /// Why bytes did not decode as a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordInvalid {
-    TooLarge { payload_bytes: u32 },
+    TooLarge {
+        payload_bytes: u32,
+    },
+    /// No longer produced: the former padding holds `unsynced_span`
+    /// (version 3), which the checksum covers like every header byte.
     NonZeroPadding,
     BadChecksum,
 }
@@ -288,9 +355,6 @@ pub fn decode_record(bytes: &[u8]) -> Decoded<'_> {
         return Decoded::Invalid(RecordInvalid::TooLarge {
             payload_bytes: header.payload_bytes,
         });
-    }
-    if header_bytes[17..20] != [0, 0, 0] {
-        return Decoded::Invalid(RecordInvalid::NonZeroPadding);
     }
     let record_bytes = header.record_bytes();
     let Some(payload) = bytes.get(RECORD_HEADER_BYTES..record_bytes) else {
@@ -362,6 +426,22 @@ mod tests {
     }
 
     #[test]
+    fn a_stamped_span_verifies_and_reads_back() {
+        let mut out = Vec::new();
+        encode_record(&mut out, 100, 1, b"abc");
+        let header: &mut [u8; RECORD_HEADER_BYTES] =
+            (&mut out[..RECORD_HEADER_BYTES]).try_into().unwrap();
+        stamp_unsynced_span(header, 93, payload_crc(b"abc"));
+        match decode_record(&out) {
+            Decoded::Record { header, .. } => {
+                assert_eq!(header.unsynced_span, 7);
+                assert_eq!(header.durable_lsn_claimed(), 93);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
     fn zeros_never_decode() {
         assert!(matches!(decode_record(&[0u8; 64]), Decoded::Invalid(_)));
     }
@@ -380,7 +460,7 @@ mod tests {
 
     #[test]
     fn both_versions_decode_and_others_are_refused() {
-        for version in [1, 2] {
+        for version in [1, 2, 3] {
             let header = encode_segment_header_version(7, version);
             assert_eq!(
                 parse_segment_header(&header),
@@ -390,7 +470,7 @@ mod tests {
                 })
             );
         }
-        for version in [0, 3] {
+        for version in [0, 4] {
             let header = encode_segment_header_version(7, version);
             assert_eq!(
                 parse_segment_header(&header),

@@ -30,6 +30,9 @@ pub(crate) struct SyncFaults {
     raised: AtomicU32,
     /// Per descriptor: the failures it has already reported.
     reported: Mutex<Vec<(RawFd, u32)>>,
+    /// Segment writes still to fail with ENOSPC after writing half their
+    /// bytes for real (see `take_write_no_space`).
+    write_no_space_left: AtomicU32,
 }
 
 impl SyncFaults {
@@ -39,6 +42,25 @@ impl SyncFaults {
     pub(crate) fn arm(&self, count: u32, errno: i32) {
         self.errno.store(errno, Ordering::SeqCst);
         self.failures_left.store(count, Ordering::SeqCst);
+    }
+
+    /// Makes the next `count` segment writes land half their bytes and
+    /// then fail with ENOSPC, as a file system that fills up mid-write does.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub(crate) fn arm_write_no_space(&self, count: u32) {
+        self.write_no_space_left.store(count, Ordering::SeqCst);
+    }
+
+    /// True if this segment write is to fail with ENOSPC (see
+    /// `arm_write_no_space`). One relaxed load when nothing is armed.
+    pub(crate) fn take_write_no_space(&self) -> bool {
+        self.write_no_space_left.load(Ordering::Relaxed) > 0
+            && self
+                .write_no_space_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok()
     }
 
     fn take_failure(&self, file: &File) -> Option<std::io::Error> {
@@ -105,19 +127,28 @@ pub(crate) fn write_file_atomically(
     faults: &SyncFaults,
 ) -> Result<(), LogError> {
     let temp = temp_path_for(path);
+    let written = write_synced(&temp, bytes, faults).and_then(|()| {
+        fs::rename(&temp, path).map_err(|e| LogError::io("rename into place", path, e))
+    });
+    if let Err(error) = written {
+        // A full disk must not keep a half-written temp file's space.
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir)
+}
+
+fn write_synced(temp: &Path, bytes: &[u8], faults: &SyncFaults) -> Result<(), LogError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&temp)
-        .map_err(|e| LogError::io("create", &temp, e))?;
+        .open(temp)
+        .map_err(|e| LogError::io("create", temp, e))?;
     file.write_all(bytes)
-        .map_err(|e| LogError::io("write", &temp, e))?;
-    sync_data(&file, faults).map_err(|e| LogError::io("fdatasync", &temp, e))?;
-    drop(file);
-    fs::rename(&temp, path).map_err(|e| LogError::io("rename into place", path, e))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    sync_dir(dir)
+        .map_err(|e| LogError::io("write", temp, e))?;
+    sync_data(&file, faults).map_err(|e| LogError::io("fdatasync", temp, e))
 }
 
 /// Suffix of files that are written and then renamed into place; any left
@@ -175,9 +206,19 @@ pub(crate) fn save_broken_tail(
         Some(to) => std::io::copy(&mut (&mut source).take(to.saturating_sub(from)), &mut copy),
         None => std::io::copy(&mut source, &mut copy),
     }
-    .map_err(|e| LogError::io("copy damaged bytes to", &broken, e))?;
-    sync_data(&copy, faults).map_err(|e| LogError::io("fdatasync", &broken, e))?;
-    Ok((broken, copied))
+    .map_err(|e| LogError::io("copy damaged bytes to", &broken, e))
+    .and_then(|copied| {
+        sync_data(&copy, faults).map_err(|e| LogError::io("fdatasync", &broken, e))?;
+        Ok(copied)
+    });
+    match copied {
+        Ok(copied) => Ok((broken, copied)),
+        Err(error) => {
+            // A half copy is no evidence, and on a full disk it holds space.
+            let _ = fs::remove_file(&broken);
+            Err(error)
+        }
+    }
 }
 
 /// Renames a whole file to a `.broken` name (used by repair for segments
@@ -218,6 +259,12 @@ impl DirLock {
         }
         Ok(DirLock { _file: file })
     }
+}
+
+/// True for "the file system is full" (ENOSPC) and "the quota is used up"
+/// (EDQUOT): the kernel declined to allocate, nothing was lost.
+pub(crate) fn is_no_space(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// Describes an I/O error for the poison message: the errno name matters to

@@ -15,13 +15,17 @@
 //!   writes the whole batch with one `write` and syncs it with one
 //!   `fdatasync`, and one futex wake releases the batch's appenders. Two
 //!   fdatasyncs may overlap, each through its own descriptor. An fsync
-//!   failure poisons the log instead of being retried.
+//!   failure poisons the log instead of being retried; a full disk
+//!   (ENOSPC) only refuses the batch (`LogError::NoSpace`), its partial
+//!   write cut back, and appends resume once space is freed.
 //! * `segment`: segment files, created preallocated (zero-filled ahead of
 //!   time by a background thread) so that an fdatasync does not also have
 //!   to write the file's size.
 //! * `recovery`/`verify`/`scan`: at open, verify every record (checksums
-//!   three records at a time, `crc`), cut a torn tail (kept as `.broken`),
-//!   refuse (or with `repair`, truncate at) corruption.
+//!   three records at a time, `crc`), cut a torn tail (kept as `.broken`
+//!   if there is space), including a half-written last batch (format
+//!   version 3's `unsynced_span`), refuse (or with `repair`, truncate at)
+//!   corruption.
 //! * `checkpoint`: atomic, checksummed, versioned snapshots of host state.
 //! * `reader`: bounded-memory streaming by LSN with a sparse offset index.
 //! * [`inspect`](inspect()) / [`dump`]: read-only diagnostics for the CLI.
@@ -71,5 +75,7 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+#[cfg(test)]
+mod no_space_tests;
 #[cfg(test)]
 mod poison_tests;

@@ -22,7 +22,7 @@ use crate::gate::Gate;
 use crate::reader::{LogReader, skip_to};
 use crate::recovery::recover;
 use crate::segment::{SegmentMeta, SparePreparer};
-use crate::state::{Enqueued, GATES, SYNC_SLOTS, Shared, State, Wakes};
+use crate::state::{EPOCH_WRITTEN, Enqueued, GATES, SYNC_SLOTS, Shared, State, Wakes};
 use crate::status::{CompactReport, LogStatus, RecoveryReport};
 use crate::writer::{Writer, commit, run_committer};
 use crate::{LogError, LogOptions, Lsn};
@@ -90,6 +90,7 @@ impl Log {
             dir: dir.to_path_buf(),
             options,
             acked: AtomicU64::new(last_lsn),
+            epoch: AtomicU64::new(0),
             state: Mutex::new(state),
             writer: Mutex::new(Writer::new(recovered.active, spare)?),
             work_ready: Condvar::new(),
@@ -165,7 +166,7 @@ impl Log {
         let crc = payload_crc(&payload);
         let shared = self.shared();
         let mut progress = shared.progress_tx.subscribe();
-        let lsn = loop {
+        let (lsn, mut epoch) = loop {
             let space_wait = {
                 let mut state = shared.lock();
                 let mut wakes = Wakes::default();
@@ -173,9 +174,10 @@ impl Log {
                 state.request_committer(&mut wakes);
                 match enqueued {
                     Enqueued::Queued(lsn) => {
+                        let epoch = state.epoch;
                         drop(state);
                         wakes.run(shared);
-                        break lsn;
+                        break (lsn, epoch);
                     }
                     Enqueued::QueueFull => {
                         progress.borrow_and_update();
@@ -190,15 +192,22 @@ impl Log {
             changed.map_err(|_| LogError::Closed)?;
         };
         drop(payload);
-        let reached = progress
-            .wait_for(|p| p.acked_lsn >= lsn || p.poisoned)
-            .await
-            .map_err(|_| LogError::Closed)?
-            .acked_lsn;
-        if reached >= lsn {
-            return Ok(lsn);
+        loop {
+            let reached = *progress
+                .wait_for(|p| {
+                    p.poisoned || (epoch != EPOCH_WRITTEN && p.epoch != epoch) || p.acked_lsn >= lsn
+                })
+                .await
+                .map_err(|_| LogError::Closed)?;
+            if reached.poisoned {
+                return Err(self.poisoned_error());
+            }
+            if epoch == EPOCH_WRITTEN || reached.epoch == epoch {
+                // No LSN was given out again since: `acked_lsn` is ours.
+                return Ok(lsn);
+            }
+            epoch = shared.lock().fate(epoch, lsn, &shared.dir)?;
         }
-        Err(self.poisoned_error())
     }
 
     /// Appends a record and returns its LSN once it is durable per the
@@ -242,11 +251,15 @@ impl Log {
         let shared = self.shared();
         let sync = shared.options.sync;
         let gate = &shared.gates[(state.pending_batch() % GATES as u64) as usize];
+        let mut epoch = state.epoch;
         let mut state = Some(state);
         let mut payload = Some(payload);
         let mut counted = false;
         loop {
             let mut guard = state.take().unwrap_or_else(|| shared.lock());
+            // First: was it refused for lack of space (and its LSN given
+            // out again, so that `acked_lsn` no longer speaks about it)?
+            epoch = guard.fate(epoch, lsn, &shared.dir)?;
             if guard.acked_lsn(sync) >= lsn {
                 return Ok(lsn);
             }
@@ -270,7 +283,10 @@ impl Log {
             // Free the payload outside the lock, once.
             drop(payload.take());
             gate.wait(seen);
-            if shared.acked.load(Ordering::SeqCst) >= lsn {
+            // `acked` before `epoch` (see `Shared::epoch`).
+            if shared.acked.load(Ordering::SeqCst) >= lsn
+                && (epoch == EPOCH_WRITTEN || shared.epoch.load(Ordering::SeqCst) == epoch)
+            {
                 return Ok(lsn);
             }
         }
@@ -288,8 +304,10 @@ impl Log {
     pub fn sync(&self) -> Result<Lsn, LogError> {
         let shared = self.shared();
         let mut state = shared.lock();
-        let target = state.next_lsn - 1;
+        let mut target = state.next_lsn - 1;
         loop {
+            // A no-space refusal may have taken back LSNs up to `target`.
+            target = target.min(state.next_lsn - 1);
             if state.synced_lsn >= target {
                 return Ok(target);
             }
@@ -510,6 +528,13 @@ impl Log {
     /// Bytes `compact(oldest_needed_lsn)` would free now.
     pub fn reclaimable_bytes(&self, oldest_needed_lsn: Lsn) -> u64 {
         reclaimable(&self.shared().lock(), oldest_needed_lsn).1
+    }
+
+    /// Makes the next `count` segment writes of this log land half their
+    /// bytes and then fail with ENOSPC, to test the no-space path.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn inject_write_no_space(&self, count: u32) {
+        self.shared().faults.arm_write_no_space(count);
     }
 
     /// Makes the next `count` fdatasync calls of this log fail with `errno`

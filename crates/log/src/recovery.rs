@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::checkpoint::{CheckpointInfo, list_checkpoint_files, load_checkpoint_file};
-use crate::format::{SEGMENT_HEADER_BYTES, parse_segment_header};
-use crate::fsio::{SyncFaults, TEMP_SUFFIX, move_aside, save_broken_tail, sync_dir};
+use crate::format::{SEGMENT_HEADER_BYTES, SegmentHeader, parse_segment_header};
+use crate::fsio::{SyncFaults, TEMP_SUFFIX, is_no_space, move_aside, save_broken_tail, sync_dir};
 use crate::segment::{
-    SegmentMeta, create_preallocated_segment, list_segment_files, open_for_writing,
+    SegmentMeta, create_preallocated_segment, create_segment, list_segment_files, open_for_writing,
     truncate_segment,
 };
 use crate::status::{RecoveryReport, RepairReport, SkippedCheckpoint, TornTail};
@@ -161,7 +161,18 @@ fn cut_torn_tail(problem: &Problem, faults: &SyncFaults) -> Result<TornTail, Log
         None
     };
     let (broken_copy, bytes_cut) =
-        save_broken_tail(&problem.segment, problem.offset, damage_end, faults)?;
+        match save_broken_tail(&problem.segment, problem.offset, damage_end, faults) {
+            Ok((copy, bytes)) => (Some(copy), bytes),
+            Err(LogError::Io { ref source, .. }) if is_no_space(source) => {
+                // The evidence is lost, not data: a torn tail was never
+                // acknowledged. Refusing to start would help nobody.
+                tracing::warn!(segment = %problem.segment.display(), offset = problem.offset,
+                    "no space to keep the torn tail as .broken evidence; cutting it anyway");
+                let end = damage_end.unwrap_or(problem.file_bytes);
+                (None, end.saturating_sub(problem.offset))
+            }
+            Err(error) => return Err(error),
+        };
     truncate_segment(&problem.segment, problem.offset)?;
     Ok(TornTail {
         segment: problem.segment.clone(),
@@ -330,28 +341,44 @@ fn open_active_segment(
             bytes: last.bytes,
             file_bytes,
             records: last.records(),
+            has_spans: segment_header(&last.path)?.is_some_and(|h| h.has_spans()),
         });
     }
-    let (file, path) =
-        create_preallocated_segment(dir, first_lsn, options.segment_bytes_max, faults)?;
+    let (file, path, file_bytes) =
+        match create_preallocated_segment(dir, first_lsn, options.segment_bytes_max, faults) {
+            Ok((file, path)) => (file, path, options.segment_bytes_max),
+            Err(LogError::Io { ref source, .. }) if is_no_space(source) => {
+                tracing::warn!(dir = %dir.display(),
+                    "no space to preallocate the first segment; it grows by appending instead");
+                let (file, path) = create_segment(dir, first_lsn, faults)?;
+                (file, path, SEGMENT_HEADER_BYTES as u64)
+            }
+            Err(error) => return Err(error),
+        };
     segments.push(SegmentMeta::empty(path.clone(), first_lsn, 0));
     Ok(ActiveFile {
         file,
         path,
         bytes: SEGMENT_HEADER_BYTES as u64,
-        file_bytes: options.segment_bytes_max,
+        file_bytes,
         records: 0,
+        has_spans: true,
     })
 }
 
 /// True if the segment's header says it may carry free space (version 2).
 fn segment_may_be_preallocated(path: &Path) -> Result<bool, LogError> {
+    Ok(segment_header(path)?.is_some_and(|h| h.may_be_preallocated()))
+}
+
+/// The segment's header, if it verifies.
+fn segment_header(path: &Path) -> Result<Option<SegmentHeader>, LogError> {
     let file = File::open(path).map_err(|e| LogError::io("open", path, e))?;
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     use std::os::unix::fs::FileExt;
     file.read_exact_at(&mut header, 0)
         .map_err(|e| LogError::io("read", path, e))?;
-    Ok(parse_segment_header(&header).is_ok_and(|h| h.may_be_preallocated()))
+    Ok(parse_segment_header(&header).ok())
 }
 
 fn file_length(file: &File, path: &Path) -> Result<u64, LogError> {

@@ -185,6 +185,9 @@ pub struct FoundRecord {
     pub offset: u64,
     pub lsn: Lsn,
     pub record_bytes: u64,
+    /// What the record says was durable when it was written
+    /// ([`RecordHeader::durable_lsn_claimed`]).
+    pub durable_lsn_claimed: Lsn,
 }
 
 /// Searches `window` (whose first byte is at file offset `window_offset`)
@@ -212,7 +215,7 @@ pub fn find_valid_record(
         let offset = window_offset + start as u64;
         let header = RecordHeader::parse(header_bytes);
         let lsn_bound = min_lsn.saturating_add(offset.saturating_sub(damage_offset) / 20 + 1);
-        if header.lsn < min_lsn || header.lsn > lsn_bound || header_bytes[17..20] != [0, 0, 0] {
+        if header.lsn < min_lsn || header.lsn > lsn_bound {
             continue;
         }
         let Some(payload) = window.get(start + RECORD_HEADER_BYTES..start + header.record_bytes())
@@ -224,6 +227,7 @@ pub fn find_valid_record(
                 offset,
                 lsn: header.lsn,
                 record_bytes: header.record_bytes() as u64,
+                durable_lsn_claimed: header.durable_lsn_claimed(),
             });
         }
     }

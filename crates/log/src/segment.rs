@@ -97,11 +97,16 @@ pub(crate) fn create_preallocated_segment(
 ) -> Result<(File, PathBuf), LogError> {
     let path = dir.join(segment_file_name(first_lsn));
     let temp = temp_path_for(&path);
-    let file = write_zeroed(&temp, file_bytes, &|| false)?;
-    file.write_all_at(&encode_segment_header(first_lsn), 0)
-        .map_err(|e| LogError::io("write", &temp, e))?;
-    sync_data(&file, faults).map_err(|e| LogError::io("fdatasync", &temp, e))?;
-    std::fs::rename(&temp, &path).map_err(|e| LogError::io("rename into place", &path, e))?;
+    let prepared = write_zeroed(&temp, file_bytes, &|| false).and_then(|file| {
+        file.write_all_at(&encode_segment_header(first_lsn), 0)
+            .map_err(|e| LogError::io("write", &temp, e))?;
+        sync_data(&file, faults).map_err(|e| LogError::io("fdatasync", &temp, e))?;
+        std::fs::rename(&temp, &path).map_err(|e| LogError::io("rename into place", &path, e))?;
+        Ok(file)
+    });
+    let file = prepared.inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })?;
     sync_dir(dir)?;
     Ok((file, path))
 }
@@ -270,6 +275,9 @@ impl SpareShared {
                 Ok(file) => SpareState::Ready(file),
                 Err(error) => {
                     tracing::warn!(%error, "cannot prepare a spare segment; the next one will grow by appending");
+                    // Out of space, a half-filled spare would hold on to
+                    // what little is left.
+                    let _ = std::fs::remove_file(&self.path);
                     SpareState::Failed
                 }
             };

@@ -49,6 +49,16 @@ pub(crate) const GATES: usize = SYNC_SLOTS + 2;
 /// Buffers above this capacity are not kept for reuse after a burst.
 const BATCH_CAPACITY_KEPT: usize = 4 << 20;
 
+/// No-space refusals remembered (8 bytes each), so that an appender that
+/// sleeps through several refusals still learns whether its own record was
+/// refused. It would have to sleep through this many failed writes to lose
+/// track (see `State::fate`).
+const REFUSALS_KEPT: usize = 4096;
+
+/// The epoch of an appender whose record was written before a refusal: it
+/// can never be refused any more (see `State::fate`).
+pub(crate) const EPOCH_WRITTEN: u64 = u64::MAX;
+
 /// Immutable configuration plus the mutable state and its wake-ups.
 pub(crate) struct Shared {
     pub dir: PathBuf,
@@ -65,6 +75,10 @@ pub(crate) struct Shared {
     pub gates: [Gate; GATES],
     /// Mirror of `State::acked_lsn()`, for woken appenders.
     pub acked: AtomicU64,
+    /// Mirror of `State::epoch`, for woken appenders. Read *after*
+    /// `acked`: if it still equals the appender's epoch, no LSN was
+    /// reused since it queued, so `acked` speaks about its own record.
+    pub epoch: AtomicU64,
     /// Async appenders watch this.
     pub progress_tx: watch::Sender<Progress>,
     pub faults: SyncFaults,
@@ -77,6 +91,7 @@ pub(crate) struct Progress {
     pub synced_lsn: Lsn,
     pub batches_taken: u64,
     pub poisoned: bool,
+    pub epoch: u64,
 }
 
 /// Encoded records waiting to be written together, back to back, exactly
@@ -88,6 +103,12 @@ pub(crate) struct Batch {
     pub bytes: Vec<u8>,
     /// Disk size of each record, in LSN order.
     pub record_bytes: Vec<u32>,
+    /// CRC32C of each record's payload alone, so that the writer can
+    /// stamp the header's `unsynced_span` and re-checksum only the header.
+    pub payload_crcs: Vec<u32>,
+    /// `synced_lsn` when the batch was taken: what the writer stamps into
+    /// each record as its `unsynced_span` (format version 3).
+    pub synced_at_take: Lsn,
 }
 
 impl Batch {
@@ -106,9 +127,11 @@ impl Batch {
     fn clear_for_reuse(&mut self) {
         self.bytes.clear();
         self.record_bytes.clear();
+        self.payload_crcs.clear();
         if self.bytes.capacity() > BATCH_CAPACITY_KEPT {
             self.bytes.shrink_to(BATCH_CAPACITY_KEPT);
             self.record_bytes.shrink_to(BATCH_CAPACITY_KEPT / 64);
+            self.payload_crcs.shrink_to(BATCH_CAPACITY_KEPT / 64);
         }
     }
 }
@@ -154,6 +177,15 @@ pub(crate) struct State {
     /// When the last fdatasync started (kept for `SyncMode::EveryMs` only).
     pub last_sync: Instant,
     pub poisoned: Option<String>,
+    /// No-space refusals so far. A refusal gives the refused LSNs out
+    /// again, so an appender remembers the epoch it queued in.
+    pub epoch: u64,
+    /// First refused LSN of each remembered refusal: entry `i` ended epoch
+    /// `refusals_first_epoch + i`. Non-decreasing.
+    refusals: VecDeque<Lsn>,
+    refusals_first_epoch: u64,
+    /// Why the last refusal happened (the errno and file).
+    pub no_space_reason: String,
     pub closing: bool,
     /// Non-empty batches taken so far; the pending batch is number
     /// `batches_taken + 1`.
@@ -232,6 +264,10 @@ impl State {
             synced_lsn: last_lsn,
             last_sync: Instant::now(),
             poisoned: None,
+            epoch: 0,
+            refusals: VecDeque::new(),
+            refusals_first_epoch: 0,
+            no_space_reason: String::new(),
             closing: false,
             batches_taken: 0,
             idle_committers: 0,
@@ -334,6 +370,7 @@ impl State {
         self.pending.bytes.extend_from_slice(&header);
         self.pending.bytes.extend_from_slice(payload);
         self.pending.record_bytes.push(record_bytes as u32);
+        self.pending.payload_crcs.push(payload_crc);
         Ok(Enqueued::Queued(lsn))
     }
 
@@ -349,7 +386,8 @@ impl State {
         self.writing = true;
         self.slot_busy[slot] = true;
         let spare = self.spare_batches.pop().unwrap_or_default();
-        let batch = std::mem::replace(&mut self.pending, spare);
+        let mut batch = std::mem::replace(&mut self.pending, spare);
+        batch.synced_at_take = self.synced_lsn;
         self.pending.first_lsn = self.next_lsn;
         self.pending_leaders = 0;
         self.handoff_sent = false;
@@ -431,6 +469,107 @@ impl State {
             synced_lsn: self.synced_lsn,
             batches_taken: self.batches_taken,
             poisoned: self.poisoned.is_some(),
+            epoch: self.epoch,
+        }
+    }
+
+    /// What became of the append of `lsn`, queued in `epoch`, in the
+    /// light of the no-space refusals since: `Ok(epoch)` to keep waiting
+    /// (the epoch to remember from now on), or the refusal.
+    ///
+    /// A refusal ending epoch `e` refused every LSN from its first refused
+    /// LSN `from_e` on, and gave those LSNs out again. A record below
+    /// `from_e` was written, and stays below every later refusal's first
+    /// LSN (they never decrease), so it can never be refused any more
+    /// (`EPOCH_WRITTEN`).
+    pub(crate) fn fate(
+        &self,
+        epoch: u64,
+        lsn: Lsn,
+        dir: &std::path::Path,
+    ) -> Result<u64, LogError> {
+        if epoch == EPOCH_WRITTEN || epoch == self.epoch {
+            return Ok(epoch);
+        }
+        let no_space = || LogError::NoSpace {
+            dir: dir.to_path_buf(),
+            reason: self.no_space_reason.clone(),
+        };
+        match epoch.checked_sub(self.refusals_first_epoch) {
+            Some(index) => {
+                let from = self.refusals[index as usize];
+                if lsn >= from {
+                    return Err(no_space());
+                }
+                Ok(EPOCH_WRITTEN)
+            }
+            // Forgotten: only a record at or past the oldest remembered
+            // refusal's first LSN is certainly refused.
+            None if self.refusals.front().is_some_and(|&from| lsn >= from) => Err(no_space()),
+            None => Err(LogError::io(
+                "learn the outcome of an append to",
+                dir,
+                std::io::Error::other(format!(
+                    "more than {REFUSALS_KEPT} no-space refusals happened while LSN {lsn} \
+                     waited; it may or may not be in the log"
+                )),
+            )),
+        }
+    }
+
+    /// Refuses, for lack of space, every record of `batch` from index
+    /// `published` on (the ones before went into a full segment and were
+    /// synced and published by its rotation) and every record of the
+    /// pending batch, which queued behind them with higher LSNs. Nothing
+    /// of theirs is on disk (the writer cut its partial write back), so
+    /// their LSNs are given out again: LSNs stay contiguous. Called by the
+    /// writer with the write token held, so no later batch was taken.
+    pub(crate) fn refuse_no_space(
+        &mut self,
+        shared: &Shared,
+        batch: &Batch,
+        published: usize,
+        reason: String,
+        wakes: &mut Wakes,
+    ) {
+        let from = batch.first_lsn + published as u64;
+        let refused = self.next_lsn - from;
+        tracing::warn!(dir = %shared.dir.display(), %reason, first_lsn = from, records = refused,
+            "levee log: no space left, refusing the batch (the log stays open)");
+        if self
+            .in_flight
+            .back()
+            .is_some_and(|b| b.last_lsn == batch.last_lsn())
+        {
+            let refused_batch = self.in_flight.pop_back().expect("checked");
+            self.wake_gate(shared, refused_batch.batch, wakes);
+        }
+        if !self.pending.is_empty() {
+            self.batches_taken += 1;
+            self.wake_gate(shared, self.batches_taken, wakes);
+            self.pending.clear_for_reuse();
+        }
+        self.pending.first_lsn = from;
+        self.pending_leaders = 0;
+        self.handoff_sent = false;
+        self.next_lsn = from;
+        self.unwritten_bytes = 0;
+        if self.refusals.len() == REFUSALS_KEPT {
+            self.refusals.pop_front();
+            self.refusals_first_epoch += 1;
+        }
+        self.refusals.push_back(from);
+        self.epoch += 1;
+        shared.epoch.store(self.epoch, Ordering::SeqCst);
+        self.no_space_reason = reason;
+        shared.publish(self);
+        shared.progress_changed.notify_all();
+    }
+
+    fn wake_gate(&self, shared: &Shared, batch: u64, wakes: &mut Wakes) {
+        let index = (batch % GATES as u64) as usize;
+        if shared.gates[index].advance() {
+            wakes.all[index] = true;
         }
     }
 }
@@ -454,6 +593,7 @@ impl Shared {
         let changed = progress.acked_lsn != previous.acked_lsn
             || progress.synced_lsn != previous.synced_lsn
             || progress.poisoned != previous.poisoned
+            || progress.epoch != previous.epoch
             || (state.space_waiters > 0 && progress.batches_taken != previous.batches_taken);
         if !changed {
             return;

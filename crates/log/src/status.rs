@@ -85,8 +85,10 @@ pub struct TornTail {
     /// The segment now ends here.
     pub offset: u64,
     pub bytes_cut: u64,
-    /// The cut bytes, kept for inspection.
-    pub broken_copy: PathBuf,
+    /// The cut bytes, kept for inspection. `None` if the file system had no
+    /// space for the copy: a torn tail was never acknowledged, so recovery
+    /// cuts it anyway (with a warning) rather than refuse to start.
+    pub broken_copy: Option<PathBuf>,
     pub reason: String,
 }
 
@@ -149,11 +151,14 @@ impl std::fmt::Display for RecoveryReport {
         if let Some(torn) = &self.torn_tail {
             write!(
                 f,
-                "; torn tail: cut {} bytes at offset {} of {} (copy in {})",
+                "; torn tail: cut {} bytes at offset {} of {} ({})",
                 torn.bytes_cut,
                 torn.offset,
                 torn.segment.display(),
-                torn.broken_copy.display()
+                match &torn.broken_copy {
+                    Some(copy) => format!("copy in {}", copy.display()),
+                    None => "no space for a copy".to_string(),
+                }
             )?;
         }
         if let Some(repair) = &self.repair {

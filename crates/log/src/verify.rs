@@ -10,9 +10,15 @@
 //!   follows it. That is what a crash in the middle of a write leaves, and
 //!   those bytes were never acknowledged (acknowledgement waits for the
 //!   fdatasync that follows the whole write).
+//! * also a torn tail, in a version 3 segment: valid records follow the
+//!   damage, but every one of them says (its `unsynced_span`, see
+//!   [`crate::format`]) that the damaged LSNs were not yet durable when it
+//!   was written. That is a batch (or two overlapping ones) whose later
+//!   page reached the disk and an earlier one did not, before the
+//!   fdatasync that would have acknowledged them returned.
 //! * corruption: anything else. Records after the damage were written, and
-//!   possibly acknowledged, after the damaged ones, so silently dropping
-//!   them could lose acknowledged writes.
+//!   possibly acknowledged, after the damaged ones were durable, so
+//!   silently dropping them could lose acknowledged writes.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -200,10 +206,15 @@ fn examine_segment(path: &Path, name_lsn: Lsn, is_last: bool) -> Result<SegmentO
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     let header_len =
         read_up_to(&mut file, &mut header).map_err(|e| LogError::io("read", path, e))?;
-    let (first_lsn, may_be_preallocated) = match parse_segment_header(&header[..header_len]) {
-        Ok(header) => (header.first_lsn, header.may_be_preallocated()),
-        Err(why) => return Ok(corrupt_header(why.to_string())),
-    };
+    let (first_lsn, may_be_preallocated, has_spans) =
+        match parse_segment_header(&header[..header_len]) {
+            Ok(header) => (
+                header.first_lsn,
+                header.may_be_preallocated(),
+                header.has_spans(),
+            ),
+            Err(why) => return Ok(corrupt_header(why.to_string())),
+        };
     if first_lsn != name_lsn {
         return Ok(corrupt_header(format!(
             "segment header says first LSN {first_lsn} but the file name says {name_lsn}"
@@ -239,12 +250,28 @@ fn examine_segment(path: &Path, name_lsn: Lsn, is_last: bool) -> Result<SegmentO
             let later_record =
                 find_valid_record_in_file(&file, offset + 1, file_bytes, expected_lsn, offset)
                     .map_err(|e| LogError::io("read", path, e))?;
-            let kind = if is_last && later_record.is_none() {
+            let unsynced_batch = match later_record {
+                Some(found) if is_last && has_spans => {
+                    find_durable_claim(&file, found, file_bytes, expected_lsn, offset)
+                        .map_err(|e| LogError::io("read", path, e))?
+                        .is_none()
+                }
+                _ => false,
+            };
+            let kind = if is_last && (later_record.is_none() || unsynced_batch) {
                 ProblemKind::TornTail
             } else {
                 ProblemKind::Corrupt
             };
             let reason = match later_record {
+                Some(found) if unsynced_batch => format!(
+                    "{}; the valid records after it (from LSN {} at offset {}) were written \
+                     before LSN {expected_lsn} was durable: a half-written batch whose \
+                     fdatasync never returned, so none of it was acknowledged",
+                    stop.reason(),
+                    found.lsn,
+                    found.offset
+                ),
                 Some(found) => format!(
                     "{}; a valid record (LSN {}) follows at offset {}, so this is not a torn tail",
                     stop.reason(),
@@ -345,6 +372,30 @@ pub(crate) fn find_valid_record_in_file(
             return Ok(found);
         }
         start += starts;
+    }
+    Ok(None)
+}
+
+/// Starting with `first` (the first valid record after damage at
+/// `damage_offset`, where LSN `damaged_lsn` was expected), hops from valid
+/// record to valid record to the end of the file and returns the first
+/// one whose `unsynced_span` says LSN `damaged_lsn` was already durable
+/// when it was written: proof that the damage is not a crash artefact.
+fn find_durable_claim(
+    file: &File,
+    first: FoundRecord,
+    file_bytes: u64,
+    damaged_lsn: Lsn,
+    damage_offset: u64,
+) -> std::io::Result<Option<FoundRecord>> {
+    let mut found = Some(first);
+    while let Some(record) = found {
+        if record.durable_lsn_claimed >= damaged_lsn {
+            return Ok(Some(record));
+        }
+        let next_start = record.offset + record.record_bytes;
+        found =
+            find_valid_record_in_file(file, next_start, file_bytes, record.lsn + 1, damage_offset)?;
     }
     Ok(None)
 }

@@ -43,11 +43,24 @@
 //!
 //! # Failure policy
 //!
-//! If a write or an fdatasync fails, the log is poisoned and nothing is
-//! written any more. A failed fsync must not be retried: Linux may have
-//! already dropped the dirty pages and cleared the error, so a second fsync
-//! can report success for data that never reached the disk. Only a restart,
-//! whose recovery reads back what is really on disk, is safe.
+//! If an fdatasync fails, the log is poisoned and nothing is written any
+//! more. A failed fsync must not be retried: Linux may have already dropped
+//! the dirty pages and cleared the error, so a second fsync can report
+//! success for data that never reached the disk. Only a restart, whose
+//! recovery reads back what is really on disk, is safe. A failed `write`
+//! poisons too, with one exception:
+//!
+//! A full file system (ENOSPC, or EDQUOT for a quota) refuses the batch
+//! instead. Nothing was lost behind our back: the kernel only declined to
+//! allocate. So the writer cuts off whatever part of the batch did land
+//! (truncating the segment to its valid end, which needs no space, and
+//! syncing that, so that neither the next batch nor recovery ever sees
+//! half a refused batch; a preallocated segment thereby gives up its free
+//! space and grows by appending), and the state refuses the batch and the
+//! records queued behind it with `LogError::NoSpace`, handing their LSNs
+//! out again (`State::refuse_no_space`). A rotation that cannot create the
+//! next segment for lack of space is refused the same way and retried by
+//! the next batch. The next batch that finds space is written as usual.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -55,8 +68,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::format::SEGMENT_HEADER_BYTES;
-use crate::fsio::{describe_io_error, sync_data};
+use crate::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, stamp_unsynced_span};
+use crate::fsio::{SyncFaults, describe_io_error, is_no_space, sync_data};
 use crate::segment::{SegmentMeta, SparePreparer, create_segment, install_spare, seal_segment};
 use crate::state::{Batch, SYNC_SLOTS, Shared, State, Wakes};
 use crate::{LogError, Lsn, SyncMode};
@@ -71,6 +84,45 @@ pub(crate) struct ActiveFile {
     pub file_bytes: u64,
     /// Records in the file.
     pub records: u64,
+    /// The segment is format version 3: records carry `unsynced_span`.
+    pub has_spans: bool,
+}
+
+/// Why a batch was not (wholly) written.
+pub(crate) struct WriteFailure {
+    pub reason: String,
+    /// Out of space with nothing of the refused records left on disk:
+    /// refuse them, do not poison.
+    pub no_space: bool,
+    /// Records of the batch already published (they went into a segment
+    /// that a rotation then synced) before the failure.
+    pub published: usize,
+}
+
+/// A failure before it is known how much of the batch was published.
+struct Failed {
+    reason: String,
+    no_space: bool,
+}
+
+impl Failed {
+    fn fatal(reason: String) -> Failed {
+        Failed {
+            reason,
+            no_space: false,
+        }
+    }
+
+    /// Out of space while creating the next segment (not while syncing:
+    /// sync failures always poison).
+    fn from_rotation(what: &str, error: LogError) -> Failed {
+        let no_space = matches!(&error, LogError::Io { op, source, .. }
+            if is_no_space(source) && !op.contains("sync"));
+        Failed {
+            reason: format!("{what} failed: {error}"),
+            no_space,
+        }
+    }
 }
 
 /// The file side of the log. Locked only by the holder of the write token.
@@ -84,6 +136,7 @@ pub(crate) struct Writer {
     /// Length of the file (see `ActiveFile::file_bytes`).
     file_bytes: u64,
     records: u64,
+    has_spans: bool,
     spare: SparePreparer,
     /// A spare was asked for since the active segment was created.
     spare_wanted: bool,
@@ -99,6 +152,7 @@ impl Writer {
             bytes: active.bytes,
             file_bytes: active.file_bytes,
             records: active.records,
+            has_spans: active.has_spans,
             spare,
             spare_wanted: false,
         })
@@ -124,10 +178,15 @@ impl Writer {
     /// went into segments before the last rotation are published here; the
     /// returned index is the first record not yet published (all from it on
     /// are in the current segment).
-    fn write_batch(&mut self, shared: &Shared, batch: &Batch) -> Result<usize, String> {
+    fn write_batch(&mut self, shared: &Shared, batch: &mut Batch) -> Result<usize, WriteFailure> {
         let segment_bytes_max = shared.options.segment_bytes_max;
         let mut published = 0;
         let (mut index, mut offset) = (0, 0);
+        let failure = |failed: Failed, published: usize| WriteFailure {
+            reason: failed.reason,
+            no_space: failed.no_space,
+            published,
+        };
         while index < batch.records() {
             let (first, start) = (index, offset);
             while index < batch.records() {
@@ -137,10 +196,14 @@ impl Writer {
                 if in_segment > 0 && self.bytes + chunk + record_bytes > segment_bytes_max {
                     break;
                 }
+                if self.has_spans {
+                    stamp_span(batch, index, offset);
+                }
                 offset += batch.record_bytes[index] as usize;
                 index += 1;
             }
-            self.write_at_end(&batch.bytes[start..offset])?;
+            self.write_at_end(&batch.bytes[start..offset], &shared.faults)
+                .map_err(|failed| failure(failed, published))?;
             self.records += (index - first) as u64;
             self.want_spare_if_due(segment_bytes_max);
             if index < batch.records() {
@@ -149,26 +212,67 @@ impl Writer {
                     note_written(&mut state, batch, published..index, self.bytes);
                 }
                 published = index;
-                self.rotate(shared, batch.first_lsn + index as u64)?;
+                self.rotate(shared, batch.first_lsn + index as u64)
+                    .map_err(|failed| failure(failed, published))?;
             }
         }
         Ok(published)
     }
 
-    fn write_at_end(&mut self, bytes: &[u8]) -> Result<(), String> {
-        if bytes.is_empty() {
-            return Ok(());
+    fn write_at_end(&mut self, bytes: &[u8], faults: &SyncFaults) -> Result<(), Failed> {
+        let mut written = 0;
+        if !bytes.is_empty() && faults.take_write_no_space() {
+            // Injected (tests): half the bytes land, then the disk is full.
+            let half = bytes.len().div_ceil(2);
+            if self.file.write_all_at(&bytes[..half], self.bytes).is_ok() {
+                written = half;
+            }
+            let error = std::io::Error::from_raw_os_error(libc::ENOSPC);
+            return Err(self.failed_write(&error, written));
         }
-        self.file.write_all_at(bytes, self.bytes).map_err(|error| {
-            format!(
-                "write to {} failed: {}",
-                self.path.display(),
-                describe_io_error(&error)
-            )
-        })?;
+        while written < bytes.len() {
+            match self
+                .file
+                .write_at(&bytes[written..], self.bytes + written as u64)
+            {
+                Ok(0) => {
+                    let error = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(self.failed_write(&error, written));
+                }
+                Ok(count) => written += count,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(self.failed_write(&error, written)),
+            }
+        }
         self.bytes += bytes.len() as u64;
         self.file_bytes = self.file_bytes.max(self.bytes);
         Ok(())
+    }
+
+    /// A write failed after `written` bytes of it landed. Out of space,
+    /// those bytes are cut off again (see "Failure policy"); if that
+    /// fails too, or the error is another one, the log must be poisoned.
+    fn failed_write(&mut self, error: &std::io::Error, written: usize) -> Failed {
+        let reason = format!(
+            "write to {} failed: {}",
+            self.path.display(),
+            describe_io_error(error)
+        );
+        if !is_no_space(error) {
+            return Failed::fatal(reason);
+        }
+        if written > 0 {
+            if let Err(cut) = seal_segment(&self.file, &self.path, self.bytes) {
+                return Failed::fatal(format!(
+                    "{reason}; cutting the partly written batch off again failed too: {cut}"
+                ));
+            }
+            self.file_bytes = self.bytes;
+        }
+        Failed {
+            reason,
+            no_space: true,
+        }
     }
 
     /// Asks for the next segment's spare once this one is half full.
@@ -184,8 +288,9 @@ impl Writer {
     /// segment must never exist on disk while an earlier one may still lose
     /// its tail, or a power loss would turn a torn tail into mid-log
     /// corruption.
-    fn rotate(&mut self, shared: &Shared, first_lsn: Lsn) -> Result<(), String> {
-        sync_data(&self.file, &shared.faults).map_err(|e| sync_failure(&self.path, &e))?;
+    fn rotate(&mut self, shared: &Shared, first_lsn: Lsn) -> Result<(), Failed> {
+        sync_data(&self.file, &shared.faults)
+            .map_err(|e| Failed::fatal(sync_failure(&self.path, &e)))?;
         let base_position = {
             let mut state = shared.lock();
             let covered = state.written_lsn;
@@ -197,31 +302,38 @@ impl Writer {
             base_position
         };
         if self.file_bytes > self.bytes {
-            seal_segment(&self.file, &self.path, self.bytes)
-                .map_err(|error| format!("sealing the full segment failed: {error}"))?;
+            seal_segment(&self.file, &self.path, self.bytes).map_err(|error| {
+                Failed::fatal(format!("sealing the full segment failed: {error}"))
+            })?;
             self.file_bytes = self.bytes;
         }
         let (file, path, file_bytes) = match self.spare.take() {
             Some((spare, spare_path)) => {
-                let (file, path) =
-                    install_spare(&shared.dir, spare, spare_path, first_lsn, &shared.faults)
-                        .map_err(|error| format!("installing the next segment failed: {error}"))?;
+                let spare_path = spare_path.to_path_buf();
+                let installed =
+                    install_spare(&shared.dir, spare, &spare_path, first_lsn, &shared.faults);
+                let (file, path) = installed.map_err(|error| {
+                    // Its space is better given back than kept for a retry.
+                    let _ = std::fs::remove_file(&spare_path);
+                    Failed::from_rotation("installing the next segment", error)
+                })?;
                 (file, path, shared.options.segment_bytes_max)
             }
             None => {
                 let (file, path) = create_segment(&shared.dir, first_lsn, &shared.faults)
-                    .map_err(|error| format!("creating the next segment failed: {error}"))?;
+                    .map_err(|error| Failed::from_rotation("creating the next segment", error))?;
                 (file, path, SEGMENT_HEADER_BYTES as u64)
             }
         };
         let sync_files = open_sync_files(&path)
-            .map_err(|error| format!("opening the next segment failed: {error}"))?;
+            .map_err(|error| Failed::fatal(format!("opening the next segment failed: {error}")))?;
         self.path = path.clone();
         self.file = Arc::new(file);
         self.sync_files = sync_files;
         self.bytes = SEGMENT_HEADER_BYTES as u64;
         self.file_bytes = file_bytes;
         self.records = 0;
+        self.has_spans = true;
         self.spare_wanted = false;
         let mut state = shared.lock();
         state
@@ -230,6 +342,16 @@ impl Writer {
         state.disk_bytes += SEGMENT_HEADER_BYTES as u64;
         Ok(())
     }
+}
+
+/// Stamps record `index` of `batch`, whose header starts at `offset` in
+/// `batch.bytes`, with its `unsynced_span` (format version 3).
+fn stamp_span(batch: &mut Batch, index: usize, offset: usize) {
+    let header: &mut [u8; RECORD_HEADER_BYTES] = (&mut batch.bytes
+        [offset..offset + RECORD_HEADER_BYTES])
+        .try_into()
+        .expect("a record starts with a whole header");
+    stamp_unsynced_span(header, batch.synced_at_take, batch.payload_crcs[index]);
 }
 
 fn open_sync_files(path: &std::path::Path) -> Result<[Arc<File>; SYNC_SLOTS], LogError> {
@@ -293,7 +415,7 @@ pub(crate) fn commit(
     mut state: MutexGuard<'_, State>,
     force_sync: bool,
 ) -> Result<(), LogError> {
-    let (batch, slot) = state.take_batch();
+    let (mut batch, slot) = state.take_batch();
     if state.space_waiters > 0 {
         // Queue space was freed.
         shared.publish(&mut state);
@@ -301,7 +423,7 @@ pub(crate) fn commit(
     drop(state);
 
     let mut writer = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-    let written = writer.write_batch(shared, &batch);
+    let written = writer.write_batch(shared, &mut batch);
     let segment_bytes = writer.bytes;
     let sync_file = Arc::clone(&writer.sync_files[slot]);
     let sync_path = writer.path.clone();
@@ -312,9 +434,17 @@ pub(crate) fn commit(
     state.writing = false;
     let unpublished = match written {
         Ok(unpublished) => unpublished,
-        Err(reason) => {
+        Err(failure) if failure.no_space => {
             state.slot_busy[slot] = false;
-            shared.poison_locked(&mut state, reason, &mut wakes);
+            let reason = failure.reason;
+            state.refuse_no_space(shared, &batch, failure.published, reason, &mut wakes);
+            state.recycle(batch);
+            state.hand_off(shared, &mut wakes);
+            return finish(shared, state, wakes);
+        }
+        Err(failure) => {
+            state.slot_busy[slot] = false;
+            shared.poison_locked(&mut state, failure.reason, &mut wakes);
             return finish(shared, state, wakes);
         }
     };

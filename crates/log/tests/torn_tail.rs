@@ -79,9 +79,11 @@ fn assert_recovers_prefix(dir: &Path, keep_lsn: u64, cut_at: u64, file_len: u64)
             .unwrap_or_else(|| panic!("cut at {cut_at}: no torn tail reported"));
         assert_eq!(torn.offset, cut_at);
         assert_eq!(torn.bytes_cut, file_len - cut_at);
-        assert!(torn.broken_copy.exists());
+        assert!(torn.broken_copy.as_ref().unwrap().exists());
         assert_eq!(
-            std::fs::metadata(&torn.broken_copy).unwrap().len(),
+            std::fs::metadata(torn.broken_copy.as_ref().unwrap())
+                .unwrap()
+                .len(),
             file_len - cut_at
         );
     } else {
