@@ -158,3 +158,115 @@ fn plugin_check_accepts_a_policy_and_refuses_garbage() {
         "configure must reject max_attempts 0: {output:?}"
     );
 }
+
+/// Longest wait for `levee serve` to refuse or to become ready (bounded
+/// polls of its exit status and stderr).
+const SERVE_POLLS: u32 = 1200;
+const SERVE_POLL_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A levee config whose `data_dir` is `data_dir` (one service; its replica
+/// need not run: start-up does not contact it).
+fn serve_config(dir: &Path, data_dir: &Path) -> PathBuf {
+    let config = serde_json::json!({
+        "listeners": {"data": "127.0.0.1:0", "admin": "127.0.0.1:0"},
+        "data_dir": data_dir,
+        "fsync": "always",
+        "services": [{
+            "name": "kv",
+            "nodes": [{"id": "r0", "url": "http://127.0.0.1:9"}],
+            "key": {"path_segment": 1},
+        }],
+    });
+    let path = dir.join("levee.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+/// `levee serve` as a child, killed by PID if still running when dropped.
+struct Serve {
+    child: std::process::Child,
+    stderr_path: PathBuf,
+}
+
+impl Serve {
+    fn start(config: &Path, extra: &[&str], stderr_path: PathBuf) -> Serve {
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = Command::new(LEVEE)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .env("LEVEE_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn levee serve");
+        Serve { child, stderr_path }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Polls until the process exits (its code) or logs `levee ready` (None).
+    fn exit_or_ready(&mut self) -> Option<i32> {
+        for _ in 0..SERVE_POLLS {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if self.stderr().contains("levee ready") {
+                return None;
+            }
+            std::thread::sleep(SERVE_POLL_PAUSE);
+        }
+        panic!(
+            "levee serve neither exited nor became ready:\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_refuses_a_corrupt_log_naming_the_damage_and_repair_cuts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let log_dir = data_dir.join("log");
+    write_log(&log_dir);
+    // Damage followed by valid records written after it was durable.
+    corrupt(&log_dir, b"first-record-payload");
+    let config = serve_config(dir.path(), &data_dir);
+
+    let mut refused = Serve::start(&config, &[], dir.path().join("refused.log"));
+    let code = refused.exit_or_ready();
+    let stderr = refused.stderr();
+    assert!(
+        matches!(code, Some(code) if code != 0),
+        "must refuse:\n{stderr}"
+    );
+    assert!(stderr.contains("seg-00000000000000000001.log"), "{stderr}");
+    assert!(stderr.contains("at byte offset 32"), "{stderr}");
+    assert!(stderr.contains("levee serve --repair"), "{stderr}");
+
+    let mut repaired = Serve::start(&config, &["--repair"], dir.path().join("repaired.log"));
+    let code = repaired.exit_or_ready();
+    let stderr = repaired.stderr();
+    assert_eq!(code, None, "--repair must start:\n{stderr}");
+    assert!(stderr.contains("--repair cut the corrupt log"), "{stderr}");
+    let broken = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".broken")
+        })
+        .count();
+    assert_eq!(broken, 1, "the cut bytes are kept as .broken");
+}

@@ -27,6 +27,7 @@
 //!   routing), the process's checkpoint binding (top-level `checkpoint`),
 //!   both [`PolicyRef`]s.
 //! - `durability`: [`FsyncMode`].
+//! - `versions`: [`VersionsSpec`], the clock skew bound of write versions.
 //! - `names`: [`validate_service_name`], [`validate_plugin_name`],
 //!   [`parse_node_url`].
 //! - `admin`: [`validate_admin_host`], the entries of
@@ -48,6 +49,7 @@ pub mod hints;
 mod names;
 mod policy;
 mod service;
+mod versions;
 
 pub use admin::validate_admin_host;
 pub use durability::{FSYNC_EVERY_MS_MAX, FsyncMode};
@@ -57,6 +59,7 @@ pub use policy::{CHECKPOINT_MOVED, PoliciesSpec, PolicyRef};
 pub use service::{
     HealthCheckSpec, KeyRule, NodeSpec, OutlierSpec, RetryBudgetSpec, ServiceSpec, Timeouts,
 };
+pub use versions::{CLOCK_SKEW_MS_MAX_DEFAULT, CLOCK_SKEW_MS_MAX_LIMIT, VersionsSpec};
 
 use error::Errors;
 
@@ -145,6 +148,9 @@ pub struct Config {
     /// drops their connections (then it flushes the log and checkpoints).
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Write versions: the clock skew bound (see `versions`).
+    #[serde(default, skip_serializing_if = "VersionsSpec::is_default")]
+    pub versions: VersionsSpec,
 }
 
 /// Where levee listens. Port 0 lets the OS pick (the bound addresses are
@@ -257,6 +263,7 @@ impl Config {
             errors.add("listeners.admin", "must differ from listeners.data");
         }
         self.fsync.validate_into(&mut errors);
+        self.versions.validate_into(&mut errors);
         if let Some(token) = &self.admin_token
             && !(ADMIN_TOKEN_BYTES_MIN..=ADMIN_TOKEN_BYTES_MAX).contains(&token.len())
         {

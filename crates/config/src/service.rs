@@ -30,6 +30,12 @@ pub struct ServiceSpec {
     /// W: acknowledgements a write waits for. Default majority of N.
     #[serde(default)]
     pub write_quorum: Option<u32>,
+    /// R: replicas a GET or HEAD asks in parallel (1..=N); the answer is
+    /// the newest version among them, and the older ones are repaired.
+    /// Default 1: one replica answers (replicas still owed a write to the
+    /// key are skipped, and a stale answer is retried on the next one).
+    #[serde(default = "default_read_quorum")]
+    pub read_quorum: u32,
     /// Where the routing key comes from.
     pub key: KeyRule,
     #[serde(default)]
@@ -205,6 +211,9 @@ fn default_body_rate_min_bytes_per_s() -> u64 {
 fn default_concurrency_max() -> u32 {
     1024
 }
+fn default_read_quorum() -> u32 {
+    1
+}
 fn default_vnodes_per_weight() -> u32 {
     VNODES_PER_WEIGHT_DEFAULT
 }
@@ -257,6 +266,14 @@ impl ServiceSpec {
         } else if quorum > replicas {
             errors.add(
                 format!("{path}.write_quorum"),
+                format!("must be <= replicas ({replicas})"),
+            );
+        }
+        if self.read_quorum == 0 {
+            errors.add(format!("{path}.read_quorum"), "must be >= 1");
+        } else if self.read_quorum > replicas {
+            errors.add(
+                format!("{path}.read_quorum"),
                 format!("must be <= replicas ({replicas})"),
             );
         }
@@ -549,6 +566,26 @@ mod tests {
             messages(error),
             vec!["services[1].write_quorum: must be <= replicas (3)"]
         );
+    }
+
+    #[test]
+    fn read_quorum_defaults_to_one_and_stays_within_replicas() {
+        let config = Config::from_json(&with_service(service(3))).unwrap();
+        assert_eq!(config.services[0].read_quorum, 1);
+        for (read_quorum, expected) in [
+            (0, Some("services[0].read_quorum: must be >= 1")),
+            (2, None),
+            (3, None),
+            (4, Some("services[0].read_quorum: must be <= replicas (3)")),
+        ] {
+            let mut spec = service(3);
+            spec["read_quorum"] = json!(read_quorum);
+            let result = Config::from_json(&with_service(spec));
+            match expected {
+                None => assert_eq!(result.unwrap().services[0].read_quorum, read_quorum),
+                Some(message) => assert_eq!(messages(result.unwrap_err()), vec![message]),
+            }
+        }
     }
 
     #[test]

@@ -7,17 +7,35 @@
 //! byte-for-byte. It prints `listening <addr>` as its first stdout line.
 //!
 //! # API
-//! - `PUT|POST /kv/{key}` stores the body (200). `DELETE /kv/{key}` removes
-//!   it (200, also when absent). `GET|HEAD /kv/{key}`: 200 with the value,
+//! - `PUT|POST /kv/{key}` stores the body. `DELETE /kv/{key}` deletes it
+//!   (200, also when absent). `GET|HEAD /kv/{key}`: 200 with the value,
 //!   404 when absent or deleted. Keys are 1..=120 bytes (after percent
 //!   decoding); values at most 64 MiB.
-//! - **Ordering (optional)**: a write carrying `x-levee-lsn: N` is applied
-//!   only if `N >=` the LSN stored with the key (writes without it carry
-//!   LSN 0 and always apply). A stale write answers 200 with
-//!   `x-kv-applied: false` and changes nothing, so replaying old writes
-//!   (hinted handoff) can never roll a key back. Deletes with an LSN leave a
-//!   tombstone that remembers it. `GET` returns the stored LSN in
-//!   `x-levee-lsn`.
+//! - **Ordering by version** (last writer wins, see `levee_version`): every
+//!   key remembers the version of what it holds, value or tombstone
+//!   ("held", `Version::ZERO` when the key was never written). A write
+//!   carrying `x-levee-version: V`
+//!   - applies iff `V >` held: 200 with `x-levee-version: V`;
+//!   - with `V ==` held is a redelivery: 200 with `x-levee-version: V`,
+//!     nothing changes;
+//!   - with `V <` held is superseded: **409 Conflict** with
+//!     `x-levee-held-version: H` and body `superseded by H`, nothing
+//!     changes. So replaying old writes (hinted handoff, repair, a second
+//!     levee instance) can never roll a key back, and levee learns why.
+//!
+//!   A write without the header (a direct, non-levee write) applies
+//!   unconditionally and is stored with `Version::ZERO`; a DELETE without
+//!   it removes the key's file (no tombstone). A malformed header on a
+//!   write (reads ignore it) answers 400 naming the header and the parse
+//!   error. Why versions and not levee's LSNs, as before: LSNs restart at 1
+//!   when levee's log is wiped or restored and mean nothing across two levee
+//!   instances, so ordering by them silently dropped newer writes.
+//!   `x-levee-lsn` is now ignored.
+//! - A versioned DELETE leaves a tombstone that remembers its version.
+//!   `GET|HEAD` answer a value with `x-levee-version: H`, a tombstone with
+//!   404, `x-levee-version: H` and `x-levee-tombstone: true`, and a key
+//!   never written with a plain 404 (no version), so a reader can tell a
+//!   deletion from a replica that never heard of the key.
 //! - `GET /healthz`: 200 `ok` (or the injected `healthz_status`).
 //! - `POST /_fault` `{"delay_ms", "fail_status", "fail_count",
 //!   "retry_after_s", "methods", "healthz_status"}` (all optional) replaces
@@ -31,15 +49,23 @@
 //!   `[{"seq", "method", "path", "at_ms", "status", "request_id",
 //!   "header_names"}]`
 //!   (`at_ms` is monotonic milliseconds since the replica started).
-//! - `GET /_dump`: `{"keys": {key: {"sha256", "bytes", "lsn"}}, "tombstones":
-//!   {key: lsn}}`, sorted by key, for comparing replicas.
+//! - `GET /_dump`: `{"keys": {key: {"sha256", "bytes", "version"}},
+//!   "tombstones": {key: version}}`, sorted by key, versions in their wire
+//!   form, for comparing replicas. `GET /_dump?values=1` adds `"value_hex"`
+//!   (the value, hex) to every key whose value is at most 4 KiB, for
+//!   checkers that must see the values themselves.
 //!
 //! # File format
 //! One file per key, named by the hex of the key's bytes: one tag byte
-//! (`V` value, `T` tombstone), the LSN as 8 bytes big-endian, then the value.
+//! (`v` value, `t` tombstone), the version as 20 bytes (physical ms as 8
+//! bytes big-endian, logical as 4, instance as 8), then the value. Files of
+//! the earlier format (tag `V` or `T`, then an LSN as 8 bytes big-endian)
+//! are still read, with the version `Version::legacy(0, lsn)`, which every
+//! version a levee clock issues supersedes; a write rewrites them in the
+//! current format.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,10 +74,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use levee_version::{HELD_VERSION_HEADER, InstanceId, VERSION_HEADER, Version};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -66,10 +93,23 @@ const LOCK_STRIPES: usize = 64;
 /// The longest injectable delay.
 const DELAY_MS_MAX: u64 = 60_000;
 
-/// The LSN header shared with levee's write path.
-pub const LSN_HEADER: &str = "x-levee-lsn";
-const TAG_VALUE: u8 = b'V';
-const TAG_TOMBSTONE: u8 = b'T';
+/// Bytes of a value that `/_dump?values=1` includes (as `value_hex`).
+pub const DUMP_VALUE_BYTES_MAX: usize = 4096;
+
+/// On a 404 for a deleted key: `true` (the key's version rides along).
+pub const TOMBSTONE_HEADER: &str = "x-levee-tombstone";
+
+/// Record tags of the current format: tag, 20-byte version, value.
+const TAG_VALUE: u8 = b'v';
+const TAG_TOMBSTONE: u8 = b't';
+/// Record tags of the earlier format: tag, 8-byte LSN, value.
+const TAG_LEGACY_VALUE: u8 = b'V';
+const TAG_LEGACY_TOMBSTONE: u8 = b'T';
+/// Bytes of a version in a record (8 physical, 4 logical, 8 instance).
+const VERSION_BYTES: usize = 20;
+/// Bytes before the value in a current / earlier record.
+const HEADER_BYTES: usize = 1 + VERSION_BYTES;
+const LEGACY_HEADER_BYTES: usize = 1 + 8;
 
 /// Injected faults (see the module doc).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,31 +250,113 @@ impl Replica {
     }
 }
 
-/// A stored record: tag, LSN, value.
-struct Stored {
+/// The start of a record file: what it holds and at which version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
     tombstone: bool,
-    lsn: u64,
+    version: Version,
+    /// Bytes before the value.
+    bytes: usize,
+}
+
+/// A stored record: its header and value.
+struct Stored {
+    header: Header,
     value: Vec<u8>,
 }
 
-fn read_stored(path: &Path) -> std::io::Result<Option<Stored>> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+fn encode_version(version: Version) -> [u8; VERSION_BYTES] {
+    let mut bytes = [0; VERSION_BYTES];
+    bytes[..8].copy_from_slice(&version.physical_ms.to_be_bytes());
+    bytes[8..12].copy_from_slice(&version.logical.to_be_bytes());
+    bytes[12..].copy_from_slice(&version.instance.0.to_be_bytes());
+    bytes
+}
+
+fn decode_version(bytes: &[u8; VERSION_BYTES]) -> Version {
+    let (physical, rest) = bytes.split_at(8);
+    let (logical, instance) = rest.split_at(4);
+    Version {
+        physical_ms: u64::from_be_bytes(physical.try_into().expect("8 bytes")),
+        logical: u32::from_be_bytes(logical.try_into().expect("4 bytes")),
+        instance: InstanceId(u64::from_be_bytes(instance.try_into().expect("8 bytes"))),
+    }
+}
+
+/// Decodes a record's header (current or earlier format) from its first
+/// bytes; the reason when they are not a record.
+fn decode_header(bytes: &[u8]) -> Result<Header, String> {
+    let (tombstone, legacy) = match bytes.first() {
+        Some(&TAG_VALUE) => (false, false),
+        Some(&TAG_TOMBSTONE) => (true, false),
+        Some(&TAG_LEGACY_VALUE) => (false, true),
+        Some(&TAG_LEGACY_TOMBSTONE) => (true, true),
+        Some(tag) => return Err(format!("unknown tag byte {tag:#04x}")),
+        None => return Err("empty file".into()),
+    };
+    let needed = if legacy {
+        LEGACY_HEADER_BYTES
+    } else {
+        HEADER_BYTES
+    };
+    let Some(field) = bytes.get(1..needed) else {
+        return Err(format!(
+            "{} bytes, a record header needs {needed}",
+            bytes.len()
+        ));
+    };
+    let version = if legacy {
+        Version::legacy(0, u64::from_be_bytes(field.try_into().expect("8 bytes")))
+    } else {
+        decode_version(field.try_into().expect("20 bytes"))
+    };
+    Ok(Header {
+        tombstone,
+        version,
+        bytes: needed,
+    })
+}
+
+fn corrupt(path: &Path, reason: String) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("corrupt record file {}: {reason}", path.display()),
+    )
+}
+
+/// The file's bytes (at most `limit` of them), or `None` when it does not
+/// exist.
+fn read_file(path: &Path, limit: Option<usize>) -> std::io::Result<Option<Vec<u8>>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
     };
-    if bytes.len() < 9 || !matches!(bytes[0], TAG_VALUE | TAG_TOMBSTONE) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "corrupt record file",
-        ));
-    }
-    let lsn = u64::from_be_bytes(bytes[1..9].try_into().expect("8 bytes"));
-    Ok(Some(Stored {
-        tombstone: bytes[0] == TAG_TOMBSTONE,
-        lsn,
-        value: bytes[9..].to_vec(),
-    }))
+    let mut bytes = Vec::new();
+    match limit {
+        Some(limit) => file.take(limit as u64).read_to_end(&mut bytes)?,
+        None => (&file).read_to_end(&mut bytes)?,
+    };
+    Ok(Some(bytes))
+}
+
+/// The header of the key's record, without reading its value.
+fn read_header(path: &Path) -> std::io::Result<Option<Header>> {
+    let Some(bytes) = read_file(path, Some(HEADER_BYTES))? else {
+        return Ok(None);
+    };
+    decode_header(&bytes)
+        .map(Some)
+        .map_err(|reason| corrupt(path, reason))
+}
+
+fn read_stored(path: &Path) -> std::io::Result<Option<Stored>> {
+    let Some(mut bytes) = read_file(path, None)? else {
+        return Ok(None);
+    };
+    let header = decode_header(&bytes).map_err(|reason| corrupt(path, reason))?;
+    let value = bytes.split_off(header.bytes);
+    Ok(Some(Stored { header, value }))
 }
 
 /// Writes a record atomically: temp file, fsync, rename, fsync directory.
@@ -242,7 +364,7 @@ fn write_stored(
     replica: &Replica,
     path: &Path,
     tag: u8,
-    lsn: u64,
+    version: Version,
     value: &[u8],
 ) -> std::io::Result<()> {
     let temp = replica.data_dir.join(format!(
@@ -251,7 +373,7 @@ fn write_stored(
     ));
     let mut file = std::fs::File::create(&temp)?;
     file.write_all(&[tag])?;
-    file.write_all(&lsn.to_be_bytes())?;
+    file.write_all(&encode_version(version))?;
     file.write_all(value)?;
     file.sync_all()?;
     drop(file);
@@ -259,32 +381,64 @@ fn write_stored(
     std::fs::File::open(&replica.data_dir)?.sync_all()
 }
 
-/// Applies a write under the key's lock; returns whether it was applied.
-fn apply_write(
-    replica: &Replica,
-    key: &str,
-    tag: u8,
-    lsn: u64,
-    value: &[u8],
-) -> std::io::Result<bool> {
-    let _guard = replica.lock_of(key).lock().expect("key lock");
+/// Removes the key's file (an unversioned DELETE), durably.
+fn remove_stored(replica: &Replica, path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => std::fs::File::open(&replica.data_dir)?.sync_all(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// Stored at this version (`None`: an unversioned delete removed the
+    /// key, nothing is stored).
+    Written(Option<Version>),
+    /// The key already holds exactly this version: a redelivery.
+    AlreadyHeld(Version),
+    /// The key holds this newer version; nothing changed.
+    Superseded(Version),
+}
+
+/// A write to apply: a value, or a delete (`tombstone`).
+struct WriteOp<'a> {
+    tombstone: bool,
+    version: Option<Version>,
+    value: &'a [u8],
+}
+
+/// Compares and applies a write under the key's lock, so two writes to one
+/// key never interleave between reading the held version and storing.
+fn apply_write(replica: &Replica, key: &str, op: &WriteOp<'_>) -> std::io::Result<Applied> {
+    let _guard = replica
+        .lock_of(key)
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     let path = replica.path_of(key);
-    if lsn > 0
-        && let Some(stored) = read_stored(&path)?
-        && stored.lsn > lsn
-    {
-        return Ok(false);
-    }
-    if tag == TAG_TOMBSTONE && lsn == 0 {
-        match std::fs::remove_file(&path) {
-            Ok(()) => std::fs::File::open(&replica.data_dir)?.sync_all()?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
+    let tag = if op.tombstone {
+        TAG_TOMBSTONE
+    } else {
+        TAG_VALUE
+    };
+    let Some(version) = op.version else {
+        if op.tombstone {
+            remove_stored(replica, &path)?;
+            return Ok(Applied::Written(None));
         }
-        return Ok(true);
+        write_stored(replica, &path, tag, Version::ZERO, op.value)?;
+        return Ok(Applied::Written(Some(Version::ZERO)));
+    };
+    let held = read_header(&path)?.map_or(Version::ZERO, |header| header.version);
+    match version.cmp(&held) {
+        std::cmp::Ordering::Less => Ok(Applied::Superseded(held)),
+        std::cmp::Ordering::Equal => Ok(Applied::AlreadyHeld(held)),
+        std::cmp::Ordering::Greater => {
+            write_stored(replica, &path, tag, version, op.value)?;
+            Ok(Applied::Written(Some(version)))
+        }
     }
-    write_stored(replica, &path, tag, lsn, value)?;
-    Ok(true)
 }
 
 /// The replica's router.
@@ -350,36 +504,27 @@ async fn serve_kv(
             format!("key must be 1 to {KEY_BYTES_MAX} bytes\n"),
         );
     }
-    let lsn = match headers
-        .get(LSN_HEADER)
-        .map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()))
-    {
-        None => 0,
-        Some(Some(lsn)) => lsn,
-        Some(None) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("{LSN_HEADER} must be an unsigned integer\n"),
-            );
+    let reading = matches!(*method, Method::GET | Method::HEAD);
+    let version = if reading {
+        None
+    } else {
+        match write_version(headers) {
+            Ok(version) => version,
+            Err(refusal) => return text(StatusCode::BAD_REQUEST, refusal),
         }
     };
     let replica = Arc::clone(replica);
-    let method = method.clone();
-    let outcome = tokio::task::spawn_blocking(move || match method {
-        Method::GET | Method::HEAD => {
-            read_stored(&replica.path_of(&key)).map(|stored| match stored {
-                Some(stored) if !stored.tombstone => {
-                    let mut response = (StatusCode::OK, stored.value).into_response();
-                    response
-                        .headers_mut()
-                        .insert(LSN_HEADER, HeaderValue::from(stored.lsn));
-                    response
-                }
-                _ => text(StatusCode::NOT_FOUND, "no such key\n"),
-            })
+    let tombstone = *method == Method::DELETE;
+    let outcome = tokio::task::spawn_blocking(move || {
+        if reading {
+            return read_stored(&replica.path_of(&key)).map(read_response);
         }
-        Method::DELETE => apply_write(&replica, &key, TAG_TOMBSTONE, lsn, &[]).map(write_response),
-        _ => apply_write(&replica, &key, TAG_VALUE, lsn, &body).map(write_response),
+        let op = WriteOp {
+            tombstone,
+            version,
+            value: &body,
+        };
+        apply_write(&replica, &key, &op).map(write_response)
     })
     .await;
     match outcome {
@@ -392,12 +537,66 @@ async fn serve_kv(
     }
 }
 
-fn write_response(applied: bool) -> Response {
-    let mut response = text(StatusCode::OK, if applied { "ok\n" } else { "stale\n" });
-    response.headers_mut().insert(
-        "x-kv-applied",
-        HeaderValue::from_static(if applied { "true" } else { "false" }),
-    );
+/// The write's version from its header: `None` without one; the refusal
+/// (naming the header and the parse error) when it is malformed.
+fn write_version(headers: &HeaderMap) -> Result<Option<Version>, String> {
+    let Some(value) = headers.get(VERSION_HEADER) else {
+        return Ok(None);
+    };
+    let parsed = match value.to_str() {
+        Ok(text) => Version::parse(text).map_err(|error| error.to_string()),
+        Err(_) => Err("not visible ASCII".to_owned()),
+    };
+    parsed
+        .map(Some)
+        .map_err(|reason| format!("malformed {VERSION_HEADER} header: {reason}\n"))
+}
+
+fn version_value(version: Version) -> HeaderValue {
+    HeaderValue::from_str(&version.to_string()).expect("a version's wire form is ASCII")
+}
+
+fn read_response(stored: Option<Stored>) -> Response {
+    let Some(stored) = stored else {
+        return text(StatusCode::NOT_FOUND, "no such key\n");
+    };
+    let mut response = if stored.header.tombstone {
+        let mut response = text(StatusCode::NOT_FOUND, "deleted\n");
+        response
+            .headers_mut()
+            .insert(TOMBSTONE_HEADER, HeaderValue::from_static("true"));
+        response
+    } else {
+        (StatusCode::OK, stored.value).into_response()
+    };
+    response
+        .headers_mut()
+        .insert(VERSION_HEADER, version_value(stored.header.version));
+    response
+}
+
+fn write_response(applied: Applied) -> Response {
+    let (status, body, header) = match applied {
+        Applied::Written(stored) => (
+            StatusCode::OK,
+            "ok\n".to_owned(),
+            stored.map(|v| (VERSION_HEADER, v)),
+        ),
+        Applied::AlreadyHeld(held) => (
+            StatusCode::OK,
+            "already held\n".to_owned(),
+            Some((VERSION_HEADER, held)),
+        ),
+        Applied::Superseded(held) => (
+            StatusCode::CONFLICT,
+            format!("superseded by {held}\n"),
+            Some((HELD_VERSION_HEADER, held)),
+        ),
+    };
+    let mut response = text(status, body);
+    if let Some((name, version)) = header {
+        response.headers_mut().insert(name, version_value(version));
+    }
     response
 }
 
@@ -463,9 +662,13 @@ async fn request_log(State(replica): State<Arc<Replica>>) -> Response {
     axum::Json(entries).into_response()
 }
 
-async fn dump(State(replica): State<Arc<Replica>>) -> Response {
+async fn dump(State(replica): State<Arc<Replica>>, RawQuery(query): RawQuery) -> Response {
+    let with_values = match dump_values_wanted(query.as_deref().unwrap_or("")) {
+        Ok(wanted) => wanted,
+        Err(reason) => return text(StatusCode::BAD_REQUEST, format!("{reason}\n")),
+    };
     let replica = Arc::clone(&replica);
-    match tokio::task::spawn_blocking(move || dump_store(&replica)).await {
+    match tokio::task::spawn_blocking(move || dump_store(&replica, with_values)).await {
         Ok(Ok(dump)) => axum::Json(dump).into_response(),
         Ok(Err(error)) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -475,7 +678,26 @@ async fn dump(State(replica): State<Arc<Replica>>) -> Response {
     }
 }
 
-fn dump_store(replica: &Replica) -> std::io::Result<serde_json::Value> {
+/// Reads `/_dump`'s query: `values=1|true|0|false` (absent: no values).
+fn dump_values_wanted(query: &str) -> Result<bool, String> {
+    let mut wanted = false;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "values" {
+            return Err(format!(
+                "unknown /_dump query parameter {name:?}; only values=1 is known"
+            ));
+        }
+        wanted = match value {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => return Err(format!("values must be 1, true, 0 or false, not {value:?}")),
+        };
+    }
+    Ok(wanted)
+}
+
+fn dump_store(replica: &Replica, with_values: bool) -> std::io::Result<serde_json::Value> {
     let mut keys = BTreeMap::new();
     let mut tombstones = BTreeMap::new();
     for entry in std::fs::read_dir(&replica.data_dir)? {
@@ -490,12 +712,20 @@ fn dump_store(replica: &Replica) -> std::io::Result<serde_json::Value> {
         let Some(stored) = read_stored(&entry.path())? else {
             continue;
         };
-        if stored.tombstone {
-            tombstones.insert(key, stored.lsn);
-        } else {
-            let sha256 = hex::encode(Sha256::digest(&stored.value));
-            keys.insert(key, serde_json::json!({"sha256": sha256, "bytes": stored.value.len(), "lsn": stored.lsn}));
+        let version = stored.header.version.to_string();
+        if stored.header.tombstone {
+            tombstones.insert(key, serde_json::Value::String(version));
+            continue;
         }
+        let mut record = serde_json::json!({
+            "sha256": hex::encode(Sha256::digest(&stored.value)),
+            "bytes": stored.value.len(),
+            "version": version,
+        });
+        if with_values && stored.value.len() <= DUMP_VALUE_BYTES_MAX {
+            record["value_hex"] = hex::encode(&stored.value).into();
+        }
+        keys.insert(key, record);
     }
     Ok(serde_json::json!({"keys": keys, "tombstones": tombstones}))
 }
@@ -603,37 +833,369 @@ mod tests {
         );
     }
 
+    /// A response header's value as text ("" when absent).
+    fn header(headers: &HeaderMap, name: &str) -> String {
+        headers
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn v(physical_ms: u64, logical: u32) -> String {
+        Version {
+            physical_ms,
+            logical,
+            instance: InstanceId(0xabc),
+        }
+        .to_string()
+    }
+
+    async fn put_at(
+        app: &Router,
+        key: &str,
+        version: &str,
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
+        call(
+            app,
+            "PUT",
+            &format!("/kv/{key}"),
+            &[(VERSION_HEADER, version)],
+            body,
+        )
+        .await
+    }
+
+    async fn dump_of(app: &Router, query: &str) -> serde_json::Value {
+        let (status, _, body) = call(app, "GET", &format!("/_dump{query}"), &[], "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
     #[tokio::test]
-    async fn stale_lsn_writes_are_ignored() {
+    async fn a_newer_version_applies_and_is_echoed_on_reads() {
         let dir = tempfile::tempdir().unwrap();
         let app = router(Replica::open(dir.path()).unwrap());
-        let (_, headers, _) = call(&app, "PUT", "/kv/k", &[(LSN_HEADER, "10")], "new").await;
-        assert_eq!(headers["x-kv-applied"], "true");
-        let (status, headers, _) = call(&app, "PUT", "/kv/k", &[(LSN_HEADER, "5")], "old").await;
+        let (status, headers, _) = put_at(&app, "k", &v(10, 0), "old").await;
         assert_eq!(
-            (status, &headers["x-kv-applied"]),
-            (StatusCode::OK, &HeaderValue::from_static("false"))
+            (status, header(&headers, VERSION_HEADER)),
+            (StatusCode::OK, v(10, 0))
+        );
+        let (status, headers, _) = put_at(&app, "k", &v(10, 1), "new").await;
+        assert_eq!(
+            (status, header(&headers, VERSION_HEADER)),
+            (StatusCode::OK, v(10, 1))
+        );
+        let (status, headers, body) = call(&app, "GET", "/kv/k", &[], "").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "new"));
+        assert_eq!(headers[VERSION_HEADER], v(10, 1));
+        assert!(!headers.contains_key(TOMBSTONE_HEADER));
+        let (status, headers, _) = call(&app, "HEAD", "/kv/k", &[], "").await;
+        assert_eq!(
+            (status, header(&headers, VERSION_HEADER)),
+            (StatusCode::OK, v(10, 1))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_equal_version_is_an_idempotent_redelivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        put_at(&app, "k", &v(20, 3), "first").await;
+        let (status, headers, _) = put_at(&app, "k", &v(20, 3), "other body").await;
+        assert_eq!(
+            (status, header(&headers, VERSION_HEADER)),
+            (StatusCode::OK, v(20, 3))
+        );
+        assert_eq!(call(&app, "GET", "/kv/k", &[], "").await.2, "first");
+        let (status, _, _) =
+            call(&app, "DELETE", "/kv/k", &[(VERSION_HEADER, &v(20, 3))], "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            call(&app, "GET", "/kv/k", &[], "").await.2,
+            "first",
+            "same version, no delete"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_older_version_is_refused_with_409_and_the_held_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        put_at(&app, "k", &v(30, 0), "held").await;
+        for (method, body) in [("PUT", "stale"), ("POST", "stale"), ("DELETE", "")] {
+            let (status, headers, reply) =
+                call(&app, method, "/kv/k", &[(VERSION_HEADER, &v(29, 9))], body).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{method}");
+            assert_eq!(headers[HELD_VERSION_HEADER], v(30, 0));
+            assert!(!headers.contains_key(VERSION_HEADER));
+            assert_eq!(reply, format!("superseded by {}\n", v(30, 0)));
+        }
+        let (status, headers, body) = call(&app, "GET", "/kv/k", &[], "").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "held"));
+        assert_eq!(headers[VERSION_HEADER], v(30, 0));
+    }
+
+    #[tokio::test]
+    async fn unversioned_writes_apply_unconditionally_at_version_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        put_at(&app, "k", &v(40, 0), "versioned").await;
+        let (status, headers, _) = call(&app, "PUT", "/kv/k", &[], "direct").await;
+        let zero = Version::ZERO.to_string();
+        assert_eq!(
+            (status, header(&headers, VERSION_HEADER)),
+            (StatusCode::OK, zero.clone())
         );
         let (_, headers, body) = call(&app, "GET", "/kv/k", &[], "").await;
         assert_eq!(
-            (body.as_str(), &headers[LSN_HEADER]),
-            ("new", &HeaderValue::from(10u64))
+            (body.as_str(), header(&headers, VERSION_HEADER)),
+            ("direct", zero.clone())
         );
-        // A delete at a later LSN leaves a tombstone that blocks older puts.
-        call(&app, "DELETE", "/kv/k", &[(LSN_HEADER, "12")], "").await;
-        let (_, headers, _) = call(&app, "PUT", "/kv/k", &[(LSN_HEADER, "11")], "older").await;
-        assert_eq!(headers["x-kv-applied"], "false");
+        // Any versioned write supersedes a direct one; the LSN header is ignored.
+        let (status, _, _) = call(
+            &app,
+            "PUT",
+            "/kv/k",
+            &[(VERSION_HEADER, &v(1, 0)), ("x-levee-lsn", "not a number")],
+            "levee",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(call(&app, "GET", "/kv/k", &[], "").await.2, "levee");
+        // An unversioned delete removes the key: no tombstone, plain 404.
+        let (status, headers, _) = call(&app, "DELETE", "/kv/k", &[], "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!headers.contains_key(VERSION_HEADER));
+        let (status, headers, _) = call(&app, "GET", "/kv/k", &[], "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!headers.contains_key(VERSION_HEADER));
+        assert_eq!(dump_of(&app, "").await["tombstones"], serde_json::json!({}));
+    }
+
+    #[tokio::test]
+    async fn a_versioned_delete_leaves_a_tombstone_that_answers_404_with_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        put_at(&app, "k", &v(50, 0), "value").await;
+        let (status, headers, _) =
+            call(&app, "DELETE", "/kv/k", &[(VERSION_HEADER, &v(51, 0))], "").await;
+        assert_eq!(
+            (status, header(&headers, VERSION_HEADER)),
+            (StatusCode::OK, v(51, 0))
+        );
+        for method in ["GET", "HEAD"] {
+            let (status, headers, _) = call(&app, method, "/kv/k", &[], "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method}");
+            assert_eq!(headers[VERSION_HEADER], v(51, 0));
+            assert_eq!(headers[TOMBSTONE_HEADER], "true");
+        }
+        let (status, headers, _) = put_at(&app, "k", &v(50, 5), "older").await;
+        assert_eq!(
+            (status, header(&headers, HELD_VERSION_HEADER)),
+            (StatusCode::CONFLICT, v(51, 0))
+        );
+        // A delete of a key never written still remembers its version.
+        call(
+            &app,
+            "DELETE",
+            "/kv/gone",
+            &[(VERSION_HEADER, &v(52, 0))],
+            "",
+        )
+        .await;
+        let (status, headers, _) = put_at(&app, "gone", &v(49, 0), "late").await;
+        assert_eq!(
+            (status, header(&headers, HELD_VERSION_HEADER)),
+            (StatusCode::CONFLICT, v(52, 0))
+        );
+        // Never written: 404 without a version.
+        let (status, headers, _) = call(&app, "GET", "/kv/never", &[], "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!headers.contains_key(VERSION_HEADER));
+        assert!(!headers.contains_key(TOMBSTONE_HEADER));
+        // A newer write revives the key.
+        assert_eq!(put_at(&app, "k", &v(53, 0), "back").await.0, StatusCode::OK);
+        assert_eq!(call(&app, "GET", "/kv/k", &[], "").await.2, "back");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_version_header_is_refused_with_400_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        for (method, bad) in [
+            ("PUT", "12"),
+            ("DELETE", "1.2.XYZ"),
+            ("POST", "1.2.9F3A0C1D2E4B5A6C"),
+        ] {
+            let (status, _, body) =
+                call(&app, method, "/kv/k", &[(VERSION_HEADER, bad)], "x").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {bad}");
+            assert!(body.contains(VERSION_HEADER), "{body}");
+            assert!(body.contains("version"), "{body}");
+        }
+        let (_, _, body) = call(&app, "PUT", "/kv/k", &[(VERSION_HEADER, "1.2")], "x").await;
+        assert!(
+            body.contains("<physical_ms>.<logical>.<16 hex digits>"),
+            "{body}"
+        );
         assert_eq!(
             call(&app, "GET", "/kv/k", &[], "").await.0,
-            StatusCode::NOT_FOUND
+            StatusCode::NOT_FOUND,
+            "nothing was written"
         );
+    }
+
+    #[tokio::test]
+    async fn files_of_the_earlier_lsn_format_are_read_and_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |key: &str| dir.path().join(hex::encode(key));
+        let mut value = vec![TAG_LEGACY_VALUE];
+        value.extend_from_slice(&7u64.to_be_bytes());
+        value.extend_from_slice(b"legacy");
+        std::fs::write(file("old"), value).unwrap();
+        let mut tombstone = vec![TAG_LEGACY_TOMBSTONE];
+        tombstone.extend_from_slice(&9u64.to_be_bytes());
+        std::fs::write(file("dead"), tombstone).unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        let legacy = |lsn| Version::legacy(0, lsn).to_string();
+        let (status, headers, body) = call(&app, "GET", "/kv/old", &[], "").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "legacy"));
+        assert_eq!(headers[VERSION_HEADER], legacy(7));
+        let (status, headers, _) = call(&app, "GET", "/kv/dead", &[], "").await;
         assert_eq!(
-            call(&app, "GET", "/kv/k", &[(LSN_HEADER, "x")], "").await.0,
-            StatusCode::BAD_REQUEST
+            (status, header(&headers, VERSION_HEADER)),
+            (StatusCode::NOT_FOUND, legacy(9))
         );
-        let dump: serde_json::Value =
-            serde_json::from_str(&call(&app, "GET", "/_dump", &[], "").await.2).unwrap();
-        assert_eq!(dump["tombstones"]["k"], 12);
+        let dump = dump_of(&app, "").await;
+        assert_eq!(dump["keys"]["old"]["version"], legacy(7));
+        assert_eq!(dump["tombstones"]["dead"], legacy(9));
+        // Any version a clock issues is newer; the rewrite uses the new format.
+        assert_eq!(put_at(&app, "old", &v(1, 0), "new").await.0, StatusCode::OK);
+        assert_eq!(
+            put_at(&app, "dead", &v(1, 0), "alive").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(std::fs::read(file("old")).unwrap()[0], TAG_VALUE);
+        assert_eq!(call(&app, "GET", "/kv/dead", &[], "").await.2, "alive");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_file_answers_500_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(hex::encode("short")), b"v123").unwrap();
+        std::fs::write(
+            dir.path().join(hex::encode("odd")),
+            b"Zxxxxxxxxxxxxxxxxxxxxxxx",
+        )
+        .unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        let (status, _, body) = call(&app, "GET", "/kv/short", &[], "").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            body.contains(&hex::encode("short")) && body.contains("needs 21"),
+            "{body}"
+        );
+        let (status, _, body) = put_at(&app, "odd", &v(1, 0), "x").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("unknown tag byte 0x5a"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_dump_shows_versions_and_on_request_small_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        put_at(&app, "small", &v(60, 0), "hi").await;
+        let big = "b".repeat(DUMP_VALUE_BYTES_MAX + 1);
+        put_at(&app, "big", &v(60, 1), &big).await;
+        call(
+            &app,
+            "DELETE",
+            "/kv/gone",
+            &[(VERSION_HEADER, &v(60, 2))],
+            "",
+        )
+        .await;
+        let dump = dump_of(&app, "").await;
+        assert_eq!(
+            dump,
+            serde_json::json!({
+                "keys": {
+                    "big": {"sha256": hex::encode(Sha256::digest(&big)), "bytes": big.len(), "version": v(60, 1)},
+                    "small": {"sha256": hex::encode(Sha256::digest("hi")), "bytes": 2, "version": v(60, 0)},
+                },
+                "tombstones": {"gone": v(60, 2)},
+            })
+        );
+        let with_values = dump_of(&app, "?values=1").await;
+        assert_eq!(with_values["keys"]["small"]["value_hex"], hex::encode("hi"));
+        assert!(with_values["keys"]["big"].get("value_hex").is_none());
+        assert_eq!(with_values["tombstones"], dump["tombstones"]);
+        assert_eq!(dump_of(&app, "?values=0").await, dump);
+        for bad in ["?values=yes", "?other=1"] {
+            let (status, _, body) = call(&app, "GET", &format!("/_dump{bad}"), &[], "").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reopened_replica_keeps_the_versions_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        put_at(&app, "k", &v(70, 4), "kept").await;
+        call(&app, "DELETE", "/kv/t", &[(VERSION_HEADER, &v(71, 0))], "").await;
+        let before = dump_of(&app, "").await;
+        drop(app);
+        let app = router(Replica::open(dir.path()).unwrap());
+        assert_eq!(dump_of(&app, "").await, before);
+        let (_, headers, body) = call(&app, "GET", "/kv/k", &[], "").await;
+        assert_eq!(
+            (body.as_str(), header(&headers, VERSION_HEADER)),
+            ("kept", v(70, 4))
+        );
+        let (status, headers, _) = put_at(&app, "k", &v(70, 3), "older").await;
+        assert_eq!(
+            (status, header(&headers, HELD_VERSION_HEADER)),
+            (StatusCode::CONFLICT, v(70, 4))
+        );
+        let (status, headers, _) = put_at(&app, "t", &v(70, 9), "older").await;
+        assert_eq!(
+            (status, header(&headers, HELD_VERSION_HEADER)),
+            (StatusCode::CONFLICT, v(71, 0))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_versioned_writes_to_one_key_keep_the_newest() {
+        const WRITERS: u32 = 32;
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Replica::open(dir.path()).unwrap());
+        // Versions arrive in a scrambled order (a permutation of 0..WRITERS).
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|i| (i * 7) % WRITERS)
+            .map(|logical| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let version = v(80, logical);
+                    put_at(&app, "hot", &version, &format!("value {logical}"))
+                        .await
+                        .0
+                })
+            })
+            .collect();
+        for task in tasks {
+            let status = task.await.unwrap();
+            assert!(
+                matches!(status, StatusCode::OK | StatusCode::CONFLICT),
+                "{status}"
+            );
+        }
+        let (_, headers, body) = call(&app, "GET", "/kv/hot", &[], "").await;
+        let newest = WRITERS - 1;
+        assert_eq!(
+            (body, header(&headers, VERSION_HEADER)),
+            (format!("value {newest}"), v(80, newest))
+        );
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -107,6 +108,10 @@ pub struct Hlc {
     skew_ms_max: u64,
     wall_ms: WallMs,
     state: Mutex<State>,
+    /// A copy of `state.physical_ms` (it only grows), so that observing a
+    /// version older than the clock — what nearly every read echoes — is
+    /// one atomic load, with no lock and no wall-clock read.
+    physical_floor_ms: AtomicU64,
 }
 
 impl Hlc {
@@ -146,6 +151,7 @@ impl Hlc {
                 logical: 0,
                 mark_ms,
             }),
+            physical_floor_ms: AtomicU64::new(physical_ms),
         };
         let opened = Opened {
             instance,
@@ -178,6 +184,7 @@ impl Hlc {
         }
         state.physical_ms = physical_ms;
         state.logical = logical;
+        self.physical_floor_ms.store(physical_ms, Ordering::Release);
         Ok(Version {
             physical_ms,
             logical,
@@ -188,6 +195,9 @@ impl Hlc {
     /// Moves the clock past `seen` (the receive rule), unless `seen` is
     /// more than the skew bound ahead of the wall clock.
     pub fn observe(&self, seen: Version) -> Result<(), HlcError> {
+        if seen.physical_ms < self.physical_floor_ms.load(Ordering::Acquire) {
+            return Ok(()); // older than the clock already is
+        }
         let wall = (self.wall_ms)();
         if seen.physical_ms > wall.saturating_add(self.skew_ms_max) {
             return Err(HlcError::TooFarAhead {
@@ -200,6 +210,8 @@ impl Hlc {
         if (seen.physical_ms, seen.logical) > (state.physical_ms, state.logical) {
             state.physical_ms = seen.physical_ms;
             state.logical = seen.logical;
+            self.physical_floor_ms
+                .store(seen.physical_ms, Ordering::Release);
         }
         Ok(())
     }

@@ -7,8 +7,9 @@
 //! during shutdown), for load balancers that only see the data port.
 //!
 //! Dispatch by method: replicated writes (see [`is_replicated_write`]) go
-//! to the write path; everything else goes through the proxy (read) path,
-//! which sends each attempt to one replica.
+//! to the write path; GET and HEAD to a service with `read_quorum` > 1 go
+//! to the read quorum path; everything else goes through the proxy (read)
+//! path, which sends each attempt to one replica.
 //!
 //! The data plane owns the process's one [`BodyBudget`]
 //! (`server.buffered_body_bytes_max`), which every service's request
@@ -31,7 +32,7 @@ use crate::config::validate_service_name;
 use crate::dataplane::body::BodyBudget;
 use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::Inbound;
-use crate::dataplane::proxy;
+use crate::dataplane::{proxy, read_quorum};
 
 /// levee's own health path on the data listener.
 pub const HEALTHZ_PATH: &str = "/_levee/healthz";
@@ -182,7 +183,10 @@ async fn dispatch(
         )
         .await;
     }
-    proxy::forward(&state.client, inbound).await
+    if read_quorum::applies(&inbound) {
+        return read_quorum::read(&state.client, &state.writes, inbound).await;
+    }
+    proxy::forward(&state.client, &state.writes, inbound).await
 }
 
 /// Methods that the write path replicates to all N replicas. The others are

@@ -11,6 +11,13 @@ use std::path::Path;
 use crate::api::state::AppState;
 use crate::config::Config;
 
+/// `levee serve --repair`: start-up cuts a corrupt log at its first damage
+/// instead of refusing (see `replication::set_repair_log_at_open`). Call
+/// before [`serve`].
+pub fn set_repair_log_at_open(repair: bool) {
+    crate::replication::set_repair_log_at_open(repair);
+}
+
 /// `levee serve`: loads the config, binds both listeners, serves until a
 /// termination signal, then drains.
 pub async fn serve(config_path: &Path) -> anyhow::Result<()> {

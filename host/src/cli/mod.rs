@@ -1,8 +1,10 @@
 //! The `levee` command line.
 //!
-//! - `levee serve --config FILE`: run the data and admin listeners. Prints
-//!   `listening data=<addr> admin=<addr>` as its first stdout line (so a
-//!   config may use port 0 and a supervisor or test learns the ports).
+//! - `levee serve --config FILE [--repair]`: run the data and admin
+//!   listeners. Prints `listening data=<addr> admin=<addr>` as its first
+//!   stdout line (so a config may use port 0 and a supervisor or test
+//!   learns the ports). `--repair` lets start-up cut a corrupt log at its
+//!   first damage instead of refusing to start.
 //! - `levee demo [--keep]`: the self-contained demonstration.
 //! - `levee plugin check FILE [--config JSON]`: validate a policy plugin.
 //! - `levee log inspect DIR`, `levee log dump DIR --from LSN [--limit N]`:
@@ -41,6 +43,17 @@ pub enum Command {
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// If the write log is corrupt (damage followed by valid records,
+        /// which start-up otherwise refuses, naming the segment file and
+        /// byte offset), cut it at the damage instead: every later record
+        /// is dropped from the log (writes that were acknowledged may be
+        /// lost; replicas that already hold them keep them), the damaged
+        /// bytes are kept as `<segment>.broken` and later segments are
+        /// renamed to `.broken`, nothing is deleted. Run `levee log inspect
+        /// DIR` first to see what would be cut. A torn tail (a crash
+        /// artefact, never acknowledged) is always cut without this flag.
+        #[arg(long)]
+        repair: bool,
     },
     /// Run the end-to-end demonstration.
     Demo {
@@ -142,9 +155,12 @@ fn init_tracing() {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config } => levee::app::serve::serve(&config)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Command::Serve { config, repair } => {
+            levee::app::serve::set_repair_log_at_open(repair);
+            levee::app::serve::serve(&config)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::KvReplica { listen, data_dir } => {
             levee_kv_replica::run(listen, &data_dir, levee::app::serve::termination())
                 .await

@@ -36,11 +36,24 @@ pub enum AppError {
     /// it was not written anywhere and can be retried as is.
     #[error("{0}")]
     NotWritten(String),
+    /// A write refused because levee's log disk is full (ENOSPC): it was not
+    /// written anywhere; appends resume once space is freed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A write whose fate levee cannot tell: it may be in levee's log (and
     /// reach the replicas later) or not, like a database's "commit outcome
     /// unknown". Retry only if the write is idempotent.
     #[error("{0}")]
     OutcomeUnknown(String),
+    /// A write that lost to a newer one: the replicas hold `held`, newer
+    /// than this write's version, so it will never be applied (last writer
+    /// wins by version). levee's clock has observed `held`, so a retry gets
+    /// a newer version.
+    #[error("{reason}")]
+    Superseded {
+        reason: String,
+        held: levee_version::Version,
+    },
     /// Every attempt failed without an HTTP answer from a replica.
     #[error("{0}")]
     BadGateway(String),
@@ -66,10 +79,12 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            AppError::Superseded { .. } => StatusCode::CONFLICT,
             AppError::Overloaded(_)
             | AppError::Unavailable(_)
             | AppError::NotWritten(_)
             | AppError::OutcomeUnknown(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,7 +111,9 @@ impl AppError {
             AppError::Overloaded(_) => "overloaded",
             AppError::Unavailable(_) => "unavailable",
             AppError::NotWritten(_) => "not_written",
+            AppError::InsufficientStorage(_) => "insufficient_storage",
             AppError::OutcomeUnknown(_) => "outcome_unknown",
+            AppError::Superseded { .. } => "superseded",
             AppError::BadGateway(_) => "bad_gateway",
             AppError::GatewayTimeout(_) => "gateway_timeout",
             AppError::Internal { .. } => "internal",
@@ -107,20 +124,27 @@ impl AppError {
     /// about a write's fate.
     pub fn write_outcome(&self) -> Option<&'static str> {
         match self {
-            AppError::NotWritten(_) => Some(OUTCOME_NOT_WRITTEN),
+            AppError::NotWritten(_) | AppError::InsufficientStorage(_) => Some(OUTCOME_NOT_WRITTEN),
             AppError::OutcomeUnknown(_) => Some(OUTCOME_UNKNOWN),
+            AppError::Superseded { .. } => Some(OUTCOME_SUPERSEDED),
             _ => None,
         }
     }
 }
 
-/// Says what became of a write that did not succeed: [`OUTCOME_NOT_WRITTEN`]
-/// or [`OUTCOME_UNKNOWN`].
+/// Says what became of a write that did not succeed: [`OUTCOME_NOT_WRITTEN`],
+/// [`OUTCOME_UNKNOWN`], [`OUTCOME_SUPERSEDED`] or [`OUTCOME_REJECTED`].
 pub static X_LEVEE_OUTCOME: header::HeaderName = header::HeaderName::from_static("x-levee-outcome");
 /// Refused before levee's log: nothing was written anywhere.
 pub const OUTCOME_NOT_WRITTEN: &str = "not-written";
 /// In levee's log or maybe in it: the write may still appear on the replicas.
 pub const OUTCOME_UNKNOWN: &str = "unknown";
+/// Logged, but the replicas hold a newer version of the key: it will never
+/// be applied (`x-levee-held-version` names what won).
+pub const OUTCOME_SUPERSEDED: &str = "superseded";
+/// Logged, and every replica refused it for good (a relayed 4xx): it is
+/// on none of them and will not be redelivered.
+pub const OUTCOME_REJECTED: &str = "rejected";
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
@@ -137,6 +161,13 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(X_LEVEE_OUTCOME.clone(), HeaderValue::from_static(outcome));
+        }
+        if let AppError::Superseded { held, .. } = &self
+            && let Ok(value) = HeaderValue::from_str(&held.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(levee_version::HELD_VERSION_HEADER, value);
         }
         if self.closes_connection() {
             response
@@ -170,6 +201,43 @@ mod tests {
         assert_eq!(body["error"], "outcome_unknown");
         let response = AppError::Overloaded("busy".into()).into_response();
         assert!(response.headers().get(&X_LEVEE_OUTCOME).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_507_and_not_written() {
+        let response = AppError::InsufficientStorage("disk full".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(response.headers()[&X_LEVEE_OUTCOME], OUTCOME_NOT_WRITTEN);
+        let (_, body) = render(AppError::InsufficientStorage("disk full".into())).await;
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "insufficient_storage", "reason": "disk full"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_superseded_write_is_409_naming_the_held_version() {
+        let held = levee_version::Version::parse("1764590400123.4.9f3a0c1d2e4b5a6c").unwrap();
+        let error = AppError::Superseded {
+            reason: "newer".into(),
+            held,
+        };
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[&X_LEVEE_OUTCOME], OUTCOME_SUPERSEDED);
+        assert_eq!(
+            response.headers()[levee_version::HELD_VERSION_HEADER],
+            "1764590400123.4.9f3a0c1d2e4b5a6c"
+        );
+        let (_, body) = render(AppError::Superseded {
+            reason: "newer".into(),
+            held,
+        })
+        .await;
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "superseded", "reason": "newer"})
+        );
     }
 
     #[tokio::test]

@@ -2,11 +2,17 @@
 //! at W acks.
 //!
 //! One write, step by step:
+//! 0. **Versioned.** The write clock issues the write's version
+//!    ([`crate::replication::clock`]): newer than every version this
+//!    instance issued or saw on a replica. If the clock cannot persist its
+//!    mark, the client gets 503 `not_written` and nothing is logged.
 //! 1. **Durable first.** The write (method, upstream path, replicated
-//!    headers, body, key, target replicas, request id, time) is encoded as a
-//!    [`WriteRecord`] and appended to the log. `append` returns once the
-//!    record is on stable storage. If the log refuses (full, poisoned,
-//!    closing), the client gets 503 with the reason and *nothing* is sent.
+//!    headers, body, key, target replicas, request id, time, version) is
+//!    encoded as a [`WriteRecord`] and appended to the log. `append` returns
+//!    once the record is on stable storage. If the log refuses (full, disk
+//!    full, closing), the client is told it was not written (503, or 507
+//!    for a full disk) and *nothing* is sent; after an fsync failure the
+//!    outcome is unknown (503).
 //! 2. **Fan-out.** The record's LSN is registered in the hint ledger with
 //!    its targets (the key's preference list from the ring), then one task
 //!    per replica sends it. A send that fails (no answer, 5xx, 429, 408) is
@@ -16,19 +22,22 @@
 //!    cap and the deadline allow. An ejected replica is not sent to at all.
 //! 3. **Answer at W.** The client is answered as soon as W replicas
 //!    acknowledged (2xx), with the first acknowledging replica's response
-//!    and `x-levee-acks: k/N` (k = acks when answering) and `x-levee-lsn`.
-//!    If W acks become impossible (or the deadline passes), the client gets
-//!    the first definitive replica rejection (a 4xx) if there was one, else
-//!    503 with every replica's outcome (JSON).
+//!    and `x-levee-acks: k/N` (k = acks when answering), `x-levee-lsn` and
+//!    `x-levee-version`. If W acks become impossible (or the deadline
+//!    passes), the client gets 409 `superseded` if replicas hold a newer
+//!    version and none acked, the replicas' 4xx if every one rejected the
+//!    write, else 503/504 `x-levee-outcome: unknown` with every replica's
+//!    outcome (JSON); the rules are in [`crate::dataplane::tally`].
 //! 4. **The rest in the background.** Sends still running when the client
 //!    is answered carry on (bounded by the request's deadline; the service's
 //!    in-flight slot is held until the last one ends, so `concurrency_max`
 //!    bounds background work too). Every replica that did not ack keeps the
 //!    write as a hint ([`crate::replication::hints`]); the handoff delivers it later.
 //!
-//! A 503 does not un-write anything: the record is in the log, some replicas
-//! may have it, and the handoff will bring it to the others. A client that
-//! got 503 learns "not confirmed", as with any quorum store.
+//! A 503 after the append does not un-write anything: the record is in the
+//! log, some replicas may have it, and the handoff will bring it to the
+//! others. A client that got `x-levee-outcome: unknown` learns "not
+//! confirmed, may still appear", as with any quorum store.
 //!
 //! The whole sequence runs in its own task, so a client that disconnects
 //! mid-write cannot cancel it between the append and the registration.
@@ -75,8 +84,14 @@ pub async fn write(
             targets.len()
         )));
     }
+    let version = plane.hlc.now().map_err(|error| {
+        tracing::error!(%error, "the write clock cannot issue a version");
+        AppError::NotWritten(
+            "levee's write clock cannot persist its high-water mark: nothing was written".into(),
+        )
+    })?;
     let record = WriteRecord {
-        header: write_header(&service, &inbound, &targets),
+        header: write_header(&service, &inbound, &targets, version),
         body: inbound.body.clone(),
     };
     let payload = record
@@ -148,20 +163,27 @@ impl WriteJob {
             .iter()
             .map(|&node| self.service.nodes[node].spec.id.as_str())
             .collect();
+        let version = self.header.version;
         let mut tally = Tally::new(nodes, self.quorum);
         let mut answer = Some(answer);
         // Bounded: every send task ends by the deadline and reports once.
         while let Some((slot, outcome)) = receiver.recv().await {
             tally.record(slot, outcome);
-            if let Some(verdict) = tally.verdict()
+            if answer.is_some()
+                && let Some(verdict) = tally.verdict()
                 && let Some(answer) = answer.take()
             {
-                let _ = answer.send(Ok(verdict.into_response(lsn)));
+                let acked = matches!(verdict, crate::dataplane::tally::Decision::Answer { .. });
+                self.plane.recent.note_write(&self.header, acked);
+                let _ = answer.send(Ok(verdict.into_response(lsn, version)));
             }
         }
         if let Some(answer) = answer.take() {
-            let verdict = tally.verdict().unwrap_or_else(|| tally.give_up());
-            let _ = answer.send(Ok(verdict.into_response(lsn)));
+            let deadline_passed = clock::now_ms() >= deadline_ms;
+            let verdict = tally
+                .verdict()
+                .unwrap_or_else(|| tally.give_up(deadline_passed));
+            let _ = answer.send(Ok(verdict.into_response(lsn, version)));
         }
         drop(self.inbound);
     }
@@ -180,7 +202,7 @@ impl WriteJob {
                         NodeRef::new(self.service.name(), &self.service.nodes[node].spec.id)
                     })
                     .collect();
-                ticket.register(lsn, &targets);
+                ticket.register_write(lsn, &self.header.key, &targets);
                 self.plane.appended();
                 Ok(lsn)
             }
@@ -194,7 +216,9 @@ impl WriteJob {
 }
 
 /// The client's view of a log error. Full, closing and too large: refused
-/// before the record was written, so "not written". Poisoned: an fsync
+/// before the record was written, so "not written". Out of disk space
+/// (ENOSPC): the log cut the batch back and gave its LSNs out again, so
+/// also "not written", as 507 Insufficient Storage. Poisoned: an fsync
 /// failed, and this record may be on disk all the same (its batch was
 /// written before the sync failed) and be delivered after a restart, so the
 /// outcome is unknown. The log does not tell a record refused by an
@@ -216,6 +240,11 @@ fn log_error_to_app(error: &levee_log::LogError) -> AppError {
              this write may be on disk all the same and reach the replicas after the restart"
                 .into(),
         ),
+        LogError::NoSpace { .. } => AppError::InsufficientStorage(
+            "levee's write log is out of disk space: this write was not logged and nothing was \
+             sent; writes resume once space is freed on levee's data disk"
+                .into(),
+        ),
         LogError::Closed => AppError::NotWritten("levee is shutting down: nothing was sent".into()),
         LogError::RecordTooLarge { max, .. } => AppError::PayloadTooLarge {
             limit_bytes: u64::from(*max),
@@ -224,8 +253,13 @@ fn log_error_to_app(error: &levee_log::LogError) -> AppError {
     }
 }
 
-/// The header of the log record for `inbound`.
-fn write_header(service: &Service, inbound: &Inbound, targets: &[usize]) -> WriteHeader {
+/// The header of the log record for `inbound`, issued `version`.
+fn write_header(
+    service: &Service,
+    inbound: &Inbound,
+    targets: &[usize],
+    version: levee_version::Version,
+) -> WriteHeader {
     let headers = REPLICATED_HEADERS
         .iter()
         .filter_map(|&name| {
@@ -245,6 +279,7 @@ fn write_header(service: &Service, inbound: &Inbound, targets: &[usize]) -> Writ
         headers,
         request_id: inbound.request_id.to_str().unwrap_or_default().to_owned(),
         accepted_unix_ms: clock::unix_ms(),
+        version,
     }
 }
 

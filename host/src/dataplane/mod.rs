@@ -1,8 +1,9 @@
 //! The request path: [`inbound`] validation (the routing [`key`] and its
 //! normalization, the request [`body`] and its limits), the shared
-//! [`attempt`] path and retry gate, the read [`proxy`], the write
-//! [`fanout`], and [`error::AppError`], the one error every data-plane step
-//! returns.
+//! [`attempt`] path and retry gate, the read [`proxy`] (and its
+//! [`read_quorum`] variant for services that ask R replicas per read), the
+//! write [`fanout`], and [`error::AppError`], the one error every
+//! data-plane step returns.
 
 pub mod attempt;
 pub mod body;
@@ -12,5 +13,6 @@ pub mod inbound;
 pub mod key;
 pub mod plan;
 pub mod proxy;
+pub mod read_quorum;
 pub mod replica_send;
 pub mod tally;

@@ -1,7 +1,8 @@
-//! The routing plan of one read: the key's replicas from the ring, put in
-//! order by the routing policy (a bound plugin, or the native
-//! `route-affinity` computed over node indices without allocation), with
-//! the hedge delay, resolved to node indices; and what the policies learn
+//! The routing plan of one read: the key's replicas from the ring, less
+//! those that still owe a write to the key (read-your-writes routing, see
+//! [`lagging_slots`]), put in order by the routing policy (a bound plugin,
+//! or the native `route-affinity` computed over node indices without
+//! allocation), with the hedge delay, resolved to node indices; and what the policies learn
 //! about the request: its [`RequestFacts`] (scalars) and the inbound
 //! request itself behind [`RequestView`] (zero-copy: a plugin reads only
 //! the strings it asks for, straight from the request).
@@ -9,9 +10,10 @@
 use levee_policy::limits::is_credential_header;
 use levee_policy::{Candidate, Method, NodeIndex, RequestFacts, RequestView};
 
-use crate::cluster::ring::REPLICAS_MAX;
+use crate::cluster::ring::{Preference, REPLICAS_MAX};
 use crate::cluster::service::{Service, policy_index};
 use crate::dataplane::inbound::Inbound;
+use crate::replication::hints::HintLedger;
 
 /// The routing plan resolved to node indices, without allocation.
 #[derive(Debug, Clone, Copy)]
@@ -94,24 +96,70 @@ impl RequestView for Inbound {
     }
 }
 
+/// The slots of `preference` (bit `i` for its `i`-th replica) to leave
+/// out of a read's plan: the replicas the hint ledger's lag index says
+/// still owe a write to the request's key (a miss the handoff has not
+/// delivered yet, or a send still in flight), so that a read after an
+/// acknowledged write never lands on a replica without it. 0 for anything
+/// but GET and HEAD, and when every replica owes the key: then the read
+/// goes to them all as usual (counted; stale answers are still caught
+/// against the recent versions). One atomic load while nothing is owed.
+pub(super) fn lagging_slots(
+    service: &Service,
+    inbound: &Inbound,
+    preference: &Preference,
+    ledger: &HintLedger,
+) -> u64 {
+    if !inbound.is_read() {
+        return 0;
+    }
+    let ids = preference
+        .iter()
+        .map(|node| service.nodes[node].spec.id.as_str());
+    let lagging = ledger.lagging(service.name(), inbound.routing_key(), ids);
+    if lagging == 0 {
+        return 0;
+    }
+    let all = (1u64 << preference.len()) - 1;
+    if lagging & all == all {
+        ledger.count_read_all_lagging();
+        return 0;
+    }
+    lagging
+}
+
+fn skipped(lagging: u64, slot: usize) -> bool {
+    lagging & (1 << slot) != 0
+}
+
 /// The native `route-affinity` plan, computed over node indices: used when
 /// no routing plugin is bound, i.e. on almost every request, where building
 /// even the policy's scalar inputs (a `Candidate` per replica) and its
 /// answer (an order `Vec`) would cost allocations for nothing. The rules
 /// are `levee_policy::RouteAffinity::route`'s, applied to the same inputs;
 /// a property test checks that both always agree.
-pub(super) fn native_plan(service: &Service, inbound: &Inbound, now_ms: u64) -> Plan {
+pub(super) fn native_plan(
+    service: &Service,
+    inbound: &Inbound,
+    now_ms: u64,
+    ledger: &HintLedger,
+) -> Plan {
     let preference = service.preference(inbound.routing_key().as_bytes());
+    let lagging = lagging_slots(service, inbound, &preference, ledger);
     let native = service.policies.routing.native();
     let mut nodes = [0usize; REPLICAS_MAX];
     let mut healthy = [false; REPLICAS_MAX];
     let mut zones: [Option<&str>; REPLICAS_MAX] = [None; REPLICAS_MAX];
+    let mut len = 0;
     for (slot, node) in preference.iter().enumerate() {
-        nodes[slot] = node;
-        healthy[slot] = service.nodes[node].health.is_healthy(now_ms);
-        zones[slot] = service.nodes[node].spec.zone.as_deref();
+        if skipped(lagging, slot) {
+            continue;
+        }
+        nodes[len] = node;
+        healthy[len] = service.nodes[node].health.is_healthy(now_ms);
+        zones[len] = service.nodes[node].spec.zone.as_deref();
+        len += 1;
     }
-    let len = preference.len();
     let mut plan = affinity_order(
         &nodes[..len],
         &healthy[..len],
@@ -157,28 +205,34 @@ pub(super) fn plugin_plan(
     inbound: &Inbound,
     facts: RequestFacts,
     now_ms: u64,
+    ledger: &HintLedger,
 ) -> Plan {
     let preference = service.preference(inbound.routing_key().as_bytes());
+    let lagging = lagging_slots(service, inbound, &preference, ledger);
     let mut candidates = [Candidate::default(); REPLICAS_MAX];
+    let mut count = 0;
     for (slot, node) in preference.iter().enumerate() {
-        candidates[slot] = service.candidate(node, now_ms);
+        if !skipped(lagging, slot) {
+            candidates[count] = service.candidate(node, now_ms);
+            count += 1;
+        }
     }
-    let candidates = &candidates[..preference.len()];
+    let candidates = &candidates[..count];
     let route = service
         .policies
         .route(inbound, facts, &service.node_table, candidates);
     let mut plan = Plan::empty();
     // The guarded policy keeps only candidates, each once: every entry is
-    // one of the key's replicas.
+    // one of the key's replicas that is not skipped.
     for &node in route.order.iter().take(REPLICAS_MAX) {
         let node = node as usize;
-        if preference.iter().any(|n| n == node) && plan.position_of(node).is_none() {
+        if candidates.iter().any(|c| c.node as usize == node) && plan.position_of(node).is_none() {
             plan.push(node);
         }
     }
     if plan.len == 0 {
-        for node in preference.iter() {
-            plan.push(node);
+        for candidate in candidates {
+            plan.push(candidate.node as usize);
         }
     }
     assert!(plan.len > 0, "a service has at least one node");
@@ -256,6 +310,7 @@ mod request_view_tests {
     use crate::base::clock;
     use crate::cluster::service::bind_dist_plugin;
     use crate::config::ServiceSpec;
+    use crate::replication::hints::NodeRef;
 
     fn service(runtime: &Runtime, nodes: usize) -> Arc<Service> {
         let spec: ServiceSpec = serde_json::from_value(serde_json::json!({
@@ -403,15 +458,34 @@ mod request_view_tests {
                     .unwrap();
                 let inbound = read_inbound(&service, request).await;
                 let now_ms = clock::now_ms();
-                let by_plugin = plugin_plan(&service, &inbound, request_facts(&inbound), now_ms);
-                let native = native_plan(&service, &inbound, now_ms);
+                let ledger = HintLedger::new(0);
+                let facts = request_facts(&inbound);
+                let by_plugin = plugin_plan(&service, &inbound, facts, now_ms, &ledger);
+                let native = native_plan(&service, &inbound, now_ms, &ledger);
                 assert_eq!(by_plugin.indexes(), native.indexes(), "{method} {key}");
                 assert_eq!(by_plugin.hedge_delay_ms, native.hedge_delay_ms);
                 assert_eq!(by_plugin.len, 3);
+                // A replica that still owes the key is left out of reads,
+                // before either orders the rest.
+                let first = native.get(0);
+                let owing = NodeRef::new("kv", &service.nodes[first].spec.id);
+                ledger.begin_append().register_write(1, key, &[owing]);
+                let by_plugin = plugin_plan(&service, &inbound, facts, now_ms, &ledger);
+                let native = native_plan(&service, &inbound, now_ms, &ledger);
+                assert_eq!(by_plugin.indexes(), native.indexes(), "{method} {key}");
+                let expected = if method == "GET" { 2 } else { 3 };
+                assert_eq!(
+                    (native.len, native.position_of(first).is_none()),
+                    (expected, method == "GET")
+                );
             }
         }
         let counters = bound.stats().counters;
-        assert_eq!((counters.ok, counters.fallbacks), (10, 0));
+        // The second PUT plans (same candidates) come from the plan cache.
+        assert_eq!(
+            (counters.ok, counters.cached, counters.fallbacks),
+            (15, 5, 0)
+        );
         assert_eq!(counters.node_tables_given, 1);
     }
 

@@ -2,9 +2,11 @@
 //! hedging, under limits no policy can exceed.
 //!
 //! One request, step by step:
-//! 1. The ring gives the key's N replicas in preference order; the routing
-//!    policy orders them (the native `route-affinity` keeps ring order and
-//!    skips unhealthy nodes) and may ask for a hedge. The plan is built in
+//! 1. The ring gives the key's N replicas in preference order; for a read,
+//!    those that still owe a write to the key (the hint ledger's lag index)
+//!    are left out unless all do; the routing policy orders the rest (the
+//!    native `route-affinity` keeps ring order and skips unhealthy nodes)
+//!    and may ask for a hedge. The plan is built in
 //!    [`crate::dataplane::plan`].
 //! 2. Attempt the first node. A response that is not 5xx or 429 is final
 //!    and streamed back. For GET/HEAD with a hedge delay, if the first
@@ -20,6 +22,13 @@
 //! 4. When retries end, the client gets the last replica response if there
 //!    was one (e.g. the replica's own 503), else 502 (504 if the last
 //!    failure was a timeout) with the reason.
+//! 5. A read's final answer is checked against the newest version this
+//!    levee acknowledged for the key ([`crate::replication::recent`]): an
+//!    older `x-levee-version`, or a 404 without one for a key that holds a
+//!    value, is stale. Then the other replicas of the plan are asked in
+//!    turn (each at most once) and the client gets the first answer that is
+//!    not stale (else the newest seen), and a background repair of the key
+//!    is requested. Versions seen on answers advance the write clock.
 //!
 //! Every attempt updates the node's passive health; an ejected node is
 //! skipped when choosing where to send an attempt unless nothing else is
@@ -36,6 +45,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use levee_policy::{AttemptResult, ErrorKind, RequestFacts, Target};
+use levee_version::{VERSION_HEADER, Version};
 
 use crate::base::clock;
 use crate::cluster::health::Verdict;
@@ -45,6 +55,8 @@ use crate::dataplane::attempt::{self, Attempted, Failed, RetryGate};
 use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::{Inbound, X_REQUEST_ID};
 use crate::dataplane::plan::{Plan, native_plan, plugin_plan, request_facts};
+use crate::replication::WritePlane;
+use crate::replication::recent::{Freshness, Known};
 use crate::upstream::{self, AttemptError, RESPONSE_BODY_BYTES_MAX, UpstreamBody, UpstreamClient};
 
 /// The response header counting attempts.
@@ -52,7 +64,7 @@ pub static X_LEVEE_ATTEMPTS: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-levee-attempts");
 
 /// One finished attempt (the shared attempt path's record of it).
-type Attempt = Attempted<Result<hyper::Response<Incoming>, AttemptError>>;
+pub(super) type Attempt = Attempted<Result<hyper::Response<Incoming>, AttemptError>>;
 
 impl Attempted<Result<hyper::Response<Incoming>, AttemptError>> {
     /// Final: an HTTP answer that is neither 5xx nor 429.
@@ -61,6 +73,18 @@ impl Attempted<Result<hyper::Response<Incoming>, AttemptError>> {
             Ok(response) => !is_retryable_status(response.status()),
             Err(_) => false,
         }
+    }
+
+    /// The status of the answer and the version it carries (a malformed
+    /// version counts as none), for a final answer; `None` otherwise.
+    pub(super) fn answer(&self) -> Option<(u16, Option<Version>)> {
+        let response = self.result.as_ref().ok().filter(|_| self.is_final())?;
+        let version = response
+            .headers()
+            .get(VERSION_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| Version::parse(text).ok());
+        Some((response.status().as_u16(), version))
     }
 
     fn wit_result(&self) -> AttemptResult {
@@ -82,21 +106,23 @@ enum Round {
     Failed(Attempt),
 }
 
-/// Forwards `inbound` to the service's replicas with retries and hedging.
-pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Response, AppError> {
+/// Forwards `inbound` to the service's replicas with retries and hedging;
+/// `plane` tells which replicas lag and which versions are known.
+pub async fn forward(
+    client: &UpstreamClient,
+    plane: &WritePlane,
+    inbound: Inbound,
+) -> Result<Response, AppError> {
     let service = inbound.service().clone();
     let now_ms = clock::now_ms();
     service.budget.record_request(now_ms);
     // What the policies learn about the request: scalars, plus the
     // inbound request itself as a zero-copy `RequestView`.
     let facts = request_facts(&inbound);
-    let plan = if service.policies.routing.plugin().is_some() {
-        plugin_plan(&service, &inbound, facts, now_ms)
-    } else {
-        native_plan(&service, &inbound, now_ms)
-    };
+    let plan = read_plan(&service, &inbound, facts, now_ms, plane);
     let run = Run {
         client,
+        plane,
         service: &service,
         inbound: &inbound,
         facts,
@@ -107,12 +133,35 @@ pub async fn forward(client: &UpstreamClient, inbound: Inbound) -> Result<Respon
         policy_versions: Default::default(),
     };
     let last = run.execute().await;
+    let last = run.freshest(last).await;
     run.respond(last)
+}
+
+/// The plan of `inbound`: by the bound routing plugin, else natively.
+pub(super) fn read_plan(
+    service: &Service,
+    inbound: &Inbound,
+    facts: RequestFacts,
+    now_ms: u64,
+    plane: &WritePlane,
+) -> Plan {
+    if service.policies.routing.plugin().is_some() {
+        plugin_plan(service, inbound, facts, now_ms, &plane.ledger)
+    } else {
+        native_plan(service, inbound, now_ms, &plane.ledger)
+    }
+}
+
+/// How an answer ranks for freshness: by its version, a versioned answer
+/// above any without; among those without, a value above a 404.
+pub(super) fn freshness_rank(status: u16, version: Option<Version>) -> (Option<Version>, bool) {
+    (version, status != 404)
 }
 
 /// The state of one request's attempts.
 struct Run<'a> {
     client: &'a UpstreamClient,
+    plane: &'a WritePlane,
     service: &'a Service,
     inbound: &'a Inbound,
     /// The request's facts for the policies (see [`forward`]).
@@ -150,6 +199,73 @@ impl Run<'_> {
             position = self.plan.position_of(node).unwrap_or(position);
             drop(failed);
         }
+    }
+
+    /// For a read: `first` if it is not stale against the recent versions,
+    /// else the first answer of the plan's other replicas (each asked once,
+    /// in plan order after `first`'s node) that is not, else the newest
+    /// answer seen; a stale answer requests a repair of the key. Any other
+    /// request, and a read without a final answer, keeps `first`.
+    async fn freshest(&self, first: Attempt) -> Attempt {
+        if !self.inbound.is_read() {
+            return first;
+        }
+        let Some((status, version)) = first.answer() else {
+            return first;
+        };
+        self.observe(version);
+        let key = self.inbound.routing_key();
+        let Some(known) = self.plane.recent.known(self.service.name(), key) else {
+            return first;
+        };
+        if known.judge(status, version) == Freshness::Fresh {
+            return first;
+        }
+        self.request_repair();
+        self.ask_the_others(first, known).await
+    }
+
+    /// After a stale `first`: the rest of the plan, each node once.
+    async fn ask_the_others(&self, first: Attempt, known: Known) -> Attempt {
+        let start = self.plan.position_of(first.node).unwrap_or(0);
+        let mut best = first;
+        // Bounded by the plan's length (at most REPLICAS_MAX).
+        for step in 1..self.plan.len {
+            if clock::now_ms() >= self.deadline_ms {
+                break;
+            }
+            let node = self.plan.get((start + step) % self.plan.len);
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+            let attempt = self.attempt(node).await;
+            let Some((status, version)) = attempt.answer() else {
+                continue;
+            };
+            self.observe(version);
+            if known.judge(status, version) == Freshness::Fresh {
+                return attempt;
+            }
+            let newer = best.answer().is_none_or(|(best_status, best_version)| {
+                freshness_rank(status, version) > freshness_rank(best_status, best_version)
+            });
+            if newer {
+                best = attempt;
+            }
+        }
+        best
+    }
+
+    fn observe(&self, version: Option<Version>) {
+        if let Some(version) = version {
+            crate::replication::clock::observe(&self.plane.hlc, version);
+        }
+    }
+
+    fn request_repair(&self) {
+        self.plane.repairs.request(
+            self.service.name(),
+            self.inbound.routing_key(),
+            self.inbound.path_and_query.path(),
+        );
     }
 
     /// The first node at or after `position` (wrapping) that health lets
@@ -340,7 +456,7 @@ impl Run<'_> {
 }
 
 /// `x-levee-attempts` values without an allocation for the common counts.
-fn attempts_header(attempts: u32) -> HeaderValue {
+pub(super) fn attempts_header(attempts: u32) -> HeaderValue {
     const STATIC: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
     match STATIC.get(attempts as usize) {
         Some(text) => HeaderValue::from_static(text),
@@ -408,7 +524,32 @@ mod tests {
         Arc::new(Service::build(spec, &runtime).unwrap())
     }
 
+    /// A write plane over a fresh log in `dir`, for `service`.
+    fn plane(dir: &std::path::Path, service: &Service) -> WritePlane {
+        let config = crate::config::Config::from_json(
+            &json!({"data_dir": dir, "services": [service.spec]}).to_string(),
+        )
+        .unwrap();
+        let options = levee_log::LogOptions::default();
+        let (log, _) = levee_log::Log::open(&dir.join("log"), options).unwrap();
+        WritePlane::open(log, &config, Default::default()).unwrap()
+    }
+
+    /// [`send_with`] with a write plane of its own (nothing lags, no
+    /// version is known).
     async fn send(
+        service: &Arc<Service>,
+        method: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, u32, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let plane = plane(dir.path(), service);
+        send_with(&plane, service, method, key, headers).await
+    }
+
+    async fn send_with(
+        plane: &WritePlane,
         service: &Arc<Service>,
         method: &str,
         key: &str,
@@ -424,7 +565,9 @@ mod tests {
         let inbound = Inbound::read(service, request, &format!("/kv/{key}"), clock::now_ms())
             .await
             .unwrap();
-        let response = forward(&UpstreamClient::new(), inbound).await.unwrap();
+        let response = forward(&UpstreamClient::new(), plane, inbound)
+            .await
+            .unwrap();
         let status = response.status();
         let attempts = response.headers()[&X_LEVEE_ATTEMPTS]
             .to_str()
@@ -558,5 +701,143 @@ mod tests {
             (StatusCode::NOT_FOUND, 2),
             "the timed-out primary was abandoned"
         );
+    }
+
+    fn node_ref(service: &Service, node: usize) -> crate::replication::hints::NodeRef {
+        crate::replication::hints::NodeRef::new("kv", &service.nodes[node].spec.id)
+    }
+
+    fn version(physical_ms: u64) -> Version {
+        Version {
+            physical_ms,
+            logical: 0,
+            instance: levee_version::InstanceId(9),
+        }
+    }
+
+    /// Writes `value` with `version` straight into one replica.
+    async fn put_versioned(replica: &LiveReplica, key: &str, value: &str, version: Version) {
+        let request = Request::put(format!("http://{}/kv/{key}", replica.address))
+            .header(VERSION_HEADER, version.to_string())
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                value.to_owned(),
+            )))
+            .unwrap();
+        let response = UpstreamClient::new()
+            .send(request, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_owes_the_key_is_skipped_by_reads() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(&live, json!({"replicas": 2, "write_quorum": 1}));
+        let dir = tempfile::tempdir().unwrap();
+        let plane = plane(dir.path(), &service);
+        let order = order(&service, "k");
+        let targets = [node_ref(&service, order[0]), node_ref(&service, order[1])];
+        plane.ledger.begin_append().register_write(1, "k", &targets);
+        plane.ledger.acked(&targets[1], 1);
+        // The first replica in the preference list still owes the write.
+        let (status, attempts, _) = send_with(&plane, &service, "GET", "k", &[]).await;
+        assert_eq!((status, attempts), (StatusCode::NOT_FOUND, 1));
+        assert_eq!(live[order[0]].replica.kv_requests(), 0);
+        assert_eq!(live[order[1]].replica.kv_requests(), 1);
+        // Another key is read as usual.
+        let other = order_of_other_key(&service, order[0]);
+        send_with(&plane, &service, "GET", &other, &[]).await;
+        assert_eq!(live[order[0]].replica.kv_requests(), 1);
+        // Once it has the write, it is read again.
+        plane.ledger.acked(&targets[0], 1);
+        send_with(&plane, &service, "GET", "k", &[]).await;
+        assert_eq!(live[order[0]].replica.kv_requests(), 2);
+        assert_eq!(plane.ledger.reads_all_lagging(), 0);
+    }
+
+    /// A key whose first replica is `first`.
+    fn order_of_other_key(service: &Service, first: usize) -> String {
+        (0..1000)
+            .map(|i| format!("other{i}"))
+            .find(|key| order(service, key)[0] == first)
+            .expect("some key starts on each node")
+    }
+
+    #[tokio::test]
+    async fn when_every_replica_owes_the_key_the_read_goes_as_usual_and_is_counted() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(&live, json!({"replicas": 2, "write_quorum": 1}));
+        let dir = tempfile::tempdir().unwrap();
+        let plane = plane(dir.path(), &service);
+        let order = order(&service, "k");
+        let targets = [node_ref(&service, order[0]), node_ref(&service, order[1])];
+        plane.ledger.begin_append().register_write(1, "k", &targets);
+        let (status, attempts, _) = send_with(&plane, &service, "GET", "k", &[]).await;
+        assert_eq!((status, attempts), (StatusCode::NOT_FOUND, 1));
+        assert_eq!(live[order[0]].replica.kv_requests(), 1);
+        assert_eq!(plane.ledger.reads_all_lagging(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_answer_is_replaced_by_the_next_replica_and_repaired() {
+        let (a, b, c) = (
+            live_replica().await,
+            live_replica().await,
+            live_replica().await,
+        );
+        let live = [&a, &b, &c];
+        let service = service(&live, json!({}));
+        let dir = tempfile::tempdir().unwrap();
+        let plane = plane(dir.path(), &service);
+        let order = order(&service, "k");
+        put_versioned(live[order[0]], "k", "old", version(1)).await;
+        put_versioned(live[order[1]], "k", "older", version(0)).await;
+        put_versioned(live[order[2]], "k", "new", version(2)).await;
+        // Unknown key: the first answer stands, whatever its version.
+        let (status, attempts, body) = send_with(&plane, &service, "GET", "k", &[]).await;
+        assert_eq!(
+            (status, attempts, body.as_str()),
+            (StatusCode::OK, 1, "old")
+        );
+        assert_eq!(plane.repairs.pending(), 0);
+        // Known at version 2: both older answers are passed over.
+        plane.recent.note("kv", "k", version(2), false);
+        let (status, attempts, body) = send_with(&plane, &service, "GET", "k", &[]).await;
+        assert_eq!(
+            (status, attempts, body.as_str()),
+            (StatusCode::OK, 3, "new")
+        );
+        assert_eq!(plane.repairs.pending(), 1, "a repair of k was requested");
+        // Known newer than any replica holds: the newest answer seen.
+        plane.recent.note("kv", "k", version(3), false);
+        let (status, attempts, body) = send_with(&plane, &service, "GET", "k", &[]).await;
+        assert_eq!(
+            (status, attempts, body.as_str()),
+            (StatusCode::OK, 3, "new")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_404_without_a_version_is_stale_for_a_key_known_to_hold_a_value() {
+        let (a, b) = (live_replica().await, live_replica().await);
+        let live = [&a, &b];
+        let service = service(&live, json!({}));
+        let dir = tempfile::tempdir().unwrap();
+        let plane = plane(dir.path(), &service);
+        let order = order(&service, "k");
+        put_versioned(live[order[1]], "k", "value", version(5)).await;
+        plane.recent.note("kv", "k", version(5), false);
+        let (status, attempts, body) = send_with(&plane, &service, "GET", "k", &[]).await;
+        assert_eq!(
+            (status, attempts, body.as_str()),
+            (StatusCode::OK, 2, "value")
+        );
+        // A key known as deleted: a 404 without a version is the answer.
+        plane.recent.note("kv", "gone", version(6), true);
+        let (status, attempts, _) = send_with(&plane, &service, "GET", "gone", &[]).await;
+        assert_eq!((status, attempts), (StatusCode::NOT_FOUND, 1));
     }
 }

@@ -1,8 +1,15 @@
 //! One replica's part of a write: the record sent to that replica through
 //! the shared attempt path ([`crate::dataplane::attempt`]), retried on the
 //! same replica as the shared retry gate allows, and its outcome recorded
-//! in the hint ledger (acked, rejected for good, or missed and kept as a
-//! hint for the handoff).
+//! in the hint ledger (acked, superseded, rejected for good, or missed and
+//! kept as a hint for the handoff).
+//!
+//! Superseded (the replica holds a newer version of the key) settles the
+//! record for that replica in the ledger exactly as an ack does, since there
+//! is nothing left to deliver and a hint would only be refused again, but
+//! the tally never counts it as an ack. The held version is observed on the
+//! write clock before the outcome is reported, so by the time the client
+//! hears "superseded" its retry gets a newer version.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +23,10 @@ use crate::cluster::health::Verdict;
 use crate::cluster::service::{Service, policy_index};
 use crate::config::ATTEMPTS_MAX;
 use crate::dataplane::attempt::{self, Failed, RetryGate};
-use crate::replication::WritePlane;
 use crate::replication::deliver::{self, Answer, SendOutcome};
 use crate::replication::hints::{DropReason, Lsn, NodeRef};
 use crate::replication::record::WriteHeader;
+use crate::replication::{WritePlane, clock as write_clock};
 use crate::upstream::UpstreamClient;
 
 /// One replica's part of a write: send (and maybe retry), then record the
@@ -39,6 +46,8 @@ pub(super) struct ReplicaSend {
 #[derive(Debug)]
 pub(super) enum ReplicaOutcome {
     Acked(Answer),
+    /// The replica holds this newer version of the key.
+    Superseded(levee_version::Version),
     Rejected(Answer),
     Failed(String),
 }
@@ -51,6 +60,13 @@ impl ReplicaSend {
         let bytes = self.body.len() as u64;
         match &outcome {
             ReplicaOutcome::Acked(_) => ledger.acked(&node_ref, self.lsn),
+            ReplicaOutcome::Superseded(held) => {
+                write_clock::observe(&self.plane.hlc, *held);
+                tracing::debug!(lsn = self.lsn, node = %node_ref, %held,
+                    "write superseded by a newer version on the replica");
+                // Settled for the ledger (no hint), never an ack for the tally.
+                ledger.acked(&node_ref, self.lsn);
+            }
             ReplicaOutcome::Rejected(answer) => {
                 tracing::warn!(lsn = self.lsn, node = %node_ref, status = answer.status.as_u16(),
                     "replica rejected a write for good; it is not hinted and the replicas may differ");
@@ -101,6 +117,7 @@ impl ReplicaSend {
             let sent = self.send_once().await;
             let result = match sent.result {
                 SendOutcome::Acked(answer) => return ReplicaOutcome::Acked(answer),
+                SendOutcome::Superseded(held) => return ReplicaOutcome::Superseded(held),
                 SendOutcome::Rejected(answer) => return ReplicaOutcome::Rejected(answer),
                 SendOutcome::Failed(result) => result,
             };
@@ -143,7 +160,9 @@ impl ReplicaSend {
                 )
             },
             |outcome| match outcome {
-                SendOutcome::Acked(_) | SendOutcome::Rejected(_) => Verdict::Success,
+                SendOutcome::Acked(_) | SendOutcome::Superseded(_) | SendOutcome::Rejected(_) => {
+                    Verdict::Success
+                }
                 SendOutcome::Failed(AttemptResult::Status(status)) => {
                     attempt::verdict_of_status(*status)
                 }

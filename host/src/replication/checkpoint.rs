@@ -307,6 +307,7 @@ mod tests {
                 headers: vec![],
                 request_id: String::new(),
                 accepted_unix_ms: 0,
+                version: levee_version::Version::legacy(1, key as u64 + 1),
             },
             body: bytes::Bytes::from(vec![b'x'; 4096]),
         };
@@ -355,8 +356,9 @@ mod tests {
             pending_bytes_max: 64 << 10,
             ..LogOptions::default()
         };
-        let (log, _) = Log::open(dir.path(), options).unwrap();
-        let config = config();
+        let (log, _) = Log::open(&dir.path().join("log"), options).unwrap();
+        let mut config = config();
+        config.data_dir = dir.path().to_owned();
         let plane = WritePlane::open(log, &config, Default::default()).unwrap();
         let b = NodeRef::new("kv", "b");
         let lsns: Vec<Lsn> = (0..40).map(|key| write_missed_by_b(&plane, key)).collect();

@@ -5,20 +5,27 @@
 //! here from the log record alone, so a replica cannot tell a hint from a
 //! direct write except by time:
 //!
-//! - `x-levee-lsn: <lsn>`: the write's position in levee's total order. A
-//!   replica that keeps it per key (the bundled `kv-replica` does) applies
-//!   a write only if it is newer than what it holds, which makes every
-//!   redelivery idempotent and order-independent: a hint delivered after a
-//!   newer direct write cannot resurrect old data.
+//! - `x-levee-version: <version>`: the version the write was given before
+//!   its append (stored in its record, so every redelivery sends the same
+//!   one). A replica that keeps it per key (the bundled `kv-replica` does)
+//!   applies a write only if it is newer than what it holds, which makes
+//!   every redelivery idempotent and order-independent: a hint delivered
+//!   after a newer direct write cannot resurrect old data.
+//! - `x-levee-lsn: <lsn>`: the write's position in this levee's log, for
+//!   tracing only (LSNs restart with a new log: they order nothing).
 //! - `Idempotency-Key`: the client's, or for POST/PATCH without one a key
 //!   derived from the write (`levee-<request id>-<lsn>`), so a replica can
 //!   recognise a redelivered non-idempotent write.
 //! - `x-request-id`: the client request's, for tracing a hint back to it.
 //!
-//! An answer is one of three things: an **ack** (2xx), a definitive
-//! **rejection** (a 4xx other than 408 and 429: sending again cannot
-//! help), or a **failure** (no answer, 5xx, 408, 429: worth another try
-//! later).
+//! An answer is one of four things: an **ack** (2xx); **superseded** (a
+//! 409 with a parsable `x-levee-held-version`: the replica holds a newer
+//! version of the key, so there is nothing to deliver, ever, but the write
+//! is not on the replica either); a definitive **rejection** (any other 4xx
+//! except 408 and 429, including a 409 without a parsable held version:
+//! sending again cannot help); or a **failure** (no answer, 5xx, 408, 429:
+//! worth another try later). The caller observes a superseded write's held
+//! version on its clock (`super::clock::observe`).
 
 use std::time::Duration;
 
@@ -27,6 +34,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use levee_policy::{AttemptResult, ErrorKind};
+use levee_version::{HELD_VERSION_HEADER, VERSION_HEADER, Version};
 
 use super::hints::Lsn;
 use super::record::WriteHeader;
@@ -52,6 +60,10 @@ pub struct Answer {
 pub enum SendOutcome {
     /// 2xx: the replica has the write.
     Acked(Answer),
+    /// 409 with `x-levee-held-version`: the replica holds this newer
+    /// version of the key; the write will never apply there (settled, not
+    /// an ack).
+    Superseded(Version),
     /// A definitive 4xx: the replica refuses this write for good.
     Rejected(Answer),
     /// No answer, or one worth retrying later.
@@ -118,11 +130,14 @@ pub async fn send_write(
     judge(answer)
 }
 
-/// Sorts an answer into ack, rejection or failure by its status.
+/// Sorts an answer into ack, superseded, rejection or failure by its
+/// status (and, for a 409, its held version).
 pub fn judge(answer: Answer) -> SendOutcome {
     let status = answer.status;
     if status.is_success() {
         SendOutcome::Acked(answer)
+    } else if let Some(held) = held_version(&answer) {
+        SendOutcome::Superseded(held)
     } else if status.is_client_error()
         && status != StatusCode::REQUEST_TIMEOUT
         && status != StatusCode::TOO_MANY_REQUESTS
@@ -131,6 +146,16 @@ pub fn judge(answer: Answer) -> SendOutcome {
     } else {
         SendOutcome::Failed(AttemptResult::Status(status.as_u16()))
     }
+}
+
+/// The newer version a 409 says the replica holds; `None` for any other
+/// answer, or a held version that does not parse (a plain rejection then).
+fn held_version(answer: &Answer) -> Option<Version> {
+    if answer.status != StatusCode::CONFLICT {
+        return None;
+    }
+    let text = answer.headers.get(HELD_VERSION_HEADER)?.to_str().ok()?;
+    Version::parse(text).ok()
 }
 
 /// The request for one send, built from the log record alone.
@@ -154,6 +179,8 @@ fn build_request(
         let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
         headers.insert(name, value);
     }
+    let version = HeaderValue::from_str(&header.version.to_string()).map_err(|e| e.to_string())?;
+    headers.insert(VERSION_HEADER, version);
     headers.insert(LSN_HEADER, HeaderValue::from(lsn));
     if !header.request_id.is_empty()
         && let Ok(value) = HeaderValue::from_str(&header.request_id)
@@ -180,6 +207,67 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::new(),
         }
+    }
+
+    fn conflict(held: Option<&str>) -> Answer {
+        let mut answer = answer(409);
+        if let Some(held) = held {
+            answer
+                .headers
+                .insert(HELD_VERSION_HEADER, HeaderValue::from_str(held).unwrap());
+        }
+        answer
+    }
+
+    #[test]
+    fn a_409_with_a_held_version_is_superseded_otherwise_a_rejection() {
+        let held = "1764590400123.4.9f3a0c1d2e4b5a6c";
+        match judge(conflict(Some(held))) {
+            SendOutcome::Superseded(version) => assert_eq!(version.to_string(), held),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(judge(conflict(None)), SendOutcome::Rejected(_)));
+        assert!(matches!(
+            judge(conflict(Some("newer"))),
+            SendOutcome::Rejected(_)
+        ));
+        let mut bad_request = answer(400);
+        bad_request
+            .headers
+            .insert(HELD_VERSION_HEADER, HeaderValue::from_static(held));
+        assert!(
+            matches!(judge(bad_request), SendOutcome::Rejected(_)),
+            "only a 409 supersedes"
+        );
+    }
+
+    #[test]
+    fn every_send_carries_the_records_version() {
+        let spec: crate::config::ServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "kv",
+            "nodes": [{"id": "a", "url": "http://127.0.0.1:1"}],
+            "key": {"path_segment": 1},
+        }))
+        .unwrap();
+        let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default()).unwrap();
+        let service = crate::cluster::service::Service::build(spec, &runtime).unwrap();
+        let node = &service.nodes[0];
+        let header = WriteHeader {
+            service: "kv".into(),
+            method: "POST".into(),
+            path: "/kv/k".into(),
+            key: "k".into(),
+            targets: vec!["a".into()],
+            headers: vec![],
+            request_id: "r1".into(),
+            accepted_unix_ms: 1,
+            version: Version::parse("1764590400123.0.9f3a0c1d2e4b5a6c").unwrap(),
+        };
+        let request = build_request(node, 9, &header, &Bytes::new()).unwrap();
+        let headers = request.headers();
+        assert_eq!(headers[VERSION_HEADER], "1764590400123.0.9f3a0c1d2e4b5a6c");
+        assert_eq!(headers[LSN_HEADER], "9");
+        assert_eq!(headers["idempotency-key"], "levee-r1-9");
     }
 
     #[test]

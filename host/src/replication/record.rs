@@ -7,17 +7,25 @@
 //! bytes alone, so a record must carry all that is needed to send the write
 //! again: where it goes (service, target replicas), what it is (method,
 //! upstream path, the headers that describe the stored representation, the
-//! body) and when it was accepted (for the hint age limit).
+//! body), when it was accepted (for the hint age limit) and its version
+//! (what orders it against every other write to the key on the replicas,
+//! see [`levee_version`]): a redelivery hours later carries the version the
+//! write was given before its append, never a new one.
 //!
-//! # Byte layout (format version 1)
+//! # Byte layout (format version 2)
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     format version (1)
+//! 0       1     format version (2)
 //! 1       4     header_bytes: u32, little-endian (<= HEADER_BYTES_MAX)
 //! 5       n     header: UTF-8 JSON object, see `WriteHeader`
 //! 5+n     ..    body: raw bytes, to the end of the payload
 //! ```
+//!
+//! Version 2 added the header's `version` (required). Version 1 records
+//! (written before versions existed) are still read: their version is
+//! `Version::legacy(accepted_unix_ms, lsn)`, which is why decoding takes the
+//! record's LSN. Any other format byte is refused, naming both.
 //!
 //! A JSON header keeps the format self-describing and easy to evolve (a
 //! later field gets `#[serde(default)]` so old records stay readable; a new
@@ -28,13 +36,17 @@
 //! written by an older or newer levee, a hand-edited file), and decoding it
 //! never panics.
 
+use levee_version::Version;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Log record kind of a client write.
 pub const KIND_CLIENT_WRITE: u8 = 1;
-/// The only payload layout this levee writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The payload layout this levee writes (and reads).
+pub const FORMAT_VERSION: u8 = 2;
+/// The layout before versions: still read, its version derived from the
+/// acceptance time and the LSN.
+pub const FORMAT_VERSION_LEGACY: u8 = 1;
 /// Bytes of the JSON header, at most.
 pub const HEADER_BYTES_MAX: usize = 64 * 1024;
 /// Replicas a write may target, at most.
@@ -79,6 +91,27 @@ pub struct WriteHeader {
     /// When levee accepted the write (Unix epoch, milliseconds); hint ages
     /// are measured from here.
     pub accepted_unix_ms: u64,
+    /// The write's version, issued before the append and sent with every
+    /// delivery (`x-levee-version`). Stored as its wire form. Absent in a
+    /// format-1 record: [`WriteRecord::decode`] fills in the legacy version
+    /// (absence parses as [`Version::ZERO`], which no clock issues).
+    #[serde(with = "wire_version", default)]
+    pub version: Version,
+}
+
+/// A version as its wire string in the JSON header.
+mod wire_version {
+    use levee_version::Version;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(version: &Version, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(version)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Version, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Version::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A decoded client write.
@@ -94,7 +127,8 @@ pub enum RecordError {
     #[error("write record is {record_bytes} bytes, shorter than its {PREFIX_BYTES}-byte prefix")]
     Truncated { record_bytes: usize },
     #[error(
-        "write record format version {found} is not supported (this levee reads {FORMAT_VERSION})"
+        "write record format version {found} is not supported (this levee writes version \
+         {FORMAT_VERSION} and reads versions {FORMAT_VERSION_LEGACY} and {FORMAT_VERSION})"
     )]
     UnsupportedVersion { found: u8 },
     #[error("write record header is {header_bytes} bytes, more than {HEADER_BYTES_MAX}")]
@@ -129,22 +163,27 @@ impl WriteRecord {
         Ok(payload)
     }
 
-    /// Decodes a log payload. The body is taken without copying.
-    pub fn decode(payload: Vec<u8>) -> Result<WriteRecord, RecordError> {
+    /// Decodes the payload of log record `lsn` (the LSN gives a format-1
+    /// record its legacy version). The body is taken without copying.
+    pub fn decode(payload: Vec<u8>, lsn: u64) -> Result<WriteRecord, RecordError> {
+        let header = decode_header(&payload, lsn)?;
         let header_end = header_end(&payload)?;
-        let header = decode_header_bytes(&payload[PREFIX_BYTES..header_end])?;
         let mut body = bytes::Bytes::from(payload);
         let body = body.split_off(header_end);
         Ok(WriteRecord { header, body })
     }
 }
 
-/// Decodes only the header of a log payload: what the handoff needs to
-/// decide whether a record concerns a node before it bothers with the body.
-#[cfg(test)] // only tests ask
-pub fn decode_header(payload: &[u8]) -> Result<WriteHeader, RecordError> {
+/// Decodes only the header of the payload of log record `lsn`.
+pub fn decode_header(payload: &[u8], lsn: u64) -> Result<WriteHeader, RecordError> {
     let header_end = header_end(payload)?;
-    decode_header_bytes(&payload[PREFIX_BYTES..header_end])
+    let mut header = parse_header(&payload[PREFIX_BYTES..header_end])?;
+    if payload[0] == FORMAT_VERSION_LEGACY {
+        header.version = Version::legacy(header.accepted_unix_ms, lsn);
+    }
+    // A format-2 header without a version parsed as ZERO: refused here.
+    header.validate()?;
+    Ok(header)
 }
 
 /// Where the JSON header ends (the body's first byte), after checking the
@@ -155,7 +194,7 @@ fn header_end(payload: &[u8]) -> Result<usize, RecordError> {
             record_bytes: payload.len(),
         });
     }
-    if payload[0] != FORMAT_VERSION {
+    if payload[0] != FORMAT_VERSION && payload[0] != FORMAT_VERSION_LEGACY {
         return Err(RecordError::UnsupportedVersion { found: payload[0] });
     }
     let length_word: [u8; 4] = payload[1..PREFIX_BYTES].try_into().expect("4 bytes");
@@ -173,13 +212,10 @@ fn header_end(payload: &[u8]) -> Result<usize, RecordError> {
     Ok(PREFIX_BYTES + header_bytes)
 }
 
-fn decode_header_bytes(bytes: &[u8]) -> Result<WriteHeader, RecordError> {
-    let header: WriteHeader =
-        serde_json::from_slice(bytes).map_err(|e| RecordError::BadHeader {
-            reason: e.to_string(),
-        })?;
-    header.validate()?;
-    Ok(header)
+fn parse_header(bytes: &[u8]) -> Result<WriteHeader, RecordError> {
+    serde_json::from_slice(bytes).map_err(|e| RecordError::BadHeader {
+        reason: e.to_string(),
+    })
 }
 
 impl WriteHeader {
@@ -187,6 +223,9 @@ impl WriteHeader {
     /// back: a record that breaks them is refused rather than sent.
     pub fn validate(&self) -> Result<(), RecordError> {
         let bad = |reason: String| Err(RecordError::BadHeader { reason });
+        if self.version == Version::ZERO {
+            return bad("the write has no version".into());
+        }
         if !matches!(self.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE") {
             return bad(format!(
                 "method {:?} is not a write",
@@ -265,6 +304,7 @@ mod tests {
                 headers: vec![("content-type".into(), "text/plain".into())],
                 request_id: "req-1".into(),
                 accepted_unix_ms: 1_700_000_000_000,
+                version: Version::parse("1700000000000.3.9f3a0c1d2e4b5a6c").unwrap(),
             },
             body: bytes::Bytes::copy_from_slice(body),
         }
@@ -275,8 +315,9 @@ mod tests {
         for body in [&b""[..], b"hello", &[0u8, 255, 1, 2, 3][..]] {
             let record = sample(body);
             let payload = record.encode().unwrap();
-            assert_eq!(WriteRecord::decode(payload.clone()).unwrap(), record);
-            assert_eq!(decode_header(&payload).unwrap(), record.header);
+            assert_eq!(payload[0], FORMAT_VERSION);
+            assert_eq!(WriteRecord::decode(payload.clone(), 7).unwrap(), record);
+            assert_eq!(decode_header(&payload, 7).unwrap(), record.header);
         }
     }
 
@@ -284,9 +325,12 @@ mod tests {
     fn refuses_unknown_version() {
         let mut payload = sample(b"x").encode().unwrap();
         payload[0] = 9;
-        assert_eq!(
-            WriteRecord::decode(payload).unwrap_err(),
-            RecordError::UnsupportedVersion { found: 9 }
+        let error = WriteRecord::decode(payload, 1).unwrap_err();
+        assert_eq!(error, RecordError::UnsupportedVersion { found: 9 });
+        let text = error.to_string();
+        assert!(
+            text.contains("version 9") && text.contains("writes version 2"),
+            "{text}"
         );
     }
 
@@ -295,7 +339,7 @@ mod tests {
         let mut payload = sample(b"").encode().unwrap();
         payload.truncate(payload.len() - 1);
         assert!(matches!(
-            WriteRecord::decode(payload).unwrap_err(),
+            WriteRecord::decode(payload, 1).unwrap_err(),
             RecordError::HeaderPastEnd { .. }
         ));
     }
@@ -305,7 +349,7 @@ mod tests {
         let mut payload = vec![FORMAT_VERSION];
         payload.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
-            WriteRecord::decode(payload).unwrap_err(),
+            WriteRecord::decode(payload, 1).unwrap_err(),
             RecordError::HeaderTooLarge { .. }
         ));
     }
@@ -323,13 +367,81 @@ mod tests {
         assert!(record.encode().is_err());
     }
 
+    /// A payload with `header` as its JSON header, in format `format`.
+    fn payload_with(format: u8, header: &serde_json::Value, body: &[u8]) -> Vec<u8> {
+        let json = serde_json::to_vec(header).unwrap();
+        let mut payload = vec![format];
+        payload.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&json);
+        payload.extend_from_slice(body);
+        payload
+    }
+
+    /// The header of `sample` as JSON, without its version: what a format-1
+    /// record (written before versions) holds.
+    fn header_json_without_version() -> serde_json::Value {
+        let mut json = serde_json::to_value(&sample(b"").header).unwrap();
+        json.as_object_mut().unwrap().remove("version");
+        json
+    }
+
     #[test]
-    fn old_records_without_later_fields_would_need_defaults() {
-        // Guard the evolution rule: every field of version 1 is required, so a
-        // field added later must carry #[serde(default)] to keep this passing.
-        let payload = sample(b"v").encode().unwrap();
-        let header = decode_header(&payload).unwrap();
-        assert_eq!(header.service, "kv");
+    fn the_version_is_stored_as_its_wire_form() {
+        let json = serde_json::to_value(&sample(b"").header).unwrap();
+        assert_eq!(json["version"], "1700000000000.3.9f3a0c1d2e4b5a6c");
+    }
+
+    #[test]
+    fn format_1_records_read_with_their_legacy_version() {
+        let payload = payload_with(
+            FORMAT_VERSION_LEGACY,
+            &header_json_without_version(),
+            b"old",
+        );
+        let record = WriteRecord::decode(payload, 42).unwrap();
+        assert_eq!(
+            record.header.version,
+            Version::legacy(1_700_000_000_000, 42)
+        );
+        assert_eq!(record.header.service, "kv");
+        assert_eq!(&record.body[..], b"old");
+    }
+
+    #[test]
+    fn format_2_records_require_a_version() {
+        let payload = payload_with(FORMAT_VERSION, &header_json_without_version(), b"");
+        let error = WriteRecord::decode(payload, 1).unwrap_err();
+        assert!(error.to_string().contains("no version"), "{error}");
+        let mut record = sample(b"");
+        record.header.version = Version::ZERO;
+        assert!(
+            record.encode().is_err(),
+            "a write is never logged without a version"
+        );
+    }
+
+    #[test]
+    fn malformed_versions_are_refused_not_guessed() {
+        for bad in [
+            serde_json::json!("1.2"),
+            serde_json::json!("1.2.9F3A0C1D2E4B5A6C"),
+            serde_json::json!("01.2.9f3a0c1d2e4b5a6c"),
+            serde_json::json!(" 1.2.9f3a0c1d2e4b5a6c"),
+            serde_json::json!("1.4294967296.9f3a0c1d2e4b5a6c"),
+            serde_json::json!("9".repeat(200)),
+            serde_json::json!(1_700_000_000_000u64),
+            serde_json::json!(null),
+            serde_json::json!({"physical_ms": 1}),
+        ] {
+            let mut header = header_json_without_version();
+            header["version"] = bad.clone();
+            let payload = payload_with(FORMAT_VERSION, &header, b"");
+            let error = WriteRecord::decode(payload, 1).unwrap_err();
+            assert!(
+                matches!(error, RecordError::BadHeader { .. }),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]
@@ -350,8 +462,8 @@ mod tests {
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = WriteRecord::decode(bytes.clone());
-            let _ = decode_header(&bytes);
+            let _ = WriteRecord::decode(bytes.clone(), 1);
+            let _ = decode_header(&bytes, 1);
         }
 
         #[test]
@@ -363,7 +475,19 @@ mod tests {
             let mut payload = sample(&body).encode().unwrap();
             let index = flip_at % payload.len();
             payload[index] ^= flip_bits;
-            let _ = WriteRecord::decode(payload);
+            let _ = WriteRecord::decode(payload, 1);
+        }
+
+        /// Any text in the version field: refused or parsed, never a panic,
+        /// and what parses is exactly the text's version.
+        #[test]
+        fn arbitrary_version_text_never_panics(text in ".{0,64}") {
+            let mut header = header_json_without_version();
+            header["version"] = serde_json::Value::String(text.clone());
+            let payload = payload_with(FORMAT_VERSION, &header, b"");
+            if let Ok(record) = WriteRecord::decode(payload, 1) {
+                prop_assert_eq!(record.header.version.to_string(), text);
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::api::views::plugins::{PluginView, views};
 use crate::cluster::service::Service;
 use crate::config::ServiceSpec;
 use crate::policy::bind::{checkpoint_ref, policy_refs};
+use crate::replication::repair::RepairStatus;
 
 /// Samples of ring ownership per service.
 pub const RING_SAMPLES: u64 = 720;
@@ -36,6 +37,9 @@ pub struct StateView {
     pub checkpoint_policy: Option<PolicyView>,
     pub plugins: Vec<PluginView>,
     pub log: LogView,
+    /// Keys awaiting repair (dropped hints, stale reads) and the repair
+    /// pass's counters.
+    pub repair: RepairStatus,
 }
 
 /// One service: spec, node health, ring picture, bound policies.
@@ -99,6 +103,9 @@ pub struct LogView {
     pub poisoned: Option<String>,
     pub fsyncs: u64,
     pub hint_backlog: Vec<HintBacklogView>,
+    /// Keys whose replicas may disagree, waiting for the repair pass
+    /// (the same figure as [`StateView::repair`]'s `keys_pending`).
+    pub keys_awaiting_repair: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,6 +140,7 @@ pub fn state_view(state: &AppState) -> StateView {
         checkpoint_policy: checkpoint_policy_view(state),
         plugins: views(state),
         log: log_view(state),
+        repair: state.writes.repairs.status(),
     }
 }
 
@@ -262,6 +270,7 @@ pub fn log_view(state: &AppState) -> LogView {
         }),
         poisoned: status.poisoned,
         fsyncs: status.fsyncs,
+        keys_awaiting_repair: state.writes.repairs.pending(),
         hint_backlog: state
             .writes
             .ledger
@@ -284,6 +293,7 @@ pub fn mirror_gauges(state: &AppState) {
     let status = state.writes.log.stats();
     crate::base::metrics::log_position(status.last_lsn, status.total_bytes);
     crate::base::metrics::log_fsync_totals(status.fsyncs, status.records_written);
+    state.writes.repairs.publish();
     for stats in state.writes.ledger.stats() {
         crate::base::metrics::hint_backlog(&stats.service, &stats.node, stats.backlog_records);
     }

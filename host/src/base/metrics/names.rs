@@ -25,6 +25,20 @@ pub const HINTS_DELIVERED_TOTAL: &str = "levee_hints_delivered_total";
 /// Counter: hinted writes dropped (never to be delivered), by `service`,
 /// `node`, `reason` (`age`, `budget`, `rejected`, `undecodable`).
 pub const HINTS_DROPPED_TOTAL: &str = "levee_hints_dropped_total";
+/// Gauge: keys awaiting repair (durable repair set + in-memory queue).
+pub const REPAIR_KEYS_PENDING: &str = "levee_repair_keys_pending";
+/// Counter: repair attempts, by `result` (`repaired`: every replica at the
+/// newest version; `failed`: a replica could not be read or written, the
+/// key is retried).
+pub const REPAIRS_TOTAL: &str = "levee_repairs_total";
+/// Counter: keys not taken for repair because the set or queue was full,
+/// by `set` (`durable`: a dropped hint's key, unrepaired; `queue`: a read
+/// path request).
+pub const REPAIR_OVERFLOW_TOTAL: &str = "levee_repair_overflow_total";
+/// Counter: versions seen on replicas that levee's clock refused to adopt
+/// because they were further ahead of its wall clock than
+/// `versions.clock_skew_ms_max`.
+pub const VERSIONS_TOO_FAR_AHEAD_TOTAL: &str = "levee_versions_too_far_ahead_total";
 
 // ---- Plugins ----------------------------------------------------------------
 
@@ -75,6 +89,10 @@ pub const ALL_FAMILIES: &[&str] = &[
     HINT_BACKLOG,
     HINTS_DELIVERED_TOTAL,
     HINTS_DROPPED_TOTAL,
+    REPAIR_KEYS_PENDING,
+    REPAIRS_TOTAL,
+    REPAIR_OVERFLOW_TOTAL,
+    VERSIONS_TOO_FAR_AHEAD_TOTAL,
     PLUGIN_CALLS_TOTAL,
     PLUGIN_CALL_DURATION_SECONDS,
     PLUGIN_FALLBACKS_TOTAL,
@@ -121,6 +139,16 @@ pub(super) fn describe_all() {
     describe_counter!(
         HINTS_DROPPED_TOTAL,
         "Hinted writes dropped past their limits, never delivered."
+    );
+    describe_gauge!(REPAIR_KEYS_PENDING, "Keys awaiting repair.");
+    describe_counter!(REPAIRS_TOTAL, "Repair attempts, by result.");
+    describe_counter!(
+        REPAIR_OVERFLOW_TOTAL,
+        "Keys not taken for repair because the set or queue was full."
+    );
+    describe_counter!(
+        VERSIONS_TOO_FAR_AHEAD_TOTAL,
+        "Versions seen on replicas too far ahead of the clock to adopt."
     );
     describe_counter!(PLUGIN_CALLS_TOTAL, "Policy plugin calls.");
     describe_histogram!(

@@ -112,6 +112,27 @@ pub fn hints_dropped(service: &str, node: &str, reason: &'static str, records: u
         .increment(records);
 }
 
+/// Keys awaiting repair are now `keys`.
+pub fn repair_keys_pending(keys: u64) {
+    gauge!(REPAIR_KEYS_PENDING).set(keys as f64);
+}
+
+/// A repair attempt ended: every replica at the newest version, or not.
+pub fn repair_finished(repaired: bool) {
+    let result = if repaired { "repaired" } else { "failed" };
+    counter!(REPAIRS_TOTAL, "result" => result).increment(1);
+}
+
+/// A dropped hint's key did not fit in the durable repair set.
+pub fn repair_overflow() {
+    counter!(REPAIR_OVERFLOW_TOTAL, "set" => "durable").increment(1);
+}
+
+/// A read path repair request did not fit in the queue.
+pub fn repair_queue_dropped() {
+    counter!(REPAIR_OVERFLOW_TOTAL, "set" => "queue").increment(1);
+}
+
 /// Handles of the plugin families, by plugin name, then by version.
 static PLUGIN_CALLS: ByService<Box<str>, Counter> = LazyLock::new(HandleCache::default);
 static PLUGIN_CALL_DURATIONS: ByService<Box<str>, Histogram> = LazyLock::new(HandleCache::default);
@@ -293,6 +314,11 @@ pub fn checkpoint_written(trigger: CheckpointTrigger) {
         CheckpointTrigger::Shutdown => "shutdown",
     };
     counter!(CHECKPOINTS_TOTAL, "trigger" => trigger).increment(1);
+}
+
+/// A version seen on a replica was too far ahead of the clock to adopt.
+pub fn version_too_far_ahead() {
+    counter!(VERSIONS_TOO_FAR_AHEAD_TOTAL).increment(1);
 }
 
 /// An admin request was refused for its token.

@@ -21,8 +21,12 @@
 //!    is older than `hints.age_ms_max` or the node's backlog is over
 //!    `hints.bytes_max` (oldest first; counted, and warned about once per
 //!    walk), else **delivered** (the same request the fan-out sends, see
-//!    [`super::deliver`]); a definitive rejection is dropped and counted, a
-//!    failure ends the walk (the node is down again);
+//!    [`super::deliver`]); a superseded answer (the replica holds a newer
+//!    version) settles the hint like a delivery, a definitive rejection is
+//!    dropped and counted, a failure ends the walk (the node is down again).
+//!    A dropped hint's key is recorded durably for repair
+//!    ([`super::repair`]) before the cursor moves past it (an undecodable
+//!    record has no key to record);
 //! 4. reports every record it walks past ([`HintLedger::passed`]), which
 //!    moves the node's cursor, until the end of the log
 //!    ([`HintLedger::caught_up`]).

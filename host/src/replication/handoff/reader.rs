@@ -68,7 +68,7 @@ fn classify(node: &NodeRef, lsn: Lsn, kind: u8, payload: Vec<u8>) -> Item {
         return Item::Skip(lsn);
     }
     // Decoding borrows the body from the payload: no copy.
-    match WriteRecord::decode(payload) {
+    match WriteRecord::decode(payload, lsn) {
         Ok(record)
             if record.header.service != node.service || !record.header.targets_node(&node.node) =>
         {

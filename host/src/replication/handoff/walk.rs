@@ -198,7 +198,13 @@ impl NodeTask {
                         .hint(lsn, &record, &limits, healthy, target.as_ref())
                         .await
                     {
-                        Some(passed) => (lsn, passed),
+                        Some(passed) => {
+                            if matches!(passed, Passed::Dropped { .. }) {
+                                // Durable before the cursor moves past it.
+                                self.plane.repairs.record_dropped(&record.header).await;
+                            }
+                            (lsn, passed)
+                        }
                         None => break WalkEnd::NodeDown,
                     },
                 },
@@ -274,6 +280,16 @@ impl NodeTask {
                 self.note_answer(true);
                 node.health
                     .record(Verdict::Success, elapsed_ms, clock::now_ms());
+                Some(Passed::Delivered { bytes })
+            }
+            SendOutcome::Superseded(held) => {
+                // The replica holds a newer version: nothing to deliver,
+                // ever. Settled like a delivery (not a drop: nothing is lost).
+                self.note_answer(true);
+                node.health
+                    .record(Verdict::Success, elapsed_ms, clock::now_ms());
+                crate::replication::clock::observe(&self.plane.hlc, held);
+                tracing::debug!(node = %self.node, lsn, %held, "hint superseded by a newer version on the replica");
                 Some(Passed::Delivered { bytes })
             }
             SendOutcome::Rejected(answer) => {

@@ -24,6 +24,7 @@ impl HintLedger {
         ledger.backlog_from = Some(first_available);
         ledger.advance_cursor(registered_through);
         ledger.signal.notify_one();
+        inner.settle_through_cursor(node);
     }
 
     /// Where the node's handoff reads next, if it has a backlog.
@@ -92,6 +93,12 @@ impl HintLedger {
         }
         ledger.backlog_from = Some(lsn + 1);
         ledger.advance_cursor(registered_through);
+        // Whatever became of it, the walk is past it: delivered, dropped,
+        // or already settled (acked, superseded) for this node.
+        if what != Passed::NotTargeted {
+            inner.lag.settle(node, lsn);
+        }
+        inner.settle_through_cursor(node);
         true
     }
 
@@ -111,6 +118,7 @@ impl HintLedger {
         ledger.backlog_records = 0;
         ledger.backlog_bytes = 0;
         ledger.advance_cursor(registered_through);
+        inner.settle_through_cursor(node);
         true
     }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::counters::HintCounters;
 use super::node::NodeLedger;
-use super::{HintLedger, Lsn, NodeRef};
+use super::{HintLedger, KeyHash, Lsn, NodeRef};
 
 /// A node's hint state as shown to operators (admin API, status page).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,6 +22,12 @@ pub struct NodeHintStats {
     pub backlog_records: u64,
     pub backlog_bytes: u64,
     pub inflight: usize,
+    /// Writes the node still owes in the lag index (reads of their keys
+    /// skip it).
+    pub lag_writes: usize,
+    /// Over the lag index's bound: every read skips the node until its
+    /// cursor catches up.
+    pub lag_overflowed: bool,
     #[serde(flatten)]
     pub counters: HintCounters,
     pub dropped_records: u64,
@@ -55,6 +61,20 @@ impl HintLedger {
         if last_lsn > cursor {
             ledger.open_backlog_at(cursor + 1);
             ledger.highest_missed = last_lsn;
+        }
+    }
+
+    /// At start-up: `node` may owe record `lsn`, a write to the key whose
+    /// hash is `hash` (see `keys`): after a restart every record above the
+    /// node's cursor is owed, as it is redelivered.
+    pub fn recover_key(&self, node: &NodeRef, lsn: Lsn, hash: KeyHash) {
+        let mut inner = self.lock();
+        if inner
+            .nodes
+            .get(node)
+            .is_some_and(|ledger| lsn > ledger.cursor)
+        {
+            inner.lag.owe(node, lsn, hash);
         }
     }
 
@@ -100,17 +120,22 @@ impl HintLedger {
         inner
             .nodes
             .iter()
-            .map(|(node, ledger)| NodeHintStats {
-                service: node.service.clone(),
-                node: node.node.clone(),
-                cursor: ledger.cursor,
-                backlog_from: ledger.backlog_from,
-                backlog_records: ledger.backlog_records,
-                backlog_bytes: ledger.backlog_bytes,
-                inflight: ledger.inflight.len(),
-                counters: ledger.counters,
-                dropped_records: ledger.counters.dropped_records(),
-            })
+            .map(|(node, ledger)| (node, ledger, inner.lag.node_state(node)))
+            .map(
+                |(node, ledger, (lag_overflowed, lag_writes))| NodeHintStats {
+                    service: node.service.clone(),
+                    node: node.node.clone(),
+                    cursor: ledger.cursor,
+                    backlog_from: ledger.backlog_from,
+                    backlog_records: ledger.backlog_records,
+                    backlog_bytes: ledger.backlog_bytes,
+                    inflight: ledger.inflight.len(),
+                    lag_writes,
+                    lag_overflowed,
+                    counters: ledger.counters,
+                    dropped_records: ledger.counters.dropped_records(),
+                },
+            )
             .collect()
     }
 

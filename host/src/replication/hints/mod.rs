@@ -22,6 +22,10 @@
 //!   instead of delivering and counting them twice. Bounded: forgetting one
 //!   only costs a redundant, idempotent redelivery.
 //! - counters (backlog records/bytes, delivered, dropped by reason).
+//! - the **lag index** (`keys`): which keys each node still owes, so reads
+//!   skip a replica that has not got a key's newest write yet; bounded per
+//!   node by `keys::LAG_KEYS_MAX` (about 2 MiB), past which the node is skipped
+//!   for every read until its cursor catches up.
 //!
 //! # Registration, and why a cursor may not run ahead of it
 //!
@@ -58,26 +62,31 @@
 //!   rejections, and closing LSN gaps;
 //! - `backlog`: the handoff's side: judging, passing and catching up;
 //! - `counters`: why hints are dropped, and the counters of each node;
+//! - `keys`: the lag index (read-your-writes routing) and its bound;
 //! - `export`: what checkpoints persist and operators see, and start-up
 //!   recovery of each node from a checkpoint.
 
 mod backlog;
 mod counters;
 mod export;
+mod keys;
 mod node;
 mod register;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 pub use counters::{DropReason, HintCounters};
 pub use export::{LedgerExport, NodeHintStats};
+pub use keys::{KeyHash, key_hash};
 pub use register::GapMark;
 // The limits are configuration; the ledger's users find them here.
 pub use crate::config::hints::HintLimits;
 
+use keys::LagIndex;
 use node::NodeLedger;
 
 /// A log sequence number (the log's `Lsn`).
@@ -143,6 +152,8 @@ struct Inner {
     /// The id the next ticket gets.
     next_ticket: u64,
     nodes: BTreeMap<NodeRef, NodeLedger>,
+    /// Which keys each node still owes (see `keys`).
+    lag: LagIndex,
 }
 
 impl Inner {
@@ -157,6 +168,13 @@ impl Inner {
             // A node first seen now was targeted by nothing registered so far.
             .or_insert_with(|| NodeLedger::new(registered_through))
     }
+
+    /// `node`'s cursor may have moved: the lag index forgets what it passed.
+    fn settle_through_cursor(&mut self, node: &NodeRef) {
+        if let Some(ledger) = self.nodes.get(node) {
+            self.lag.settle_through(node, ledger.cursor);
+        }
+    }
 }
 
 /// The ledger of every replica's hints. Cheap operations under one mutex,
@@ -164,6 +182,10 @@ impl Inner {
 #[derive(Debug)]
 pub struct HintLedger {
     inner: Mutex<Inner>,
+    /// Nodes that owe any key (the lag index's count, read without the lock).
+    owing_nodes: Arc<AtomicUsize>,
+    /// Reads for which every replica owed the key (so none was skipped).
+    reads_all_lagging: AtomicU64,
 }
 
 impl HintLedger {
@@ -172,14 +194,18 @@ impl HintLedger {
     /// count as registered, and each node's handoff reads back what lies
     /// above its cursor (see [`HintLedger::recover_node`]).
     pub fn new(last_lsn: Lsn) -> Self {
+        let lag = LagIndex::default();
         HintLedger {
+            owing_nodes: lag.owing_nodes(),
             inner: Mutex::new(Inner {
                 registered_through: last_lsn,
                 registered_ahead: BTreeSet::new(),
                 tickets_in_progress: BTreeSet::new(),
                 next_ticket: 0,
                 nodes: BTreeMap::new(),
+                lag,
             }),
+            reads_all_lagging: AtomicU64::new(0),
         }
     }
 
@@ -200,6 +226,46 @@ impl HintLedger {
     /// Every LSN up to here is registered.
     pub fn registered_through(&self) -> Lsn {
         self.lock().registered_through
+    }
+
+    /// Which of `nodes` (node ids of `service`, at most 64) may still owe a
+    /// write to `key`: bit `i` set for `nodes[i]`. One atomic load, and no
+    /// lock, while no node owes anything.
+    pub fn lagging<'a>(
+        &self,
+        service: &str,
+        key: &str,
+        nodes: impl IntoIterator<Item = &'a str>,
+    ) -> u64 {
+        if self.owing_nodes.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        let hash = key_hash(service, key);
+        let inner = self.lock();
+        let mut mask = 0u64;
+        for (slot, node) in nodes.into_iter().take(64).enumerate() {
+            if inner.lag.owes(service, node, hash) {
+                mask |= 1 << slot;
+            }
+        }
+        mask
+    }
+
+    /// A read found every replica of its key lagging and read them anyway.
+    pub fn count_read_all_lagging(&self) {
+        self.reads_all_lagging.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads that found every replica of their key lagging.
+    pub fn reads_all_lagging(&self) -> u64 {
+        self.reads_all_lagging.load(Ordering::Relaxed)
+    }
+
+    /// Whether `node` is overflowed in the lag index, and how many writes it
+    /// has indexed there.
+    #[cfg(test)] // operators see it in `stats`
+    pub fn lag_state(&self, node: &NodeRef) -> (bool, usize) {
+        self.lock().lag.node_state(node)
     }
 
     /// LSNs registered above `registered_through` (waiting for a lower one).

@@ -29,8 +29,23 @@ pub struct GapMark {
 
 impl AppendTicket<'_> {
     /// Registers a successfully appended record and the nodes it is about to
-    /// be sent to (all of them in flight).
-    pub fn register(mut self, lsn: Lsn, targets: &[NodeRef]) {
+    /// be sent to (all of them in flight), for a record without a key (an
+    /// admin change; tests).
+    pub fn register(self, lsn: Lsn, targets: &[NodeRef]) {
+        self.register_inner(lsn, None, targets);
+    }
+
+    /// Registers a client write to `key` (its routing key) like
+    /// [`AppendTicket::register`]; every target owes the key in the lag
+    /// index until it settles the write.
+    pub fn register_write(self, lsn: Lsn, key: &str, targets: &[NodeRef]) {
+        let hash = targets
+            .first()
+            .map(|target| super::key_hash(&target.service, key));
+        self.register_inner(lsn, hash, targets);
+    }
+
+    fn register_inner(mut self, lsn: Lsn, hash: Option<super::KeyHash>, targets: &[NodeRef]) {
         self.done = true;
         let mut inner = self.ledger.lock();
         debug_assert!(!inner.is_registered(lsn), "LSN {lsn} registered twice");
@@ -44,6 +59,9 @@ impl AppendTicket<'_> {
         // registration had before this LSN.
         for target in targets {
             inner.node_mut(target).inflight.insert(lsn);
+            if let Some(hash) = hash {
+                inner.lag.owe(target, lsn, hash);
+            }
         }
         inner.registered_ahead.insert(lsn);
         while inner.registered_ahead.first() == Some(&(inner.registered_through + 1)) {
@@ -51,8 +69,10 @@ impl AppendTicket<'_> {
             inner.registered_through += 1;
         }
         let registered_through = inner.registered_through;
-        for node in inner.nodes.values_mut() {
-            node.advance_cursor(registered_through);
+        let super::Inner { nodes, lag, .. } = &mut *inner;
+        for (node, ledger) in nodes.iter_mut() {
+            ledger.advance_cursor(registered_through);
+            lag.settle_through(node, ledger.cursor);
         }
         for target in targets {
             inner.nodes[target].signal.notify_one();
@@ -91,13 +111,17 @@ impl HintLedger {
         }
     }
 
-    /// The node acknowledged LSN `lsn` directly.
+    /// The node acknowledged LSN `lsn` directly, or answered that it holds
+    /// a newer version of the key (superseded: nothing to deliver, as final
+    /// for the cursor and the lag index as an ack).
     pub fn acked(&self, node: &NodeRef, lsn: Lsn) {
         let mut inner = self.lock();
         let registered_through = inner.registered_through;
         let ledger = inner.node_mut(node);
         take_inflight(ledger, node, lsn, "ack");
         finish(ledger, lsn, registered_through);
+        inner.lag.settle(node, lsn);
+        inner.settle_through_cursor(node);
     }
 
     /// The node did not acknowledge LSN `lsn` (of `bytes` body bytes): it is
@@ -120,8 +144,11 @@ impl HintLedger {
         let ledger = inner.node_mut(node);
         take_inflight(ledger, node, lsn, "rejection");
         ledger.counters.count_drop(DropReason::Rejected, bytes);
-        // For the cursor a rejection is as final as an ack.
+        // For the cursor a rejection is as final as an ack; the replica
+        // lacks the write, which stale-read detection and repair handle.
         finish(ledger, lsn, registered_through);
+        inner.lag.settle(node, lsn);
+        inner.settle_through_cursor(node);
     }
 
     /// Declares lost every LSN up to the mark's `last_lsn` that no append

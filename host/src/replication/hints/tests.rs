@@ -333,7 +333,7 @@ proptest! {
         for &lsn in &order {
             let targeted = &writes[(lsn - 1) as usize].0;
             let targets: Vec<NodeRef> = nodes.iter().zip(targeted).filter(|(_, t)| **t).map(|(n, _)| n.clone()).collect();
-            ledger.begin_append().register(lsn, &targets);
+            ledger.begin_append().register_write(lsn, &model_key(lsn), &targets);
         }
         let mut fates: Vec<(u64, usize)> = (1..=count)
             .flat_map(|lsn| (0..3).map(move |index| (lsn, index)))
@@ -341,10 +341,14 @@ proptest! {
             .collect();
         shuffle(&mut fates, fate_seed);
         let mut missed = BTreeSet::new();
+        let mut acked = BTreeSet::new();
         let mut deliveries = BTreeMap::new();
         for (step, &(lsn, index)) in fates.iter().enumerate() {
             match writes[(lsn - 1) as usize].1[index] {
-                Fate::Ack => ledger.acked(&nodes[index], lsn),
+                Fate::Ack => {
+                    ledger.acked(&nodes[index], lsn);
+                    acked.insert((index, lsn));
+                }
                 Fate::Miss => {
                     ledger.missed(&nodes[index], lsn, 1);
                     missed.insert((index, lsn));
@@ -353,14 +357,194 @@ proptest! {
             if step % walk_every == 0 {
                 walk(&ledger, &nodes, step % 3, &writes, &mut deliveries);
             }
+            // The lag index never forgets a write a node still lacks.
+            for &(lsn, index) in &fates {
+                let settled = acked.contains(&(index, lsn)) || deliveries.contains_key(&(index, lsn));
+                if !settled {
+                    prop_assert!(
+                        ledger.lagging("kv", &model_key(lsn), [nodes[index].node.as_str()]) == 1,
+                        "node {} lacks write {} but is not lagging", index, lsn
+                    );
+                }
+            }
         }
         for index in 0..3 {
             walk(&ledger, &nodes, index, &writes, &mut deliveries);
             prop_assert_eq!(ledger.backlog_from(&nodes[index]), None);
             prop_assert_eq!(ledger.cursor(&nodes[index]), Some(count));
+            prop_assert_eq!(ledger.lag_state(&nodes[index]), (false, 0));
         }
         let delivered: BTreeSet<_> = deliveries.keys().cloned().collect();
         prop_assert_eq!(&delivered, &missed);
         prop_assert!(deliveries.values().all(|&times| times == 1), "delivered twice: {:?}", deliveries);
     }
+}
+
+// ---- The lag index ----------------------------------------------------------
+
+/// The model check's key of write `lsn`: a few keys, written many times.
+fn model_key(lsn: Lsn) -> String {
+    format!("k{}", lsn % 5)
+}
+
+fn write(ledger: &HintLedger, lsn: Lsn, key: &str, targets: &[NodeRef]) {
+    ledger.begin_append().register_write(lsn, key, targets);
+}
+
+/// Whether `node` owes `key` (of service kv), as a read asks.
+fn owes(ledger: &HintLedger, node: &NodeRef, key: &str) -> bool {
+    ledger.lagging("kv", key, [node.node.as_str()]) == 1
+}
+
+#[test]
+fn a_key_is_owed_from_registration_until_acked() {
+    let ledger = HintLedger::new(0);
+    let (a, b) = (node("a"), node("b"));
+    assert_eq!(ledger.lagging("kv", "k", ["a", "b"]), 0);
+    write(&ledger, 1, "k", &[a.clone(), b.clone()]);
+    assert_eq!(
+        ledger.lagging("kv", "k", ["a", "b"]),
+        0b11,
+        "both in flight"
+    );
+    assert_eq!(ledger.lagging("kv", "other", ["a", "b"]), 0);
+    assert_eq!(ledger.lagging("other", "k", ["a", "b"]), 0);
+    ledger.acked(&a, 1);
+    assert_eq!(ledger.lagging("kv", "k", ["a", "b"]), 0b10);
+    ledger.acked(&b, 1);
+    assert_eq!(ledger.lagging("kv", "k", ["a", "b"]), 0);
+}
+
+#[test]
+fn a_missed_key_is_owed_until_its_hint_is_delivered() {
+    let ledger = HintLedger::new(0);
+    let a = node("a");
+    write(&ledger, 1, "k", std::slice::from_ref(&a));
+    write(&ledger, 2, "k", std::slice::from_ref(&a));
+    ledger.missed(&a, 1, 10);
+    ledger.acked(&a, 2);
+    assert!(
+        owes(&ledger, &a, "k"),
+        "the newer ack does not settle the older miss"
+    );
+    assert!(ledger.passed(&a, 1, Passed::Delivered { bytes: 10 }));
+    assert!(!owes(&ledger, &a, "k"));
+    assert_eq!(ledger.lag_state(&a), (false, 0));
+}
+
+#[test]
+fn a_dropped_or_rejected_write_is_no_longer_owed() {
+    let ledger = HintLedger::new(0);
+    let a = node("a");
+    write(&ledger, 1, "dropped", std::slice::from_ref(&a));
+    write(&ledger, 2, "rejected", std::slice::from_ref(&a));
+    ledger.missed(&a, 1, 10);
+    ledger.rejected(&a, 2, 10);
+    assert!(!owes(&ledger, &a, "rejected"));
+    assert!(owes(&ledger, &a, "dropped"));
+    let dropped = Passed::Dropped {
+        reason: DropReason::Age,
+        bytes: 10,
+    };
+    assert!(ledger.passed(&a, 1, dropped));
+    assert!(!owes(&ledger, &a, "dropped"));
+}
+
+#[test]
+fn a_walk_past_an_already_settled_record_or_to_the_end_settles_it() {
+    let ledger = HintLedger::new(0);
+    let a = node("a");
+    write(&ledger, 1, "k1", std::slice::from_ref(&a));
+    write(&ledger, 2, "k2", std::slice::from_ref(&a));
+    ledger.missed(&a, 1, 1);
+    ledger.missed(&a, 2, 1);
+    assert!(ledger.passed(&a, 1, Passed::AlreadyDone));
+    assert!(!owes(&ledger, &a, "k1"));
+    assert!(ledger.passed(&a, 2, Passed::Delivered { bytes: 1 }));
+    assert!(ledger.caught_up(&a, 3));
+    assert_eq!(ledger.lag_state(&a), (false, 0));
+    assert_eq!(ledger.lagging("kv", "k2", ["a"]), 0);
+}
+
+#[test]
+fn past_its_bound_a_node_is_skipped_for_every_key_until_its_cursor_passes() {
+    let ledger = HintLedger::new(0);
+    let (a, b) = (node("a"), node("b"));
+    let bound = keys::LAG_KEYS_MAX as Lsn;
+    for lsn in 1..=bound + 1 {
+        write(&ledger, lsn, &format!("k{lsn}"), std::slice::from_ref(&a));
+        ledger.missed(&a, lsn, 1);
+    }
+    write(&ledger, bound + 2, "b's key", std::slice::from_ref(&b));
+    ledger.acked(&b, bound + 2);
+    assert_eq!(ledger.lag_state(&a), (true, keys::LAG_KEYS_MAX));
+    assert!(
+        owes(&ledger, &a, "never written"),
+        "overflowed: owes anything"
+    );
+    assert!(!owes(&ledger, &b, "never written"));
+    for lsn in 1..=bound {
+        assert!(ledger.passed(&a, lsn, Passed::Delivered { bytes: 1 }));
+    }
+    assert!(
+        owes(&ledger, &a, "never written"),
+        "the unindexed write is still owed"
+    );
+    assert!(ledger.passed(&a, bound + 1, Passed::Delivered { bytes: 1 }));
+    assert!(ledger.passed(&a, bound + 2, Passed::NotTargeted));
+    assert!(ledger.caught_up(&a, bound + 3));
+    assert_eq!(ledger.lag_state(&a), (false, 0));
+    assert!(!owes(&ledger, &a, "never written"));
+}
+
+#[test]
+fn recovery_owes_every_record_above_the_cursor_until_redelivered() {
+    let ledger = HintLedger::new(3);
+    let a = node("a");
+    ledger.recover_node(&a, 1, HintCounters::default());
+    ledger.recover_key(&a, 1, key_hash("kv", "at the cursor"));
+    ledger.recover_key(&a, 2, key_hash("kv", "k"));
+    ledger.recover_key(&a, 3, key_hash("kv", "k"));
+    assert!(!owes(&ledger, &a, "at the cursor"));
+    assert!(owes(&ledger, &a, "k"));
+    assert!(ledger.passed(&a, 2, Passed::Delivered { bytes: 1 }));
+    assert!(owes(&ledger, &a, "k"), "write 3 is still owed");
+    assert!(ledger.passed(&a, 3, Passed::Delivered { bytes: 1 }));
+    assert!(!owes(&ledger, &a, "k"));
+}
+
+#[test]
+fn after_the_fan_out_and_the_handoff_nothing_is_owed() {
+    // Every entry leaves once its node's cursor passes it: after the
+    // fan-out and the handoff are done, nothing is owed.
+    let ledger = HintLedger::new(0);
+    let (a, b) = (node("a"), node("b"));
+    for lsn in 1..=100 {
+        write(
+            &ledger,
+            lsn,
+            &format!("k{}", lsn % 7),
+            &[a.clone(), b.clone()],
+        );
+        ledger.acked(&b, lsn);
+        if lsn % 3 == 0 {
+            ledger.missed(&a, lsn, 1);
+        } else {
+            ledger.acked(&a, lsn);
+        }
+    }
+    assert_eq!(ledger.lag_state(&b), (false, 0));
+    assert_eq!(ledger.lag_state(&a), (false, 33));
+    let mut lsn = ledger.backlog_from(&a).unwrap();
+    while lsn <= 100 {
+        let what = match ledger.judge(&a, lsn) {
+            Judgement::Deliver => Passed::Delivered { bytes: 1 },
+            _ => Passed::AlreadyDone,
+        };
+        assert!(ledger.passed(&a, lsn, what));
+        lsn += 1;
+    }
+    assert!(ledger.caught_up(&a, 101));
+    assert_eq!(ledger.lag_state(&a), (false, 0));
+    assert_eq!(ledger.lagging("kv", "k0", ["a", "b"]), 0);
 }
