@@ -183,8 +183,8 @@ async fn dispatch(
         )
         .await;
     }
-    if read_quorum::applies(&inbound) {
-        return read_quorum::read(&state.client, &state.writes, inbound).await;
+    if let Some(quorum) = read_quorum::quorum_for(&inbound, &state.writes) {
+        return read_quorum::read(&state.client, &state.writes, inbound, quorum).await;
     }
     proxy::forward(&state.client, &state.writes, inbound).await
 }

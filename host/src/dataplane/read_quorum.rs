@@ -23,6 +23,16 @@
 //! answered) besides `x-levee-attempts`. Fewer than R answers (every
 //! replica tried, the budget or the deadline spent): 503 with each
 //! replica's outcome in the reason.
+//!
+//! # Keys awaiting repair
+//!
+//! A read of a key in the durable repair set (a hint to some replica was
+//! dropped: [`crate::replication::repair`]) is read here too, at
+//! R = N − W + 1 even when the service reads one replica: the lag index
+//! forgot which replica lacks the write, and N − W + 1 replicas always
+//! include one of the W that acknowledged it. Such a read answers with the
+//! newest it got even when fewer than R answer (it is never worse than the
+//! one-replica read it replaces); the header shows how many did.
 
 use std::sync::Arc;
 
@@ -47,32 +57,69 @@ use crate::upstream::{self, AttemptError, RESPONSE_BODY_BYTES_MAX, UpstreamClien
 /// The response header saying how many of the R replicas asked answered.
 pub static X_LEVEE_READ_QUORUM: HeaderName = HeaderName::from_static("x-levee-read-quorum");
 
-/// Whether `inbound` is a read its service wants answered by a quorum.
-pub fn applies(inbound: &Inbound) -> bool {
-    inbound.is_read() && inbound.service().spec.read_quorum > 1
+/// How many replicas a read asks at once, and what happens when fewer
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadQuorum {
+    /// R: replicas whose answers are compared.
+    pub replicas: usize,
+    /// `true` (the service's own `read_quorum`): fewer than R answers is a
+    /// 503. `false` (raised for a key awaiting repair): the newest of the
+    /// answers there are, which is never worse than a one-replica read.
+    pub strict: bool,
 }
 
-/// Answers the read `inbound` from `read_quorum` replicas (see the module
-/// doc).
+/// The quorum a read of `inbound` needs, if more than one replica: the
+/// service's `read_quorum`, raised to N − W + 1 for a key awaiting repair
+/// (a dropped hint: some replica may lack an acknowledged write that the
+/// lag index no longer tracks, and any N − W + 1 replicas include one of
+/// the W that acknowledged it). `None` for writes and one-replica reads.
+pub fn quorum_for(inbound: &Inbound, plane: &WritePlane) -> Option<ReadQuorum> {
+    if !inbound.is_read() {
+        return None;
+    }
+    let service = inbound.service();
+    let configured = service.spec.read_quorum as usize;
+    let overlap = (service.replicas() + 1).saturating_sub(service.spec.write_quorum() as usize);
+    let raised =
+        overlap > configured && plane.repairs.awaits(service.name(), inbound.routing_key());
+    match (raised, configured) {
+        (true, _) => Some(ReadQuorum {
+            replicas: overlap,
+            strict: false,
+        }),
+        (false, 2..) => Some(ReadQuorum {
+            replicas: configured,
+            strict: true,
+        }),
+        (false, _) => None,
+    }
+}
+
+/// Answers the read `inbound` from `quorum.replicas` replicas (see the
+/// module doc).
 pub async fn read(
     client: &UpstreamClient,
     plane: &WritePlane,
     inbound: Inbound,
+    quorum: ReadQuorum,
 ) -> Result<Response, AppError> {
     let service = inbound.service().clone();
     let now_ms = clock::now_ms();
     service.budget.record_request(now_ms);
-    let quorum = service.spec.read_quorum as usize;
+    let wanted = quorum.replicas;
     let candidates = candidates(&service, &inbound, plane, now_ms);
     let deadline_ms = inbound.started_ms + service.spec.timeouts.total_ms;
-    let gathered = gather(client, &service, &inbound, &candidates, quorum, deadline_ms).await;
+    let gathered = gather(client, &service, &inbound, &candidates, wanted, deadline_ms).await;
     let attempts = attempts_header(gathered.attempts);
-    let quorum_header = HeaderValue::from_str(&format!("{}/{quorum}", gathered.answers.len()))
+    let quorum_header = HeaderValue::from_str(&format!("{}/{wanted}", gathered.answers.len()))
         .expect("digits and a slash");
-    let mut response = if gathered.answers.len() < quorum {
-        not_reached(&service, &gathered, quorum)
-    } else {
+    let reached =
+        gathered.answers.len() >= wanted || (!quorum.strict && !gathered.answers.is_empty());
+    let mut response = if reached {
         answer(plane, &service, &inbound, gathered.answers)?
+    } else {
+        not_reached(&service, &gathered, wanted)
     };
     let headers = response.headers_mut();
     headers.insert(X_LEVEE_ATTEMPTS.clone(), attempts);
@@ -296,227 +343,5 @@ fn not_reached(service: &Service, gathered: &Gathered, quorum: usize) -> Respons
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use levee_version::InstanceId;
-
-    fn v(physical_ms: u64) -> Option<Version> {
-        Some(Version {
-            physical_ms,
-            logical: 0,
-            instance: InstanceId(7),
-        })
-    }
-
-    #[test]
-    fn the_newest_version_wins_whatever_its_status() {
-        assert_eq!(newest(&[(200, v(5)), (200, v(5))]), (0, true));
-        assert_eq!(newest(&[(200, v(4)), (200, v(5))]), (1, false));
-        // A tombstone newer than the value: the delete wins.
-        assert_eq!(newest(&[(200, v(4)), (404, v(6))]), (1, false));
-        // A value newer than the tombstone: the value wins.
-        assert_eq!(newest(&[(404, v(3)), (200, v(4))]), (1, false));
-    }
-
-    #[test]
-    fn an_answer_without_a_version_is_older_than_any_with_one() {
-        assert_eq!(newest(&[(404, None), (200, v(1))]), (1, false));
-        assert_eq!(newest(&[(200, None), (404, v(1))]), (1, false));
-        // Neither versioned: a value beats a 404.
-        assert_eq!(newest(&[(404, None), (200, None)]), (1, false));
-        assert_eq!(newest(&[(404, None), (404, None)]), (0, true));
-        assert_eq!(newest(&[(200, None), (200, None), (200, None)]), (0, true));
-    }
-
-    /// Real replicas, a service over them with `read_quorum` 2 and a write
-    /// plane, all in-process on loopback ports.
-    mod live {
-        use std::net::SocketAddr;
-        use std::sync::Arc;
-        use std::time::Duration;
-
-        use http_body_util::BodyExt;
-        use hyper::{Request, StatusCode};
-        use levee_kv_replica::{Faults, Replica};
-        use levee_version::{InstanceId, VERSION_HEADER, Version};
-        use serde_json::json;
-
-        use super::super::*;
-        use crate::config::ServiceSpec;
-
-        struct Live {
-            addresses: Vec<SocketAddr>,
-            replicas: Vec<Arc<Replica>>,
-            service: Arc<Service>,
-            plane: WritePlane,
-            _dirs: Vec<tempfile::TempDir>,
-        }
-
-        async fn live(nodes: usize) -> Live {
-            let mut dirs = Vec::new();
-            let (mut addresses, mut replicas) = (Vec::new(), Vec::new());
-            for _ in 0..nodes {
-                let dir = tempfile::tempdir().unwrap();
-                let replica = Replica::open(dir.path()).unwrap();
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addresses.push(listener.local_addr().unwrap());
-                let app = levee_kv_replica::router(Arc::clone(&replica));
-                tokio::spawn(async move { axum::serve(listener, app).await });
-                replicas.push(replica);
-                dirs.push(dir);
-            }
-            let spec = json!({
-                "name": "kv",
-                "nodes": addresses.iter().enumerate()
-                    .map(|(i, a)| json!({"id": format!("r{i}"), "url": format!("http://{a}")}))
-                    .collect::<Vec<_>>(),
-                "key": {"path_segment": 1},
-                "read_quorum": 2,
-                "outlier": {"consecutive_failures": 1000},
-            });
-            let spec: ServiceSpec = serde_json::from_value(spec).unwrap();
-            spec.validate().unwrap();
-            let runtime =
-                levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::default()).unwrap();
-            let service = Arc::new(Service::build(spec, &runtime).unwrap());
-            let dir = tempfile::tempdir().unwrap();
-            let config = crate::config::Config::from_json(
-                &json!({"data_dir": dir.path(), "services": [service.spec]}).to_string(),
-            )
-            .unwrap();
-            let options = levee_log::LogOptions::default();
-            let (log, _) = levee_log::Log::open(&dir.path().join("log"), options).unwrap();
-            let plane = WritePlane::open(log, &config, Default::default()).unwrap();
-            dirs.push(dir);
-            Live {
-                addresses,
-                replicas,
-                service,
-                plane,
-                _dirs: dirs,
-            }
-        }
-
-        fn version(physical_ms: u64) -> Version {
-            Version {
-                physical_ms,
-                logical: 0,
-                instance: InstanceId(3),
-            }
-        }
-
-        async fn put(live: &Live, node: usize, key: &str, value: &str, version: Version) {
-            let request = Request::put(format!("http://{}/kv/{key}", live.addresses[node]))
-                .header(VERSION_HEADER, version.to_string())
-                .body(http_body_util::Full::new(bytes::Bytes::from(
-                    value.to_owned(),
-                )))
-                .unwrap();
-            let response = UpstreamClient::new()
-                .send(request, Duration::from_secs(10))
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-        }
-
-        async fn get(live: &Live, key: &str) -> (StatusCode, String, String) {
-            let request = Request::get(format!("/kv/kv/{key}"))
-                .body(Body::empty())
-                .unwrap();
-            let inbound = Inbound::read(
-                &live.service,
-                request,
-                &format!("/kv/{key}"),
-                clock::now_ms(),
-            )
-            .await
-            .unwrap();
-            let response = read(&UpstreamClient::new(), &live.plane, inbound)
-                .await
-                .unwrap();
-            let status = response.status();
-            let quorum = response.headers()[&X_LEVEE_READ_QUORUM]
-                .to_str()
-                .unwrap()
-                .to_owned();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, quorum, String::from_utf8_lossy(&body).into_owned())
-        }
-
-        fn order(live: &Live, key: &str) -> Vec<usize> {
-            live.service.preference(key.as_bytes()).iter().collect()
-        }
-
-        #[tokio::test]
-        async fn the_newest_of_two_answers_wins_and_the_disagreement_is_repaired() {
-            let live = live(3).await;
-            let order = order(&live, "k");
-            put(&live, order[0], "k", "old", version(1)).await;
-            put(&live, order[1], "k", "new", version(2)).await;
-            put(&live, order[2], "k", "new", version(2)).await;
-            assert_eq!(
-                get(&live, "k").await,
-                (StatusCode::OK, "2/2".into(), "new".into())
-            );
-            assert_eq!(live.plane.repairs.pending(), 1);
-            assert_eq!(
-                live.replicas[order[2]].kv_requests(),
-                1,
-                "only two were asked"
-            );
-            // A newer tombstone beats the value.
-            let request = Request::delete(format!("http://{}/kv/k", live.addresses[order[0]]))
-                .header(VERSION_HEADER, version(3).to_string())
-                .body(http_body_util::Full::new(bytes::Bytes::new()))
-                .unwrap();
-            let response = UpstreamClient::new()
-                .send(request, Duration::from_secs(10))
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            let (status, quorum, _) = get(&live, "k").await;
-            assert_eq!((status, quorum.as_str()), (StatusCode::NOT_FOUND, "2/2"));
-        }
-
-        #[tokio::test]
-        async fn agreeing_answers_request_no_repair() {
-            let live = live(3).await;
-            for node in 0..3 {
-                put(&live, node, "k", "same", version(5)).await;
-            }
-            assert_eq!(
-                get(&live, "k").await,
-                (StatusCode::OK, "2/2".into(), "same".into())
-            );
-            assert_eq!(live.plane.repairs.pending(), 0);
-        }
-
-        #[tokio::test]
-        async fn a_failing_replica_is_replaced_and_too_few_answers_are_a_503() {
-            let live = live(3).await;
-            let order = order(&live, "k");
-            let failing = Faults {
-                fail_status: Some(503),
-                ..Faults::default()
-            };
-            live.replicas[order[0]].set_faults(failing.clone());
-            let (status, quorum, _) = get(&live, "k").await;
-            assert_eq!(
-                (status, quorum.as_str()),
-                (StatusCode::NOT_FOUND, "2/2"),
-                "the third replica stood in"
-            );
-            live.replicas[order[1]].set_faults(failing);
-            let (status, quorum, body) = get(&live, "k").await;
-            assert_eq!(
-                (status, quorum.as_str()),
-                (StatusCode::SERVICE_UNAVAILABLE, "1/2")
-            );
-            assert!(
-                body.contains("read quorum not reached: 1 of 2 replicas of kv answered"),
-                "{body}"
-            );
-            assert!(body.contains("answered 503"), "{body}");
-        }
-    }
-}
+#[path = "read_quorum_tests.rs"]
+mod tests;

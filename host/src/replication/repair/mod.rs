@@ -16,7 +16,9 @@
 //!   forgotten by a crash: either the file exists, or the cursor did not
 //!   move and the hint is dropped (and recorded) again after restart. At
 //!   most [`REPAIR_KEYS_MAX`] keys; past that a key is counted as overflow
-//!   and warned about (it stays unrepaired until written again).
+//!   and warned about (it stays unrepaired until written again). Reads of
+//!   a durable key ask a quorum ([`Repairs::awaits`], an index of one
+//!   64-bit hash and count per durable key: at most 100,000 × ~24 bytes).
 //! - **Queue** (read path): in memory, at most [`REPAIR_QUEUE_KEYS_MAX`]
 //!   keys; [`Repairs::request`] never blocks and drops (and counts) a key
 //!   when full. Losing a queued key loses nothing durable: the read that
@@ -44,21 +46,23 @@
 //! - this module: the set and queue in memory, their bounds and counters;
 //! - [`set`]: the entry files under `<data_dir>/repair/`;
 //! - [`forgotten`]: recovery's hook for replicas gone at restart;
-//! - [`pass`]: the background pass and the newest-version pick.
+//! - [`pass`]: the background pass and the newest-version pick;
+//! - [`progress`]: taking due keys for the pass and settling them.
 
 mod forgotten;
 pub mod pass;
+mod progress;
 mod set;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
-use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 
+use super::hints::{KeyHash, key_hash};
 use super::record::WriteHeader;
 use crate::base::clock;
 use set::{SetDir, entry_id};
@@ -143,6 +147,10 @@ impl Taken {
 #[derive(Debug, Default)]
 struct Inner {
     durable: BTreeMap<String, Entry>,
+    /// How many durable entries each (service, routing key) hash has (a
+    /// key written at several paths has several): what
+    /// [`Repairs::awaits`] looks up. At most one per durable entry.
+    durable_keys: HashMap<KeyHash, u32>,
     queue: VecDeque<(String, Entry)>,
     queued_ids: HashSet<String>,
     /// The durable id the next take starts after (round robin).
@@ -170,6 +178,9 @@ pub struct Repairs {
     keys_max: usize,
     /// [`REPAIR_QUEUE_KEYS_MAX`] (smaller in tests).
     queue_max: usize,
+    /// `durable.len()`, readable without the lock: reads skip the lookup
+    /// while it is 0 (the normal state).
+    durable_len: AtomicUsize,
 }
 
 /// What operators are shown.
@@ -220,22 +231,18 @@ impl Repairs {
         if !loaded.entries.is_empty() {
             tracing::info!(keys = loaded.entries.len(), "repair set loaded");
         }
-        let durable = loaded
-            .entries
-            .into_iter()
-            .map(|(id, key)| (id, Entry::new(key)))
-            .collect();
         let repairs = Repairs {
             dir: Arc::new(set),
-            inner: Mutex::new(Inner {
-                durable,
-                ..Inner::default()
-            }),
+            inner: Mutex::new(Inner::default()),
             add_lock: tokio::sync::Mutex::new(()),
             counters: Counters::default(),
             keys_max,
             queue_max,
+            durable_len: AtomicUsize::new(0),
         };
+        for (id, key) in loaded.entries {
+            repairs.insert_durable(id, Entry::new(key));
+        }
         repairs.publish();
         Ok(repairs)
     }
@@ -297,8 +304,31 @@ impl Repairs {
             tracing::error!(dir = %self.dir.path().display(), service = key.service, key = key.key, %error,
                 "cannot record a key to repair on disk; it is repaired only if levee keeps running");
         }
-        self.inner().durable.insert(id, Entry::new(key));
+        self.insert_durable(id, Entry::new(key));
         self.publish();
+    }
+
+    /// Whether a durable entry (a dropped hint) of `key` of `service`
+    /// awaits repair: some replica may lack an acknowledged write of it
+    /// that nothing else tracks, so its reads must not trust one replica
+    /// (see `crate::dataplane::read_quorum`). One atomic load while the
+    /// set is empty. A hash collision only makes a read ask more replicas.
+    pub fn awaits(&self, service: &str, key: &str) -> bool {
+        if self.durable_len.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let hash = key_hash(service, key);
+        self.inner().durable_keys.contains_key(&hash)
+    }
+
+    fn insert_durable(&self, id: String, entry: Entry) {
+        let hash = key_hash(&entry.key.service, &entry.key.key);
+        let mut inner = self.inner();
+        if inner.durable.insert(id, entry).is_none() {
+            *inner.durable_keys.entry(hash).or_default() += 1;
+        }
+        self.durable_len
+            .store(inner.durable.len(), Ordering::Release);
     }
 
     /// If `id` is in the durable set, marks it recorded again (a pass in
@@ -325,104 +355,6 @@ impl Repairs {
                 overflow_total = before + 1,
                 "repair set full (REPAIR_KEYS_MAX {REPAIR_KEYS_MAX}): this key's dropped write will not be repaired"
             );
-        }
-    }
-
-    /// Up to `budget` keys whose retry time has come: durable ones first
-    /// (round robin), then queued ones. Queued keys leave the queue.
-    pub(crate) fn take_due(&self, now_ms: u64, budget: usize) -> Vec<Taken> {
-        let mut inner = self.inner();
-        let mut taken = take_durable(&mut inner, now_ms, budget);
-        for _ in 0..inner.queue.len() {
-            if taken.len() >= budget {
-                break;
-            }
-            let Some((id, entry)) = inner.queue.pop_front() else {
-                break;
-            };
-            if entry.next_try_ms > now_ms {
-                inner.queue.push_back((id, entry));
-                continue;
-            }
-            inner.queued_ids.remove(&id);
-            taken.push(Taken {
-                id,
-                origin: Origin::Queued,
-                entry,
-            });
-        }
-        taken
-    }
-
-    /// Ends the pass's attempt on `taken`.
-    pub(crate) async fn finish(&self, taken: Taken, finish: Finish) {
-        let now_ms = clock::now_ms();
-        match finish {
-            Finish::Done => {
-                self.counters.repaired.fetch_add(1, Ordering::Relaxed);
-                crate::base::metrics::repair_finished(true);
-                if taken.origin == Origin::Durable && self.clear_durable(&taken) {
-                    let dir = self.dir.clone();
-                    let id = taken.id.clone();
-                    let removed = tokio::task::spawn_blocking(move || dir.remove(&id)).await;
-                    if let Ok(Err(error)) = removed {
-                        tracing::warn!(%error, "cannot remove a repaired key's file; it is repaired again after a restart");
-                    }
-                }
-            }
-            Finish::Retry => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                crate::base::metrics::repair_finished(false);
-                self.retry_later(taken, now_ms);
-            }
-        }
-        self.publish();
-    }
-
-    /// Removes a durable key unless it was recorded again meanwhile.
-    fn clear_durable(&self, taken: &Taken) -> bool {
-        let mut inner = self.inner();
-        match inner.durable.get(&taken.id) {
-            Some(entry) if entry.generation == taken.entry.generation => {
-                inner.durable.remove(&taken.id);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn retry_later(&self, taken: Taken, now_ms: u64) {
-        let mut inner = self.inner();
-        let backoff_ms = taken.entry.backoff_ms;
-        let next_try_ms = now_ms + backoff_ms;
-        let next_backoff_ms = (backoff_ms * 2).min(REPAIR_BACKOFF_MS_MAX);
-        match taken.origin {
-            Origin::Durable => {
-                if let Some(entry) = inner.durable.get_mut(&taken.id)
-                    && entry.generation == taken.entry.generation
-                {
-                    entry.next_try_ms = next_try_ms;
-                    entry.backoff_ms = next_backoff_ms;
-                }
-            }
-            Origin::Queued => {
-                let known =
-                    inner.durable.contains_key(&taken.id) || inner.queued_ids.contains(&taken.id);
-                if known {
-                    return;
-                }
-                if inner.queue.len() >= self.queue_max {
-                    drop(inner);
-                    self.counters.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                    crate::base::metrics::repair_queue_dropped();
-                    return;
-                }
-                let mut entry = taken.entry;
-                entry.next_try_ms = next_try_ms;
-                entry.backoff_ms = next_backoff_ms;
-                inner.queued_ids.insert(taken.id.clone());
-                inner.queue.push_back((taken.id, entry));
-            }
         }
     }
 
@@ -453,35 +385,6 @@ impl Repairs {
     pub fn publish(&self) {
         crate::base::metrics::repair_keys_pending(self.pending());
     }
-}
-
-/// Takes up to `budget` due durable entries, starting after the cursor.
-fn take_durable(inner: &mut Inner, now_ms: u64, budget: usize) -> Vec<Taken> {
-    let start = inner.cursor.clone();
-    let after = match &start {
-        Some(id) => (Bound::Excluded(id.clone()), Bound::Unbounded),
-        None => (Bound::Unbounded, Bound::Unbounded),
-    };
-    let before = match &start {
-        Some(id) => (Bound::Unbounded, Bound::Included(id.clone())),
-        None => (Bound::Unbounded, Bound::Excluded(String::new())),
-    };
-    let taken: Vec<Taken> = inner
-        .durable
-        .range::<String, _>(after)
-        .chain(inner.durable.range::<String, _>(before))
-        .filter(|(_, entry)| entry.next_try_ms <= now_ms)
-        .take(budget)
-        .map(|(id, entry)| Taken {
-            id: id.clone(),
-            origin: Origin::Durable,
-            entry: entry.clone(),
-        })
-        .collect();
-    if let Some(last) = taken.last() {
-        inner.cursor = Some(last.id.clone());
-    }
-    taken
 }
 
 #[cfg(test)]

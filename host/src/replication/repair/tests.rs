@@ -52,6 +52,34 @@ async fn dropped_keys_survive_a_reopen_until_repaired() {
 }
 
 #[tokio::test]
+async fn reads_know_a_dropped_key_awaits_repair_until_it_is_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let repairs = Repairs::open(dir.path()).unwrap();
+    assert!(!repairs.awaits("kv", "k0"));
+    repairs.record_dropped(&header(0)).await;
+    repairs.request("kv", "q", "/kv/q");
+    assert!(repairs.awaits("kv", "k0"));
+    assert!(!repairs.awaits("kv", "k1"));
+    assert!(!repairs.awaits("other", "k0"));
+    assert!(
+        !repairs.awaits("kv", "q"),
+        "a queued key was answered fresh by the read that queued it"
+    );
+    drop(repairs);
+
+    let repairs = Repairs::open(dir.path()).unwrap();
+    assert!(repairs.awaits("kv", "k0"), "known again after a restart");
+    for taken in repairs.take_due(clock::now_ms(), 10) {
+        assert!(
+            repairs.awaits("kv", "k0"),
+            "still owed while being repaired"
+        );
+        repairs.finish(taken, Finish::Done).await;
+    }
+    assert!(!repairs.awaits("kv", "k0"));
+}
+
+#[tokio::test]
 async fn the_set_is_bounded_and_counts_overflow() {
     let dir = tempfile::tempdir().unwrap();
     let repairs = Repairs::open_bounded(dir.path(), 2, 2).unwrap();
