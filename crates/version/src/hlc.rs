@@ -3,10 +3,13 @@
 //!
 //! Two small files under the directory given to [`Hlc::open`] (levee gives
 //! its `data_dir`):
-//! - `instance-id`: 16 hex digits. A new random id is drawn when the file
-//!   is missing or when the caller says its log is new (wiped, or first
-//!   start), so two lives of a data directory with unrelated logs never
-//!   share an id.
+//! - `instance-id`: 16 hex digits, the id of the process life that has the
+//!   directory open. A new random id is drawn at **every** open (the file
+//!   says which one, for operators), because the mark alone cannot keep
+//!   versions unique: a data directory restored from a backup, or copied to
+//!   start a second instance, resumes from a mark that another life has
+//!   already issued versions from. Two lives never share an id, so they
+//!   never issue the same version, whatever their marks.
 //! - `hlc-mark`: a physical time in ms that no issued version reaches. The
 //!   clock writes `issued + RESERVE_MS` (temp file, fsync, rename, directory
 //!   fsync) whenever it is about to issue at or past the mark, so one fsync
@@ -66,9 +69,10 @@ impl Default for HlcOptions {
 /// What [`Hlc::open`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opened {
+    /// This life's id (new).
     pub instance: InstanceId,
-    /// A new id was drawn (new log, or no id file).
-    pub new_instance: bool,
+    /// The id the file held from the previous life, if any.
+    pub previous_instance: Option<InstanceId>,
     /// The mark the clock resumed from (0 when there was none).
     pub resumed_from_ms: u64,
 }
@@ -115,28 +119,19 @@ pub struct Hlc {
 }
 
 impl Hlc {
-    /// Opens the clock in `dir` (created if missing). `log_is_new`: the
-    /// caller's log holds nothing yet, so a new instance id is drawn.
-    pub fn open(
-        dir: &Path,
-        log_is_new: bool,
-        options: HlcOptions,
-    ) -> Result<(Hlc, Opened), HlcError> {
+    /// Opens the clock in `dir` (created if missing), as a new instance.
+    pub fn open(dir: &Path, options: HlcOptions) -> Result<(Hlc, Opened), HlcError> {
         std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
         let wall_ms = options.wall_ms.unwrap_or_else(|| Arc::new(system_wall_ms));
-        let stored = if log_is_new {
-            None
-        } else {
-            read_instance(dir)?
-        };
-        let instance = match stored {
-            Some(instance) => instance,
-            None => {
-                let fresh = new_instance_id();
-                write_atomically(dir, INSTANCE_FILE, &format!("{fresh}\n"))?;
-                fresh
+        let previous_instance = read_instance(dir)?;
+        let instance = loop {
+            // Bounded: a repeat of the previous id has odds 2^-64.
+            let fresh = new_instance_id();
+            if Some(fresh) != previous_instance {
+                break fresh;
             }
         };
+        write_atomically(dir, INSTANCE_FILE, &format!("{instance}\n"))?;
         let resumed_from_ms = read_mark(dir)?.unwrap_or(0);
         let physical_ms = resumed_from_ms.max(wall_ms());
         let mark_ms = physical_ms.saturating_add(RESERVE_MS);
@@ -155,7 +150,7 @@ impl Hlc {
         };
         let opened = Opened {
             instance,
-            new_instance: stored.is_none(),
+            previous_instance,
             resumed_from_ms,
         };
         Ok((hlc, opened))
@@ -347,8 +342,8 @@ mod tests {
     fn versions_strictly_increase_even_when_the_wall_clock_stands_still_or_steps_back() {
         let dir = tempfile::tempdir().unwrap();
         let (wall, options) = manual_clock(50_000);
-        let (hlc, opened) = Hlc::open(dir.path(), true, options).unwrap();
-        assert!(opened.new_instance);
+        let (hlc, opened) = Hlc::open(dir.path(), options).unwrap();
+        assert_eq!(opened.previous_instance, None);
         let mut last = hlc.now().unwrap();
         for step in 0..1_000u64 {
             if step % 100 == 0 {
@@ -365,12 +360,12 @@ mod tests {
     fn a_reopened_clock_never_reissues_a_version_even_after_the_wall_clock_stepped_back() {
         let dir = tempfile::tempdir().unwrap();
         let (_, options) = manual_clock(1_000_000);
-        let (hlc, first) = Hlc::open(dir.path(), true, options).unwrap();
+        let (hlc, first) = Hlc::open(dir.path(), options).unwrap();
         let issued: Vec<Version> = (0..100).map(|_| hlc.now().unwrap()).collect();
         drop(hlc);
         let (_, earlier) = manual_clock(900_000);
-        let (hlc, second) = Hlc::open(dir.path(), false, earlier).unwrap();
-        assert_eq!(second.instance, first.instance, "same log, same instance");
+        let (hlc, second) = Hlc::open(dir.path(), earlier).unwrap();
+        assert_eq!(second.previous_instance, Some(first.instance));
         assert!(second.resumed_from_ms > 1_000_000);
         let next = hlc.now().unwrap();
         assert!(
@@ -380,22 +375,49 @@ mod tests {
     }
 
     #[test]
-    fn a_new_log_draws_a_new_instance_id() {
+    fn every_open_draws_a_new_instance_id() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, first) = Hlc::open(dir.path(), true, HlcOptions::default()).unwrap();
-        let (_, kept) = Hlc::open(dir.path(), false, HlcOptions::default()).unwrap();
-        let (_, renewed) = Hlc::open(dir.path(), true, HlcOptions::default()).unwrap();
-        assert_eq!(kept.instance, first.instance);
-        assert!(!kept.new_instance);
-        assert_ne!(renewed.instance, first.instance);
-        assert_ne!(renewed.instance, InstanceId(0));
+        let (_, first) = Hlc::open(dir.path(), HlcOptions::default()).unwrap();
+        let (_, second) = Hlc::open(dir.path(), HlcOptions::default()).unwrap();
+        assert_eq!(second.previous_instance, Some(first.instance));
+        assert_ne!(second.instance, first.instance);
+        assert_ne!(second.instance, InstanceId(0));
+    }
+
+    /// A backup of the directory is restored after a life issued versions
+    /// from its mark: the next life resumes from the same mark and the
+    /// same wall time, yet issues none of them again.
+    #[test]
+    fn a_restored_directory_never_reissues_a_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, options) = manual_clock(5_000);
+        drop(Hlc::open(dir.path(), options.clone()).unwrap());
+        let backup: Vec<(std::ffi::OsString, Vec<u8>)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                (entry.file_name(), std::fs::read(entry.path()).unwrap())
+            })
+            .collect();
+        let lost_life: Vec<Version> = {
+            let (hlc, _) = Hlc::open(dir.path(), options.clone()).unwrap();
+            (0..100).map(|_| hlc.now().unwrap()).collect()
+        };
+        for (name, bytes) in &backup {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let (hlc, _) = Hlc::open(dir.path(), options).unwrap();
+        for _ in 0..100 {
+            let next = hlc.now().unwrap();
+            assert!(!lost_life.contains(&next), "{next} issued twice");
+        }
     }
 
     #[test]
     fn observing_a_newer_version_moves_the_clock_past_it_within_the_skew_bound() {
         let dir = tempfile::tempdir().unwrap();
         let (_, options) = manual_clock(10_000);
-        let (hlc, _) = Hlc::open(dir.path(), true, options).unwrap();
+        let (hlc, _) = Hlc::open(dir.path(), options).unwrap();
         let other = Version {
             physical_ms: 10_900,
             logical: 5,
@@ -429,22 +451,18 @@ mod tests {
     fn corrupt_clock_files_are_refused_with_their_path() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(MARK_FILE), "soon\n").unwrap();
-        let error = Hlc::open(dir.path(), true, HlcOptions::default())
-            .err()
-            .unwrap();
+        let error = Hlc::open(dir.path(), HlcOptions::default()).err().unwrap();
         assert!(error.to_string().contains("hlc-mark"), "{error}");
         std::fs::write(dir.path().join(MARK_FILE), "5\n").unwrap();
         std::fs::write(dir.path().join(INSTANCE_FILE), "0000000000000000\n").unwrap();
-        let error = Hlc::open(dir.path(), false, HlcOptions::default())
-            .err()
-            .unwrap();
+        let error = Hlc::open(dir.path(), HlcOptions::default()).err().unwrap();
         assert!(error.to_string().contains("instance-id"), "{error}");
     }
 
     #[test]
     fn concurrent_issuers_never_get_the_same_version() {
         let dir = tempfile::tempdir().unwrap();
-        let (hlc, _) = Hlc::open(dir.path(), true, HlcOptions::default()).unwrap();
+        let (hlc, _) = Hlc::open(dir.path(), HlcOptions::default()).unwrap();
         let hlc = Arc::new(hlc);
         let threads: Vec<_> = (0..4)
             .map(|_| {

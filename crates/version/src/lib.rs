@@ -6,9 +6,10 @@
 //! order. It is issued by a [`Hlc`] (hybrid logical clock, Kulkarni et al.
 //! 2014): the physical part follows the wall clock, the logical part orders
 //! writes issued within one millisecond or while the wall clock lags behind
-//! a version already seen, and the instance id (random, stored under the
-//! data directory, new whenever the log is new) breaks the remaining ties
-//! between two levee instances. Why not the log's LSN, which levee used
+//! a version already seen, and the instance id (random, new at every start
+//! of a levee process, shown in the data directory) breaks the remaining
+//! ties between two levee instances and keeps two lives of one data
+//! directory (a restored backup, a copy) from issuing the same version. Why not the log's LSN, which levee used
 //! before: LSNs restart at 1 when a log is wiped or restored and are
 //! meaningless across instances, so a replica ordering by LSN silently
 //! discarded newer writes as "stale".

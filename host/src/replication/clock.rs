@@ -38,17 +38,18 @@ pub fn log_is_new(log: &Log) -> bool {
     stats.next_lsn <= 1 && stats.last_checkpoint.is_none()
 }
 
-/// Opens the clock in `dir` for `config`; logs the instance id and whether
-/// it is new.
+/// Opens the clock in `dir` for `config` (a new instance id, every start);
+/// logs the id, the previous one and whether the log is new.
 pub fn open(dir: &Path, config: &Config, log_is_new: bool) -> Result<Hlc, HlcError> {
     let options = HlcOptions {
         skew_ms_max: config.versions.clock_skew_ms_max,
         wall_ms: None,
     };
-    let (hlc, opened) = Hlc::open(dir, log_is_new, options)?;
+    let (hlc, opened) = Hlc::open(dir, options)?;
+    let previous = opened.previous_instance.map(|id| id.to_string());
     tracing::info!(
         instance = %opened.instance,
-        new_instance = opened.new_instance,
+        previous_instance = previous.as_deref().unwrap_or("none"),
         log_is_new,
         resumed_from_ms = opened.resumed_from_ms,
         "write clock opened"
