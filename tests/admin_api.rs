@@ -369,6 +369,43 @@ async fn services_are_validated_changed_looked_up_and_survive_a_restart_with_plu
         StatusCode::UNPROCESSABLE_ENTITY,
         "a missing plugin is refused: {body}"
     );
+    // A binding's `config` is the plugin's, `fallback` the native
+    // policy's: each refusal says which one refused.
+    let refused_by = |policy: Value| {
+        let mut spec = unbound.clone();
+        spec["policies"] = json!({"retry": policy});
+        let levee = &levee;
+        async move {
+            let (status, _, body) = admin(
+                levee,
+                Method::PUT,
+                "/admin/services/users",
+                spec.to_string(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            body
+        }
+    };
+    let body = refused_by(json!({"plugin": "retry", "config": {"max": 4}})).await;
+    assert!(body.contains("plugin rejected its config"), "{body}");
+    assert!(!body.contains("native"), "{body}");
+    let body = refused_by(json!({"plugin": "retry", "fallback": {"max": 4}})).await;
+    let field = &json_of(&body)["fields"][0];
+    assert!(
+        field["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("policies.retry.fallback"),
+        "{body}"
+    );
+    assert!(
+        field["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the native retry-backoff refuses it"),
+        "{body}"
+    );
     let (status, _, _) = admin(&levee, Method::PUT, "/admin/services/Bad..Name", "{}").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 

@@ -10,6 +10,13 @@
 //!   refused at its path with a message saying where it went, rather than
 //!   letting one service's binding silently win over the others'.
 //!
+//! A binding's `config` belongs to its plugin: it is handed to the plugin's
+//! `configure` untouched, so a plugin defines its own fields (a JavaScript
+//! retry policy may take `{"max": 4}`). The native policy that answers
+//! whenever the plugin cannot (quarantined, trapped, over its deadline, not
+//! bound yet) takes its own optional `fallback` config, checked here with
+//! the native policy's own rules; its defaults when absent.
+//!
 //! A binding also says which request headers its plugin may read
 //! (`headers`, by default only `idempotency-key`): a request carries
 //! whatever its client sends, and a plugin is code the operator may not
@@ -71,13 +78,21 @@ fn refuse_checkpoint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D
     }
 }
 
-/// `{"plugin": "<name>", "config": {...}, "limits": {...}, "headers": [...]}`.
+/// `{"plugin": "<name>", "config": {...}, "fallback": {...}, "limits":
+/// {...}, "headers": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRef {
     pub plugin: String,
+    /// The plugin's own config, passed to its `configure` as is (the
+    /// plugin validates it; levee only bounds its size).
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
+    /// The native fallback policy's config (`retry-backoff`,
+    /// `route-affinity` or `checkpoint-interval` fields); its defaults when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<serde_json::Value>,
     /// The fence around the plugin (`levee_policy::limits::PluginLimits`,
     /// which the runtime re-exports as `levee_plugin::Limits`: per-call CPU
     /// deadline, memory, pool size, ...); its defaults when absent.
@@ -108,7 +123,55 @@ fn is_default_headers(headers: &[String]) -> bool {
     headers.iter().eq(PLUGIN_HEADERS_DEFAULT.iter())
 }
 
+/// A config at `path` must be a JSON object of bounded size.
+fn validate_object(config: &serde_json::Value, path: &str, errors: &mut Errors) {
+    if !config.is_object() {
+        errors.add(path, "must be a JSON object");
+    } else if config.to_string().len() > levee_policy::limits::CONFIG_BYTES_MAX {
+        errors.add(
+            path,
+            format!(
+                "must serialize to at most {} bytes",
+                levee_policy::limits::CONFIG_BYTES_MAX
+            ),
+        );
+    }
+}
+
 impl PolicyRef {
+    /// The native fallback's config as JSON text: `""` (the native
+    /// policy's defaults) when the binding has none.
+    pub fn fallback_json(&self) -> String {
+        self.fallback
+            .as_ref()
+            .map(serde_json::Value::to_string)
+            .unwrap_or_default()
+    }
+
+    /// Checks `fallback` (if any) at `<path>.fallback` with `native`, the
+    /// native policy's own parser, named `native_name` in the message.
+    fn validate_fallback(
+        &self,
+        path: &str,
+        native_name: &str,
+        native: impl Fn(&str) -> Result<(), String>,
+        errors: &mut Errors,
+    ) {
+        let Some(fallback) = &self.fallback else {
+            return;
+        };
+        let path = format!("{path}.fallback");
+        if fallback.is_object()
+            && fallback.to_string().len() <= levee_policy::limits::CONFIG_BYTES_MAX
+            && let Err(reason) = native(&fallback.to_string())
+        {
+            errors.add(
+                path,
+                format!("the native {native_name} refuses it: {reason}"),
+            );
+        }
+    }
+
     /// Checks the binding at `path` (`services[0].policies.retry`,
     /// `checkpoint`, ...).
     pub(crate) fn validate_into(&self, path: &str, errors: &mut Errors) {
@@ -118,16 +181,9 @@ impl PolicyRef {
                 "must be 1 to 64 bytes of [a-z0-9_-] (a file name in plugin_dir without .wasm)",
             );
         }
-        if !self.config.is_object() {
-            errors.add(format!("{path}.config"), "must be a JSON object");
-        } else if self.config.to_string().len() > levee_policy::limits::CONFIG_BYTES_MAX {
-            errors.add(
-                format!("{path}.config"),
-                format!(
-                    "must serialize to at most {} bytes",
-                    levee_policy::limits::CONFIG_BYTES_MAX
-                ),
-            );
+        validate_object(&self.config, &format!("{path}.config"), errors);
+        if let Some(fallback) = &self.fallback {
+            validate_object(fallback, &format!("{path}.fallback"), errors);
         }
         self.validate_headers(&format!("{path}.headers"), errors);
     }
@@ -161,29 +217,27 @@ impl PolicyRef {
 impl PoliciesSpec {
     /// Checks each binding at `<path>.policies.<kind>`.
     pub(crate) fn validate_into(&self, path: &str, errors: &mut Errors) {
-        for (kind, binding) in [("retry", &self.retry), ("routing", &self.routing)] {
-            if let Some(binding) = binding {
-                binding.validate_into(&format!("{path}.policies.{kind}"), errors);
-            }
+        if let Some(binding) = &self.retry {
+            let path = format!("{path}.policies.retry");
+            binding.validate_into(&path, errors);
+            let native = |json: &str| levee_policy::RetryBackoff::from_json(json).map(drop);
+            binding.validate_fallback(&path, "retry-backoff", native, errors);
+        }
+        if let Some(binding) = &self.routing {
+            let path = format!("{path}.policies.routing");
+            binding.validate_into(&path, errors);
+            let native = |json: &str| levee_policy::RouteAffinity::from_json(json).map(drop);
+            binding.validate_fallback(&path, "route-affinity", native, errors);
         }
     }
 }
 
-/// Checks the process's checkpoint binding (the top-level `checkpoint`).
-/// Its config also configures the native `checkpoint-interval`, which
-/// answers whenever the plugin does not, so that config must parse too.
+/// Checks the process's checkpoint binding (the top-level `checkpoint`),
+/// its `fallback` with the native `checkpoint-interval`'s rules.
 pub(crate) fn validate_checkpoint(binding: &PolicyRef, errors: &mut Errors) {
     binding.validate_into("checkpoint", errors);
-    let config = binding.config.to_string();
-    if binding.config.is_object()
-        && config.len() <= levee_policy::limits::CONFIG_BYTES_MAX
-        && let Err(reason) = levee_policy::CheckpointInterval::from_json(&config)
-    {
-        errors.add(
-            "checkpoint.config",
-            format!("the native checkpoint-interval refuses it: {reason}"),
-        );
-    }
+    let native = |json: &str| levee_policy::CheckpointInterval::from_json(json).map(drop);
+    binding.validate_fallback("checkpoint", "checkpoint-interval", native, errors);
 }
 
 #[cfg(test)]
@@ -228,14 +282,53 @@ mod tests {
         );
 
         let native = Config::from_json(
-            &json!({"checkpoint": {"plugin": "p", "config": {"every_records": "often"}}})
+            &json!({"checkpoint": {"plugin": "p", "fallback": {"every_records": "often"}}})
                 .to_string(),
         )
         .unwrap_err();
         let all = messages(native);
         assert!(
-            all[0].starts_with("checkpoint.config: the native checkpoint-interval refuses it"),
+            all[0].starts_with("checkpoint.fallback: the native checkpoint-interval refuses it"),
             "{all:?}"
+        );
+    }
+
+    /// A binding's `config` is its plugin's: fields the native policy does
+    /// not know pass (the plugin's `configure` judges them when bound);
+    /// `fallback` is the native policy's and is checked with its rules.
+    #[test]
+    fn config_is_the_plugins_and_fallback_the_native_policys() {
+        let mut spec = service(3);
+        spec["policies"] = json!({
+            "retry": {"plugin": "js-retry", "config": {"max": 4}},
+            "routing": {"plugin": "r", "config": {"anything": [1, 2]}, "fallback": {"prefer_zone": "a"}},
+        });
+        let config = Config::from_json(&with_service(spec.clone())).unwrap();
+        let retry = config.services[0].policies.retry.as_ref().unwrap();
+        assert_eq!(retry.config, json!({"max": 4}));
+        assert_eq!(
+            (retry.fallback.as_ref(), retry.fallback_json()),
+            (None, String::new())
+        );
+        let routing = config.services[0].policies.routing.as_ref().unwrap();
+        assert_eq!(routing.fallback_json(), r#"{"prefer_zone":"a"}"#);
+        let again = Config::from_json(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config, "fallback survives a round trip");
+
+        spec["policies"]["retry"]["fallback"] = json!({"max": 4});
+        spec["policies"]["routing"]["fallback"] = json!([1]);
+        let all = messages(Config::from_json(&with_service(spec)).unwrap_err());
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(
+            all[0].starts_with(
+                "services[0].policies.retry.fallback: the native retry-backoff refuses it"
+            ),
+            "{all:?}"
+        );
+        assert!(all[0].contains("max"), "{all:?}");
+        assert_eq!(
+            all[1],
+            "services[0].policies.routing.fallback: must be a JSON object"
         );
     }
 

@@ -243,7 +243,8 @@ impl Drop for InFlight {
 /// The retry and routing policies of a service: the guarded
 /// `levee_plugin` policies, which call the bound plugin when there is one
 /// and the native `levee_policy` logic (configured from the binding's
-/// `config`) otherwise or when the plugin fails. Plugins are bound after the
+/// `fallback`, its defaults without one; the binding's `config` is the
+/// plugin's) otherwise or when the plugin fails. Plugins are bound after the
 /// service is built (they compile off the async threads), through
 /// [`crate::policy::bind::bind_policy`]; until then the native policy answers.
 pub struct Policies {
@@ -267,10 +268,12 @@ impl Policies {
         spec: &ServiceSpec,
         runtime: &levee_plugin::Runtime,
     ) -> Result<Policies, ServiceError> {
+        // The native fallbacks take the bindings' `fallback` configs (their
+        // defaults without one); a binding's `config` is its plugin's.
         let config_of = |binding: &Option<crate::config::PolicyRef>| {
             binding
                 .as_ref()
-                .map(|b| b.config.to_string())
+                .map(crate::config::PolicyRef::fallback_json)
                 .unwrap_or_default()
         };
         let error = |kind, reason| ServiceError::Policy {
@@ -279,9 +282,9 @@ impl Policies {
             reason,
         };
         let retry = levee_policy::RetryBackoff::from_json(&config_of(&spec.policies.retry))
-            .map_err(|reason| error("retry", reason))?;
+            .map_err(|reason| error("retry.fallback", reason))?;
         let routing = levee_policy::RouteAffinity::from_json(&config_of(&spec.policies.routing))
-            .map_err(|reason| error("routing", reason))?;
+            .map_err(|reason| error("routing.fallback", reason))?;
         Ok(Policies {
             retry: levee_plugin::RetryPolicy::new(runtime, retry),
             routing: levee_plugin::RoutingPolicy::new(routing),

@@ -418,7 +418,8 @@ mod request_view_tests {
     }
 
     /// A routing plugin orders the key's replicas by index exactly as the
-    /// native fast path does (route-affinity, same config).
+    /// native fast path does (route-affinity, the same config given to the
+    /// plugin and, as `fallback`, to the native policy).
     #[tokio::test]
     async fn a_routing_plugin_plans_like_the_native_fast_path() {
         let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
@@ -436,7 +437,7 @@ mod request_view_tests {
             "replicas": 3,
             "write_quorum": 2,
             "key": {"path_segment": 1},
-            "policies": {"routing": {"plugin": "route-affinity", "config": config}},
+            "policies": {"routing": {"plugin": "route-affinity", "config": config, "fallback": config}},
         }))
         .unwrap();
         spec.validate().unwrap();

@@ -23,8 +23,9 @@
 //! still be there.
 //!
 //! Which policy: the log is one per levee, so the checkpoint policy is the
-//! process's: the top-level `checkpoint` binding's config configures the
-//! native `checkpoint-interval` (which answers whenever no plugin does), and
+//! process's: the top-level `checkpoint` binding's `fallback` configures the
+//! native `checkpoint-interval` (which answers whenever no plugin does; its
+//! defaults without one; the binding's `config` is the plugin's), and
 //! the control plane binds its plugin (`control::plugin_host`); without a
 //! binding, the native policy with its defaults.
 
@@ -101,7 +102,7 @@ impl Checkpointer {
     /// module doc. A plugin is bound later with `policy.bind`.
     pub fn new(config: &Config) -> Result<Checkpointer, String> {
         let native = match &config.checkpoint {
-            Some(binding) => CheckpointInterval::from_json(&binding.config.to_string())?,
+            Some(binding) => CheckpointInterval::from_json(&binding.fallback_json())?,
             None => CheckpointInterval::default(),
         };
         Ok(Checkpointer {
@@ -324,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn the_native_policy_is_configured_by_the_top_level_binding() {
+    fn the_native_policy_is_configured_by_the_bindings_fallback() {
         let defaults = Checkpointer::new(&config()).unwrap();
         assert_eq!(
             defaults.policy.native().config,
@@ -333,7 +334,8 @@ mod tests {
         let mut bound = config();
         bound.checkpoint = Some(crate::config::PolicyRef {
             plugin: "checkpoint-interval".into(),
-            config: serde_json::json!({"every_records": 5, "every_ms": 3_600_000}),
+            config: serde_json::json!({"the plugin's own field": true}),
+            fallback: Some(serde_json::json!({"every_records": 5, "every_ms": 3_600_000})),
             limits: None,
             headers: Vec::new(),
         });
@@ -342,7 +344,14 @@ mod tests {
         assert_eq!(native.config.every_records, 5);
         assert_eq!(native.config.every_ms, 3_600_000);
         assert!(checkpointer.policy.plugin().is_none(), "bound later");
-        bound.checkpoint.as_mut().unwrap().config = serde_json::json!({"every_records": 0});
+        bound.checkpoint.as_mut().unwrap().fallback = None;
+        let checkpointer = Checkpointer::new(&bound).unwrap();
+        assert_eq!(
+            checkpointer.policy.native().config,
+            CheckpointInterval::default().config,
+            "no fallback: the native defaults, whatever the plugin's config"
+        );
+        bound.checkpoint.as_mut().unwrap().fallback = Some(serde_json::json!({"every_records": 0}));
         assert!(Checkpointer::new(&bound).is_err());
     }
 
