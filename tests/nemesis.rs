@@ -57,8 +57,12 @@ use workload::{Clients, READERS, WRITERS};
 const RUN_SECS_DEFAULT: u64 = 60;
 /// The longest run `LEVEE_NEMESIS_SECS` may ask for (a day).
 const RUN_SECS_MAX: u64 = 24 * 60 * 60;
-/// The quiescence wait is at least this long (and as long as the run).
-const QUIESCE_SECS_MIN: u64 = 60;
+/// The quiescence wait is at least this long (and as long as the run): a
+/// key whose repair failed during the faults is retried after a backoff of
+/// up to `REPAIR_BACKOFF_MS_MAX` (60 s), so quiescence can take a minute
+/// after the faults end (a 300 s run once took 55 s); twice that, plus
+/// slack for a loaded machine. The wait ends as soon as it is reached.
+const QUIESCE_SECS_MIN: u64 = 150;
 /// Hint limits of `LEVEE_NEMESIS_HINTS=tight` (shorter than most faults).
 const HINT_AGE_MS_TIGHT: u64 = 3_000;
 const HINT_BYTES_TIGHT: u64 = 64 * 1024;
