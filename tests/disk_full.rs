@@ -8,14 +8,13 @@
 //! again without a restart (the log was not poisoned).
 
 mod support;
-
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "../crates/log/tests/common/tmpfs.rs"]
+mod tmpfs;
 
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::{Cluster, call};
+use tmpfs::{fill, mount_tmpfs};
 
 /// Size of the tmpfs holding levee's data_dir.
 const TMPFS_BYTES: u64 = 16 << 20;
@@ -24,71 +23,6 @@ const LEFT_FOR_LEVEE_BYTES: u64 = 512 << 10;
 const BODY_BYTES: usize = 16 << 10;
 /// Writes tried at most before the disk must have filled up.
 const WRITES_MAX: usize = 1_000;
-
-/// Unmounts the tmpfs (by path) when dropped; declared before the cluster,
-/// so it drops after levee was stopped.
-struct Mounted {
-    path: PathBuf,
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let status = Command::new("umount").arg(&self.path).status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("could not unmount {}: {status:?}", self.path.display());
-        }
-    }
-}
-
-fn mount_tmpfs(at: &Path) -> Option<Mounted> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED disk_full: mounting a tmpfs needs root");
-        return None;
-    }
-    let output = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_BYTES}")])
-        .arg("tmpfs")
-        .arg(at)
-        .output();
-    match output {
-        Ok(output) if output.status.success() => Some(Mounted {
-            path: at.to_path_buf(),
-        }),
-        Ok(output) => {
-            eprintln!(
-                "SKIPPED disk_full: mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            None
-        }
-        Err(error) => {
-            eprintln!("SKIPPED disk_full: cannot run mount: {error}");
-            None
-        }
-    }
-}
-
-fn free_bytes(path: &Path) -> u64 {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: statvfs writes into the zeroed struct we own.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) }, 0);
-    stat.f_bavail * stat.f_frsize
-}
-
-/// Writes zeros to `path` until its file system has `leave_bytes` left.
-fn fill(path: &Path, leave_bytes: u64) {
-    let mut file = std::fs::File::create(path).unwrap();
-    let chunk = vec![0u8; 64 << 10];
-    for _ in 0..(TMPFS_BYTES / chunk.len() as u64) {
-        if free_bytes(path.parent().unwrap()) <= leave_bytes + chunk.len() as u64 {
-            break;
-        }
-        file.write_all(&chunk).unwrap();
-    }
-    file.sync_all().unwrap();
-}
 
 fn body_for(index: usize) -> String {
     let letter = (b'a' + (index % 26) as u8) as char;
@@ -103,13 +37,14 @@ async fn put(cluster: &Cluster, key: &str, body: &str) -> (StatusCode, hyper::He
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_507_and_writes_resume_once_space_is_freed() {
     let mount_point = tempfile::tempdir().unwrap();
-    let Some(_mounted) = mount_tmpfs(mount_point.path()) else {
+    // Bound before the cluster, so it is unmounted after levee stopped.
+    let Some(_mounted) = mount_tmpfs(mount_point.path(), TMPFS_BYTES, "disk_full") else {
         return;
     };
     let data_dir = mount_point.path().join("data");
     let cluster = Cluster::start_with(2, json!({}), json!({"data_dir": data_dir})).await;
     let filler = mount_point.path().join("filler");
-    fill(&filler, LEFT_FOR_LEVEE_BYTES);
+    fill(&filler, LEFT_FOR_LEVEE_BYTES, TMPFS_BYTES);
 
     let mut acked = Vec::new();
     let mut refusal = None;

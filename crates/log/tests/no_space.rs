@@ -13,10 +13,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use common::tmpfs::{fill, mount_tmpfs};
 use common::{payload_for, read_all};
 use levee_log::{Log, LogError, LogOptions, SyncMode};
 
@@ -29,70 +29,6 @@ const APPENDS_PER_THREAD_MAX: u64 = 5_000;
 const THREADS: u64 = 4;
 /// Appends after the space came back.
 const APPENDS_AFTER: u64 = 40;
-
-/// Unmounts the tmpfs (by path) when dropped, even if the test fails.
-struct Mounted {
-    path: PathBuf,
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let status = Command::new("umount").arg(&self.path).status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("could not unmount {}: {status:?}", self.path.display());
-        }
-    }
-}
-
-fn mount_tmpfs(at: &Path) -> Option<Mounted> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED no_space: mounting a tmpfs needs root");
-        return None;
-    }
-    let output = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_BYTES}")])
-        .arg("tmpfs")
-        .arg(at)
-        .output();
-    match output {
-        Ok(output) if output.status.success() => Some(Mounted {
-            path: at.to_path_buf(),
-        }),
-        Ok(output) => {
-            eprintln!(
-                "SKIPPED no_space: mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            None
-        }
-        Err(error) => {
-            eprintln!("SKIPPED no_space: cannot run mount: {error}");
-            None
-        }
-    }
-}
-
-fn free_bytes(path: &Path) -> u64 {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: statvfs writes into the zeroed struct we own.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) }, 0);
-    stat.f_bavail * stat.f_frsize
-}
-
-/// Writes zeros to `path` until the file system has `leave_bytes` left.
-fn fill(path: &Path, leave_bytes: u64) {
-    let mut file = std::fs::File::create(path).unwrap();
-    let chunk = vec![0u8; 64 << 10];
-    for _ in 0..(TMPFS_BYTES / chunk.len() as u64) {
-        if free_bytes(path.parent().unwrap()) <= leave_bytes + chunk.len() as u64 {
-            break;
-        }
-        file.write_all(&chunk).unwrap();
-    }
-    file.sync_all().unwrap();
-}
 
 fn options() -> LogOptions {
     LogOptions {
@@ -166,12 +102,12 @@ fn check_contents(log: &Log, acked: &Acked) {
 #[test]
 fn a_full_file_system_refuses_appends_without_poisoning_and_recovers() {
     let mount_point = tempfile::tempdir().unwrap();
-    let Some(_mounted) = mount_tmpfs(mount_point.path()) else {
+    let Some(_mounted) = mount_tmpfs(mount_point.path(), TMPFS_BYTES, "no_space") else {
         return;
     };
     let dir = mount_point.path().join("log");
     let filler = mount_point.path().join("filler");
-    fill(&filler, LEFT_FOR_LOG_BYTES);
+    fill(&filler, LEFT_FOR_LOG_BYTES, TMPFS_BYTES);
 
     let (log, _) = Log::open(&dir, options()).expect("open on the tmpfs");
     let acked: Acked = Arc::default();
@@ -253,7 +189,7 @@ fn fill_completely(path: &Path) {
 #[test]
 fn a_torn_tail_is_cut_even_without_space_for_its_broken_copy() {
     let mount_point = tempfile::tempdir().unwrap();
-    let Some(_mounted) = mount_tmpfs(mount_point.path()) else {
+    let Some(_mounted) = mount_tmpfs(mount_point.path(), TMPFS_BYTES, "no_space") else {
         return;
     };
     let dir = mount_point.path().join("log");
@@ -295,12 +231,12 @@ fn a_torn_tail_is_cut_even_without_space_for_its_broken_copy() {
 #[test]
 fn a_rotation_without_space_for_the_next_segment_is_refused_not_poisoned() {
     let mount_point = tempfile::tempdir().unwrap();
-    let Some(_mounted) = mount_tmpfs(mount_point.path()) else {
+    let Some(_mounted) = mount_tmpfs(mount_point.path(), TMPFS_BYTES, "no_space") else {
         return;
     };
     let dir = mount_point.path().join("log");
     let filler = mount_point.path().join("filler");
-    fill(&filler, 256 << 10);
+    fill(&filler, 256 << 10, TMPFS_BYTES);
     // One-page segments of three records: every record lands in a page the
     // segment already has, so the only thing that can run out of space is
     // creating the next segment (or its spare).

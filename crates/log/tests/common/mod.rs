@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (included with `mod common;`).
 #![allow(dead_code)]
 
+pub mod tmpfs;
+
 use std::path::Path;
 
 use levee_log::{Log, LogOptions, Record, RecoveryReport, SyncMode};
