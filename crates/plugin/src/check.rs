@@ -13,9 +13,13 @@ use serde::Serialize;
 use crate::component::CacheOutcome;
 use crate::error::LoadError;
 use crate::kind::PolicyKind;
+use crate::kind::is_granted_import;
 use crate::limits::Limits;
 use crate::plan_cache::RouteTraits;
 use crate::runtime::Runtime;
+
+/// What a plugin's WASI imports are granted (see [`crate::wasi`]).
+pub const WASI_GRANTED: &str = "nothing";
 
 /// The outcome of a successful [`check`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,7 +32,13 @@ pub struct CheckReport {
     pub compile_ms: f64,
     pub cache: CacheOutcome,
     pub exports: Vec<String>,
+    /// Every import, WASI ones included.
     pub imports: Vec<String>,
+    /// The WASI interfaces among `imports` (a language runtime's).
+    pub wasi_imports: Vec<String>,
+    /// What those WASI imports are granted: always `"nothing"` (see
+    /// [`crate::wasi`]); in the report so that scripts need not know.
+    pub wasi_granted: &'static str,
     /// Whether a config was given and accepted by `configure`.
     pub config_accepted: bool,
     /// Time for the instantiation + `configure`, when a config was given.
@@ -55,6 +65,12 @@ pub fn check(
         }
         None => (None, None),
     };
+    let wasi_imports = component
+        .imports()
+        .iter()
+        .filter(|name| is_granted_import(name))
+        .cloned()
+        .collect();
     Ok(CheckReport {
         world: component.kind(),
         version: component.version().to_string(),
@@ -63,6 +79,8 @@ pub fn check(
         cache: component.cache().clone(),
         exports: component.exports().to_vec(),
         imports: component.imports().to_vec(),
+        wasi_imports,
+        wasi_granted: WASI_GRANTED,
         config_accepted: config.is_some(),
         instantiate_ms,
         route_traits,
@@ -81,15 +99,27 @@ impl fmt::Display for CheckReport {
         };
         writeln!(f, "compile:  {:.1} ms{cache}", self.compile_ms)?;
         writeln!(f, "exports:  {}", self.exports.join(", "))?;
-        writeln!(
-            f,
-            "imports:  {}",
-            if self.imports.is_empty() {
-                "(none)".to_string()
-            } else {
-                self.imports.join(", ")
-            }
-        )?;
+        let levee: Vec<&str> = self
+            .imports
+            .iter()
+            .filter(|name| !is_granted_import(name))
+            .map(String::as_str)
+            .collect();
+        let list = |names: &[&str]| match names {
+            [] => "(none)".to_string(),
+            names => names.join(", "),
+        };
+        writeln!(f, "imports:  {}", list(&levee))?;
+        if !self.wasi_imports.is_empty() {
+            let wasi: Vec<&str> = self.wasi_imports.iter().map(String::as_str).collect();
+            writeln!(f, "wasi:     {}", list(&wasi))?;
+            writeln!(
+                f,
+                "granted:  {} (no files, no sockets, no environment or arguments; \
+                 stdout/stderr to the host log; host clock and random source)",
+                self.wasi_granted
+            )?;
+        }
         match self.instantiate_ms {
             Some(ms) => write!(f, "config:   accepted (instantiate + configure {ms:.2} ms)")?,
             None => write!(f, "config:   not checked (pass --config JSON)")?,

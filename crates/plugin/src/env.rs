@@ -92,6 +92,12 @@ impl HostRng {
         HostRng::seeded(rand::random::<u64>())
     }
 
+    /// A second generator whose sequence is a pure function of this one's
+    /// current state and `salt`; this one does not advance.
+    pub fn fork(&self, salt: u64) -> HostRng {
+        HostRng::seeded(self.state.load(Ordering::Relaxed) ^ salt)
+    }
+
     pub fn next_u64(&self) -> u64 {
         let state = self
             .state
@@ -117,11 +123,25 @@ impl fmt::Debug for HostRng {
 pub struct HostEnv {
     clock: Arc<dyn Clock>,
     rng: Arc<HostRng>,
+    /// What WASI's random sources draw from (see [`crate::wasi`]): a
+    /// second stream of the same seed, so that a language runtime's own
+    /// draws (CPython seeds its `random` module at start) leave the
+    /// sequence of `random-u64` alone, and a plugin decides exactly like
+    /// the native policy given the same seed.
+    wasi_rng: Arc<HostRng>,
 }
+
+/// Salt of the WASI stream ([`HostRng::fork`]).
+const WASI_STREAM_SALT: u64 = 0x7761_7369_5f72_6e67;
 
 impl HostEnv {
     pub fn new(clock: Arc<dyn Clock>, rng: Arc<HostRng>) -> Self {
-        HostEnv { clock, rng }
+        let wasi_rng = Arc::new(rng.fork(WASI_STREAM_SALT));
+        HostEnv {
+            clock,
+            rng,
+            wasi_rng,
+        }
     }
 
     /// A manual clock at `now_ms` and a generator seeded with `seed`.
@@ -138,6 +158,11 @@ impl HostEnv {
 
     pub fn random_u64(&self) -> u64 {
         self.rng.next_u64()
+    }
+
+    /// The next value of the WASI stream.
+    pub(crate) fn wasi_random_u64(&self) -> u64 {
+        self.wasi_rng.next_u64()
     }
 }
 

@@ -43,6 +43,7 @@ use crate::headers::HeaderAllowlist;
 use crate::limits::{LOG_MESSAGE_BYTES_MAX, Limits, hostcall_fuel_bytes};
 use crate::stats::Counters;
 use crate::tag::Tag;
+use crate::wasi::WasiState;
 
 /// Who a plugin instance is, for log lines.
 #[derive(Debug)]
@@ -71,6 +72,9 @@ pub(crate) struct HostState {
     /// Set when the current call read the request, the clock or the random
     /// source; reset before each call.
     read_ambient: bool,
+    /// The WASI context, built on the instance's first WASI call (a plugin
+    /// that imports no WASI never has one; see [`crate::wasi`]).
+    wasi: Option<Box<WasiState>>,
 }
 
 /// The caller's request for the duration of one call, lifetime erased.
@@ -154,7 +158,16 @@ impl HostState {
             headers,
             lent: LentView(None),
             read_ambient: false,
+            wasi: None,
         }
+    }
+
+    /// The instance's WASI state, built on first use.
+    pub(crate) fn wasi(&mut self) -> &mut WasiState {
+        let (tag, env, counters) = (&self.tag, &self.env, &self.counters);
+        let lines_max = self.log_calls_max;
+        self.wasi
+            .get_or_insert_with(|| Box::new(WasiState::new(tag, env, counters, lines_max)))
     }
 
     /// Resets the per-call state before a policy call.
@@ -163,6 +176,9 @@ impl HostState {
         self.log_calls = 0;
         self.lent = LentView(None);
         self.read_ambient = false;
+        if let Some(wasi) = &mut self.wasi {
+            wasi.begin_call(self.log_calls_max);
+        }
     }
 
     /// The request lent to the call in progress; a trap when there is
@@ -189,7 +205,7 @@ impl HostState {
     /// the clock or the random source: inputs a cached route plan does not
     /// capture.
     pub(crate) fn read_ambient(&self) -> bool {
-        self.read_ambient
+        self.read_ambient || self.wasi.as_ref().is_some_and(|wasi| wasi.read_ambient())
     }
 
     /// Whether the limiter refused a memory or table growth since

@@ -22,8 +22,28 @@ pub const HOST_INTERFACE: &str = "levee:policy/host@0.2.0";
 pub const REQUEST_INTERFACE: &str = "levee:policy/request@0.2.0";
 /// The type-only interface plugins may import (it has no functions).
 pub const TYPES_INTERFACE: &str = "levee:policy/types@0.2.0";
-/// Every interface a plugin may import.
+/// Every `levee:policy` interface a plugin may import.
 pub const ALLOWED_IMPORTS: [&str; 3] = [HOST_INTERFACE, REQUEST_INTERFACE, TYPES_INTERFACE];
+
+/// The WASI packages a plugin may import (each at 0.2.x).
+const GRANTED_PACKAGES: [&str; 6] = [
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+];
+
+/// Whether `name` is a WASI 0.2 interface levee links (granting nothing).
+pub fn is_granted_import(name: &str) -> bool {
+    GRANTED_PACKAGES
+        .iter()
+        .any(|package| name.starts_with(package))
+        && name
+            .rsplit_once('@')
+            .is_some_and(|(_, version)| version.starts_with("0.2."))
+}
 
 /// One of the three policy worlds of `wit/levee-policy.wit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -122,5 +142,27 @@ mod tests {
             assert!(kind.export_name().ends_with(&format!("@{WIT_VERSION}")));
         }
         assert_eq!(WIT_PACKAGE, format!("{WIT_PACKAGE_NAME}@{WIT_VERSION}"));
+    }
+
+    #[test]
+    fn only_wasi_0_2_of_six_packages_is_granted() {
+        for granted in [
+            "wasi:cli/environment@0.2.0",
+            "wasi:io/streams@0.2.6",
+            "wasi:sockets/tcp@0.2.3",
+            "wasi:filesystem/preopens@0.2.0",
+        ] {
+            assert!(is_granted_import(granted), "{granted}");
+        }
+        for refused in [
+            "wasi:http/outgoing-handler@0.2.0",
+            "wasi:cli/environment@0.3.0",
+            "wasi:cli/environment",
+            "wasi:keyvalue/store@0.2.0-draft",
+            "levee:policy/host@0.2.0",
+            "wasi:clocksx/wall-clock@0.2.0",
+        ] {
+            assert!(!is_granted_import(refused), "{refused}");
+        }
     }
 }

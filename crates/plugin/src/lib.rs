@@ -76,7 +76,9 @@
 //!    `levee_policy` types, and the host invariants on every answer;
 //!    [`nodes`] ([`NodeTable`]): a service's node table, given to each
 //!    instance once per table through `set-nodes`;
-//!    `cache` (on `hmac`): the authenticated on-disk compiled-code cache.
+//!    `cache` (on `hmac`): the authenticated on-disk compiled-code cache;
+//!    [`wasi`](mod@wasi): WASI 0.2 for language runtimes, linked over a
+//!    context that grants nothing.
 //! 3. `instance`: the typed world templates and instances, and what a
 //!    failed guest call means (trap, timeout, memory).
 //! 4. [`component`]: [`Component`], one compiled version; quarantine
@@ -119,6 +121,7 @@ mod sanitize;
 pub mod stats;
 pub mod tag;
 mod validate;
+pub mod wasi;
 
 pub use bound::BoundPlugin;
 pub use check::{CheckReport, check};

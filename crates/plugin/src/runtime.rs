@@ -143,6 +143,8 @@ impl Runtime {
             |state| state,
         )
         .map_err(|e| RuntimeError::Engine(format!("linking the host interface: {e:#}")))?;
+        crate::wasi::add_to_linker(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("linking WASI: {e:#}")))?;
         let disk_cache = match &options.cache_dir {
             Some(dir) => Some(
                 DiskCache::open(dir, &engine, options.cache_entries_max).map_err(|source| {

@@ -11,7 +11,8 @@
 //!    speaks ([`WIT_PACKAGE`]; a 0.1.0 plugin is told to rebuild), exactly
 //!    one of the three policy interfaces exported, nothing imported beyond
 //!    `levee:policy/host` and `levee:policy/request` (and the type-only
-//!    `levee:policy/types`);
+//!    `levee:policy/types`) and the WASI 0.2 interfaces levee links
+//!    granting nothing ([`crate::wasi`]);
 //! 3. finally the runtime links the imports (type-checked against the
 //!    linker), builds the `bindgen!` world's pre-instance (export names),
 //!    and instantiates once in a throwaway store, which type-checks every
@@ -21,7 +22,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component as WasmComponent;
 
 use crate::error::LoadError;
-use crate::kind::{ALLOWED_IMPORTS, PolicyKind, WIT_PACKAGE_NAME, WIT_VERSION};
+use crate::kind::{ALLOWED_IMPORTS, PolicyKind, WIT_PACKAGE_NAME, WIT_VERSION, is_granted_import};
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// Version + layer of a core module (version 1, layer 0).
@@ -84,7 +85,7 @@ pub(crate) fn shape(engine: &Engine, component: &WasmComponent) -> Result<Shape,
     check_wit_version(&imports, &exports)?;
     let forbidden: Vec<String> = imports
         .iter()
-        .filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()))
+        .filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()) && !is_granted_import(name))
         .cloned()
         .collect();
     if !forbidden.is_empty() {
