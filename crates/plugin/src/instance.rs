@@ -165,8 +165,11 @@ pub(crate) fn classify(store: &Store<HostState>, error: &wasmtime::Error) -> Fai
     if store.data().growth_denied() {
         return Failure::MemoryLimit;
     }
+    // The root cause first: a host function's refusal (e.g. a WASI call
+    // that would block) is what matters, and wasmtime wraps it in a long
+    // wasm backtrace that would otherwise fill the detail.
     let detail = || {
-        let detail = format!("{error:#}");
+        let detail = format!("{}; {error:#}", error.root_cause());
         truncate_to_char_boundary(&detail, TRAP_DETAIL_BYTES_MAX).to_string()
     };
     match error.downcast_ref::<Trap>() {
