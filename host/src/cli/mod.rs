@@ -64,6 +64,12 @@ pub enum Command {
         /// else `plugins/dist` of the repository the binary was built in).
         #[arg(long)]
         plugin_dir: Option<PathBuf>,
+        /// The retry plugin: the `retry-backoff` rules in Rust, JavaScript
+        /// or Python, each with its own config fields.
+        #[arg(long, default_value = demo::RETRY_PLUGINS[0].name,
+              value_parser = clap::builder::PossibleValuesParser::new(
+                  demo::RETRY_PLUGINS.map(|plugin| plugin.name)))]
+        retry_plugin: String,
     },
     /// Policy plugin tools.
     Plugin {
@@ -166,8 +172,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }
-        Command::Demo { keep, plugin_dir } => {
-            demo::run(demo::DemoOptions { keep, plugin_dir }).await
+        Command::Demo {
+            keep,
+            plugin_dir,
+            retry_plugin,
+        } => {
+            let retry_plugin = demo::RetryPlugin::named(&retry_plugin);
+            demo::run(demo::DemoOptions {
+                keep,
+                plugin_dir,
+                retry_plugin,
+            })
+            .await
         }
         Command::Plugin {
             command: PluginCommand::Check { file, config, json },

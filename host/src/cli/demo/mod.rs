@@ -18,7 +18,10 @@
 //! `checkpoint-interval`) are used when found (`--plugin-dir`, else
 //! `LEVEE_PLUGIN_DIR`, else `plugins/dist` next to the binary's repository
 //! or the current directory); otherwise the demo says how to build them and
-//! runs on the native policies.
+//! runs on the native policies. `--retry-plugin` swaps the retry policy for
+//! the same rules written in JavaScript (`retry-backoff-js`) or Python
+//! (`retry-backoff-py`), each bound with its own config fields and the
+//! memory its language runtime needs ([`RETRY_PLUGINS`]).
 //!
 //! Bounds: every wait is a bounded poll and the whole run is capped at
 //! [`DEMO_MS_MAX`]. Children are killed by PID when the demo ends, fails or
@@ -53,12 +56,57 @@ const CONVERGE_MS_MAX: u64 = 12_000;
 const REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// Keys written before and during the failure.
 const KEYS_PER_PHASE: usize = 24;
-/// The plugins the demo binds, by policy kind.
-const PLUGINS: [(&str, &str); 3] = [
-    ("retry", "retry-backoff"),
+/// The routing and checkpoint plugins the demo binds, by policy kind.
+const OTHER_PLUGINS: [(&str, &str); 2] = [
     ("routing", "route-affinity"),
     ("checkpoint", "checkpoint-interval"),
 ];
+
+/// A retry plugin `--retry-plugin` can pick, and how the demo binds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPlugin {
+    pub name: &'static str,
+    /// Its config, in its own field names (three attempts in all).
+    pub config: &'static str,
+    /// Its binding's `limits`, when the defaults do not fit.
+    pub limits: Option<&'static str>,
+}
+
+/// The `retry-backoff` rules in Rust (the default), JavaScript and Python.
+/// JS and Python runtimes need 9.1 and 12.4 MiB of linear memory (measured;
+/// Python gets 24 MiB for its heap to grow) and up to 0.8 ms for an
+/// instance's first call, which a loaded machine can push past the 2 ms
+/// default deadline; the README's "Plugins in other languages" has the
+/// numbers.
+pub const RETRY_PLUGINS: [RetryPlugin; 3] = [
+    RetryPlugin {
+        name: "retry-backoff",
+        config: r#"{"max_attempts": 3, "base_delay_ms": 25}"#,
+        limits: None,
+    },
+    RetryPlugin {
+        name: "retry-backoff-js",
+        config: r#"{"maxAttempts": 3, "baseDelayMs": 25}"#,
+        limits: Some(r#"{"call_timeout_ms": 20}"#),
+    },
+    RetryPlugin {
+        name: "retry-backoff-py",
+        config: r#"{"attempts": 3, "backoff_base_ms": 25}"#,
+        limits: Some(r#"{"memory_bytes_max": 25165824, "call_timeout_ms": 20}"#),
+    },
+];
+
+impl RetryPlugin {
+    /// The plugin named `name`, if the demo knows it.
+    pub fn named(name: &str) -> Option<RetryPlugin> {
+        RETRY_PLUGINS.into_iter().find(|plugin| plugin.name == name)
+    }
+
+    /// Every plugin the demo binds with this one, by policy kind.
+    fn plugin_set(self) -> [(&'static str, &'static str); 3] {
+        [("retry", self.name), OTHER_PLUGINS[0], OTHER_PLUGINS[1]]
+    }
+}
 /// Node ids of the three replicas.
 const NODE_IDS: [&str; 3] = ["a", "b", "c"];
 /// The replica the demo kills.
@@ -71,6 +119,14 @@ pub struct DemoOptions {
     pub keep: bool,
     /// Where the example plugins are.
     pub plugin_dir: Option<PathBuf>,
+    /// The retry plugin (`None`: `retry-backoff`).
+    pub retry_plugin: Option<RetryPlugin>,
+}
+
+impl DemoOptions {
+    fn retry_plugin(&self) -> RetryPlugin {
+        self.retry_plugin.unwrap_or(RETRY_PLUGINS[0])
+    }
 }
 
 /// Runs the demo. Children are cleaned up on every path out of here unless
@@ -109,8 +165,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Where the example plugins are, or why they are not used.
-fn find_plugins(explicit: Option<&Path>) -> Result<PathBuf, String> {
+/// Where the example plugins are (all of `retry`'s set), or why they are
+/// not used.
+fn find_plugins(explicit: Option<&Path>, retry: RetryPlugin) -> Result<PathBuf, String> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     candidates.extend(explicit.map(Path::to_path_buf));
     candidates.extend(std::env::var_os("LEVEE_PLUGIN_DIR").map(PathBuf::from));
@@ -125,7 +182,8 @@ fn find_plugins(explicit: Option<&Path>) -> Result<PathBuf, String> {
     }
     candidates.push(PathBuf::from("plugins/dist"));
     let complete = |dir: &Path| {
-        PLUGINS
+        retry
+            .plugin_set()
             .iter()
             .all(|(_, name)| dir.join(format!("{name}.wasm")).is_file())
     };

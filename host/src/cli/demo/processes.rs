@@ -14,7 +14,7 @@ use hyper::Method;
 
 use levee::upstream::UpstreamClient;
 
-use super::{NODE_IDS, PLUGINS, START_MS_MAX};
+use super::{NODE_IDS, RetryPlugin, START_MS_MAX};
 
 /// A child process, killed by PID when dropped unless detached.
 pub(super) struct Process {
@@ -223,8 +223,12 @@ impl Cluster {
         Err(last_error.expect("at least one attempt"))
     }
 
-    pub(super) async fn start_levee(&mut self, plugin_dir: Option<&Path>) -> anyhow::Result<()> {
-        let config = self.config(plugin_dir);
+    pub(super) async fn start_levee(
+        &mut self,
+        plugin_dir: Option<&Path>,
+        retry: RetryPlugin,
+    ) -> anyhow::Result<()> {
+        let config = self.config(plugin_dir, retry)?;
         let config_path = self.dir.join("levee.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let config_arg = config_path.to_string_lossy().into_owned();
@@ -264,7 +268,11 @@ impl Cluster {
     }
 
     /// The configuration levee runs with.
-    fn config(&self, plugin_dir: Option<&Path>) -> serde_json::Value {
+    fn config(
+        &self,
+        plugin_dir: Option<&Path>,
+        retry: RetryPlugin,
+    ) -> anyhow::Result<serde_json::Value> {
         let nodes: Vec<serde_json::Value> = NODE_IDS
             .iter()
             .zip(&self.replica_addresses)
@@ -273,8 +281,14 @@ impl Cluster {
         let mut policies = serde_json::Map::new();
         let mut checkpoint = None;
         if plugin_dir.is_some() {
-            for (kind, plugin) in PLUGINS {
-                let binding = serde_json::json!({"plugin": plugin});
+            for (kind, plugin) in retry.plugin_set() {
+                let mut binding = serde_json::json!({"plugin": plugin});
+                if kind == "retry" {
+                    binding["config"] = serde_json::from_str(retry.config)?;
+                    if let Some(limits) = retry.limits {
+                        binding["limits"] = serde_json::from_str(limits)?;
+                    }
+                }
                 if kind == "checkpoint" {
                     // One checkpoint policy per process: a top-level binding.
                     checkpoint = Some(binding);
@@ -304,7 +318,7 @@ impl Cluster {
         if let Some(binding) = checkpoint {
             config["checkpoint"] = binding;
         }
-        config
+        Ok(config)
     }
 
     pub(super) fn print_keep_instructions(&self) {

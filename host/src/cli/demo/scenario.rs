@@ -28,20 +28,22 @@ pub(super) async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> an
         );
     }
 
-    let plugins = find_plugins(options.plugin_dir.as_deref());
+    let retry_plugin = options.retry_plugin();
+    let plugins = find_plugins(options.plugin_dir.as_deref(), retry_plugin);
     step(
         2,
         "starting levee: every key lives on N=3 replicas, a write needs W=2 acks",
     );
     match &plugins {
         Ok(dir) => println!(
-            "      policies: Wasm plugins retry-backoff, route-affinity, checkpoint-interval from {}",
+            "      policies: Wasm plugins {}, route-affinity, checkpoint-interval from {}",
+            retry_plugin.name,
             dir.display()
         ),
         Err(note) => println!("      note: {note}\n      policies: native built-ins"),
     }
     cluster
-        .start_levee(plugins.as_ref().ok().map(PathBuf::as_path))
+        .start_levee(plugins.as_ref().ok().map(PathBuf::as_path), retry_plugin)
         .await?;
     println!(
         "      data  http://{}   admin http://{}",
