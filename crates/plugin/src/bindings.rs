@@ -1,8 +1,8 @@
-//! `bindgen!` output for the three worlds of `wit/levee-policy.wit`
+//! `bindgen!` output for the four worlds of `wit/levee-policy.wit`
 //! (`levee:policy@0.2.0`).
 //!
-//! Why three invocations: a world is the unit `bindgen!` generates a typed
-//! instance for, and levee loads plugins of three different worlds. The
+//! Why four invocations: a world is the unit `bindgen!` generates a typed
+//! instance for, and levee loads plugins of four different worlds. The
 //! worlds share the `types`, `host` and `request` interfaces, so the retry
 //! world generates them once and the other two map onto those modules with
 //! `with:`. That way there is exactly one Rust type per WIT type and one
@@ -54,6 +54,19 @@ pub(crate) mod checkpoint {
     });
 }
 
+/// The `write-policy` world; shared interfaces come from [`retry`].
+pub(crate) mod write {
+    wasmtime::component::bindgen!({
+        world: "write-policy",
+        path: "../../wit",
+        with: {
+            "levee:policy/types": super::retry::levee::policy::types,
+            "levee:policy/host": super::retry::levee::policy::host,
+            "levee:policy/request": super::retry::levee::policy::request,
+        },
+    });
+}
+
 /// The `checkpoint` export's own types (`action`).
 pub(crate) use checkpoint::exports::levee::policy::checkpoint as wit_checkpoint;
 /// The `retry` export's own types (`decision`, `retry-plan`, `target`).
@@ -66,3 +79,5 @@ pub(crate) use retry::levee::policy::request as wit_request;
 pub(crate) use retry::levee::policy::types as wit_types;
 /// The `routing` export's own types (`route-plan`).
 pub(crate) use routing::exports::levee::policy::routing as wit_routing;
+/// The `write` export's own types (`write-result`, `write-decision`).
+pub(crate) use write::exports::levee::policy::write as wit_write;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use levee_policy::limits::CONFIG_BYTES_MAX;
 use levee_policy::{
-    AttemptOutcome, Candidate, CheckpointAction, LogStats, RequestFacts, RequestView, RetryContext,
-    RetryDecision, RoutePlan,
+    AttemptOutcome, Candidate, CheckpointAction, LogStats, ReplicaResult, RequestFacts,
+    RequestView, RetryContext, RetryDecision, RoutePlan, WriteContext, WriteDecision,
 };
 
 use crate::component::Component;
@@ -337,6 +337,46 @@ impl BoundPlugin {
         })
     }
 
+    /// The plugin's write decision. An `acknowledge` below the context's
+    /// `write_quorum_min` acks is an invalid answer (the host never
+    /// acknowledges below its floor, whatever the plugin says). The
+    /// instance gets `nodes` first if it has another table.
+    pub(crate) fn call_write(
+        &self,
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
+        results: &[ReplicaResult],
+        context: &WriteContext<'_>,
+    ) -> Called<WriteDecision> {
+        let facts = convert::facts(facts);
+        let (wit_results, wit_context) = (
+            convert::replica_results(results),
+            convert::write_context(context),
+        );
+        let limits = self.limits();
+        self.with_instance(|instance| {
+            instance.give_nodes(nodes)?;
+            let Instance {
+                store,
+                world: WorldInstance::Write(world),
+                ..
+            } = instance
+            else {
+                return Err(kind_mismatch(PolicyKind::Write));
+            };
+            let answer = with_request(store, request, |store| {
+                world
+                    .levee_policy_write()
+                    .call_decide(store, facts, &wit_results, &wit_context)
+            });
+            let decision = answer.map_err(|e| classify(store, &e))?;
+            let decision = convert::write_decision(decision, limits);
+            check_write_floor(&decision, results, context)?;
+            Ok(decision)
+        })
+    }
+
     /// Runs one call on a leased instance and accounts for it. The one
     /// clock pair of the call: its latency feeds the stats and is handed
     /// back for the caller's metrics.
@@ -409,3 +449,25 @@ impl std::fmt::Debug for BoundPlugin {
 #[cfg(test)]
 #[path = "bound_tests.rs"]
 mod tests;
+
+/// Refuses an `acknowledge` with fewer acks than the host's floor.
+fn check_write_floor(
+    decision: &WriteDecision,
+    results: &[ReplicaResult],
+    context: &WriteContext<'_>,
+) -> Result<(), Failure> {
+    if *decision != WriteDecision::Acknowledge {
+        return Ok(());
+    }
+    let acks = results
+        .iter()
+        .filter(|r| matches!(r.result, levee_policy::WriteResult::Acked(_)))
+        .count();
+    let floor = context.write_quorum_min.max(1) as usize;
+    if acks < floor {
+        return Err(Failure::InvalidOutput(format!(
+            "acknowledged a write with {acks} acks, below the service's write_quorum_min of {floor}"
+        )));
+    }
+    Ok(())
+}

@@ -17,10 +17,11 @@
 
 use levee_policy::{
     AttemptOutcome, AttemptResult, Candidate, CheckpointAction, ErrorKind, LogStats, Method,
-    NodeInfo, RequestFacts, RetryContext, RetryDecision, RoutePlan, Target,
+    NodeInfo, ReplicaResult, RequestFacts, RetryContext, RetryDecision, RoutePlan, Target,
+    WriteContext, WriteDecision, WriteResult,
 };
 
-use crate::bindings::{wit_checkpoint, wit_retry, wit_routing, wit_types};
+use crate::bindings::{wit_checkpoint, wit_retry, wit_routing, wit_types, wit_write};
 use crate::error::Failure;
 use crate::host::truncate_to_char_boundary;
 use crate::limits::Limits;
@@ -125,14 +126,18 @@ fn error_kind(kind: ErrorKind) -> wit_types::ErrorKind {
     }
 }
 
+fn attempt_result(result: AttemptResult) -> wit_types::AttemptResult {
+    match result {
+        AttemptResult::Status(status) => wit_types::AttemptResult::Status(status),
+        AttemptResult::Error(kind) => wit_types::AttemptResult::Error(error_kind(kind)),
+    }
+}
+
 pub(crate) fn outcome(outcome: &AttemptOutcome) -> wit_types::AttemptOutcome {
     wit_types::AttemptOutcome {
         node: outcome.node,
         attempt: outcome.attempt,
-        result: match outcome.result {
-            AttemptResult::Status(status) => wit_types::AttemptResult::Status(status),
-            AttemptResult::Error(kind) => wit_types::AttemptResult::Error(error_kind(kind)),
-        },
+        result: attempt_result(outcome.result),
         elapsed_ms: outcome.elapsed_ms,
         retry_after_ms: outcome.retry_after_ms,
     }
@@ -191,6 +196,47 @@ pub(crate) fn route_plan(
 pub(crate) fn route_traits(traits: wit_routing::RouteTraits) -> RouteTraits {
     RouteTraits {
         cacheable_by_health_flags: traits.cacheable_by_health_flags,
+    }
+}
+
+/// A write's replica results so far, in their WIT form.
+pub(crate) fn replica_results(results: &[ReplicaResult]) -> Vec<wit_write::ReplicaResult> {
+    let result = |result: WriteResult| match result {
+        WriteResult::Acked(status) => wit_write::WriteResult::Acked(status),
+        WriteResult::Superseded => wit_write::WriteResult::Superseded,
+        WriteResult::Rejected(status) => wit_write::WriteResult::Rejected(status),
+        WriteResult::Failed(failed) => wit_write::WriteResult::Failed(attempt_result(failed)),
+    };
+    results
+        .iter()
+        .map(|r| wit_write::ReplicaResult {
+            node: r.node,
+            result: result(r.result),
+            elapsed_ms: r.elapsed_ms,
+        })
+        .collect()
+}
+
+pub(crate) fn write_context(context: &WriteContext<'_>) -> wit_write::WriteContext {
+    wit_write::WriteContext {
+        replicas: context.replicas.to_vec(),
+        write_quorum: context.write_quorum,
+        write_quorum_min: context.write_quorum_min,
+        deadline_remaining_ms: context.deadline_remaining_ms,
+    }
+}
+
+/// A plugin's write decision, its reason cut to the string cap.
+pub(crate) fn write_decision(decision: wit_write::WriteDecision, limits: &Limits) -> WriteDecision {
+    match decision {
+        wit_write::WriteDecision::Wait => WriteDecision::Wait,
+        wit_write::WriteDecision::Acknowledge => WriteDecision::Acknowledge,
+        wit_write::WriteDecision::Fail(mut reason) => {
+            let kept =
+                truncate_to_char_boundary(&reason, limits.returned_string_bytes_max as usize).len();
+            reason.truncate(kept);
+            WriteDecision::Fail(reason)
+        }
     }
 }
 

@@ -48,13 +48,15 @@ pub enum LoadError {
         exports: Vec<String>,
     },
 
-    /// The component exports none of the three policy interfaces.
+    /// The component exports none of the four policy interfaces.
     #[error(
         "not a levee policy: expected one of the worlds retry-policy (export {}), \
-         routing-policy (export {}) or checkpoint-policy (export {}), but the component exports [{}]",
+         routing-policy (export {}), checkpoint-policy (export {}) or write-policy (export {}), \
+         but the component exports [{}]",
         PolicyKind::Retry.export_name(),
         PolicyKind::Routing.export_name(),
         PolicyKind::Checkpoint.export_name(),
+        PolicyKind::Write.export_name(),
         exports.join(", ")
     )]
     NotAPolicy { exports: Vec<String> },

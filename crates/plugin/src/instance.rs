@@ -1,4 +1,4 @@
-//! Typed templates and instances of the three worlds, and what a failed
+//! Typed templates and instances of the four worlds, and what a failed
 //! guest call means.
 //!
 //! This is the lowest layer that knows about a running plugin: it sits on
@@ -33,6 +33,7 @@ pub(crate) enum WorldPre {
     Retry(bindings::retry::RetryPolicyPre<HostState>),
     Routing(bindings::routing::RoutingPolicyPre<HostState>),
     Checkpoint(bindings::checkpoint::CheckpointPolicyPre<HostState>),
+    Write(bindings::write::WritePolicyPre<HostState>),
 }
 
 impl WorldPre {
@@ -52,6 +53,9 @@ impl WorldPre {
             PolicyKind::Checkpoint => WorldPre::Checkpoint(
                 bindings::checkpoint::CheckpointPolicyPre::new(pre).map_err(incompatible)?,
             ),
+            PolicyKind::Write => {
+                WorldPre::Write(bindings::write::WritePolicyPre::new(pre).map_err(incompatible)?)
+            }
         })
     }
 
@@ -65,15 +69,17 @@ impl WorldPre {
             WorldPre::Retry(pre) => pre.instantiate(store).map(WorldInstance::Retry),
             WorldPre::Routing(pre) => pre.instantiate(store).map(WorldInstance::Routing),
             WorldPre::Checkpoint(pre) => pre.instantiate(store).map(WorldInstance::Checkpoint),
+            WorldPre::Write(pre) => pre.instantiate(store).map(WorldInstance::Write),
         }
     }
 }
 
-/// A typed instance of one of the three worlds.
+/// A typed instance of one of the four worlds.
 pub(crate) enum WorldInstance {
     Retry(bindings::retry::RetryPolicy),
     Routing(bindings::routing::RoutingPolicy),
     Checkpoint(bindings::checkpoint::CheckpointPolicy),
+    Write(bindings::write::WritePolicy),
 }
 
 impl WorldInstance {
@@ -96,6 +102,9 @@ impl WorldInstance {
                 .map(convert::route_traits),
             WorldInstance::Checkpoint(w) => {
                 nothing(w.levee_policy_checkpoint().call_configure(store, config)?)
+            }
+            WorldInstance::Write(w) => {
+                nothing(w.levee_policy_write().call_configure(store, config)?)
             }
         })
     }
@@ -135,6 +144,9 @@ impl Instance {
                 .call_set_nodes(&mut self.store, nodes.wit()),
             WorldInstance::Routing(w) => w
                 .levee_policy_routing()
+                .call_set_nodes(&mut self.store, nodes.wit()),
+            WorldInstance::Write(w) => w
+                .levee_policy_write()
                 .call_set_nodes(&mut self.store, nodes.wit()),
             WorldInstance::Checkpoint(_) => return Ok(()),
         };

@@ -1,4 +1,4 @@
-//! [`PolicyKind`]: which of the three worlds a plugin implements.
+//! [`PolicyKind`]: which of the four worlds a plugin implements.
 //!
 //! The kind is derived from what a component exports, never from what the
 //! operator claims, so a component uploaded as "a retry policy" that
@@ -45,7 +45,7 @@ pub fn is_granted_import(name: &str) -> bool {
             .is_some_and(|(_, version)| version.starts_with("0.2."))
 }
 
-/// One of the three policy worlds of `wit/levee-policy.wit`.
+/// One of the four policy worlds of `wit/levee-policy.wit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PolicyKind {
     /// World `retry-policy`, export `levee:policy/retry@0.2.0`.
@@ -57,14 +57,18 @@ pub enum PolicyKind {
     /// World `checkpoint-policy`, export `levee:policy/checkpoint@0.2.0`.
     #[serde(rename = "checkpoint-policy", alias = "checkpoint")]
     Checkpoint,
+    /// World `write-policy`, export `levee:policy/write@0.2.0`.
+    #[serde(rename = "write-policy", alias = "write")]
+    Write,
 }
 
 impl PolicyKind {
     /// Every kind, in WIT order.
-    pub const ALL: [PolicyKind; 3] = [
+    pub const ALL: [PolicyKind; 4] = [
         PolicyKind::Retry,
         PolicyKind::Routing,
         PolicyKind::Checkpoint,
+        PolicyKind::Write,
     ];
 
     /// The WIT world name, e.g. `retry-policy`.
@@ -73,6 +77,7 @@ impl PolicyKind {
             PolicyKind::Retry => "retry-policy",
             PolicyKind::Routing => "routing-policy",
             PolicyKind::Checkpoint => "checkpoint-policy",
+            PolicyKind::Write => "write-policy",
         }
     }
 
@@ -83,6 +88,7 @@ impl PolicyKind {
             PolicyKind::Retry => "levee:policy/retry@0.2.0",
             PolicyKind::Routing => "levee:policy/routing@0.2.0",
             PolicyKind::Checkpoint => "levee:policy/checkpoint@0.2.0",
+            PolicyKind::Write => "levee:policy/write@0.2.0",
         }
     }
 
@@ -102,7 +108,9 @@ impl fmt::Display for PolicyKind {
 
 /// Error of [`PolicyKind::from_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown policy kind {0:?}: expected retry-policy, routing-policy or checkpoint-policy")]
+#[error(
+    "unknown policy kind {0:?}: expected retry-policy, routing-policy, checkpoint-policy or write-policy"
+)]
 pub struct UnknownPolicyKind(pub String);
 
 impl FromStr for PolicyKind {
@@ -114,6 +122,7 @@ impl FromStr for PolicyKind {
             "retry-policy" | "retry" => Ok(PolicyKind::Retry),
             "routing-policy" | "routing" => Ok(PolicyKind::Routing),
             "checkpoint-policy" | "checkpoint" => Ok(PolicyKind::Checkpoint),
+            "write-policy" | "write" => Ok(PolicyKind::Write),
             other => Err(UnknownPolicyKind(other.chars().take(64).collect())),
         }
     }

@@ -91,7 +91,8 @@
 //!    made by [`Component::bind`] (defined here, so `component` stays
 //!    below the pool).
 //! 8. [`policy`]: one generic guarded policy, [`policy::Guarded`], as
-//!    [`RetryPolicy`], [`RoutingPolicy`], [`CheckpointPolicy`]; [`Decided`],
+//!    [`RetryPolicy`], [`RoutingPolicy`], [`CheckpointPolicy`],
+//!    [`WritePolicy`]; [`Decided`],
 //!    [`Source`].
 //! 9. [`registry`]: [`Registry`], named plugins, history, rollback;
 //!    [`check`](mod@check): what `levee plugin check` reports.
@@ -134,7 +135,7 @@ pub use kind::PolicyKind;
 pub use limits::{LOG_MESSAGE_BYTES_MAX, Limits, ValidateLimits, hostcall_fuel_bytes};
 pub use nodes::{NodeTable, NodeTableTooLarge};
 pub use plan_cache::{PLAN_CACHE_ENTRIES_MAX, PlanCacheStats, RouteTraits};
-pub use policy::{CheckpointPolicy, Decided, RetryPolicy, RoutingPolicy, Source};
+pub use policy::{CheckpointPolicy, Decided, RetryPolicy, RoutingPolicy, Source, WritePolicy};
 pub use registry::{PluginInfo, PluginStatus, Registry};
 pub use runtime::{Runtime, RuntimeOptions};
 pub use stats::{CounterSnapshot, Stats};

@@ -19,7 +19,9 @@
 //! - [`RouteAffinity::route`]`(facts, &nodes, &candidates)`: the service's
 //!   node table ([`NodeInfo`], changed only with the configuration) and the
 //!   key's [`Candidate`]s by [`NodeIndex`] with their health;
-//! - [`CheckpointInterval::decide`]`(&stats)`.
+//! - [`CheckpointInterval::decide`]`(&stats)`;
+//! - [`WriteQuorum::decide`]`(&results, &context)`: every replica result
+//!   of a write so far, and its W.
 //!
 //! None of them reads the request's strings; those stay with the host
 //! behind [`RequestView`], for plugins that want them.
@@ -33,6 +35,8 @@
 //! - [`retry`]: `retry-backoff`, exponential backoff with full jitter.
 //! - [`routing`]: `route-affinity`, ring order, healthy first, zone preference.
 //! - [`checkpoint`]: `checkpoint-interval`, every N records / M bytes / T ms.
+//! - [`write`]: `write-quorum` (native W-of-N) and `zone-quorum` (W acks
+//!   from at least two zones), when a replicated write may be acknowledged.
 
 pub mod checkpoint;
 pub mod config;
@@ -40,12 +44,17 @@ pub mod limits;
 pub mod retry;
 pub mod routing;
 pub mod types;
+pub mod write;
 
 pub use checkpoint::{CheckpointConfig, CheckpointInterval};
 pub use config::ConfigError;
 pub use retry::{GiveUpReason, RetryBackoff, RetryConfig, RetryPlan, RetryTarget};
 pub use routing::{RouteAffinity, RoutingConfig};
 pub use types::*;
+pub use write::{
+    ReplicaResult, WriteContext, WriteDecision, WriteQuorum, WriteResult, ZoneQuorum,
+    ZoneQuorumConfig,
+};
 
 /// Parses a policy's JSON config, naming the problem on failure. An empty
 /// string means "all defaults". See [`config::parse`] for the typed error.

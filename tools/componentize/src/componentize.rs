@@ -24,10 +24,11 @@ pub const ALLOWED_IMPORTS: [&str; 3] = [
 ];
 
 /// The policy interfaces; a plugin exports exactly one.
-pub const POLICY_EXPORTS: [&str; 3] = [
+pub const POLICY_EXPORTS: [&str; 4] = [
     "levee:policy/retry@0.2.0",
     "levee:policy/routing@0.2.0",
     "levee:policy/checkpoint@0.2.0",
+    "levee:policy/write@0.2.0",
 ];
 
 /// Why a core module was refused.

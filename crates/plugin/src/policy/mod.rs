@@ -1,7 +1,7 @@
 //! The guarded policies the request path calls: [`RetryPolicy`],
-//! [`RoutingPolicy`], [`CheckpointPolicy`].
+//! [`RoutingPolicy`], [`CheckpointPolicy`], [`WritePolicy`].
 //!
-//! All three are one type, [`Guarded`], instantiated per kind: each holds
+//! All four are one type, [`Guarded`], instantiated per kind: each holds
 //! an optional [`BoundPlugin`](crate::BoundPlugin) in an `ArcSwapOption` plus the native policy
 //! of the same kind, and always returns an answer:
 //! - no plugin bound → native ([`Source::Native`]);
@@ -40,11 +40,13 @@ mod checkpoint;
 mod guarded;
 mod retry;
 mod routing;
+mod write;
 
 pub use checkpoint::{CheckpointKind, CheckpointPolicy};
 pub use guarded::Guarded;
 pub use retry::{RetryKind, RetryPolicy};
 pub use routing::{RoutingKind, RoutingPolicy};
+pub use write::{WriteKind, WritePolicy};
 
 use std::time::Duration;
 
