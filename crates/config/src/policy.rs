@@ -44,6 +44,9 @@ pub const CHECKPOINT_MOVED: &str = "the checkpoint policy moved to the top-level
 pub struct PoliciesSpec {
     pub retry: Option<PolicyRef>,
     pub routing: Option<PolicyRef>,
+    /// A `write-policy` plugin: when a replicated write is acknowledged
+    /// (native: W-of-N, which takes no config).
+    pub write: Option<PolicyRef>,
 }
 
 /// [`PoliciesSpec`] as the file spells it: also names the old
@@ -53,6 +56,7 @@ pub struct PoliciesSpec {
 struct PoliciesWire {
     retry: Option<PolicyRef>,
     routing: Option<PolicyRef>,
+    write: Option<PolicyRef>,
     #[serde(deserialize_with = "refuse_checkpoint")]
     checkpoint: (),
 }
@@ -62,9 +66,14 @@ impl From<PoliciesWire> for PoliciesSpec {
         let PoliciesWire {
             retry,
             routing,
+            write,
             checkpoint: (),
         } = wire;
-        PoliciesSpec { retry, routing }
+        PoliciesSpec {
+            retry,
+            routing,
+            write,
+        }
     }
 }
 
@@ -228,6 +237,12 @@ impl PoliciesSpec {
             binding.validate_into(&path, errors);
             let native = |json: &str| levee_policy::RouteAffinity::from_json(json).map(drop);
             binding.validate_fallback(&path, "route-affinity", native, errors);
+        }
+        if let Some(binding) = &self.write {
+            let path = format!("{path}.policies.write");
+            binding.validate_into(&path, errors);
+            let native = |json: &str| levee_policy::WriteQuorum::from_json(json).map(drop);
+            binding.validate_fallback(&path, "write-quorum", native, errors);
         }
     }
 }

@@ -30,6 +30,12 @@ pub struct ServiceSpec {
     /// W: acknowledgements a write waits for. Default majority of N.
     #[serde(default)]
     pub write_quorum: Option<u32>,
+    /// The floor under a write policy plugin (`policies.write`): it may
+    /// wait for more than W, or fail early, but never acknowledge a write
+    /// with fewer acks than this (1..=W). Default W: a plugin can only be
+    /// stricter than W-of-N unless the operator lowers the floor.
+    #[serde(default)]
+    pub write_quorum_min: Option<u32>,
     /// R: replicas a GET or HEAD asks in parallel (1..=N); the answer is
     /// the newest version among them, and the older ones are repaired.
     /// Default 1: one replica answers (replicas still owed a write to the
@@ -233,6 +239,11 @@ impl ServiceSpec {
         self.write_quorum.unwrap_or(self.replicas() / 2 + 1)
     }
 
+    /// The write policy's floor, with its default (W) applied.
+    pub fn write_quorum_min(&self) -> u32 {
+        self.write_quorum_min.unwrap_or(self.write_quorum())
+    }
+
     /// Checks this service alone, as `services[i]` at `path`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = Errors::default();
@@ -268,6 +279,14 @@ impl ServiceSpec {
                 format!("{path}.write_quorum"),
                 format!("must be <= replicas ({replicas})"),
             );
+        }
+        match self.write_quorum_min {
+            Some(0) => errors.add(format!("{path}.write_quorum_min"), "must be >= 1"),
+            Some(min) if min > quorum => errors.add(
+                format!("{path}.write_quorum_min"),
+                format!("must be <= write_quorum ({quorum})"),
+            ),
+            _ => {}
         }
         if self.read_quorum == 0 {
             errors.add(format!("{path}.read_quorum"), "must be >= 1");

@@ -311,6 +311,7 @@ fn kind_key(kind: PolicyKind) -> &'static str {
     match kind {
         PolicyKind::Retry => "retry",
         PolicyKind::Routing => "routing",
+        PolicyKind::Write => "write",
         PolicyKind::Checkpoint => "checkpoint",
     }
 }

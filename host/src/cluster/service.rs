@@ -240,7 +240,7 @@ impl Drop for InFlight {
     }
 }
 
-/// The retry and routing policies of a service: the guarded
+/// The retry, routing and write policies of a service: the guarded
 /// `levee_plugin` policies, which call the bound plugin when there is one
 /// and the native `levee_policy` logic (configured from the binding's
 /// `fallback`, its defaults without one; the binding's `config` is the
@@ -250,6 +250,9 @@ impl Drop for InFlight {
 pub struct Policies {
     pub retry: levee_plugin::RetryPolicy,
     pub routing: levee_plugin::RoutingPolicy,
+    /// When a write is acknowledged (native: W-of-N, see
+    /// [`crate::dataplane::tally`]).
+    pub write: levee_plugin::WritePolicy,
 }
 
 impl std::fmt::Debug for Policies {
@@ -259,6 +262,7 @@ impl std::fmt::Debug for Policies {
         f.debug_struct("Policies")
             .field("retry", &name(self.retry.plugin()))
             .field("routing", &name(self.routing.plugin()))
+            .field("write", &name(self.write.plugin()))
             .finish()
     }
 }
@@ -285,9 +289,12 @@ impl Policies {
             .map_err(|reason| error("retry.fallback", reason))?;
         let routing = levee_policy::RouteAffinity::from_json(&config_of(&spec.policies.routing))
             .map_err(|reason| error("routing.fallback", reason))?;
+        levee_policy::WriteQuorum::from_json(&config_of(&spec.policies.write))
+            .map_err(|reason| error("write.fallback", reason))?;
         Ok(Policies {
             retry: levee_plugin::RetryPolicy::new(runtime, retry),
             routing: levee_plugin::RoutingPolicy::new(routing),
+            write: levee_plugin::WritePolicy::new(),
         })
     }
 
@@ -316,6 +323,21 @@ impl Policies {
         context: &RetryContext<'_>,
     ) -> levee_plugin::Decided<RetryDecision> {
         let decided = self.retry.decide(request, facts, nodes, outcome, context);
+        record_policy(&decided);
+        decided
+    }
+
+    /// Decides whether a write may be answered after a replica's result
+    /// (see [`crate::dataplane::write_policy`]).
+    pub fn decide_write(
+        &self,
+        request: &dyn RequestView,
+        facts: RequestFacts,
+        nodes: &NodeTable,
+        results: &[levee_policy::ReplicaResult],
+        context: &levee_policy::WriteContext<'_>,
+    ) -> levee_plugin::Decided<levee_policy::WriteDecision> {
+        let decided = self.write.decide(request, facts, nodes, results, context);
         record_policy(&decided);
         decided
     }

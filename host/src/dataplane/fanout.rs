@@ -58,7 +58,8 @@ use crate::cluster::service::Service;
 use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::Inbound;
 use crate::dataplane::replica_send::ReplicaSend;
-use crate::dataplane::tally::Tally;
+use crate::dataplane::tally::{Decision, Tally};
+use crate::dataplane::write_policy::{WriteDecider, X_LEVEE_WRITE_POLICY};
 use crate::replication::WritePlane;
 use crate::replication::hints::{Lsn, NodeRef};
 use crate::replication::record::{KIND_CLIENT_WRITE, REPLICATED_HEADERS, WriteHeader, WriteRecord};
@@ -163,19 +164,31 @@ impl WriteJob {
             .iter()
             .map(|&node| self.service.nodes[node].spec.id.as_str())
             .collect();
-        let version = self.header.version;
         let mut tally = Tally::new(nodes, self.quorum);
+        let mut policy = WriteDecider::new(&self.service, &self.targets);
         let mut answer = Some(answer);
         // Bounded: every send task ends by the deadline and reports once.
         while let Some((slot, outcome)) = receiver.recv().await {
+            if answer.is_none() {
+                tally.record(slot, outcome);
+                continue;
+            }
+            if let Some(policy) = &mut policy {
+                policy.record(slot, &outcome, self.inbound.started_ms);
+            }
             tally.record(slot, outcome);
-            if answer.is_some()
-                && let Some(verdict) = tally.verdict()
+            let verdict = match &mut policy {
+                Some(policy) => {
+                    policy.verdict(&self.service, &self.inbound, &mut tally, deadline_ms)
+                }
+                None => tally.verdict(),
+            };
+            if let Some(verdict) = verdict
                 && let Some(answer) = answer.take()
             {
-                let acked = matches!(verdict, crate::dataplane::tally::Decision::Answer { .. });
+                let acked = matches!(verdict, Decision::Answer { .. });
                 self.plane.recent.note_write(&self.header, acked);
-                let _ = answer.send(Ok(verdict.into_response(lsn, version)));
+                let _ = answer.send(Ok(self.respond(verdict, lsn, policy.as_ref())));
             }
         }
         if let Some(answer) = answer.take() {
@@ -183,9 +196,21 @@ impl WriteJob {
             let verdict = tally
                 .verdict()
                 .unwrap_or_else(|| tally.give_up(deadline_passed));
-            let _ = answer.send(Ok(verdict.into_response(lsn, version)));
+            let _ = answer.send(Ok(self.respond(verdict, lsn, policy.as_ref())));
         }
         drop(self.inbound);
+    }
+
+    /// The client's response, naming the write policy that decided when
+    /// one is bound.
+    fn respond(&self, verdict: Decision, lsn: Lsn, policy: Option<&WriteDecider>) -> Response {
+        let mut response = verdict.into_response(lsn, self.header.version);
+        if let Some(policy) = policy {
+            response
+                .headers_mut()
+                .insert(X_LEVEE_WRITE_POLICY.clone(), policy.header());
+        }
+        response
     }
 
     /// Appends the record and registers it with its targets.

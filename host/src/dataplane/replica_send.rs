@@ -23,6 +23,7 @@ use crate::cluster::health::Verdict;
 use crate::cluster::service::{Service, policy_index};
 use crate::config::ATTEMPTS_MAX;
 use crate::dataplane::attempt::{self, Failed, RetryGate};
+use crate::dataplane::write_policy::NOT_SENT;
 use crate::replication::deliver::{self, Answer, SendOutcome};
 use crate::replication::hints::{DropReason, Lsn, NodeRef};
 use crate::replication::record::WriteHeader;
@@ -49,7 +50,8 @@ pub(super) enum ReplicaOutcome {
     /// The replica holds this newer version of the key.
     Superseded(levee_version::Version),
     Rejected(Answer),
-    Failed(String),
+    /// No lasting answer: the last attempt's result, and its description.
+    Failed(AttemptResult, String),
 }
 
 impl ReplicaSend {
@@ -78,7 +80,7 @@ impl ReplicaSend {
                     1,
                 );
             }
-            ReplicaOutcome::Failed(reason) => {
+            ReplicaOutcome::Failed(_, reason) => {
                 tracing::debug!(lsn = self.lsn, node = %node_ref, %reason, "write missed; kept as a hint");
                 ledger.missed(&node_ref, self.lsn, bytes);
             }
@@ -105,14 +107,16 @@ impl ReplicaSend {
         for attempts in 1..=gate.max_attempts {
             let now_ms = clock::now_ms();
             if !health.try_acquire(now_ms) {
-                return ReplicaOutcome::Failed("ejected by outlier detection; not sent".into());
+                return ReplicaOutcome::Failed(
+                    NOT_SENT,
+                    "ejected by outlier detection; not sent".into(),
+                );
             }
             if attempt::per_try_timeout_ms(service, self.deadline_ms, now_ms) == 0 {
                 // try_acquire may have taken the half-open probe token.
                 attempt::record(service, self.node, Verdict::Failure, 0, now_ms);
-                return ReplicaOutcome::Failed(deliver::describe_failure(AttemptResult::Error(
-                    ErrorKind::Timeout,
-                )));
+                let timeout = AttemptResult::Error(ErrorKind::Timeout);
+                return ReplicaOutcome::Failed(timeout, deliver::describe_failure(timeout));
             }
             let sent = self.send_once().await;
             let result = match sent.result {
@@ -135,11 +139,11 @@ impl ReplicaSend {
                 None,
             );
             let Some((delay_ms, _target)) = decided else {
-                return ReplicaOutcome::Failed(deliver::describe_failure(result));
+                return ReplicaOutcome::Failed(result, deliver::describe_failure(result));
             };
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
-        ReplicaOutcome::Failed("out of attempts".into())
+        ReplicaOutcome::Failed(NOT_SENT, "out of attempts".into())
     }
 
     /// One send of the record through the shared attempt path.

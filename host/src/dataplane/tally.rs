@@ -165,7 +165,7 @@ impl<'a> Tally<'a> {
                 self.first_rejection.get_or_insert(answer);
                 kept
             }
-            ReplicaOutcome::Failed(reason) => {
+            ReplicaOutcome::Failed(_, reason) => {
                 self.failures += 1;
                 Outcome::Failed(reason)
             }
@@ -200,6 +200,32 @@ impl<'a> Tally<'a> {
             return None;
         }
         Some(self.give_up(false))
+    }
+
+    /// A write policy's `acknowledge`: the first ack, relayed (`None` if
+    /// nothing acked, which the policy's floor of one ack rules out).
+    pub(super) fn acknowledge(&mut self) -> Option<Decision> {
+        let answer = self.first_ack.take()?;
+        Some(Decision::Answer {
+            answer,
+            acks: self.acks,
+            replicas: self.replicas,
+        })
+    }
+
+    /// A write policy's `fail`: answered like W out of reach, the
+    /// policy's `reason` leading the 503 body.
+    pub(super) fn fail(&mut self, reason: &str) -> Decision {
+        let mut decision = self.give_up(false);
+        if let Decision::QuorumFailed(failure) = &mut decision {
+            failure.reason = format!(
+                "{reason}. {} of {} replicas acknowledged; the write is logged and its outcome is \
+                 unknown: replicas that acknowledged it keep it, and the others get it by hinted \
+                 handoff, so it may still appear.",
+                self.acks, self.replicas
+            );
+        }
+        decision
     }
 
     /// The answer when W acks cannot be had; `deadline_passed`: the sends
@@ -398,7 +424,7 @@ mod tests {
     }
 
     fn failed() -> ReplicaOutcome {
-        ReplicaOutcome::Failed("timed out".into())
+        ReplicaOutcome::Failed(crate::dataplane::write_policy::NOT_SENT, "timed out".into())
     }
 
     fn superseded(held: &str) -> ReplicaOutcome {
@@ -465,7 +491,10 @@ mod tests {
         let mut tally = Tally::new(vec!["a", "b", "c"], 2);
         tally.record(
             0,
-            ReplicaOutcome::Failed("connection refused or unreachable".into()),
+            ReplicaOutcome::Failed(
+                crate::dataplane::write_policy::NOT_SENT,
+                "connection refused or unreachable".into(),
+            ),
         );
         assert!(tally.verdict().is_none());
         tally.record(2, failed());

@@ -1,6 +1,6 @@
 //! Which plugin serves which policy, and the swap that binds it.
 //!
-//! Retry and routing policies belong to a service (each `Service` holds its
+//! Retry, routing and write policies belong to a service (each `Service` holds its
 //! guarded policies, bound from `services[].policies`); the checkpoint
 //! policy belongs to the process, because the log it decides about is one
 //! per process: one binding, the top-level `checkpoint`. Binding is an
@@ -14,7 +14,8 @@ use levee_plugin::{BoundPlugin, CheckpointPolicy, LoadError, PolicyKind};
 use crate::cluster::service::Service;
 use crate::config::{Config, PolicyRef, ServiceSpec};
 
-/// A service's policy bindings (`services[].policies`: retry and routing),
+/// A service's policy bindings (`services[].policies`: retry, routing and
+/// write),
 /// as `(kind, binding)`. The checkpoint binding is the process's, see
 /// [`checkpoint_ref`].
 pub fn policy_refs(spec: &ServiceSpec) -> impl Iterator<Item = (PolicyKind, &PolicyRef)> {
@@ -22,6 +23,7 @@ pub fn policy_refs(spec: &ServiceSpec) -> impl Iterator<Item = (PolicyKind, &Pol
     [
         (PolicyKind::Retry, policies.retry.as_ref()),
         (PolicyKind::Routing, policies.routing.as_ref()),
+        (PolicyKind::Write, policies.write.as_ref()),
     ]
     .into_iter()
     .filter_map(|(kind, binding)| binding.map(|binding| (kind, binding)))
@@ -43,6 +45,7 @@ pub fn bind_policy(
     match kind {
         PolicyKind::Retry => service.policies.retry.bind(plugin).map(drop),
         PolicyKind::Routing => service.policies.routing.bind(plugin).map(drop),
+        PolicyKind::Write => service.policies.write.bind(plugin).map(drop),
         PolicyKind::Checkpoint => Err(LoadError::Incompatible {
             world: kind,
             detail: format!(

@@ -178,6 +178,7 @@ fn current_bindings(state: &AppState) -> BTreeMap<String, Vec<BindingSlot>> {
             let bound = match kind {
                 PolicyKind::Retry => service.policies.retry.plugin(),
                 PolicyKind::Routing => service.policies.routing.plugin(),
+                PolicyKind::Write => service.policies.write.plugin(),
                 PolicyKind::Checkpoint => None,
             };
             add(&policy.plugin, Some(service.name()), kind, bound);

@@ -209,11 +209,14 @@ fn ring_arcs(service: &Service) -> (Vec<ArcView>, Vec<u64>) {
 
 fn policy_views(service: &Service) -> BTreeMap<&'static str, Option<PolicyView>> {
     let mut policies: BTreeMap<&'static str, Option<PolicyView>> =
-        [("retry", None), ("routing", None)].into_iter().collect();
+        [("retry", None), ("routing", None), ("write", None)]
+            .into_iter()
+            .collect();
     for (kind, policy) in policy_refs(&service.spec) {
         let (key, bound) = match kind {
             PolicyKind::Retry => ("retry", service.policies.retry.plugin()),
             PolicyKind::Routing => ("routing", service.policies.routing.plugin()),
+            PolicyKind::Write => ("write", service.policies.write.plugin()),
             PolicyKind::Checkpoint => continue,
         };
         policies.insert(key, Some(policy_view(&policy.plugin, bound)));
