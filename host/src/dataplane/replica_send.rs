@@ -23,7 +23,6 @@ use crate::cluster::health::Verdict;
 use crate::cluster::service::{Service, policy_index};
 use crate::config::ATTEMPTS_MAX;
 use crate::dataplane::attempt::{self, Failed, RetryGate};
-use crate::dataplane::write_policy::NOT_SENT;
 use crate::replication::deliver::{self, Answer, SendOutcome};
 use crate::replication::hints::{DropReason, Lsn, NodeRef};
 use crate::replication::record::WriteHeader;
@@ -42,6 +41,10 @@ pub(super) struct ReplicaSend {
     pub(super) body: Bytes,
     pub(super) deadline_ms: u64,
 }
+
+/// What a failed send is, for a write policy, when nothing better is
+/// known (a replica never tried: ejected; out of attempts).
+pub(super) const NOT_SENT: AttemptResult = AttemptResult::Error(ErrorKind::Other);
 
 /// A replica's outcome as the tally sees it.
 #[derive(Debug)]

@@ -424,7 +424,7 @@ mod tests {
     }
 
     fn failed() -> ReplicaOutcome {
-        ReplicaOutcome::Failed(crate::dataplane::write_policy::NOT_SENT, "timed out".into())
+        ReplicaOutcome::Failed(crate::dataplane::replica_send::NOT_SENT, "timed out".into())
     }
 
     fn superseded(held: &str) -> ReplicaOutcome {
@@ -492,7 +492,7 @@ mod tests {
         tally.record(
             0,
             ReplicaOutcome::Failed(
-                crate::dataplane::write_policy::NOT_SENT,
+                crate::dataplane::replica_send::NOT_SENT,
                 "connection refused or unreachable".into(),
             ),
         );

@@ -20,9 +20,7 @@
 
 use hyper::header::{HeaderName, HeaderValue};
 use levee_plugin::Source;
-use levee_policy::{
-    AttemptResult, ErrorKind, NodeIndex, ReplicaResult, WriteContext, WriteDecision, WriteResult,
-};
+use levee_policy::{NodeIndex, ReplicaResult, WriteContext, WriteDecision, WriteResult};
 
 use crate::base::clock;
 use crate::cluster::service::{Service, policy_index};
@@ -136,7 +134,3 @@ fn native_label(source: &Source) -> String {
         Source::Native | Source::Plugin { .. } => "native".into(),
     }
 }
-
-/// What a failed send is, for a write policy, when nothing better is
-/// known (a replica never tried: ejected).
-pub(super) const NOT_SENT: AttemptResult = AttemptResult::Error(ErrorKind::Other);
