@@ -373,7 +373,10 @@ mod tests {
         let config = Config::from_json(&with_service(spec)).unwrap();
         assert_eq!(config.services[0].policies, Default::default());
         let written = serde_json::to_value(&config.services[0].policies).unwrap();
-        assert_eq!(written, json!({"retry": null, "routing": null, "write": null}));
+        assert_eq!(
+            written,
+            json!({"retry": null, "routing": null, "write": null})
+        );
     }
 
     #[test]
