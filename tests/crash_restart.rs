@@ -126,10 +126,20 @@ async fn a_restart_restores_hint_cursors_from_the_checkpoint_and_redelivers_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpoint_plugin_decides_when_checkpoints_are_written() {
     let policy = json!({"plugin": "checkpoint-interval", "config": {"every_records": 5, "every_ms": 3600000}});
+    // A plugin directory of its own: levee loads every component in its
+    // plugin_dir at start, and plugins/dist also holds the JavaScript and
+    // Python components, whose cold compile in a test build outlasts the
+    // readiness wait.
+    let plugin_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        plugin_dist().join("checkpoint-interval.wasm"),
+        plugin_dir.path().join("checkpoint-interval.wasm"),
+    )
+    .unwrap();
     // One checkpoint policy per process: the binding is top-level.
     let cluster = start_with(
         3,
-        json!({"plugin_dir": plugin_dist(), "checkpoint": policy}),
+        json!({"plugin_dir": plugin_dir.path(), "checkpoint": policy}),
         json!({}),
     )
     .await;
