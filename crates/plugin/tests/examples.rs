@@ -16,8 +16,8 @@ use levee_plugin::{
     Runtime, Source,
 };
 use levee_policy::{
-    AttemptOutcome, AttemptResult, Candidate, CheckpointInterval, ErrorKind, LogStats, NodeIndex,
-    RetryBackoff, RetryContext, RouteAffinity,
+    AttemptOutcome, Candidate, CheckpointInterval, ErrorKind, LogStats, NodeIndex, RetryBackoff,
+    RetryContext, RouteAffinity,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
@@ -160,59 +160,6 @@ fn retry_backoff_table() {
             pair.check(request, outcome, context);
         }
     }
-}
-
-fn retry_inputs() -> impl Strategy<Value = (TestRequest, AttemptOutcome, u32, u32, u32, usize)> {
-    let request = (
-        prop::sample::select(vec![
-            "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "PROPFIND",
-        ]),
-        any::<bool>(),
-        "[a-z]{0,12}",
-    )
-        .prop_map(|(method, keyed, key)| {
-            let request = get(&format!("/{key}")).with_method(method);
-            if keyed {
-                request.with_header("idempotency-key", &key)
-            } else {
-                request
-            }
-        });
-    let result = prop_oneof![
-        prop::sample::select(vec![429u16, 500, 501, 502, 503, 504, 599])
-            .prop_map(AttemptResult::Status),
-        prop::sample::select(vec![
-            ErrorKind::Connect,
-            ErrorKind::Timeout,
-            ErrorKind::Reset,
-            ErrorKind::Protocol,
-            ErrorKind::Other
-        ])
-        .prop_map(AttemptResult::Error),
-    ];
-    let outcome = (
-        1u32..=8,
-        result,
-        0u32..5_000,
-        prop::option::of(0u32..120_000),
-    )
-        .prop_map(
-            |(attempt, result, elapsed_ms, retry_after_ms)| AttemptOutcome {
-                node: 0,
-                attempt,
-                result,
-                elapsed_ms,
-                retry_after_ms,
-            },
-        );
-    (
-        request,
-        outcome,
-        0u32..4,
-        0u32..20_000,
-        1u32..8,
-        1usize..=CANDIDATES.len(),
-    )
 }
 
 #[test]

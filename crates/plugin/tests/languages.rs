@@ -24,10 +24,7 @@ use levee_plugin::{
     BoundPlugin, HostEnv, HostRng, Limits, LoadError, PolicyKind, RetryPolicy, Runtime,
     RuntimeOptions, Source,
 };
-use levee_policy::{
-    AttemptOutcome, AttemptResult, ErrorKind, RetryBackoff, RetryContext, RetryDecision,
-};
-use proptest::prelude::*;
+use levee_policy::{AttemptOutcome, ErrorKind, RetryBackoff, RetryContext, RetryDecision};
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use support::*;
 
@@ -255,60 +252,6 @@ fn javascript_retry_backoff_table() {
 #[test]
 fn python_retry_backoff_table() {
     table_matches_native(Language::Python);
-}
-
-/// Generated requests, outcomes and contexts, as in `examples.rs`.
-fn retry_inputs() -> impl Strategy<Value = (TestRequest, AttemptOutcome, u32, u32, u32, usize)> {
-    let request = (
-        prop::sample::select(vec![
-            "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "PROPFIND",
-        ]),
-        any::<bool>(),
-        "[a-z]{0,12}",
-    )
-        .prop_map(|(method, keyed, key)| {
-            let request = get(&format!("/{key}")).with_method(method);
-            if keyed {
-                request.with_header("idempotency-key", &key)
-            } else {
-                request
-            }
-        });
-    let result = prop_oneof![
-        prop::sample::select(vec![429u16, 500, 501, 502, 503, 504, 599])
-            .prop_map(AttemptResult::Status),
-        prop::sample::select(vec![
-            ErrorKind::Connect,
-            ErrorKind::Timeout,
-            ErrorKind::Reset,
-            ErrorKind::Protocol,
-            ErrorKind::Other
-        ])
-        .prop_map(AttemptResult::Error),
-    ];
-    let outcome = (
-        0u32..=40,
-        result,
-        0u32..5_000,
-        prop::option::of(0u32..120_000),
-    )
-        .prop_map(
-            |(attempt, result, elapsed_ms, retry_after_ms)| AttemptOutcome {
-                node: 0,
-                attempt,
-                result,
-                elapsed_ms,
-                retry_after_ms,
-            },
-        );
-    (
-        request,
-        outcome,
-        0u32..4,
-        0u32..70_000,
-        1u32..12,
-        1usize..=CANDIDATES.len(),
-    )
 }
 
 fn generated_inputs_match_native(language: Language) {

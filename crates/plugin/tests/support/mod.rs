@@ -19,6 +19,7 @@ use levee_policy::{
     AttemptOutcome, AttemptResult, Candidate, ErrorKind, Method, NodeIndex, NodeInfo, RequestFacts,
     RequestView, RetryBackoff, RetryContext, RetryDecision,
 };
+use proptest::prelude::*;
 
 /// Seed of the host random source in tests.
 pub const SEED: u64 = 0x5EED_1E7E_E000_0001;
@@ -268,4 +269,63 @@ pub fn decide_first_attempt(policy: &RetryPolicy, code: u16) -> Decided<RetryDec
 #[track_caller]
 pub fn assert_plugin_answered(source: &Source) {
     assert!(matches!(source, Source::Plugin { .. }), "{source:?}");
+}
+
+/// Generated retry inputs shared by the plugin-vs-native comparisons
+/// (`examples.rs`, `languages.rs`): a request (method, optional
+/// idempotency key), a failed attempt, and the context's budget,
+/// deadline, attempt cap and candidate count, wide enough to reach every
+/// rule and the host's extremes.
+pub fn retry_inputs() -> impl Strategy<Value = (TestRequest, AttemptOutcome, u32, u32, u32, usize)>
+{
+    let request = (
+        prop::sample::select(vec![
+            "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "PROPFIND",
+        ]),
+        any::<bool>(),
+        "[a-z]{0,12}",
+    )
+        .prop_map(|(method, keyed, key)| {
+            let request = get(&format!("/{key}")).with_method(method);
+            if keyed {
+                request.with_header("idempotency-key", &key)
+            } else {
+                request
+            }
+        });
+    let result = proptest::prop_oneof![
+        prop::sample::select(vec![429u16, 500, 501, 502, 503, 504, 599])
+            .prop_map(AttemptResult::Status),
+        prop::sample::select(vec![
+            ErrorKind::Connect,
+            ErrorKind::Timeout,
+            ErrorKind::Reset,
+            ErrorKind::Protocol,
+            ErrorKind::Other
+        ])
+        .prop_map(AttemptResult::Error),
+    ];
+    let outcome = (
+        0u32..=40,
+        result,
+        0u32..5_000,
+        prop::option::of(0u32..120_000),
+    )
+        .prop_map(
+            |(attempt, result, elapsed_ms, retry_after_ms)| AttemptOutcome {
+                node: 0,
+                attempt,
+                result,
+                elapsed_ms,
+                retry_after_ms,
+            },
+        );
+    (
+        request,
+        outcome,
+        0u32..4,
+        0u32..70_000,
+        1u32..12,
+        1usize..=CANDIDATES.len(),
+    )
 }
