@@ -459,11 +459,8 @@ fn check_write_floor(
     if *decision != WriteDecision::Acknowledge {
         return Ok(());
     }
-    let acks = results
-        .iter()
-        .filter(|r| matches!(r.result, levee_policy::WriteResult::Acked(_)))
-        .count();
-    let floor = context.write_quorum_min.max(1) as usize;
+    let acks = levee_policy::write::acks(results);
+    let floor = context.write_quorum_min.max(1);
     if acks < floor {
         return Err(Failure::InvalidOutput(format!(
             "acknowledged a write with {acks} acks, below the service's write_quorum_min of {floor}"

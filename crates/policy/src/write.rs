@@ -61,12 +61,17 @@ pub enum WriteDecision {
     Fail(String),
 }
 
-/// Acks and pending replicas among `results` for a write to `context`.
-fn counts(results: &[ReplicaResult], context: &WriteContext<'_>) -> (u32, u32) {
-    let acks = results
+/// The acknowledgements among `results`.
+pub fn acks(results: &[ReplicaResult]) -> u32 {
+    results
         .iter()
         .filter(|r| matches!(r.result, WriteResult::Acked(_)))
-        .count() as u32;
+        .count() as u32
+}
+
+/// Acks and pending replicas among `results` for a write to `context`.
+fn counts(results: &[ReplicaResult], context: &WriteContext<'_>) -> (u32, u32) {
+    let acks = acks(results);
     let pending = context.replicas.len().saturating_sub(results.len()) as u32;
     (acks, pending)
 }
