@@ -82,8 +82,8 @@ pub enum LoadError {
 
     /// The component imports something a plugin may not have.
     #[error(
-        "forbidden imports [{}]: a policy plugin may import only {HOST_INTERFACE} and {REQUEST_INTERFACE} \
-         (no WASI, files, network or clock)",
+        "forbidden imports [{}]: a policy plugin may import only {HOST_INTERFACE} and {REQUEST_INTERFACE}, \
+         and the WASI 0.2.x packages cli, clocks, filesystem, io, random and sockets (which grant nothing)",
         imports.join(", ")
     )]
     ForbiddenImports { imports: Vec<String> },

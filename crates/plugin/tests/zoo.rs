@@ -307,9 +307,9 @@ fn foreign_imports_and_missing_exports_are_named() {
     let runtime = seeded_runtime(SEED);
     let importer = wat::parse_str(
         r#"(component
-            (import "wasi:cli/environment@0.2.0" (instance
-                (export "get-arguments" (func (result (list string))))))
-            (import "wasi:filesystem/types@0.2.0" (instance)))"#,
+            (import "wasi:http/outgoing-handler@0.2.0" (instance
+                (export "handle" (func (result (list string))))))
+            (import "wasi:cli/environment@0.3.0" (instance)))"#,
     )
     .unwrap();
     let error = runtime.compile("importer", &importer).unwrap_err();
@@ -317,8 +317,8 @@ fn foreign_imports_and_missing_exports_are_named() {
         error,
         LoadError::ForbiddenImports {
             imports: vec![
-                "wasi:cli/environment@0.2.0".into(),
-                "wasi:filesystem/types@0.2.0".into()
+                "wasi:http/outgoing-handler@0.2.0".into(),
+                "wasi:cli/environment@0.3.0".into()
             ]
         }
     );
