@@ -47,7 +47,7 @@ pub struct Called<T> {
 }
 
 impl<T> Called<T> {
-    fn map<U>(self, answer: impl FnOnce(T) -> U) -> Called<U> {
+    pub(crate) fn map<U>(self, answer: impl FnOnce(T) -> U) -> Called<U> {
         Called {
             result: self.result.map(answer),
             elapsed: self.elapsed,

@@ -92,8 +92,10 @@
 //!    below the pool).
 //! 8. [`policy`]: one generic guarded policy, [`policy::Guarded`], as
 //!    [`RetryPolicy`], [`RoutingPolicy`], [`CheckpointPolicy`],
-//!    [`WritePolicy`]; [`Decided`],
-//!    [`Source`].
+//!    [`WritePolicy`]; [`Decided`], [`Source`]; each binding's recorder of
+//!    recent calls (trials of a candidate version, [`policy::Guarded::trial`])
+//!    and its optional shadow version ([`policy::Guarded::set_shadow`],
+//!    [`policy::ShadowReport`]), compared by [`policy::Comparison`].
 //! 9. [`registry`]: [`Registry`], named plugins, history, rollback;
 //!    [`check`](mod@check): what `levee plugin check` reports.
 

@@ -27,7 +27,9 @@ use crate::convert;
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// A service's node table, in `node-index` order. Build one per
-/// configuration (it is immutable) and share it (`Arc<NodeTable>`).
+/// configuration (it is immutable) and share it (`Arc<NodeTable>`). A
+/// clone keeps the epoch: it is the same table.
+#[derive(Clone)]
 pub struct NodeTable {
     epoch: u64,
     nodes: Vec<NodeInfo>,

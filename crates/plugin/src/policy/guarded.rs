@@ -1,14 +1,16 @@
 //! [`Guarded`]: the one guarded policy, generic over its kind.
 //!
-//! The three kinds differ only in their native policy, their inputs, which
-//! export they call and how the answer is cleaned; a [`PolicyKindSpec`]
-//! says that much per kind. Everything else (the slot and its kind check,
-//! the native fallback and its replacement, quarantine, counters) is here
-//! once, so the three kinds cannot drift apart in how they guard.
+//! The kinds differ only in what a [`PolicyKindSpec`] says per kind.
+//! Everything else (the slot and its kind check, the native fallback and
+//! its replacement, quarantine, counters, the recorder of recent calls and
+//! the shadow version) is here once, so the kinds cannot drift apart in
+//! how they guard.
 //!
-//! [`PolicyKindSpec`] is public but unreachable from outside the crate (a
-//! sealed trait): only the three kinds here implement it, and its calls
-//! into the plugin are not an API.
+//! While a plugin is bound, every answered call is recorded (its inputs,
+//! the answer, who gave it) in the binding's [`Recorder`], for trials of a
+//! candidate version ([`Guarded::trial`]), and offered to the shadow
+//! version if one is set ([`Guarded::set_shadow`]); see those modules for
+//! what that costs and why it never blocks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,39 +18,14 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use super::compare::{Comparison, Entry};
+use super::recorder::Recorder;
+use super::shadow::{Shadow, ShadowReport};
+use super::spec::PolicyKindSpec;
 use super::{Decided, Source};
 use crate::bound::{BoundPlugin, Called};
 use crate::error::LoadError;
-use crate::kind::PolicyKind;
 use crate::stats::Stats;
-
-/// What one policy kind contributes to [`Guarded`].
-pub trait PolicyKindSpec {
-    /// The native policy, which answers whenever the plugin does not.
-    type Native: Send + Sync;
-    /// What the native policy needs besides itself (retry: the random
-    /// source of its jitter); `()` for none.
-    type NativeEnv: Send + Sync;
-    /// The inputs of one call, already bounded for the plugin.
-    type Input<'a>;
-    /// The answer, plugin's or native.
-    type Answer;
-    /// The only kind of plugin [`Guarded::bind`] accepts.
-    const KIND: PolicyKind;
-
-    /// Calls the plugin's export; the answer is not yet sanitized.
-    fn ask_plugin(plugin: &BoundPlugin, input: &Self::Input<'_>) -> Called<Self::Answer>;
-
-    /// Asks the native policy.
-    fn ask_native(
-        native: &Self::Native,
-        env: &Self::NativeEnv,
-        input: &Self::Input<'_>,
-    ) -> Self::Answer;
-
-    /// The host's invariants on every answer, whoever gave it.
-    fn sanitize(answer: Self::Answer, input: &Self::Input<'_>) -> Self::Answer;
-}
 
 /// A guarded policy of kind `K`: a bound plugin of that kind, or the
 /// native `K::Native`. Use it as [`super::RetryPolicy`],
@@ -58,6 +35,8 @@ pub struct Guarded<K: PolicyKindSpec> {
     native: ArcSwap<K::Native>,
     native_env: K::NativeEnv,
     native_calls: AtomicU64,
+    shadow: ArcSwapOption<Shadow<K>>,
+    recorder: Recorder<K>,
 }
 
 impl<K: PolicyKindSpec> Guarded<K> {
@@ -68,6 +47,8 @@ impl<K: PolicyKindSpec> Guarded<K> {
             native: ArcSwap::from_pointee(native),
             native_env,
             native_calls: AtomicU64::new(0),
+            shadow: ArcSwapOption::empty(),
+            recorder: Recorder::default(),
         }
     }
 
@@ -118,18 +99,85 @@ impl<K: PolicyKindSpec> Guarded<K> {
     pub(super) fn ask(&self, input: K::Input<'_>) -> Decided<K::Answer> {
         // One load per call: the call is answered by this version only.
         let guard = self.plugin.load();
-        let (value, source, elapsed) = match guard.as_deref() {
-            Some(plugin) => self.ask_bound(plugin, &input),
-            None => {
-                self.native_calls.fetch_add(1, Ordering::Relaxed);
-                (self.ask_native(&input), Source::Native, None)
-            }
+        let Some(plugin) = guard.as_deref() else {
+            self.native_calls.fetch_add(1, Ordering::Relaxed);
+            let value = K::sanitize(self.ask_native(&input), &input);
+            return Decided {
+                value,
+                source: Source::Native,
+                elapsed: None,
+            };
         };
+        let (value, source, elapsed) = self.ask_bound(plugin, &input);
+        let value = K::sanitize(value, &input);
+        self.record(plugin, &input, &value, &source);
         Decided {
-            value: K::sanitize(value, &input),
+            value,
             source,
             elapsed,
         }
+    }
+
+    /// Keeps the call for trials and offers it to the shadow, if any.
+    fn record(
+        &self,
+        plugin: &BoundPlugin,
+        input: &K::Input<'_>,
+        value: &K::Answer,
+        source: &Source,
+    ) {
+        let entry = Arc::new(Entry {
+            input: K::own(input, plugin.headers(), &self.recorder.tables),
+            live: value.clone(),
+            source: source.clone(),
+        });
+        if let Some(shadow) = self.shadow.load().as_deref() {
+            shadow.offer(entry.clone());
+        }
+        self.recorder.push(entry);
+    }
+
+    /// Sets (or with `None` clears) the shadow version: `plugin` bound
+    /// with this binding's config, limits and headers. Refuses another
+    /// kind. Its counts start from zero.
+    pub fn set_shadow(&self, plugin: Option<Arc<BoundPlugin>>) -> Result<(), LoadError> {
+        let shadow = plugin.map(Shadow::start).transpose()?;
+        self.shadow.store(shadow.map(Arc::new));
+        Ok(())
+    }
+
+    /// The shadow version, if one is set.
+    pub fn shadow_plugin(&self) -> Option<Arc<BoundPlugin>> {
+        self.shadow.load().as_deref().map(|s| s.plugin().clone())
+    }
+
+    /// What the shadow has counted so far, if one is set.
+    pub fn shadow_report(&self) -> Option<ShadowReport> {
+        self.shadow.load().as_deref().map(Shadow::report)
+    }
+
+    /// How many recent calls a trial would replay.
+    pub fn recorded_calls(&self) -> usize {
+        self.recorder.len()
+    }
+
+    /// Replays the recorded calls on `candidate` (bound like the live
+    /// version) and compares its answers with the live ones. **Blocking**:
+    /// at most [`super::RECORDED_CALLS_MAX`] calls, each within the
+    /// candidate's own CPU deadline.
+    pub fn trial(&self, candidate: &BoundPlugin) -> Result<Comparison, LoadError> {
+        if candidate.kind() != K::KIND {
+            return Err(LoadError::WrongWorld {
+                expected: K::KIND,
+                exports: candidate.component().exports().to_vec(),
+            });
+        }
+        let mut comparison = Comparison::default();
+        for entry in self.recorder.snapshot() {
+            let answer = K::replay(candidate, &entry.input).result;
+            comparison.add::<K>(&entry, &answer);
+        }
+        Ok(comparison)
     }
 
     /// The bound plugin's answer, or native's when it is quarantined or

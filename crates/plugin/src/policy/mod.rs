@@ -30,6 +30,12 @@
 //! grow. That is short enough to run inline on an async worker, like any
 //! other small CPU work; `spawn_blocking` would cost more than the call.
 //!
+//! # Recorder, shadow, trial
+//! While a plugin is bound, each call is recorded for trials of a
+//! candidate version (`recorder`, [`Guarded::trial`]) and offered to a
+//! shadow version, if one is set (`shadow`, [`Guarded::set_shadow`]);
+//! `compare` counts how the other version's answers agree.
+//!
 //! # Adding a kind
 //! A kind is a marker type implementing the (sealed) `PolicyKindSpec` in
 //! its own file, a type alias `Guarded<ThatKind>`, and an inherent impl on
@@ -37,15 +43,25 @@
 //! the kind's own). See `retry.rs`.
 
 mod checkpoint;
+mod compare;
 mod guarded;
+mod recorded_request;
+mod recorder;
 mod retry;
 mod routing;
+mod shadow;
+mod spec;
+mod tables;
 mod write;
 
 pub use checkpoint::{CheckpointKind, CheckpointPolicy};
+pub use compare::{Comparison, DISAGREEMENTS_KEPT_MAX, DecisionCounts, Disagreement};
 pub use guarded::Guarded;
+pub use recorded_request::{RECORDED_STRING_BYTES_MAX, RecordedRequest};
+pub use recorder::RECORDED_CALLS_MAX;
 pub use retry::{RetryKind, RetryPolicy};
 pub use routing::{RoutingKind, RoutingPolicy};
+pub use shadow::{SHADOW_CALLS_PER_SECOND_MAX, SHADOW_QUEUE_DEPTH_MAX, ShadowReport};
 pub use write::{WriteKind, WritePolicy};
 
 use std::time::Duration;
@@ -116,5 +132,21 @@ impl Source {
             Source::Fallback { .. } => "fallback",
             Source::Quarantined { .. } => "quarantined",
         }
+    }
+}
+
+/// A request's facts as the admin API shows them.
+fn facts_json(facts: levee_policy::RequestFacts) -> serde_json::Value {
+    serde_json::json!({
+        "method": format!("{:?}", facts.method).to_lowercase(),
+        "idempotent": facts.idempotent,
+    })
+}
+
+/// A node index with the node's id and zone, as the admin API shows it.
+fn node_json(nodes: &crate::nodes::NodeTable, index: levee_policy::NodeIndex) -> serde_json::Value {
+    match nodes.get(index) {
+        Some(node) => serde_json::json!({ "index": index, "id": node.id, "zone": node.zone }),
+        None => serde_json::json!({ "index": index }),
     }
 }

@@ -1,10 +1,17 @@
 //! [`RoutingPolicy`]: which replicas serve a request, in what order.
 
+use std::sync::Arc;
+
 use levee_policy::{Candidate, RequestFacts, RequestView, RouteAffinity, RoutePlan};
+use serde_json::{Value, json};
 
 use super::Decided;
-use super::guarded::{Guarded, PolicyKindSpec};
+use super::guarded::Guarded;
+use super::recorded_request::RecordedRequest;
+use super::spec::{PolicyKindSpec, replay_with};
+use super::tables::TableCache;
 use crate::bound::{BoundPlugin, Called};
+use crate::headers::HeaderAllowlist;
 use crate::kind::PolicyKind;
 use crate::nodes::NodeTable;
 use crate::sanitize;
@@ -24,11 +31,20 @@ pub struct RouteInput<'a> {
     candidates: &'a [Candidate],
 }
 
+/// The inputs of one routing decision, recorded.
+pub struct RouteRecord {
+    request: RecordedRequest,
+    facts: RequestFacts,
+    nodes: Arc<NodeTable>,
+    candidates: Vec<Candidate>,
+}
+
 impl PolicyKindSpec for RoutingKind {
     type Native = RouteAffinity;
     type NativeEnv = ();
     type Input<'a> = RouteInput<'a>;
     type Answer = RoutePlan;
+    type Owned = RouteRecord;
     const KIND: PolicyKind = PolicyKind::Routing;
 
     fn ask_plugin(plugin: &BoundPlugin, input: &RouteInput<'_>) -> Called<RoutePlan> {
@@ -42,6 +58,62 @@ impl PolicyKindSpec for RoutingKind {
     /// Only candidates, each once.
     fn sanitize(plan: RoutePlan, input: &RouteInput<'_>) -> RoutePlan {
         sanitize::route_plan(plan, input.candidates)
+    }
+
+    fn own(input: &RouteInput<'_>, headers: &HeaderAllowlist, tables: &TableCache) -> RouteRecord {
+        RouteRecord {
+            request: RecordedRequest::of(input.request, headers),
+            facts: input.facts,
+            nodes: tables.owned(input.nodes),
+            candidates: input.candidates.to_vec(),
+        }
+    }
+
+    fn replay(plugin: &BoundPlugin, record: &RouteRecord) -> Called<RoutePlan> {
+        let input = RouteInput {
+            request: &record.request,
+            facts: record.facts,
+            nodes: &record.nodes,
+            candidates: &record.candidates,
+        };
+        replay_with::<RoutingKind>(plugin, &input)
+    }
+
+    fn input_json(record: &RouteRecord) -> Value {
+        let candidates: Vec<Value> = record
+            .candidates
+            .iter()
+            .map(|c| {
+                json!({
+                    "node": super::node_json(&record.nodes, c.node),
+                    "healthy": c.healthy,
+                    "failure_rate_permille": c.failure_rate_permille,
+                    "latency_ms": c.latency_ms,
+                })
+            })
+            .collect();
+        json!({
+            "request": record.request.to_json(),
+            "facts": super::facts_json(record.facts),
+            "candidates": candidates,
+        })
+    }
+
+    fn answer_json(plan: &RoutePlan) -> Value {
+        json!({ "order": plan.order, "hedge_delay_ms": plan.hedge_delay_ms })
+    }
+
+    fn decision_kind(plan: &RoutePlan) -> &'static str {
+        match (plan.order.is_empty(), plan.hedge_delay_ms.is_some()) {
+            (true, _) => "ring-order",
+            (false, false) => "ordered",
+            (false, true) => "hedged",
+        }
+    }
+
+    /// The same order and the same hedge.
+    fn agree(live: &RoutePlan, other: &RoutePlan) -> bool {
+        live == other
     }
 }
 
