@@ -40,7 +40,9 @@ use axum::routing::{get, post};
 
 use crate::api::admin_error::AdminError;
 use crate::api::state::AppState;
-use crate::api::{admin_log, admin_plugins, admin_services, admin_state, auth, status_page};
+use crate::api::{
+    admin_log, admin_plugins, admin_services, admin_shadow, admin_state, auth, status_page,
+};
 
 /// The admin router.
 pub fn router(state: AppState) -> Router {
@@ -64,6 +66,14 @@ pub fn router(state: AppState) -> Router {
             "/admin/plugins/{name}/rollback",
             post(admin_plugins::rollback),
         )
+        .route(
+            "/admin/plugins/{name}/shadow",
+            get(admin_shadow::get)
+                .put(admin_shadow::put)
+                .delete(admin_shadow::delete),
+        )
+        .route("/admin/plugins/{name}/promote", post(admin_shadow::promote))
+        .route("/admin/plugins/{name}/trial", post(admin_shadow::trial))
         .route("/admin/services", get(admin_services::list))
         .route(
             "/admin/services/{name}",

@@ -135,9 +135,10 @@ impl From<PluginError> for AdminError {
                 limit_bytes: *limit_bytes,
             },
             PluginError::NotFound(_) => AdminError::NotFound(error.to_string()),
-            PluginError::InUse { .. } | PluginError::NoPrevious(_) => {
-                AdminError::Conflict(error.to_string())
-            }
+            PluginError::InUse { .. }
+            | PluginError::NoPrevious(_)
+            | PluginError::NoShadow(_)
+            | PluginError::Unbound(_) => AdminError::Conflict(error.to_string()),
             PluginError::Full { .. } | PluginError::DropInFile(_) => {
                 AdminError::Conflict(error.to_string())
             }

@@ -15,6 +15,7 @@ pub mod admin_error;
 pub mod admin_log;
 pub mod admin_plugins;
 pub mod admin_services;
+pub mod admin_shadow;
 pub mod admin_state;
 pub mod auth;
 pub mod body;

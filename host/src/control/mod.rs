@@ -20,8 +20,10 @@ pub mod drop_in;
 pub mod plugin_bindings;
 pub mod plugin_error;
 pub mod plugin_host;
+pub mod plugin_shadow;
 pub mod plugin_store;
 pub mod service_change;
+pub mod shadow_versions;
 pub mod watch;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use crate::cluster::service::Service;
 use crate::config::PolicyRef;
 use crate::control::plugin_error::{Installed, PluginError, TargetName};
 use crate::policy::bind::{bind_checkpoint, bind_policy, checkpoint_ref, policy_refs};
+use crate::policy::slot::Slot;
 use crate::replication::WritePlane;
 
 /// Whose policy slot a binding fills.
@@ -84,6 +85,14 @@ impl Binding {
             self.limits.clone(),
             &self.headers,
         )
+    }
+
+    /// The target's guarded policy of this binding's kind.
+    pub fn slot<'a>(&'a self, writes: &'a WritePlane) -> Option<Slot<'a>> {
+        match &self.target {
+            BindingTarget::Service(service) => Slot::of_service(service, self.kind),
+            BindingTarget::Process => Some(Slot::Checkpoint(&writes.checkpoints.policy)),
+        }
     }
 
     /// Swaps `plugin` into the target's slot.

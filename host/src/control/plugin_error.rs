@@ -41,6 +41,14 @@ pub enum PluginError {
     },
     #[error("plugin {0:?} has no previous version to roll back to")]
     NoPrevious(String),
+    #[error("plugin {0:?} has no shadow version (upload one with PUT /admin/plugins/{0}/shadow)")]
+    NoShadow(String),
+    /// Shadows and trials compare against live bindings: none, nothing to
+    /// compare with.
+    #[error(
+        "no service or checkpoint policy is bound to plugin {0:?}: there is no live decision to compare with"
+    )]
+    Unbound(String),
     #[error("the plugin registry is full ({max} plugins)")]
     Full { max: usize },
     /// The plugin's drop-in file could not be removed; nothing was deleted.

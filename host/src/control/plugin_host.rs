@@ -50,8 +50,18 @@ use crate::control::plugin_bindings::{
 };
 pub use crate::control::plugin_error::{Installed, PluginError, TargetName};
 use crate::control::plugin_store::PluginStore;
+use crate::control::shadow_versions::Shadows;
 use crate::policy::bind::{bind_checkpoint, bind_policy, checkpoint_ref, policy_refs};
+use crate::policy::slot::Slot;
 use crate::replication::WritePlane;
+
+/// One policy of a service about to be (re)built, bound: the current
+/// version and, when the plugin has one, its shadow version.
+pub struct Prepared {
+    pub kind: PolicyKind,
+    pub live: Arc<BoundPlugin>,
+    pub shadow: Option<Arc<BoundPlugin>>,
+}
 
 /// Plugins: the registry (in memory, compiled) and the store (on disk).
 pub struct PluginHost {
@@ -64,6 +74,8 @@ pub struct PluginHost {
     writes: Arc<WritePlane>,
     changes: Mutex<()>,
     upload_bytes_max: u64,
+    /// Shadow versions, per plugin (see [`super::plugin_shadow`]).
+    shadows: Shadows,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -90,6 +102,7 @@ impl PluginHost {
             writes,
             changes: Mutex::new(()),
             upload_bytes_max,
+            shadows: Shadows::default(),
         }
     }
 
@@ -102,14 +115,23 @@ impl PluginHost {
         &self.directory
     }
 
-    /// Swaps `bound` (from [`PluginHost::bind_for`]) into `service`.
-    pub fn swap_into(
-        &self,
-        service: &Service,
-        bound: Vec<(PolicyKind, Arc<BoundPlugin>)>,
-    ) -> Result<(), LoadError> {
-        for (kind, plugin) in bound {
-            bind_policy(service, kind, Some(plugin))?;
+    /// Holds the process's checkpoint policy.
+    pub(crate) fn writes(&self) -> &Arc<WritePlane> {
+        &self.writes
+    }
+
+    pub(crate) fn shadows(&self) -> &Shadows {
+        &self.shadows
+    }
+
+    /// Swaps `bound` (from [`PluginHost::bind_for`]) into `service`, each
+    /// with its shadow, if any.
+    pub fn swap_into(&self, service: &Service, bound: Vec<Prepared>) -> Result<(), LoadError> {
+        for Prepared { kind, live, shadow } in bound {
+            bind_policy(service, kind, Some(live))?;
+            if let Some(slot) = Slot::of_service(service, kind) {
+                slot.set_shadow(shadow)?;
+            }
         }
         Ok(())
     }
@@ -205,7 +227,11 @@ impl PluginHost {
         Ok(installed(&component, &bindings, changed))
     }
 
-    async fn compile(&self, name: &str, bytes: Bytes) -> Result<Arc<Component>, PluginError> {
+    pub(crate) async fn compile(
+        &self,
+        name: &str,
+        bytes: Bytes,
+    ) -> Result<Arc<Component>, PluginError> {
         let runtime = self.registry.runtime().clone();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || runtime.compile(&name, &bytes))
@@ -257,6 +283,7 @@ impl PluginHost {
         .map_err(|e| PluginError::Internal(format!("store task: {e}")))?
         .map_err(PluginError::DropInFile)?;
         let known = self.registry.remove(name).is_ok();
+        self.shadows.forget(name);
         let stored = self.store.manifest(name)?.is_some();
         if !known && !stored && !dropped {
             return Err(PluginError::NotFound(name.to_string()));
@@ -283,18 +310,15 @@ impl PluginHost {
 
     /// Binds the current version of each plugin `spec` names, for a service
     /// about to be (re)built; refuses missing plugins and rejected configs.
-    /// Returns the bound plugins by kind, to be swapped into the new service.
-    pub async fn bind_for(
-        &self,
-        spec: &ServiceSpec,
-    ) -> Result<Vec<(PolicyKind, Arc<BoundPlugin>)>, PluginError> {
+    /// Returns the bound plugins by kind, each with the plugin's shadow
+    /// version when it has one, to be swapped into the new service.
+    pub async fn bind_for(&self, spec: &ServiceSpec) -> Result<Vec<Prepared>, PluginError> {
         let mut bound = Vec::new();
         for (kind, policy) in policy_refs(spec) {
             let target = TargetName::Service(spec.name.clone());
-            bound.push((
-                kind,
-                bind_current(&self.registry, target, kind, policy).await?,
-            ));
+            let live = bind_current(&self.registry, target.clone(), kind, policy).await?;
+            let shadow = self.bind_shadow(target, kind, policy).await;
+            bound.push(Prepared { kind, live, shadow });
         }
         Ok(bound)
     }
@@ -391,7 +415,7 @@ fn restore_one(store: &PluginStore, registry: &Registry, name: &str) -> Result<(
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<(), PluginError> {
+pub(crate) fn check_name(name: &str) -> Result<(), PluginError> {
     crate::config::validate_plugin_name(name).map_err(|reason| PluginError::BadName {
         name: name.chars().take(80).collect(),
         reason,

@@ -44,6 +44,40 @@ pub struct PluginView {
     pub previous_versions: Vec<String>,
     pub last_error: Option<String>,
     pub last_error_at_ms: Option<u64>,
+    /// The shadow version and its counts summed over the bindings, when
+    /// one is set (details: `GET /admin/plugins/NAME/shadow`).
+    pub shadow: Option<ShadowSummary>,
+}
+
+/// A shadow version's counts, summed over its plugin's bindings.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShadowSummary {
+    pub version: String,
+    pub compared: u64,
+    pub agreed: u64,
+    pub disagreed: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub quarantined: bool,
+}
+
+/// `name`'s shadow summary, if it has a shadow.
+fn shadow_summary(state: &AppState, name: &str) -> Option<ShadowSummary> {
+    let view = state.control.plugins.shadow_view(name).ok()?;
+    let mut summary = ShadowSummary {
+        version: view.version?,
+        ..ShadowSummary::default()
+    };
+    for report in view.bindings.iter().filter_map(|b| b.shadow.as_ref()) {
+        let counts = &report.comparison;
+        summary.compared += counts.compared;
+        summary.agreed += counts.agreed;
+        summary.disagreed += counts.disagreed;
+        summary.failed += counts.failed;
+        summary.dropped += report.dropped;
+        summary.quarantined |= report.quarantined;
+    }
+    Some(summary)
 }
 
 /// One use of a plugin: a service's `policies.<kind>`, or the process's
@@ -98,6 +132,9 @@ pub fn views(state: &AppState) -> Vec<PluginView> {
         view.services.sort();
         view.services.dedup();
     }
+    for view in views.values_mut() {
+        view.shadow = shadow_summary(state, &view.name);
+    }
     views.into_values().collect()
 }
 
@@ -123,6 +160,7 @@ fn view_of(info: PluginInfo) -> PluginView {
         previous_versions: info.previous_versions,
         last_error: info.last_error,
         last_error_at_ms: info.last_error_at_unix_ms,
+        shadow: None,
     }
 }
 

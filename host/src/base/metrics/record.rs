@@ -228,6 +228,8 @@ pub enum LoadSource {
     DropIn,
     Rollback,
     Restart,
+    /// A shadow version made live (`POST /admin/plugins/NAME/promote`).
+    Promote,
 }
 
 impl LoadSource {
@@ -237,6 +239,7 @@ impl LoadSource {
             LoadSource::DropIn => "drop_in",
             LoadSource::Rollback => "rollback",
             LoadSource::Restart => "restart",
+            LoadSource::Promote => "promote",
         }
     }
 }
