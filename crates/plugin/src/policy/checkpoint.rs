@@ -25,6 +25,8 @@ impl PolicyKindSpec for CheckpointKind {
     type Answer = CheckpointAction;
     type Owned = LogStats;
     const KIND: PolicyKind = PolicyKind::Checkpoint;
+    /// Asked only when something happened: every call is kept.
+    const RECORD_ONE_IN: u64 = 1;
 
     fn ask_plugin(plugin: &BoundPlugin, stats: &&LogStats) -> Called<CheckpointAction> {
         plugin.call_checkpoint(stats)

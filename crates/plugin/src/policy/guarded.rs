@@ -27,6 +27,20 @@ use crate::bound::{BoundPlugin, Called};
 use crate::error::LoadError;
 use crate::stats::Stats;
 
+/// Whether this call is the one in `one_in` to record: a per-thread
+/// counter, so sampling costs no shared cache line.
+fn sample(one_in: u64) -> bool {
+    thread_local! {
+        static CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    one_in <= 1
+        || CALLS.with(|calls| {
+            let n = calls.get().wrapping_add(1);
+            calls.set(n);
+            n % one_in == 0
+        })
+}
+
 /// A guarded policy of kind `K`: a bound plugin of that kind, or the
 /// native `K::Native`. Use it as [`super::RetryPolicy`],
 /// [`super::RoutingPolicy`] or [`super::CheckpointPolicy`].
@@ -118,7 +132,8 @@ impl<K: PolicyKindSpec> Guarded<K> {
         }
     }
 
-    /// Keeps the call for trials and offers it to the shadow, if any.
+    /// Keeps the call for trials (one in `K::RECORD_ONE_IN`) and offers
+    /// it to the shadow (every call), if any. Neither: no allocation.
     fn record(
         &self,
         plugin: &BoundPlugin,
@@ -126,15 +141,22 @@ impl<K: PolicyKindSpec> Guarded<K> {
         value: &K::Answer,
         source: &Source,
     ) {
+        let shadow = self.shadow.load();
+        let sampled = sample(K::RECORD_ONE_IN);
+        if shadow.is_none() && !sampled {
+            return;
+        }
         let entry = Arc::new(Entry {
             input: K::own(input, plugin.headers(), &self.recorder.tables),
             live: value.clone(),
             source: source.clone(),
         });
-        if let Some(shadow) = self.shadow.load().as_deref() {
+        if let Some(shadow) = shadow.as_deref() {
             shadow.offer(entry.clone());
         }
-        self.recorder.push(entry);
+        if sampled {
+            self.recorder.push(entry);
+        }
     }
 
     /// Sets (or with `None` clears) the shadow version: `plugin` bound

@@ -1,9 +1,12 @@
-//! [`Recorder`]: the last [`RECORDED_CALLS_MAX`] calls of one binding,
-//! with their inputs and the live answers, for trials of a candidate
-//! version ([`super::Guarded::trial`]).
+//! [`Recorder`]: the last [`RECORDED_CALLS_MAX`] recorded calls of one
+//! binding, with their inputs and the live answers, for trials of a
+//! candidate version ([`super::Guarded::trial`]).
 //!
-//! Why every call and not a sample: the interesting calls (a retry after
-//! a 503, a write that lost a zone) are the rare ones. A record costs one
+//! Which calls: every retry, write and checkpoint call (the interesting
+//! calls, a retry after a 503 or a write that lost a zone, are the rare
+//! ones), and one routing call in 16 (routing is asked on every request:
+//! recording each would add four allocations to every proxied GET, a fifth
+//! of its count; sampled, a quarter of one). A record costs one
 //! allocation for the request strings (see `RecordedRequest`), one for
 //! the candidate list where the kind has one, and one for the entry; the
 //! node table is shared per configuration (`TableCache`). A record is

@@ -57,6 +57,8 @@ impl PolicyKindSpec for RetryKind {
     type Answer = RetryDecision;
     type Owned = RetryRecord;
     const KIND: PolicyKind = PolicyKind::Retry;
+    /// Asked only when something happened: every call is kept.
+    const RECORD_ONE_IN: u64 = 1;
 
     fn ask_plugin(plugin: &BoundPlugin, input: &RetryInput<'_>) -> Called<RetryDecision> {
         plugin.call_retry(

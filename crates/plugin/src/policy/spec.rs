@@ -33,6 +33,11 @@ pub trait PolicyKindSpec: 'static {
     type Owned: Send + Sync + 'static;
     /// The only kind of plugin [`super::Guarded::bind`] accepts.
     const KIND: PolicyKind;
+    /// One call in this many is recorded for trials (1: every call). A
+    /// kind asked on every request samples, so recording stays off the
+    /// per-request cost; a kind asked only on failures or writes keeps
+    /// every call, because those rare calls are the ones worth trying.
+    const RECORD_ONE_IN: u64;
 
     /// Calls the plugin's export; the answer is not yet sanitized.
     fn ask_plugin(plugin: &BoundPlugin, input: &Self::Input<'_>) -> Called<Self::Answer>;

@@ -53,6 +53,8 @@ impl PolicyKindSpec for WriteKind {
     type Answer = WriteDecision;
     type Owned = WriteRecord;
     const KIND: PolicyKind = PolicyKind::Write;
+    /// Asked only when something happened: every call is kept.
+    const RECORD_ONE_IN: u64 = 1;
 
     fn ask_plugin(plugin: &BoundPlugin, input: &WriteInput<'_>) -> Called<WriteDecision> {
         plugin.call_write(
