@@ -20,6 +20,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use crate::api::admin_error::AdminError;
 use crate::api::body::read_body;
@@ -58,14 +59,25 @@ pub async fn upload(
             truncated(&name)
         )));
     }
-    let bytes = read_body(&headers, body, host.upload_bytes_max()).await?;
+    let bytes = component_body(&state, &headers, body).await?;
+    let installed = host.install(&name, bytes, LoadSource::Upload).await?;
+    Ok(Json(installed).into_response())
+}
+
+/// The component in the body: bounded like an upload, never empty.
+pub async fn component_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, AdminError> {
+    let limit_bytes = state.control.plugins.upload_bytes_max();
+    let bytes = read_body(headers, body, limit_bytes).await?;
     if bytes.is_empty() {
         return Err(AdminError::BadRequest(
             "empty body: send the component's bytes".into(),
         ));
     }
-    let installed = host.install(&name, bytes, LoadSource::Upload).await?;
-    Ok(Json(installed).into_response())
+    Ok(bytes)
 }
 
 /// `DELETE /admin/plugins/{name}`.

@@ -14,32 +14,14 @@
 //!   binding's recorded calls on it and returns the comparison; stores
 //!   nothing.
 
+use crate::api::admin_error::AdminError;
+use crate::api::admin_plugins::component_body;
+use crate::api::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-
-use crate::api::admin_error::AdminError;
-use crate::api::body::read_body;
-use crate::api::state::AppState;
-
-/// The component in the body: bounded like an upload, never empty.
-async fn component_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Bytes, AdminError> {
-    let limit_bytes = state.control.plugins.upload_bytes_max();
-    let bytes = read_body(headers, body, limit_bytes).await?;
-    if bytes.is_empty() {
-        return Err(AdminError::BadRequest(
-            "empty body: send the component's bytes".into(),
-        ));
-    }
-    Ok(bytes)
-}
 
 /// `PUT /admin/plugins/{name}/shadow`.
 pub async fn put(
