@@ -155,16 +155,20 @@ async fn the_checkpoint_plugin_decides_when_checkpoints_are_written() {
         );
     }
     // Every 5 records: the plugin asks for checkpoints covering the writes.
+    // A checkpoint covers what is synced when it runs, which under load may
+    // trail the record that asked for it by one or two; what holds either
+    // way is that after the 12th record fewer than 5 are left uncovered,
+    // i.e. the latest checkpoint is at LSN 8 or later.
     let mut log = serde_json::Value::Null;
     for _ in 0..write_support::CONVERGE_POLLS {
         log = admin_get(&cluster.levee, "/admin/log").await;
-        if log["latest_checkpoint"]["lsn"].as_u64() >= Some(10) {
+        if log["latest_checkpoint"]["lsn"].as_u64() >= Some(8) {
             break;
         }
         tokio::time::sleep(write_support::CONVERGE_POLL_PAUSE).await;
     }
     assert!(
-        log["latest_checkpoint"]["lsn"].as_u64() >= Some(10),
+        log["latest_checkpoint"]["lsn"].as_u64() >= Some(8),
         "{log}"
     );
     assert!(log["records_since_checkpoint"].as_u64() < Some(5), "{log}");
