@@ -1,10 +1,11 @@
 //! The demo's child processes: `levee kv-replica` replicas and the
 //! `levee serve` in front of them, each a real process with its output in
 //! the demo directory, killed by PID when dropped unless detached; and the
-//! configuration levee runs with.
+//! wait for levee to be ready, narrated while it compiles plugins.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,8 @@ use hyper::Method;
 
 use levee::upstream::UpstreamClient;
 
-use super::{NODE_IDS, RetryPlugin, START_MS_MAX};
+use super::setup::{Plugins, config};
+use super::{NODE_IDS, READY_MS_MAX, START_MS_MAX};
 
 /// A child process, killed by PID when dropped unless detached.
 pub(super) struct Process {
@@ -86,6 +88,10 @@ pub(super) struct Cluster {
     pub(super) latencies_us: Vec<u64>,
     pub(super) requests: u64,
     pub(super) retries: u64,
+    /// Plugin names by version (SHA-256 hex), to name who decided.
+    pub(super) plugin_names: HashMap<String, String>,
+    /// The services besides `kv` (one per retry plugin language).
+    pub(super) language_services: Vec<&'static str>,
 }
 
 impl Cluster {
@@ -103,6 +109,8 @@ impl Cluster {
             latencies_us: Vec::new(),
             requests: 0,
             retries: 0,
+            plugin_names: HashMap::new(),
+            language_services: Vec::new(),
         }
     }
 
@@ -223,12 +231,18 @@ impl Cluster {
         Err(last_error.expect("at least one attempt"))
     }
 
-    pub(super) async fn start_levee(
-        &mut self,
-        plugin_dir: Option<&Path>,
-        retry: RetryPlugin,
-    ) -> anyhow::Result<()> {
-        let config = self.config(plugin_dir, retry)?;
+    /// levee's data directory (its compiled-plugin cache is inside).
+    pub(super) fn data_dir(&self) -> PathBuf {
+        self.dir.join("levee-data")
+    }
+
+    pub(super) async fn start_levee(&mut self, plugins: Option<&Plugins>) -> anyhow::Result<()> {
+        let config = config(
+            &self.data_dir(),
+            &self.admin_token,
+            &self.replica_addresses,
+            plugins,
+        )?;
         let config_path = self.dir.join("levee.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let config_arg = config_path.to_string_lossy().into_owned();
@@ -250,75 +264,47 @@ impl Cluster {
         self.wait_ready().await
     }
 
-    /// Polls levee's data-plane health until it is ready (bounded).
+    /// Polls levee's `/readyz` on the admin listener (which answers 503
+    /// while levee recovers its log and compiles its plugins) until it is
+    /// ready, saying every 10 s that it is still waiting. Bounded by
+    /// READY_MS_MAX; fails at once if levee exits.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let url = format!("http://{}/_levee/healthz", self.data);
-        for _ in 0..(START_MS_MAX / 50) {
-            if let Ok(reply) = self.request(Method::GET, &url, Bytes::new(), &[]).await
+        let url = format!("http://{}/readyz", self.admin);
+        let auth = format!("Bearer {}", self.admin_token);
+        let started = Instant::now();
+        let mut said = 0;
+        while started.elapsed() < Duration::from_millis(READY_MS_MAX) {
+            if let Ok(reply) = self
+                .request(Method::GET, &url, Bytes::new(), &[("authorization", &auth)])
+                .await
                 && reply.status.is_success()
             {
+                if said > 0 {
+                    println!("      ready after {:.1} s", started.elapsed().as_secs_f64());
+                }
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(levee) = self.levee.as_mut()
+                && let Ok(Some(status)) = levee.child.try_wait()
+            {
+                levee.detached = true;
+                bail!(
+                    "levee exited with {status} before it was ready; see {}",
+                    self.dir.join("levee.log").display()
+                );
+            }
+            let seconds = started.elapsed().as_secs();
+            if seconds >= (said + 1) * 10 {
+                said = seconds / 10;
+                println!("      ... still starting ({seconds} s)");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!(
-            "levee did not become ready within {} s",
-            START_MS_MAX / 1000
+            "levee did not become ready within {} s; see {}",
+            READY_MS_MAX / 1000,
+            self.dir.join("levee.log").display()
         )
-    }
-
-    /// The configuration levee runs with.
-    fn config(
-        &self,
-        plugin_dir: Option<&Path>,
-        retry: RetryPlugin,
-    ) -> anyhow::Result<serde_json::Value> {
-        let nodes: Vec<serde_json::Value> = NODE_IDS
-            .iter()
-            .zip(&self.replica_addresses)
-            .map(|(id, address)| serde_json::json!({"id": id, "url": format!("http://{address}")}))
-            .collect();
-        let mut policies = serde_json::Map::new();
-        let mut checkpoint = None;
-        if plugin_dir.is_some() {
-            for (kind, plugin) in retry.plugin_set() {
-                let mut binding = serde_json::json!({"plugin": plugin});
-                if kind == "retry" {
-                    binding["config"] = serde_json::from_str(retry.config)?;
-                    if let Some(limits) = retry.limits {
-                        binding["limits"] = serde_json::from_str(limits)?;
-                    }
-                }
-                if kind == "checkpoint" {
-                    // One checkpoint policy per process: a top-level binding.
-                    checkpoint = Some(binding);
-                } else {
-                    policies.insert(kind.into(), binding);
-                }
-            }
-        }
-        let mut config = serde_json::json!({
-            "listeners": {"data": "127.0.0.1:0", "admin": "127.0.0.1:0"},
-            "data_dir": self.dir.join("levee-data"),
-            "admin_token": self.admin_token,
-            "services": [{
-                "name": "kv",
-                "nodes": nodes,
-                "replicas": 3,
-                "write_quorum": 2,
-                "key": {"path_segment": 1},
-                "timeouts": {"per_try_ms": 500, "total_ms": 2000},
-                "outlier": {"consecutive_failures": 3, "base_ejection_ms": 1000, "max_ejection_ms": 5000},
-                "policies": policies,
-            }],
-        });
-        if let Some(dir) = plugin_dir {
-            config["plugin_dir"] = serde_json::json!(dir);
-        }
-        if let Some(binding) = checkpoint {
-            config["checkpoint"] = binding;
-        }
-        Ok(config)
     }
 
     pub(super) fn print_keep_instructions(&self) {
@@ -329,6 +315,9 @@ impl Cluster {
             self.data
         );
         println!("  curl -i http://{}/kv/kv/greeting", self.data);
+        for service in &self.language_services {
+            println!("  curl -i http://{}/{service}/kv/greeting", self.data);
+        }
         println!(
             "  curl -H 'authorization: Bearer {token}' http://{}/admin/log",
             self.admin

@@ -1,6 +1,7 @@
 //! The demo's HTTP client: requests to levee and the replicas (each data
-//! request counted for the summary), the admin API's hint view, the wait
-//! for the replicas to converge, and the summary read from `/metrics`.
+//! request counted for the summary), the admin API's views (hints, plugins
+//! and who decided a retry), the wait for the replicas to converge, and the
+//! summary read from `/metrics`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 
 use super::processes::Cluster;
-use super::{CONVERGE_MS_MAX, REQUEST_TIMEOUT_MS};
+use super::{CONVERGE_MS_MAX, REQUEST_TIMEOUT_MS, SERVICE};
 
 /// One demo request's result.
 pub(super) struct Reply {
@@ -70,10 +71,11 @@ impl Cluster {
     async fn data_request(
         &mut self,
         method: Method,
+        service: &str,
         key: &str,
         body: Bytes,
     ) -> anyhow::Result<Reply> {
-        let url = format!("http://{}/kv/kv/{key}", self.data);
+        let url = format!("http://{}/{service}/kv/{key}", self.data);
         let started = Instant::now();
         let headers: &[(&str, &str)] = if method == Method::PUT {
             &[("content-type", "application/json")]
@@ -90,25 +92,79 @@ impl Cluster {
     }
 
     pub(super) async fn put(&mut self, key: &str, value: &str) -> anyhow::Result<Reply> {
-        self.data_request(Method::PUT, key, Bytes::from(value.to_owned()))
+        let value = Bytes::from(value.to_owned());
+        self.data_request(Method::PUT, SERVICE, key, value).await
+    }
+
+    /// A read of `key` through `service`.
+    pub(super) async fn get(&mut self, service: &str, key: &str) -> anyhow::Result<Reply> {
+        self.data_request(Method::GET, service, key, Bytes::new())
             .await
     }
 
-    pub(super) async fn get(&mut self, key: &str) -> anyhow::Result<Reply> {
-        self.data_request(Method::GET, key, Bytes::new()).await
-    }
-
-    /// The admin API's view of a node's hints (`/admin/log`), if shown.
-    pub(super) async fn node_hints(&self, node: &str) -> Option<serde_json::Value> {
-        let url = format!("http://{}/admin/log", self.admin);
+    /// An admin API `GET` as JSON (`None` on any failure: the narration
+    /// then leaves that detail out).
+    async fn admin_json(&self, path: &str) -> Option<serde_json::Value> {
+        let url = format!("http://{}{path}", self.admin);
         let auth = format!("Bearer {}", self.admin_token);
         let reply = self
             .request(Method::GET, &url, Bytes::new(), &[("authorization", &auth)])
             .await
             .ok()?;
-        let value: serde_json::Value = serde_json::from_slice(&reply.body).ok()?;
+        if !reply.status.is_success() {
+            return None;
+        }
+        serde_json::from_slice(&reply.body).ok()
+    }
+
+    /// Every plugin levee runs, from `/admin/plugins`: name, version and
+    /// counters.
+    pub(super) async fn plugins(&self) -> Vec<serde_json::Value> {
+        match self.admin_json("/admin/plugins").await {
+            Some(serde_json::Value::Array(plugins)) => plugins,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Learns which plugin each version is, to name who decided a retry.
+    pub(super) async fn learn_plugin_names(&mut self) {
+        self.plugin_names = self
+            .plugins()
+            .await
+            .iter()
+            .filter_map(|plugin| {
+                Some((
+                    plugin["version"].as_str()?.to_owned(),
+                    plugin["name"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+    }
+
+    /// Who decided a response's retries (`x-levee-policy-version`: plugin
+    /// versions, `native`, `fallback:<why>`), plugins by name; `None` when
+    /// the retry policy was not consulted.
+    pub(super) fn decided_by(&self, reply: &Reply) -> Option<String> {
+        let header = reply.headers.get("x-levee-policy-version")?.to_str().ok()?;
+        let names: Vec<&str> = header
+            .split(',')
+            .map(|decider| {
+                self.plugin_names
+                    .get(decider)
+                    .map_or(decider, String::as_str)
+            })
+            .collect();
+        Some(names.join(", "))
+    }
+
+    /// The admin API's view of a node's hints (`/admin/log`), if shown.
+    pub(super) async fn node_hints(&self, node: &str) -> Option<serde_json::Value> {
+        let value = self.admin_json("/admin/log").await?;
         let nodes = find_array(&value, "nodes")?;
-        nodes.iter().find(|entry| entry["node"] == node).cloned()
+        nodes
+            .iter()
+            .find(|entry| entry["node"] == node && entry["service"] == SERVICE)
+            .cloned()
     }
 
     /// Polls every replica's `/_dump` until all are identical and reflect

@@ -1,15 +1,19 @@
 //! The narrated scenario: start the replicas and levee, write and read,
-//! kill a replica, keep writing, bring it back, wait for hinted handoff to
-//! converge, summarise.
+//! kill a replica, show the reads failing over with retries decided in
+//! Rust, JavaScript and Python, keep writing, bring the replica back, wait
+//! for hinted handoff to converge, summarise.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::bail;
 
 use super::processes::Cluster;
 use super::requests::Reply;
-use super::{DemoOptions, KEYS_PER_PHASE, NODE_IDS, VICTIM, find_plugins};
+use super::setup::Plugins;
+use super::{DemoOptions, KEYS_PER_PHASE, NODE_IDS, SERVICE, VICTIM};
+
+/// Steps the narration counts.
+const STEPS: usize = 8;
 
 /// The narrated scenario.
 pub(super) async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> anyhow::Result<()> {
@@ -28,23 +32,24 @@ pub(super) async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> an
         );
     }
 
-    let retry_plugin = options.retry_plugin();
-    let plugins = find_plugins(options.plugin_dir.as_deref(), retry_plugin);
+    let plugins = Plugins::prepare(
+        options.plugin_dir.as_deref(),
+        options.retry_plugin(),
+        &cluster.dir,
+        &cluster.data_dir(),
+    );
     step(
         2,
         "starting levee: every key lives on N=3 replicas, a write needs W=2 acks",
     );
-    match &plugins {
-        Ok(dir) => println!(
-            "      policies: Wasm plugins {}, route-affinity, checkpoint-interval from {}",
-            retry_plugin.name,
-            dir.display()
-        ),
-        Err(note) => println!("      note: {note}\n      policies: native built-ins"),
-    }
-    cluster
-        .start_levee(plugins.as_ref().ok().map(PathBuf::as_path), retry_plugin)
-        .await?;
+    print_policies(&plugins);
+    let plugins = plugins.ok();
+    cluster.start_levee(plugins.as_ref()).await?;
+    cluster.language_services = plugins
+        .iter()
+        .flat_map(|plugins| plugins.languages.iter().map(|(service, _)| *service))
+        .collect();
+    cluster.learn_plugin_names().await;
     println!(
         "      data  http://{}   admin http://{}",
         cluster.data(),
@@ -72,10 +77,9 @@ pub(super) async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> an
         "      ... {KEYS_PER_PHASE} writes; the third copies landed in the background: every replica holds {keys} keys"
     );
     for i in 0..2 {
-        print_read(
-            &format!("user-{i}"),
-            &cluster.get(&format!("user-{i}")).await?,
-        );
+        let key = format!("user-{i}");
+        let reply = cluster.get(SERVICE, &key).await?;
+        print_read(cluster, SERVICE, &key, &reply);
     }
 
     let victim = NODE_IDS[VICTIM];
@@ -87,12 +91,19 @@ pub(super) async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> an
         ),
     );
     for key in keys_led_by(VICTIM, 5) {
-        print_read(&key, &cluster.get(&key).await?);
+        let reply = cluster.get(SERVICE, &key).await?;
+        print_read(cluster, SERVICE, &key, &reply);
     }
-    println!("      (after a few failures {victim} is ejected: reads stop trying it first)");
+    println!("      (after 3 failures in a row {victim} is ejected: reads stop trying it first)");
 
     step(
         5,
+        "the same failover, the retries decided by the same rules in JavaScript and in Python",
+    );
+    languages(cluster, plugins.as_ref()).await?;
+
+    step(
+        6,
         &format!("writes with {victim} down: still acknowledged by W=2"),
     );
     for i in 0..KEYS_PER_PHASE {
@@ -120,7 +131,7 @@ pub(super) async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> an
     }
 
     step(
-        6,
+        7,
         &format!(
             "restarting replica {victim} on its old port and data; hinted handoff replays what it missed"
         ),
@@ -140,8 +151,97 @@ pub(super) async fn scenario(cluster: &mut Cluster, options: &DemoOptions) -> an
         );
     }
 
-    step(7, "summary");
+    step(8, "summary");
     cluster.print_summary().await;
+    Ok(())
+}
+
+/// What step 2 says about the policies, compiling included.
+fn print_policies(plugins: &Result<Plugins, String>) {
+    let plugins = match plugins {
+        Ok(plugins) => plugins,
+        Err(note) => {
+            println!("      note: {note}\n      policies: native built-ins");
+            return;
+        }
+    };
+    println!(
+        "      policies: Wasm plugins from {}",
+        plugins.source.display()
+    );
+    let retry = std::iter::once((SERVICE, plugins.retry)).chain(plugins.languages.iter().copied());
+    for (service, plugin) in retry {
+        println!(
+            "        {service:<6} retry {} ({}), config {}",
+            plugin.name, plugin.language, plugin.config
+        );
+    }
+    println!("        routing route-affinity on each; checkpoint-interval for the log");
+    for note in &plugins.notes {
+        println!("      note: {note}");
+    }
+    if plugins.uncached.is_empty() {
+        return;
+    }
+    let languages: Vec<&str> = plugins.uncached.iter().map(|p| p.language).collect();
+    let kept = match &plugins.cache {
+        Some(cache) => format!(
+            "first run only: later runs load the compiled code from {}",
+            cache.display()
+        ),
+        None => "the compiled code is not kept, so every run compiles".to_owned(),
+    };
+    println!(
+        "      compiling the {} plugin{} before levee is ready: ~20 s each in a release build, \
+         ~40 s in a debug one;\n      {kept}",
+        languages.join(" and "),
+        if languages.len() == 1 { "" } else { "s" },
+    );
+}
+
+/// Step 5: the reads of step 4 through the services whose retry policy is
+/// written in JavaScript and in Python, then what `/admin/plugins` counted.
+async fn languages(cluster: &mut Cluster, plugins: Option<&Plugins>) -> anyhow::Result<()> {
+    let Some(plugins) = plugins.filter(|plugins| !plugins.languages.is_empty()) else {
+        println!("      skipped: no JavaScript or Python retry plugin is bound (see step 2)");
+        return Ok(());
+    };
+    println!(
+        "      services kv-js and kv-py: the same replicas and routing, {} still down; \
+         each plugin reads its own config fields",
+        NODE_IDS[VICTIM]
+    );
+    let keys = keys_led_by(VICTIM, 2);
+    for (service, plugin) in &plugins.languages {
+        println!(
+            "      {service}: {} ({}), config {}",
+            plugin.name, plugin.language, plugin.config
+        );
+        for key in &keys {
+            let reply = cluster.get(service, key).await?;
+            print_read(cluster, service, key, &reply);
+        }
+    }
+    let counted = cluster.plugins().await;
+    let mut retry = vec![plugins.retry];
+    for (_, plugin) in &plugins.languages {
+        if !retry.contains(plugin) {
+            retry.push(*plugin);
+        }
+    }
+    for plugin in retry {
+        if let Some(view) = counted.iter().find(|view| view["name"] == plugin.name) {
+            println!(
+                "      /admin/plugins: {:<16} {:<10} calls {}  fallbacks {}  traps {}  timeouts {}",
+                plugin.name,
+                plugin.language,
+                view["calls"],
+                view["fallbacks"],
+                view["traps"],
+                view["timeouts"]
+            );
+        }
+    }
     Ok(())
 }
 
@@ -174,9 +274,13 @@ fn print_write(key: &str, reply: &Reply) {
     );
 }
 
-fn print_read(key: &str, reply: &Reply) {
+fn print_read(cluster: &Cluster, service: &str, key: &str, reply: &Reply) {
+    let decided = cluster
+        .decided_by(reply)
+        .map(|who| format!("  retry decided by {who}"))
+        .unwrap_or_default();
     println!(
-        "      GET /kv/kv/{key:<9} -> {}  {}  x-levee-attempts: {}",
+        "      GET /{service}/kv/{key:<9} -> {}  {}  x-levee-attempts: {}{decided}",
         reply.status.as_u16(),
         reply.body_text(),
         reply.header("x-levee-attempts")
@@ -184,5 +288,5 @@ fn print_read(key: &str, reply: &Reply) {
 }
 
 fn step(number: usize, text: &str) {
-    println!("\n[{number}/7] {text}");
+    println!("\n[{number}/{STEPS}] {text}");
 }
