@@ -7,19 +7,16 @@
 #
 # Usage: scripts/build-plugins.sh [--force]
 #   LEVEE_PLUGINS_ROUTE=auto|rustup|debian picks the toolchain route (default
-#   auto, see build_core_modules); the others exist to test each route.
+#   auto, see scripts/wasm-route.sh); the others exist to test each route.
 #
 # Idempotent: when every output is newer than every input (plugin sources,
 # crates/policy, wit/, tools/componentize, this script) it prints "up to
 # date" and exits without starting cargo, so CI can run it before every
 # `cargo test`.
 #
-# Why the routes below: plugins target wasm32-unknown-unknown (no WASI, so no
-# ambient capabilities). rustup's toolchain is the natural way to build that,
-# but machines without network cannot `rustup target add` the std for it.
-# Debian's rust packages ship std *sources*, so Debian's rustc/cargo can
-# build std for wasm32 themselves (-Z build-std). rustup's own rustc cannot
-# use those sources: they belong to a different compiler version.
+# The toolchain routes (rustup's wasm32 target, else Debian's rustc with
+# -Z build-std) are in scripts/wasm-route.sh, shared with the Rust plugins
+# that `levee plugin new` scaffolds (plugins/templates; not inputs here).
 #
 # Each core module is then wrapped into a component by tools/componentize
 # (a root-workspace binary using the wit-component crate), which also refuses
@@ -41,9 +38,6 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 plugins_dir=$repo_root/plugins
 dist_dir=$plugins_dir/dist
 target_dir=$plugins_dir/target
-wasm_target=wasm32-unknown-unknown
-debian_packages=(rustc-web cargo-web rust-web-src lld-16)
-wasm_ld=/usr/lib/llvm-16/bin/wasm-ld
 # The componentizer gets its own target dir: if cargo runs this script (a
 # test, a build step), the outer cargo may hold the lock on target/.
 componentize_target_dir=$target_dir/componentize
@@ -58,6 +52,10 @@ js_disabled_features=(stdio random clocks http fetch-event)
 
 log() { printf 'build-plugins: %s\n' "$*"; }
 die() { printf 'build-plugins: error: %s\n' "$*" >&2; exit 1; }
+
+# wasm_cargo_build and the toolchain routes; defines wasm_target.
+# shellcheck source=wasm-route.sh
+source "$repo_root/scripts/wasm-route.sh"
 
 # When called from cargo, the outer build's settings (target dir, rustc,
 # flags, wrapper, jobserver) must not leak into the nested builds. Registry
@@ -92,7 +90,7 @@ package_name() {
 # Every input of the Rust plugins, as find(1) arguments over the source
 # trees (the JavaScript and Python sources are pruned: they have their own).
 input_paths=("$plugins_dir" "$repo_root/crates/policy" "$repo_root/wit"
-    "$repo_root/tools/componentize" "${BASH_SOURCE[0]}")
+    "$repo_root/tools/componentize" "${BASH_SOURCE[0]}" "$repo_root/scripts/wasm-route.sh")
 
 # True when $1 is missing or older than some file under the paths after it.
 stale() {
@@ -101,7 +99,8 @@ stale() {
     [[ -f $out ]] || return 0
     [[ -n $(find "$@" \
         \( -path "$target_dir" -o -path "$dist_dir" -o -path "$plugins_dir/js" \
-        -o -path "$plugins_dir/python" -o -name __pycache__ \) -prune \
+        -o -path "$plugins_dir/python" -o -path "$plugins_dir/templates" \
+        -o -name __pycache__ \) -prune \
         -o -type f -newer "$out" -print -quit) ]]
 }
 
@@ -154,67 +153,6 @@ py_stale() {
 
 component_count() {
     { plugin_dirs; js_plugins; py_plugins; } | wc -l
-}
-
-have_rustup_wasm_target() {
-    command -v rustup > /dev/null &&
-        rustup target list --installed 2> /dev/null | grep -qx "$wasm_target"
-}
-
-# Route 1: rustup's toolchain with its prebuilt wasm32 std.
-build_with_rustup() {
-    log "route: rustup toolchain with the $wasm_target target"
-    (cd "$plugins_dir" && cargo build --target "$wasm_target" --release)
-}
-
-ensure_debian_packages() {
-    local missing=() package
-    for package in "${debian_packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$package" 2> /dev/null | grep -q 'install ok installed' ||
-            missing+=("$package")
-    done
-    ((${#missing[@]} == 0)) && return 0
-    command -v apt-get > /dev/null ||
-        die "need Debian packages ${missing[*]} (or rustup's $wasm_target target) and apt-get is not here"
-    local sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    log "installing Debian packages: ${missing[*]}"
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-}
-
-# Route 3: Debian's rustc/cargo build std for wasm32 from rust-web-src.
-build_with_debian() {
-    ensure_debian_packages
-    [[ -x /usr/bin/rustc && -x /usr/bin/cargo && -x $wasm_ld ]] ||
-        die "Debian toolchain incomplete: need /usr/bin/rustc, /usr/bin/cargo and $wasm_ld"
-    log "route: Debian $(/usr/bin/rustc --version) with -Z build-std"
-    (cd "$plugins_dir" &&
-        RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-            CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$wasm_ld \
-            /usr/bin/cargo build -Z build-std=std,panic_abort \
-            --target "$wasm_target" --release)
-}
-
-build_core_modules() {
-    case ${LEVEE_PLUGINS_ROUTE:-auto} in
-        auto) ;;
-        rustup) build_with_rustup && return ;;
-        debian) build_with_debian && return ;;
-        *) die "LEVEE_PLUGINS_ROUTE must be auto, rustup or debian" ;;
-    esac
-    if have_rustup_wasm_target; then
-        build_with_rustup
-        return
-    fi
-    if command -v rustup > /dev/null &&
-        timeout 60 rustup target add "$wasm_target" > /dev/null 2>&1 &&
-        have_rustup_wasm_target; then
-        build_with_rustup
-        return
-    fi
-    log "rustup has no $wasm_target target and cannot add it (offline?)"
-    build_with_debian
 }
 
 build_componentizer() {
@@ -331,7 +269,7 @@ main() {
     strip_outer_cargo_env
     local started=$SECONDS
     if ((rust == 1)); then
-        build_core_modules
+        wasm_cargo_build "$plugins_dir"
         build_componentizer
         componentize_all
     fi
