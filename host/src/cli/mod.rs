@@ -7,6 +7,9 @@
 //!   first damage instead of refusing to start.
 //! - `levee demo [--keep]`: the self-contained demonstration.
 //! - `levee plugin check FILE [--config JSON]`: validate a policy plugin.
+//! - `levee plugin new NAME --lang rust|js|python --world
+//!   retry|routing|checkpoint|write [--dir PATH]`: scaffold a plugin
+//!   ([`plugin_new`]).
 //! - `levee log inspect DIR`, `levee log dump DIR --from LSN [--limit N]`:
 //!   read a durable log offline; non-zero exit on corruption.
 //! - `levee kv-replica --listen ADDR --data-dir DIR` (hidden): the small
@@ -18,6 +21,7 @@
 //! dispatches.
 
 mod demo;
+mod plugin_new;
 mod tools;
 
 use std::net::SocketAddr;
@@ -104,6 +108,19 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Scaffold a plugin that builds and has one test, from the templates
+    /// in the repository's `plugins/templates` (compiled into levee).
+    New {
+        /// The plugin's name: a-z, 0-9, '_' and '-', as in levee's config.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: plugin_new::Lang,
+        #[arg(long, value_enum)]
+        world: plugin_new::World,
+        /// Where to write it (a new or empty directory; default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +205,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Check { file, config, json },
         } => tools::plugin_check(file, config, json).await,
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    lang,
+                    world,
+                    dir,
+                },
+        } => plugin_new::plugin_new(&name, lang, world, dir),
         Command::Log {
             command: LogCommand::Inspect { dir, json },
         } => tools::log_inspect(&dir, json),
