@@ -167,10 +167,7 @@ async fn the_checkpoint_plugin_decides_when_checkpoints_are_written() {
         }
         tokio::time::sleep(write_support::CONVERGE_POLL_PAUSE).await;
     }
-    assert!(
-        log["latest_checkpoint"]["lsn"].as_u64() >= Some(8),
-        "{log}"
-    );
+    assert!(log["latest_checkpoint"]["lsn"].as_u64() >= Some(8), "{log}");
     assert!(log["records_since_checkpoint"].as_u64() < Some(5), "{log}");
     let plugins = admin_get(&cluster.levee, "/admin/plugins").await;
     let plugin = plugins
