@@ -27,6 +27,8 @@
 //!   routing), the process's checkpoint binding (top-level `checkpoint`),
 //!   both [`PolicyRef`]s.
 //! - `durability`: [`FsyncMode`].
+//! - `tls`: TLS on the listeners ([`ListenersTls`]), HTTP/2 towards
+//!   clients ([`Http2Spec`]) and TLS towards replicas ([`UpstreamTlsSpec`]).
 //! - `versions`: [`VersionsSpec`], the clock skew bound of write versions.
 //! - `names`: [`validate_service_name`], [`validate_plugin_name`],
 //!   [`parse_node_url`].
@@ -49,6 +51,7 @@ pub mod hints;
 mod names;
 mod policy;
 mod service;
+mod tls;
 mod versions;
 
 pub use admin::validate_admin_host;
@@ -58,6 +61,11 @@ pub use names::{parse_node_url, validate_plugin_name, validate_service_name};
 pub use policy::{CHECKPOINT_MOVED, PoliciesSpec, PolicyRef};
 pub use service::{
     HealthCheckSpec, KeyRule, NodeSpec, OutlierSpec, RetryBudgetSpec, ServiceSpec, Timeouts,
+};
+pub use tls::{
+    HTTP2_HEADER_LIST_BYTES_MAX_LIMIT, HTTP2_STREAMS_MAX_LIMIT, HTTP2_WINDOW_BYTES_MAX,
+    HTTP2_WINDOW_BYTES_MIN, Http2Spec, ListenerTls, ListenersTls, TLS_PATH_BYTES_MAX,
+    UpstreamTlsSpec,
 };
 pub use versions::{CLOCK_SKEW_MS_MAX_DEFAULT, CLOCK_SKEW_MS_MAX_LIMIT, VersionsSpec};
 
@@ -151,6 +159,9 @@ pub struct Config {
     /// Write versions: the clock skew bound (see `versions`).
     #[serde(default, skip_serializing_if = "VersionsSpec::is_default")]
     pub versions: VersionsSpec,
+    /// TLS towards `https://` replicas (see `tls`).
+    #[serde(default, skip_serializing_if = "UpstreamTlsSpec::is_default")]
+    pub upstream_tls: UpstreamTlsSpec,
 }
 
 /// Where levee listens. Port 0 lets the OS pick (the bound addresses are
@@ -160,6 +171,15 @@ pub struct Config {
 pub struct Listeners {
     pub data: SocketAddr,
     pub admin: SocketAddr,
+    /// TLS termination per listener (see `tls`); plain HTTP without it.
+    #[serde(skip_serializing_if = "ListenersTls::is_empty")]
+    pub tls: ListenersTls,
+    /// Lets an admin token travel over plain HTTP on an admin listener
+    /// other machines can reach. Refused at start without it: a bearer
+    /// token in clear text is a token anyone on the path can replay. For a
+    /// network the operator trusts (or TLS terminated in front of levee).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_admin_token_over_plain_http: bool,
 }
 
 impl Default for Listeners {
@@ -167,6 +187,8 @@ impl Default for Listeners {
         Listeners {
             data: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            tls: ListenersTls::default(),
+            insecure_admin_token_over_plain_http: false,
         }
     }
 }
@@ -190,6 +212,9 @@ pub struct ServerLimits {
     /// first byte is read, a chunked body grows its share as it arrives.
     /// Each service's `body_bytes_max` must fit in it.
     pub buffered_body_bytes_max: u64,
+    /// HTTP/2 towards clients (see `tls`).
+    #[serde(skip_serializing_if = "Http2Spec::is_default")]
+    pub http2: Http2Spec,
 }
 
 impl Default for ServerLimits {
@@ -199,6 +224,7 @@ impl Default for ServerLimits {
             connections_max: 10_000,
             keepalive_timeout_ms: 75_000,
             buffered_body_bytes_max: 256 * 1024 * 1024,
+            http2: Http2Spec::default(),
         }
     }
 }
@@ -264,6 +290,9 @@ impl Config {
         }
         self.fsync.validate_into(&mut errors);
         self.versions.validate_into(&mut errors);
+        self.listeners.tls.validate_into(&mut errors);
+        self.server.http2.validate_into(&mut errors);
+        self.upstream_tls.validate_into(&mut errors);
         if let Some(token) = &self.admin_token
             && !(ADMIN_TOKEN_BYTES_MIN..=ADMIN_TOKEN_BYTES_MAX).contains(&token.len())
         {

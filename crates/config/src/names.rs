@@ -29,9 +29,9 @@ pub fn parse_node_url(url: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(format!(
-            "{url:?} must start with http:// (levee speaks plain HTTP to replicas)"
+            "{url:?} must start with http:// or https:// (TLS per upstream_tls)"
         ));
     }
     let Some(authority) = uri.authority() else {
@@ -68,8 +68,9 @@ mod tests {
     fn node_urls() {
         let uri = parse_node_url("http://127.0.0.1:7001/").unwrap();
         assert_eq!(uri.port_u16(), Some(7001));
+        assert!(parse_node_url("https://replica.internal:8443").is_ok());
         for bad in [
-            "https://x:1",
+            "ftp://x:1",
             "http://x",
             "http://x:1/path",
             "http://x:1/?q",

@@ -96,7 +96,8 @@ pub struct NodeSpec {
     /// Unique within the service; hashed into the ring, so renaming a node
     /// moves its keys.
     pub id: String,
-    /// `http://host:port` (plain HTTP; no path).
+    /// `http://host:port` or `https://host:port` (TLS per the top-level
+    /// `upstream_tls`); no path.
     pub url: String,
     #[serde(default)]
     pub zone: Option<String>,
@@ -612,7 +613,7 @@ mod tests {
         let bad = json!({
             "name": "Bad Name",
             "nodes": [
-                {"id": "a", "url": "https://x:1"},
+                {"id": "a", "url": "ftp://x:1"},
                 {"id": "a", "url": "http://127.0.0.1:7002/path"},
                 {"id": "c", "url": "http://127.0.0.1", "weight": 0},
             ],
@@ -628,7 +629,7 @@ mod tests {
         let all = messages(error);
         let expect = [
             "services[0].name: \"Bad Name\" may only contain",
-            "services[0].nodes[0].url: \"https://x:1\" must start with http://",
+            "services[0].nodes[0].url: \"ftp://x:1\" must start with http://",
             "services[0].nodes[1].id: duplicate node id \"a\"",
             "services[0].nodes[1].url: \"http://127.0.0.1:7002/path\" must not have a path",
             "services[0].nodes[2].url: \"http://127.0.0.1\" must name a port",

@@ -168,11 +168,6 @@ impl<K: PolicyKindSpec> Guarded<K> {
         Ok(())
     }
 
-    /// The shadow version, if one is set.
-    pub fn shadow_plugin(&self) -> Option<Arc<BoundPlugin>> {
-        self.shadow.load().as_deref().map(|s| s.plugin().clone())
-    }
-
     /// What the shadow has counted so far, if one is set.
     pub fn shadow_report(&self) -> Option<ShadowReport> {
         self.shadow.load().as_deref().map(Shadow::report)

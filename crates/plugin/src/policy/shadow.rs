@@ -106,11 +106,6 @@ impl<K: PolicyKindSpec> Shadow<K> {
         }
     }
 
-    /// The shadow version, bound.
-    pub fn plugin(&self) -> &Arc<BoundPlugin> {
-        &self.plugin
-    }
-
     pub fn report(&self) -> ShadowReport {
         let comparison = self
             .counts
