@@ -19,7 +19,11 @@ run; the machinery is in `peerbench/`:
    Then profile each levee once with `perf` (see peerbench/profile.py).
 4. kv-replica upstreams only: measure quorum writes through levee with all
    replicas fast, then with one replica slowed by 500 ms.
-5. Print the Markdown report and save it under `bench/results/`.
+5. `--tls` (nginx upstreams only): start HAProxy, nginx and levee again,
+   now terminating TLS with one self-signed certificate (HTTP/2 and
+   HTTP/1.1 by ALPN, plain HTTP to the same upstreams), and measure each
+   in rounds over TLS/HTTP/1.1 with wrk and over HTTP/2 with h2load.
+6. Print the Markdown report and save it under `bench/results/`.
 
 Every process is stopped by PID on the way out, whatever happened.
 """
@@ -39,7 +43,19 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from peerbench import cpu, levee, probe, profile, replicas, report, targets, upstreams, wrk
+from peerbench import (
+    cpu,
+    h2load,
+    levee,
+    probe,
+    profile,
+    replicas,
+    report,
+    targets,
+    tls,
+    upstreams,
+    wrk,
+)
 from peerbench.procs import Processes
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -47,6 +63,12 @@ REPO_DIR = BENCH_DIR.parent
 SLOW_REPLICA_DELAY_MS = 500
 GET_TARGETS = ("direct", "haproxy", "nginx", "levee-native", "levee-wasm", "levee-wasm-cached")
 LEVEE_TARGETS = ("levee-native", "levee-wasm", "levee-wasm-cached")
+TLS_TARGETS = ("haproxy", "nginx", "levee-native", "levee-wasm", "levee-wasm-cached")
+# Three proxies × two modes × 3 rounds × 7 s: ~2.2 min. The Wasm flavours
+# can be added (--tls-targets); TLS does not touch the policy path, whose
+# cost the plain rows measure.
+DEFAULT_TLS_TARGETS = ("haproxy", "nginx", "levee-native")
+WASM_TARGETS = ("levee-wasm", "levee-wasm-cached")
 
 
 def description(name: str, args: argparse.Namespace, kind: str) -> str:
@@ -59,6 +81,21 @@ def description(name: str, args: argparse.Namespace, kind: str) -> str:
         "levee-native": "levee, native policies",
         "levee-wasm": "levee, Wasm retry-backoff + route-affinity (plan cache off: a plugin call per request)",
         "levee-wasm-cached": "levee, Wasm retry-backoff + route-affinity (default: plan cache on)",
+    }[name]
+
+
+def tls_description(name: str, args: argparse.Namespace) -> str:
+    """A TLS row's label: what differs from the plain row of the same name."""
+    return {
+        "haproxy": f"HAProxy 2.6, `nbthread {args.proxy_threads}`, `bind ... ssl crt ... alpn "
+                   f"h2,http/1.1`, `balance uri path-only` consistent",
+        "nginx": f"nginx 1.22, {args.proxy_threads} workers, `listen ... ssl http2`, "
+                 f"`hash $request_uri consistent`",
+        "levee-native": "levee, native policies, `listeners.tls.data`, `server.http2`",
+        "levee-wasm": "levee, Wasm policies (plan cache off), `listeners.tls.data`, "
+                      "`server.http2`",
+        "levee-wasm-cached": "levee, Wasm policies (plan cache on), `listeners.tls.data`, "
+                             "`server.http2`",
     }[name]
 
 
@@ -132,6 +169,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(GET_TARGETS)}")
     parser.add_argument("--no-writes", action="store_true",
                         help="skip the quorum-write part (kv-replica upstreams only)")
+    parser.add_argument("--tls", action="store_true",
+                        help="add the TLS rows: the --tls-targets terminating TLS, measured over "
+                        "TLS/HTTP/1.1 (wrk) and HTTP/2 (h2load), nginx upstreams only; about "
+                        "2.2 min more with the defaults")
+    parser.add_argument("--tls-targets", default=",".join(DEFAULT_TLS_TARGETS),
+                        help=f"comma-separated subset of {','.join(TLS_TARGETS)} (default: "
+                        f"{','.join(DEFAULT_TLS_TARGETS)})")
+    parser.add_argument("--h2-streams", type=int, default=10,
+                        help="h2load concurrent streams per connection (-m); connections are "
+                        "--connections")
+    parser.add_argument("--h2load-threads", type=int, default=1,
+                        help="h2load threads (-t), like wrk's single thread by default")
     parser.add_argument("--out", type=Path, default=None, help="report file (default: "
                         "bench/results/peers-<date>.md, or peers-<date>-N.md if taken)")
     args = parser.parse_args(argv)
@@ -139,20 +188,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.targets) - set(GET_TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}; known: {', '.join(GET_TARGETS)}")
+    args.tls_targets = _names(args.tls_targets)
+    unknown = set(args.tls_targets) - set(TLS_TARGETS)
+    if unknown or not args.tls_targets:
+        parser.error(f"--tls-targets: one or more of {', '.join(TLS_TARGETS)}")
     args.upstream = _names(args.upstream)
     unknown = set(args.upstream) - set(upstreams.KINDS)
     if unknown or not args.upstream or len(set(args.upstream)) != len(args.upstream):
         parser.error(f"--upstream: one or more of {', '.join(upstreams.KINDS)}, each once")
+    if args.tls and "nginx" not in args.upstream:
+        parser.error("--tls needs the nginx upstreams (kv-replicas would be the bottleneck)")
     if not 0 <= args.profile_s <= 600:
         parser.error("--profile-s must be between 0 and 600")
     for name in ("duration_s", "warmup_s", "rounds", "write_rounds", "connections",
-                 "write_connections",
+                 "write_connections", "h2_streams", "h2load_threads",
                  "wrk_threads", "proxy_threads", "replica_threads", "keys"):
         if not 1 <= getattr(args, name) <= 100_000:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 100000")
     if args.keys < targets.VERIFY_KEYS_SPAN:
         parser.error(f"--keys must be at least {targets.VERIFY_KEYS_SPAN}")
+    if args.h2load_threads > args.connections:
+        parser.error("--h2load-threads must not exceed --connections")
     return args
+
+
+def tls_targets(args: argparse.Namespace) -> list[str]:
+    """The targets measured over TLS in this run (none without --tls)."""
+    return list(args.tls_targets) if args.tls else []
+
+
+def wasm_targets(args: argparse.Namespace) -> set[str]:
+    """Targets that need the plugins."""
+    return set(WASM_TARGETS) & (set(args.targets) | set(tls_targets(args)))
 
 
 def writes_wanted(args: argparse.Namespace) -> bool:
@@ -161,7 +228,8 @@ def writes_wanted(args: argparse.Namespace) -> bool:
 
 
 def needs_levee_bin(args: argparse.Namespace) -> bool:
-    return bool(set(args.targets) & set(LEVEE_TARGETS)) or "kv-replica" in args.upstream
+    wanted = set(args.targets) | set(tls_targets(args))
+    return bool(wanted & set(LEVEE_TARGETS)) or "kv-replica" in args.upstream
 
 
 def stop_on_signals():
@@ -190,17 +258,21 @@ def start_target(name, procs, args, layout, ups, work_dir) -> targets.Running:
     )
 
 
-def measure(running, load, warmup_s, layout, ups) -> tuple[wrk.WrkResult, cpu.Usage]:
-    """One warmup (discarded) and one measured wrk run; returns the result
-    and where the CPU went during the measured run."""
+def measure(running, load, warmup_s, layout, ups, client=None) -> tuple[wrk.WrkResult, cpu.Usage]:
+    """One warmup (discarded) and one measured run of the load generator;
+    returns the result and where the CPU went during the measured run.
+    `client(duration_s)` runs the load generator (default: wrk with `load`)."""
+    if client is None:
+        def client(duration_s: int) -> wrk.WrkResult:
+            return wrk.run(running.url, replace(load, duration_s=duration_s), layout.wrk_cpus)
     moved = running.name == "direct" and layout.target_cpus is not None
     if moved:
         running.process.pin_all_threads(layout.target_cpus)
     others = [process for process in ups.processes if process is not running.process]
     try:
-        wrk.run(running.url, replace(load, duration_s=warmup_s), layout.wrk_cpus)
+        client(warmup_s)
         before = cpu.snapshot(running.process, others)
-        result = wrk.run(running.url, load, layout.wrk_cpus)
+        result = client(load.duration_s)
         used = cpu.usage(before, cpu.snapshot(running.process, others))
     finally:
         if moved:
@@ -328,6 +400,112 @@ def plugin_note(target: targets.Running, measured_requests: int) -> str:
     )
 
 
+def start_tls_target(name, procs, args, layout, ups, work_dir, files) -> targets.Running:
+    """The target `name` terminating TLS with `files`; its process, dir and
+    log are `<name>-tls`."""
+    process_name = f"{name}-tls"
+    if name == "haproxy":
+        return targets.haproxy(procs, ups, work_dir, layout.target_cpus, args.proxy_threads,
+                               tls=files, name=process_name)
+    if name == "nginx":
+        return targets.nginx(procs, ups, work_dir, layout.target_cpus, args.proxy_threads,
+                             tls=files, name=process_name)
+    return targets.levee_target(
+        procs, args.levee_bin, args.plugins_dir, ups, work_dir, layout.target_cpus,
+        args.proxy_threads, name.removeprefix("levee-"), process_name, tls=files,
+    )
+
+
+def tls_setup(args, files: tls.TlsFiles) -> str:
+    return (
+        f"Every proxy terminates TLS towards the client with the same self-signed ECDSA P-256 "
+        f"certificate made for this run (`{' '.join(tls.openssl_argv(Path('cert.pem'), Path('key.pem')))}`"
+        f"), TLS 1.2 and 1.3 allowed, `h2` and `http/1.1` offered by ALPN, and speaks plain "
+        f"HTTP/1.1 to the same three upstreams as above. Each is a fresh process with the "
+        f"plain row's settings plus TLS (its peak RSS covers both TLS modes); the plain "
+        f"targets were stopped first. HAProxy hashes `uri path-only` and nginx "
+        f"`$request_uri` here, as h2load cannot vary the `x-key` header per request; "
+        f"levee reads the key from the path, as always. HTTP/2 streams per connection: "
+        f"HAProxy 100 and nginx 128 (their defaults), levee `server.http2.streams_max` "
+        f"{levee.HTTP2['streams_max']}. {args.warmup_s} s warmup + {args.duration_s} s "
+        f"measured per target, mode and round, best of {args.rounds} rounds in rotated order; "
+        f"each target is checked first (50 GETs over TLS with the expected body, the "
+        f"certificate verified; ALPN picks `h2` when offered and `http/1.1` alone otherwise)."
+    )
+
+
+def run_tls(procs, args, layout, ups, work_dir) -> report.TlsPart:
+    """The TLS rows: each --tls-targets proxy terminating TLS, in rounds,
+    over TLS/HTTP/1.1 (wrk, the plain rows' load) and HTTP/2 (h2load)."""
+    files = tls.make_certificate(work_dir)
+    running: list[tuple[str, targets.Running]] = []
+    sessions: dict[str, str] = {}
+    for name in args.tls_targets:
+        print(f"==> starting {name} with TLS (checking 200 + expected body for "
+              f"{targets.VERIFY_KEYS_COUNT} keys, ALPN)", flush=True)
+        target = start_tls_target(name, procs, args, layout, ups, work_dir, files)
+        sessions[name] = "harness " + tls.check_alpn(
+            target.name, target.host, target.port, files
+        ).describe()
+        running.append((name, target))
+    h1_load = wrk.Load("get.lua", args.connections, args.wrk_threads, args.duration_s, args.keys)
+    h2_load = h2load.Load(args.connections, args.h2_streams, args.h2load_threads,
+                          args.duration_s, args.keys)
+    body_bytes = len(ups.expected_of(0))
+    h1_rounds, h2_rounds = Rounds({}, {}, {}), Rounds({}, {}, {})
+    h2load_sessions: dict[str, str] = {}
+
+    def h2_client(name: str, target: targets.Running):
+        def client(duration_s: int) -> wrk.WrkResult:
+            done = h2load.run(
+                target.url,
+                replace(h2_load, duration_s=duration_s, path_prefix=target.path_prefix),
+                layout.wrk_cpus,
+                work_dir / "h2load" / name,
+                body_bytes,
+            )
+            h2load_sessions[name] = f"h2load {done.protocol}, {done.tls}"
+            return done.result
+        return client
+
+    for round_index in range(args.rounds):
+        shift = round_index % len(running)
+        for name, target in running[shift:] + running[:shift]:
+            load = replace(h1_load, path_prefix=target.path_prefix)
+            result, used = measure(target, load, args.warmup_s, layout, ups)
+            h1_rounds.record(name, result, used)
+            print(describe_round(f"round {round_index + 1} {name} tls/1.1", result, used),
+                  flush=True)
+            result, used = measure(target, h2_load, args.warmup_s, layout, ups,
+                                   client=h2_client(name, target))
+            h2_rounds.record(name, result, used)
+            print(describe_round(f"round {round_index + 1} {name} h2", result, used), flush=True)
+    rows: dict[str, list[report.Row]] = {"h1": [], "h2": []}
+    for name, target in running:
+        peak = target.process.peak_rss_bytes()
+        for mode, rounds in (("h1", h1_rounds), ("h2", h2_rounds)):
+            best, used = rounds.best[name]
+            rows[mode].append(report.Row(name, tls_description(name, args), best, peak, used,
+                                         rounds.rps[name]))
+        procs.stop(target.process)
+    for name in sessions:
+        if name in h2load_sessions:
+            sessions[name] += f"; {h2load_sessions[name]}"
+    return report.TlsPart(
+        h1_rows=rows["h1"],
+        h2_rows=rows["h2"],
+        h1_client=f"`wrk -t{args.wrk_threads} -c{args.connections}` to https://, the plain "
+                  f"rows' requests (`x-key` included)",
+        h2_client=f"`h2load -c{args.connections} -m{args.h2_streams} -t{args.h2load_threads}` "
+                  f"(ALPN `h2` only: {args.connections * args.h2_streams} streams in flight), "
+                  f"GET of the key's path without `x-key`; p50/p99 from h2load's per-request log",
+        h1_client_threads=args.wrk_threads,
+        h2_client_threads=args.h2load_threads,
+        sessions=sessions,
+        setup=tls_setup(args, files),
+    )
+
+
 def run_writes(procs, args, layout, ups, work_dir) -> list[report.WriteRow]:
     print("==> starting levee for quorum writes", flush=True)
     running = targets.levee_target(
@@ -382,7 +560,8 @@ def run_mode(kind: str, args, layout: Layout, work_dir: Path) -> report.Section:
         writes = []
         if kind == "kv-replica" and writes_wanted(args):
             writes = run_writes(procs, args, layout, ups, mode_dir)
-    return report.Section(kind, ups.description, rows, notes, profiles, writes)
+        tls_part = run_tls(procs, args, layout, ups, mode_dir) if kind == "nginx" and args.tls else None
+    return report.Section(kind, ups.description, rows, notes, profiles, writes, tls_part)
 
 
 def command_output(argv: list[str]) -> str:
@@ -424,7 +603,9 @@ def preamble(args, layout: Layout, origin: str, load_before: str, load_after: st
         f"Load average before/after: {load_before} / {load_after}.",
         f"levee: {origin}; plugins from `{args.plugins_source}`. "
         f"{command_output(['haproxy', '-v'])}; {command_output(['nginx', '-v'])}; "
-        f"{command_output(['wrk', '-v'])}.",
+        f"{command_output(['wrk', '-v'])}"
+        + (f"; {command_output(['h2load', '--version'])}; "
+           f"{command_output(['openssl', 'version'])}." if args.tls else "."),
         f"Load: `wrk -t{args.wrk_threads} -c{args.connections}`, GET /kv/<key> with an "
         f"`x-key: <key>` header, walking {args.keys} keys, {args.warmup_s} s warmup + "
         f"{args.duration_s} s measured per target and round, best of {args.rounds} rounds "
@@ -475,8 +656,7 @@ def main() -> int:
               f"`cargo build --release -p levee` or pass --levee-bin", file=sys.stderr)
         return 2
     missing = [name for name in levee.plugin_files() if not (args.plugins_dir / name).is_file()]
-    wasm_targets = {"levee-wasm", "levee-wasm-cached"} & set(args.targets)
-    if wasm_targets and missing:
+    if wasm_targets(args) and missing:
         print(f"error: {', '.join(missing)} not in {args.plugins_dir}; build them with "
               f"`bash scripts/build-plugins.sh` or pass --plugins-dir", file=sys.stderr)
         return 2
@@ -493,7 +673,7 @@ def main() -> int:
             # not change the binary between the targets of one run.
             args.levee_bin = Path(shutil.copy2(args.levee_bin, work_dir / "levee"))
             origin = levee_origin(args, original_bin)
-        if wasm_targets:
+        if wasm_targets(args):
             args.plugins_dir = private_plugins(args.plugins_dir, work_dir)
         sections = [run_mode(kind, args, layout, work_dir) for kind in args.upstream]
     elapsed_s = time.monotonic() - started
@@ -517,6 +697,6 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (probe.ProbeError, wrk.WrkError, RuntimeError) as error:
+    except (probe.ProbeError, wrk.WrkError, tls.TlsError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -13,7 +13,12 @@
 # Measuring a binary built elsewhere: `--levee-bin PATH` skips the cargo
 # build of levee, `--plugins-dir DIR` skips the plugin build, e.g.
 #   bash bench/peers.sh --levee-bin /path/to/levee --plugins-dir /path/to/dist
+#
+# `--tls` adds the TLS rows (HAProxy, nginx and levee terminating TLS, over
+# HTTP/1.1 with wrk and HTTP/2 with h2load, from nghttp2-client; openssl
+# makes the run's certificate), about 2.2 minutes more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-exec bash bench/run-harness.sh bench/peers.py "wrk haproxy nginx-light python3" "$@"
+exec bash bench/run-harness.sh bench/peers.py \
+  "wrk haproxy nginx-light python3 nghttp2-client openssl" "$@"

@@ -1,5 +1,6 @@
-"""Unit tests for the harness's pure parts: parsing wrk's result line,
-the generated configs (upstream and proxy nginx, HAProxy, levee), the /proc
+"""Unit tests for the harness's pure parts: parsing wrk's result line and
+h2load's summary and log, the generated configs (upstream and proxy nginx,
+HAProxy, levee; plain and TLS), the certificate and ALPN check, the /proc
 readers behind the CPU and RSS columns, the CPU arithmetic, the report's
 ratios, bottleneck check and goal verdicts, and the command line. The
 measuring parts are exercised by running the benchmark itself, which checks
@@ -13,12 +14,30 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import shutil
+import socket
+import ssl
 import tempfile
+import threading
 import unittest
 from pathlib import Path
 
 import peers
-from peerbench import cpu, levee, procs, profile, report, targets, templates, upstreams, wrk
+from peerbench import (
+    cpu,
+    h2load,
+    levee,
+    probe,
+    procs,
+    profile,
+    report,
+    targets,
+    templates,
+    tls,
+    upstreams,
+    wrk,
+)
 from peerbench.replicas import Replica
 
 WRK_STDOUT = """Running 10s test @ http://127.0.0.1:1
@@ -27,6 +46,32 @@ Requests/sec:  12345.00
 WRK_RESULT {"requests":123450,"duration_us":10000000,"bytes":9000000,"p50_us":4000,\
 "p99_us":15000,"max_us":30000,"errors_connect":0,"errors_read":2,"errors_write":0,\
 "errors_status":3,"errors_timeout":0}
+"""
+
+
+# h2load 1.52's output, trimmed of its progress lines.
+H2LOAD_STDOUT = """starting benchmark...
+spawning thread #0: 64 total client(s). Timing-based test with 0s of warm-up time and 5s of \
+main duration for measurements.
+TLS Protocol: TLSv1.3
+Cipher: TLS_AES_256_GCM_SHA384
+Server Temp Key: X25519 253 bits
+Application protocol: h2
+Main benchmark duration is started for thread #0.
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 5.00s, 19160.00 req/s, 2.39MB/s
+requests: 95812 total, 96452 started, 95812 done, 95800 succeeded, 12 failed, 7 errored, \
+2 timeout
+status codes: 95800 2xx, 0 3xx, 4 4xx, 1 5xx
+traffic: 11.97MB (12550372) total, 4.48MB (4694788) headers (space savings 50.51%), \
+5.85MB (6131968) data
+                     min         max         mean         sd        +/- sd
+time for request:       93us     80.49ms     10.88ms      5.07ms    74.85%
+time for connect:     6.44ms      9.81ms      8.58ms      1.57ms    75.00%
+time to 1st byte:     9.49ms     11.09ms     10.17ms       764us    75.00%
+req/s           :     297.94      303.85      299.37        1.49    75.00%
 """
 
 
@@ -293,6 +338,245 @@ class Report(unittest.TestCase):
         self.assertIn("### Goals (kv-replica upstreams)", text)
 
 
+class H2loadParsing(unittest.TestCase):
+    LOG = "".join(f"17961893701{index:05d}\t200\t{(index + 1) * 10}\n" for index in range(100))
+
+    def test_summary_and_log_are_parsed(self):
+        run = h2load.parse(H2LOAD_STDOUT, self.LOG + "1796189370199999\t-1\t999999\n", "https://x")
+        # Every answer counts, non-2xx ones are errors besides, as with wrk.
+        self.assertEqual(run.result.requests, 95812)
+        # The duration follows from the succeeded requests and h2load's rate.
+        self.assertEqual(run.result.duration_us, 5_000_000)
+        self.assertEqual(run.result.errors_by_kind, {"status": 5, "errored": 5, "timeout": 2})
+        self.assertEqual(run.result.errors, 12)
+        # Percentiles from the log (nearest rank); the failed stream (-1) is left out.
+        self.assertEqual((run.result.p50_us, run.result.p99_us, run.result.max_us),
+                         (500, 990, 1000))
+        self.assertEqual(run.protocol, "h2")
+        self.assertEqual(run.tls, "TLSv1.3, TLS_AES_256_GCM_SHA384, X25519 253 bits")
+        self.assertEqual(run.body_bytes, 6131968)
+
+    def test_without_a_log_the_summary_line_stands_in(self):
+        run = h2load.parse(H2LOAD_STDOUT, "", "https://x")
+        self.assertEqual((run.result.p50_us, run.result.p99_us, run.result.max_us),
+                         (10_880, 0, 80_490))
+
+    def test_no_summary_or_no_h2_is_an_error(self):
+        with self.assertRaises(h2load.H2loadError):
+            h2load.parse("starting benchmark...\n", "", "https://x")
+        for protocol_line in ("Application protocol: http/1.1\n", ""):
+            stdout = H2LOAD_STDOUT.replace("Application protocol: h2\n", protocol_line)
+            with self.assertRaises(h2load.H2loadError):
+                h2load.parse(stdout, self.LOG, "https://x")
+        # An h2load error is a wrk error to the harness (same handling).
+        self.assertTrue(issubclass(h2load.H2loadError, wrk.WrkError))
+
+    def test_durations_and_percentiles(self):
+        self.assertEqual(h2load.duration_us("837us"), 837)
+        self.assertEqual(h2load.duration_us("10.88ms"), 10_880)
+        self.assertEqual(h2load.duration_us("1.5s"), 1_500_000)
+        with self.assertRaises(h2load.H2loadError):
+            h2load.duration_us("3 ms")
+        self.assertEqual(h2load.percentile([], 0.5), 0)
+        self.assertEqual(h2load.percentile([7], 0.99), 7)
+        self.assertEqual(h2load.percentile(list(range(1, 11)), 0.5), 5)
+        self.assertEqual(h2load.percentile(list(range(1, 11)), 0.99), 10)
+
+    def test_command_and_uri_file_are_the_same_for_every_target(self):
+        load = h2load.Load(64, 10, 1, 5, 4, "/bench/kv/")
+        argv = h2load.argv(load, Path("/t/uris.txt"), Path("/t/log.tsv"))
+        for option in ("--clients=64", "--max-concurrent-streams=10", "--threads=1",
+                       "--duration=5", "--npn-list=h2", "--log-file=/t/log.tsv",
+                       "--input-file=/t/uris.txt",
+                       f"--tls13-ciphers={h2load.TLS13_CIPHER}"):
+            self.assertIn(option, argv)
+        self.assertEqual(argv[0], "h2load")
+        self.assertEqual(
+            h2load.uris("https://127.0.0.1:9/", "/bench/kv/", 4).splitlines(),
+            ["https://127.0.0.1:9/bench/kv/key-00001", "/bench/kv/key-00002",
+             "/bench/kv/key-00003", "/bench/kv/key-00000"],
+        )
+
+
+def tls_files() -> tls.TlsFiles:
+    return tls.TlsFiles(Path("/t/cert.pem"), Path("/t/key.pem"), Path("/t/haproxy.pem"))
+
+
+class TlsConfigs(unittest.TestCase):
+    def test_haproxy_terminates_tls_with_alpn_and_hashes_the_path(self):
+        text = targets.haproxy_config("127.0.0.1:1", fake_upstreams(), 2, tls=tls_files())
+        for setting in ("bind 127.0.0.1:1 ssl crt /t/haproxy.pem alpn h2,http/1.1\n",
+                        "balance uri path-only\n", "hash-type consistent", "nbthread 2",
+                        "server upstream-0 127.0.0.1:40000\n"):
+            self.assertIn(setting, text)
+        plain = targets.haproxy_config("127.0.0.1:1", fake_upstreams(), 2)
+        self.assertIn("bind 127.0.0.1:1\n", plain)
+        self.assertIn("balance hdr(x-key)\n", plain)
+        self.assertNotIn(" ssl ", plain)
+
+    def test_nginx_terminates_tls_with_http2_and_hashes_the_path(self):
+        text = targets.nginx_config("127.0.0.1:1", fake_upstreams(), Path("/tmp/p"), 2,
+                                    tls=tls_files())
+        for setting in ("listen 127.0.0.1:1 ssl http2;", "ssl_certificate /t/cert.pem;",
+                        "ssl_certificate_key /t/key.pem;", "ssl_protocols TLSv1.2 TLSv1.3;",
+                        "hash $request_uri consistent;", "keepalive_requests 100000;",
+                        "proxy_pass http://kv;"):
+            self.assertIn(setting, text)
+        plain = targets.nginx_config("127.0.0.1:1", fake_upstreams(), Path("/tmp/p"), 2)
+        self.assertIn("listen 127.0.0.1:1;", plain)
+        self.assertIn("hash $http_x_key consistent;", plain)
+        self.assertNotIn("ssl_", plain)
+        self.assertNotIn(" ssl http2", plain)
+        self.assertNotIn("{{", text + plain)
+
+    def test_levee_tls_is_the_data_listener_and_http2(self):
+        members = fake_members()
+        config = levee.config("native", members, Path("/d"), tls=tls_files())
+        self.assertEqual(config["listeners"]["tls"],
+                         {"data": {"cert_chain_file": "/t/cert.pem", "key_file": "/t/key.pem"}})
+        self.assertEqual(config["server"], {"http2": {"enabled": True, "streams_max": 100}})
+        plain = levee.config("native", members, Path("/d"))
+        self.assertNotIn("tls", plain["listeners"])
+        self.assertNotIn("server", plain)
+        # Otherwise the same config as the plain row's.
+        del config["listeners"]["tls"], config["server"]
+        self.assertEqual(config, plain)
+        # conns.py's server overrides keep the HTTP/2 settings.
+        both = levee.config("native", members, Path("/d"), tls=tls_files(),
+                            overrides=levee.Overrides(server={"connections_max": 9}))
+        self.assertEqual(both["server"]["connections_max"], 9)
+        self.assertIn("http2", both["server"])
+
+    def test_listening_line_with_or_without_a_scheme(self):
+        for line in ("listening data=127.0.0.1:5 admin=127.0.0.1:6",
+                     "listening data=https://127.0.0.1:5 admin=http://127.0.0.1:6"):
+            match = re.search(levee.LISTENING_PATTERN, line)
+            self.assertEqual(match.groups(), ("127.0.0.1", "5", "127.0.0.1", "6"))
+
+    def test_tls_targets_have_https_urls_and_probes(self):
+        context = ssl.create_default_context()
+        running = targets.Running("haproxy-tls", "127.0.0.1", 9, "/kv/", None,
+                                  ssl_context=context)
+        self.assertEqual(running.url, "https://127.0.0.1:9")
+        self.assertEqual(probe.Connection("127.0.0.1", 9, context).scheme, "https")
+        self.assertEqual(probe.Connection("127.0.0.1", 9).scheme, "http")
+
+    def test_the_certificate_command(self):
+        argv = tls.openssl_argv(Path("/t/c.pem"), Path("/t/k.pem"))
+        self.assertEqual(argv[:3], ["openssl", "req", "-x509"])
+        text = " ".join(argv)
+        for part in ("-newkey ec -pkeyopt ec_paramgen_curve:prime256v1", "-nodes",
+                     "-keyout /t/k.pem", "-out /t/c.pem", "subjectAltName=IP:127.0.0.1"):
+            self.assertIn(part, text)
+
+
+@unittest.skipUnless(shutil.which("openssl"), "openssl not installed")
+class TlsHandshakes(unittest.TestCase):
+    """The real certificate, against a tiny TLS server with a chosen ALPN."""
+
+    def serve_once(self, files: tls.TlsFiles, protocols: list[str]) -> int:
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(files.cert, files.key)
+        server.set_alpn_protocols(protocols)
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+
+        def accept():
+            for _ in range(2):  # check_alpn handshakes twice
+                conn, _ = listener.accept()
+                try:
+                    with server.wrap_socket(conn, server_side=True) as tls_conn:
+                        tls_conn.recv(1)
+                except (OSError, ssl.SSLError):
+                    pass
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 5)
+        return listener.getsockname()[1]
+
+    def test_certificate_verifies_and_alpn_is_checked(self):
+        with tempfile.TemporaryDirectory() as work:
+            files = tls.make_certificate(Path(work))
+            self.assertIn("BEGIN PRIVATE KEY", files.key.read_text())
+            self.assertEqual(files.combined.read_text(),
+                             files.cert.read_text() + files.key.read_text())
+            port = self.serve_once(files, ["h2", "http/1.1"])
+            session = tls.check_alpn("t", "127.0.0.1", port, files)
+            self.assertEqual(session.alpn, "h2")
+            self.assertTrue(session.version.startswith("TLSv1."))
+            # A server without h2 is refused.
+            port = self.serve_once(files, ["http/1.1"])
+            with self.assertRaises(tls.TlsError):
+                tls.check_alpn("t", "127.0.0.1", port, files)
+
+
+class TlsReport(unittest.TestCase):
+    def part(self, native_h1: float = 20_000, native_h2: float = 30_000,
+             client_s: float = 2.0) -> report.TlsPart:
+        def tls_row(name, rps, target_s):
+            measured = row(name, rps, target_s=target_s)
+            measured.usage = cpu.Usage(10.0, target_s, 1.0, client_s, {0: 1.0, 1: 1.0}, 0.5)
+            return measured
+
+        h1 = [tls_row("haproxy", 30_000, 6.0), tls_row("nginx", 25_000, 6.0),
+              tls_row("levee-native", native_h1, 8.0)]
+        h2 = [tls_row("haproxy", 40_000, 6.0), tls_row("nginx", 20_000, 6.0),
+              tls_row("levee-native", native_h2, 8.0)]
+        return report.TlsPart(h1, h2, "wrk", "h2load", 1, 1, {"haproxy": "h2"}, "setup")
+
+    def plain(self) -> list[report.Row]:
+        # levee-native 0.50× HAProxy and 0.625× nginx over plain HTTP.
+        return [row("direct", 100_000), row("haproxy", 40_000, target_s=4.0),
+                row("nginx", 32_000, target_s=4.0), row("levee-native", 20_000, target_s=8.0)]
+
+    def test_ratios_per_mode_and_relative_to_plain(self):
+        found = {(name, peer): ratios for name, peer, ratios in
+                 report.tls_ratios(self.plain(), self.part())}
+        ratios = found[("levee-native", "haproxy")]
+        self.assertAlmostEqual(ratios["plain HTTP/1.1"], 0.5)
+        self.assertAlmostEqual(ratios["TLS + HTTP/1.1"], 2 / 3)
+        self.assertAlmostEqual(ratios["HTTP/2 over TLS"], 0.75)
+        table = "\n".join(report.tls_ratio_table(self.plain(), self.part()))
+        self.assertIn("| levee-native | haproxy | 0.50× | 0.67× | 0.75× | 1.33× | 1.50× |", table)
+
+    def test_goal_met_only_without_extra_relative_loss(self):
+        lines = "\n".join(report.tls_goals(self.plain(), self.part()))
+        self.assertRegex(lines, r"to haproxy, TLS \+ HTTP/1\.1, .*\(1\.33\) \| \*\*met\*\*")
+        # 0.96 of the plain ratio: within the allowance; 0.90: not.
+        lines = "\n".join(report.tls_goals(self.plain(), self.part(native_h1=14_400,
+                                                                   native_h2=27_000)))
+        self.assertRegex(lines, r"to haproxy, TLS \+ HTTP/1\.1, .*\(0\.96\) \| \*\*met")
+        self.assertRegex(lines, r"to haproxy, HTTP/2 over TLS, .*\(1\.35\) \| \*\*met")
+        self.assertRegex(lines, r"to nginx, TLS \+ HTTP/1\.1, .*\(0\.92\) \| \*\*not met")
+
+    def test_cpu_added_by_tls(self):
+        table = "\n".join(report.tls_cost_table(self.plain(), self.part()))
+        # haproxy: 4.0 s over 400,000 requests plain, 6.0 s over 300,000 with TLS.
+        self.assertIn("| haproxy | 10.0 | 20.0 | +10.0 | 15.0 | +5.0 |", table)
+
+    def test_client_check_warns_when_the_load_generator_is_saturated(self):
+        self.assertIn("**the proxies were the bottleneck**",
+                      report.bottleneck_check(self.part().h1_rows, 1))
+        self.assertIn("**warning", report.bottleneck_check(self.part(client_s=9.5).h1_rows, 1))
+        # Without a thread count (the plain rows) the client is not checked.
+        self.assertNotIn("load generator", report.bottleneck_check(self.part().h1_rows))
+
+    def test_rendered_with_its_goals(self):
+        section = report.Section("nginx", "three", self.plain(), [], {}, [], self.part())
+        text = report.render("t", ["pre"], [section], 64, 16)
+        self.assertIn("## TLS and HTTP/2, 64 connections", text)
+        self.assertIn("### HTTP/2 over TLS: h2load", text)
+        self.assertIn("| h2load µs/req |", text)
+        self.assertIn("Negotiated: haproxy: h2.", text)
+        self.assertLess(text.index("## TLS and HTTP/2"), text.index("### Goals"))
+        self.assertIn("levee-native throughput ratio to nginx, HTTP/2 over TLS", text)
+        # Without --tls nothing of it.
+        plain = report.render("t", ["pre"], [report.Section("nginx", "three", self.plain(), [],
+                                                            {}, [])], 64, 16)
+        self.assertNotIn("TLS", plain)
+
+
 class Goals(unittest.TestCase):
     def test_verdicts_follow_the_numbers(self):
         rows = [row("haproxy", 1000), row("nginx", 2000), row("levee-native", 1500, 200),
@@ -350,6 +634,27 @@ class CommandLine(unittest.TestCase):
         for value in ("apache", "nginx,nginx", ","):
             with self.assertRaises(SystemExit):
                 self.parse("--upstream", value)
+
+    def test_tls_rows_are_opt_in(self):
+        args = self.parse()
+        self.assertFalse(args.tls)
+        self.assertEqual(peers.tls_targets(args), [])
+        args = self.parse("--tls")
+        self.assertEqual(peers.tls_targets(args), ["haproxy", "nginx", "levee-native"])
+        self.assertEqual((args.h2_streams, args.h2load_threads), (10, 1))
+        # Wasm plugins are needed for a Wasm TLS target even if no plain one.
+        args = self.parse("--tls", "--targets", "haproxy", "--tls-targets", "levee-wasm-cached")
+        self.assertEqual(peers.wasm_targets(args), {"levee-wasm-cached"})
+        self.assertTrue(peers.needs_levee_bin(args))
+        self.assertFalse(peers.needs_levee_bin(self.parse("--targets", "haproxy",
+                                                          "--tls-targets", "levee-native")))
+
+    def test_bad_tls_options_are_refused(self):
+        for argv in (("--tls", "--upstream", "kv-replica"), ("--tls", "--tls-targets", "direct"),
+                     ("--tls-targets", ","), ("--h2-streams", "0"),
+                     ("--h2load-threads", "65")):
+            with self.assertRaises(SystemExit):
+                self.parse(*argv)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ Modules, one concept each:
 - `levee`: the levee configuration this benchmark runs (the one integration point).
 - `targets`: how each peer is started (direct, HAProxy, nginx, levee).
 - `wrk`: running wrk and reading its result line.
+- `h2load`: running h2load (HTTP/2 rows) and reading its summary and log.
+- `tls`: the TLS rows' certificate, and checking what each target negotiates.
 - `cpu`: where the CPU went during a run (ours per process, and foreign).
 - `profile`: `perf record` of each levee, samples grouped by what they run.
 - `report`: the Markdown tables, the ratios, the bottleneck check, the goals.

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import probe
 from .replicas import Replica
+from .tls import TlsFiles
 
 SERVICE = "bench"
 # "wasm" turns the routing plan cache off, so every request runs the routing
@@ -31,7 +32,14 @@ FLAVOURS = ("wasm", "wasm-cached", "native")
 # Answers 200 on the data listener once levee is ready to serve.
 READY_PATH = "/_levee/healthz"
 # `levee serve` prints this first; the config binds port 0 so the OS picks.
-LISTENING_PATTERN = r"listening data=(\S+):(\d+) admin=(\S+):(\d+)"
+# A scheme in front of an address (a TLS listener's `https://`) is allowed.
+LISTENING_PATTERN = (
+    r"listening data=(?:https?://)?(\S+):(\d+) admin=(?:https?://)?(\S+):(\d+)"
+)
+# The TLS rows' HTTP/2 settings: offered by ALPN on the TLS data listener,
+# 100 concurrent streams per connection (HAProxy 2.6's default too; nginx's
+# is 128), more than the bench's h2load opens per connection.
+HTTP2 = {"enabled": True, "streams_max": 100}
 REPO_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_PLUGIN_DIR = REPO_DIR / "plugins" / "dist"
 WASM_POLICIES = {
@@ -57,7 +65,12 @@ def config(
     plugin_dir: Path = DEFAULT_PLUGIN_DIR,
     write_quorum: int = 2,
     overrides: Overrides | None = None,
+    tls: TlsFiles | None = None,
 ) -> dict:
+    """The config `levee serve` gets. With `tls`, the data listener
+    terminates TLS with that certificate (`listeners.tls.data`) and offers
+    HTTP/2 by ALPN (`server.http2`); the admin listener stays plain, and so
+    do the upstreams."""
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown levee flavour {flavour!r}, expected one of {FLAVOURS}")
     service = {
@@ -79,8 +92,13 @@ def config(
         "plugin_dir": str(plugin_dir),
         "services": [service],
     }
+    if tls:
+        document["listeners"]["tls"] = {
+            "data": {"cert_chain_file": str(tls.cert), "key_file": str(tls.key)}
+        }
+        document["server"] = {"http2": dict(HTTP2)}
     if overrides and overrides.server:
-        document["server"] = dict(overrides.server)
+        document["server"] = {**document.get("server", {}), **overrides.server}
     if overrides:
         service.update(overrides.service)
     return document

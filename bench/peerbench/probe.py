@@ -10,6 +10,7 @@ Every call has a timeout; every wait has a deadline.
 from __future__ import annotations
 
 import http.client
+import ssl
 import time
 
 REQUEST_TIMEOUT_S = 5.0
@@ -21,18 +22,28 @@ class ProbeError(RuntimeError):
 
 
 class Connection:
-    """One keep-alive connection to host:port, reopened after errors."""
+    """One keep-alive connection to host:port, reopened after errors; over
+    TLS when given a client context (peerbench/tls.py)."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None):
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self._conn: http.client.HTTPConnection | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context else "http"
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
     ) -> tuple[int, bytes]:
         for attempt in (1, 2):  # a server may close an idle keep-alive connection
-            if self._conn is None:
+            if self._conn is None and self.ssl_context:
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=REQUEST_TIMEOUT_S, context=self.ssl_context
+                )
+            elif self._conn is None:
                 self._conn = http.client.HTTPConnection(
                     self.host, self.port, timeout=REQUEST_TIMEOUT_S
                 )
@@ -44,7 +55,7 @@ class Connection:
                 self.close()
                 if attempt == 2:
                     raise ProbeError(
-                        f"{method} http://{self.host}:{self.port}{path}: {error}"
+                        f"{method} {self.scheme}://{self.host}:{self.port}{path}: {error}"
                     ) from error
         raise AssertionError("unreachable")
 
@@ -61,12 +72,19 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def wait_status(host: str, port: int, path: str, want: int, timeout_s: float):
+def wait_status(
+    host: str,
+    port: int,
+    path: str,
+    want: int,
+    timeout_s: float,
+    ssl_context: ssl.SSLContext | None = None,
+):
     """Polls `GET path` until it answers `want`, bounded by `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
-        conn = Connection(host, port)
+        conn = Connection(host, port, ssl_context)
         try:
             status, body = conn.request("GET", path)
             if status == want:
@@ -77,4 +95,7 @@ def wait_status(host: str, port: int, path: str, want: int, timeout_s: float):
         finally:
             conn.close()
         time.sleep(POLL_INTERVAL_S)
-    raise ProbeError(f"GET http://{host}:{port}{path} not {want} within {timeout_s} s ({last})")
+    scheme = "https" if ssl_context else "http"
+    raise ProbeError(
+        f"GET {scheme}://{host}:{port}{path} not {want} within {timeout_s} s ({last})"
+    )

@@ -32,6 +32,14 @@ UPSTREAM_BUSY_MAX = 0.7
 # ...and each proxy must spend more CPU per request than all upstreams
 # together (for a proxy: its own µs/req > the upstreams' µs/req).
 PROXIES = ("haproxy", "nginx", "levee-native", "levee-wasm", "levee-wasm-cached")
+# The load generator must not be what limits a run either: each of its
+# threads may use at most this much of a core during a best round.
+CLIENT_BUSY_MAX = 0.85
+# The TLS goal (issue 14): levee's throughput ratio to HAProxy and to nginx
+# over TLS/HTTP/1.1 and over HTTP/2 at least its plain-HTTP ratio of the
+# same run ("no extra relative loss from TLS"), less this allowance for the
+# rounds' own spread.
+TLS_RATIO_ALLOWANCE = 0.05
 
 
 @dataclass
@@ -68,6 +76,26 @@ class WriteRow:
 
 
 @dataclass
+class TlsPart:
+    """The TLS rows (`peers.py --tls`): the same proxies terminating TLS,
+    measured over HTTP/1.1 with wrk and over HTTP/2 with h2load."""
+
+    h1_rows: list[Row]
+    h2_rows: list[Row]
+    # How each load was generated, for the headings: "`wrk -t1 -c64`, ...".
+    h1_client: str
+    h2_client: str
+    # Load generator threads, for the client check.
+    h1_client_threads: int
+    h2_client_threads: int
+    # Per target: what it negotiated (the harness's handshake offering h2
+    # and http/1.1, and h2load's own).
+    sessions: dict[str, str]
+    # One paragraph on the certificate and the configs.
+    setup: str
+
+
+@dataclass
 class Section:
     """Everything measured against one kind of upstreams."""
 
@@ -77,6 +105,7 @@ class Section:
     notes: list[str]
     profiles: dict[str, Profile | None]
     writes: list[WriteRow]
+    tls: TlsPart | None = None
 
 
 def errors_text(result: WrkResult) -> str:
@@ -123,9 +152,12 @@ def gets_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def bottleneck_check(rows: list[Row]) -> str:
+def bottleneck_check(rows: list[Row], client_threads: int | None = None) -> str:
     """The bench's own sanity line: were the upstreams (or wrk) what
-    limited the proxies? If so the throughput column compares nothing."""
+    limited the proxies? If so the throughput column compares nothing.
+    Without a `direct` row (the TLS rows) the load generator is checked by
+    its own CPU instead: given `client_threads`, no best round may have it
+    busier than CLIENT_BUSY_MAX of a core per thread."""
     proxies = [row for row in rows if row.name in PROXIES and row.result.requests]
     if not proxies:
         return ""
@@ -156,6 +188,16 @@ def bottleneck_check(rows: list[Row]) -> str:
         f"(during {busiest.name}'s best round; its limit is 1 worker, wanted ≤ "
         f"{UPSTREAM_BUSY_MAX:.1f})"
     )
+    if client_threads:
+        busiest_client = max(proxies, key=lambda row: row.usage.wrk_s)
+        client_cores = (busiest_client.usage.wrk_s / busiest_client.usage.elapsed_s
+                        if busiest_client.usage.elapsed_s else 0.0)
+        ok &= client_cores <= CLIENT_BUSY_MAX * client_threads
+        findings.append(
+            f"the load generator used at most {client_cores:.2f} of a core (during "
+            f"{busiest_client.name}'s best round; {client_threads} thread(s), wanted ≤ "
+            f"{CLIENT_BUSY_MAX * client_threads:.2f})"
+        )
     verdict = (
         "**the proxies were the bottleneck**" if ok
         else "**warning: the upstreams (or wrk) may have limited the proxies**; compare CPU "
@@ -164,12 +206,13 @@ def bottleneck_check(rows: list[Row]) -> str:
     return f"Bottleneck check: {verdict}. " + "; ".join(findings) + "."
 
 
-def cpu_table(rows: list[Row]) -> list[str]:
+def cpu_table(rows: list[Row], client: str = "wrk") -> list[str]:
     """Per request CPU of each party in the best round, and how busy each
-    core was: tells which side limited the throughput."""
+    core was: tells which side limited the throughput. `client` names the
+    load generator's column."""
     cpus = sorted({cpu for row in rows for cpu in row.usage.busy})
     lines = [
-        "| target | target µs/req | upstreams µs/req | busiest upstream, cores | wrk µs/req | "
+        f"| target | target µs/req | upstreams µs/req | busiest upstream, cores | {client} µs/req | "
         "irq+softirq µs/req | "
         + " | ".join(f"CPU{cpu} busy" for cpu in cpus)
         + " | foreign load, cores |",
@@ -337,6 +380,145 @@ def slow_vs_fast(writes: list[WriteRow]) -> str:
     )
 
 
+# The three ways the TLS part compares a target: its plain row and its two
+# TLS rows.
+TLS_MODES = ("plain HTTP/1.1", "TLS + HTTP/1.1", "HTTP/2 over TLS")
+PEERS = ("haproxy", "nginx")
+
+
+def _mode_rows(plain_rows: list[Row], tls: TlsPart) -> dict[str, list[Row]]:
+    return dict(zip(TLS_MODES, (plain_rows, tls.h1_rows, tls.h2_rows)))
+
+
+def _levee_names(tls: TlsPart) -> list[str]:
+    return [row.name for row in tls.h1_rows if row.name.startswith("levee-")]
+
+
+def tls_ratios(plain_rows: list[Row], tls: TlsPart) -> list[tuple[str, str, dict[str, float | None]]]:
+    """(levee target, peer, {mode: levee req/s ÷ peer req/s}) for every
+    levee target of the TLS rows and each peer; None where a row is
+    missing (not among `--targets`, say)."""
+    modes = _mode_rows(plain_rows, tls)
+    found = []
+    for name in _levee_names(tls):
+        for peer in PEERS:
+            ratios: dict[str, float | None] = {}
+            for mode, rows in modes.items():
+                mine, theirs = _find(rows, name), _find(rows, peer)
+                ratios[mode] = (mine.result.rps / theirs.result.rps
+                                if mine and theirs and theirs.result.rps else None)
+            found.append((name, peer, ratios))
+    return found
+
+
+def _x(value: float | None) -> str:
+    return f"{value:.2f}×" if value is not None else "n/a"
+
+
+def _relative(ratio: float | None, plain: float | None) -> float | None:
+    return ratio / plain if ratio is not None and plain else None
+
+
+def tls_ratio_table(plain_rows: list[Row], tls: TlsPart) -> list[str]:
+    plain, h1, h2 = TLS_MODES
+    lines = [
+        f"| levee target | throughput × | {plain} | {h1} | {h2} | {h1} ÷ plain | {h2} ÷ plain |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, peer, ratios in tls_ratios(plain_rows, tls):
+        lines.append(
+            f"| {name} | {peer} | {_x(ratios[plain])} | {_x(ratios[h1])} | {_x(ratios[h2])} | "
+            f"{_x(_relative(ratios[h1], ratios[plain]))} | "
+            f"{_x(_relative(ratios[h2], ratios[plain]))} |"
+        )
+    return lines
+
+
+def tls_cost_table(plain_rows: list[Row], tls: TlsPart) -> list[str]:
+    """CPU per request of each target in the three modes: what TLS (and
+    HTTP/2 on top) adds to each proxy, in µs, independent of how many
+    cores it got."""
+    plain, h1, h2 = TLS_MODES
+    lines = [
+        f"| target | CPU µs/req, {plain} | {h1} | TLS adds | {h2} | HTTP/2 over TLS vs plain |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for tls_row in tls.h1_rows:
+        base = _find(plain_rows, tls_row.name)
+        over_h2 = _find(tls.h2_rows, tls_row.name)
+        base_us = base.cpu_us_per_request if base else None
+        h1_us = tls_row.cpu_us_per_request
+        h2_us = over_h2.cpu_us_per_request if over_h2 else None
+        lines.append(
+            f"| {tls_row.name} | {_us(base_us)} | {_us(h1_us)} | {_us_added(h1_us, base_us)} | "
+            f"{_us(h2_us)} | {_us_added(h2_us, base_us)} |"
+        )
+    return lines
+
+
+def _us(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "n/a"
+
+
+def _us_added(value: float | None, base: float | None) -> str:
+    return f"{value - base:+.1f}" if value is not None and base is not None else "n/a"
+
+
+def tls_goals(plain_rows: list[Row], tls: TlsPart) -> list[str]:
+    """Goal lines (rows of the goals table): levee's ratio to each peer
+    over TLS/HTTP/1.1 and over HTTP/2 at least its plain ratio, less
+    TLS_RATIO_ALLOWANCE."""
+    plain = TLS_MODES[0]
+    lines = []
+    for name, peer, ratios in tls_ratios(plain_rows, tls):
+        for mode in TLS_MODES[1:]:
+            relative = _relative(ratios[mode], ratios[plain])
+            if relative is None:
+                continue
+            lines.append(
+                f"| {name} throughput ratio to {peer}, {mode}, ≥ its plain-HTTP ratio "
+                f"(−{TLS_RATIO_ALLOWANCE:.0%} allowance) | {_x(ratios[mode])} vs "
+                f"{_x(ratios[plain])} plain ({relative:.2f}) | "
+                f"{_met(relative >= 1 - TLS_RATIO_ALLOWANCE)} |"
+            )
+    return lines
+
+
+def tls_lines(section: Section, get_connections: int) -> list[str]:
+    tls = section.tls
+    if tls is None:
+        return []
+    lines = [f"## TLS and HTTP/2, {get_connections} connections, "
+             f"{SECTION_TITLES.get(section.kind, section.kind)}", "", tls.setup]
+    for title, client, rows, threads in (
+        ("TLS + HTTP/1.1", tls.h1_client, tls.h1_rows, tls.h1_client_threads),
+        ("HTTP/2 over TLS", tls.h2_client, tls.h2_rows, tls.h2_client_threads),
+    ):
+        lines += ["", f"### {title}: {client}", ""]
+        lines += gets_table(rows)
+        check = bottleneck_check(rows, threads)
+        if check:
+            lines += ["", check]
+    if tls.sessions:
+        lines += ["", "Negotiated: " + "; ".join(
+            f"{name}: {session}" for name, session in tls.sessions.items()) + "."]
+    lines += ["", "Where the CPU went in each TLS target's best round (columns as above; "
+              "the load generator is wrk, then h2load):", ""]
+    lines += cpu_table(tls.h1_rows, "wrk")
+    lines += [""]
+    lines += cpu_table(tls.h2_rows, "h2load")
+    lines += ["", "### Plain HTTP vs TLS vs HTTP/2 (same run)", ""]
+    if _levee_names(tls):
+        lines += ["Each levee target's throughput relative to each peer's, per mode; "
+                  "\"÷ plain\" is the TLS ratio over the plain ratio (1.00: TLS cost levee "
+                  "exactly as much, relatively, as the peer):", ""]
+        lines += tls_ratio_table(section.rows, tls)
+        lines += [""]
+    lines += ["CPU per request in the three modes (best rounds):", ""]
+    lines += tls_cost_table(section.rows, tls)
+    return lines
+
+
 SECTION_TITLES = {
     "nginx": "cheap nginx upstreams (`return 200`)",
     "kv-replica": "kv-replica upstreams (`levee kv-replica`)",
@@ -375,8 +557,12 @@ def section_lines(section: Section, get_connections: int, write_connections: int
         ]
         lines += writes_table(section.writes)
         lines += ["", slow_vs_fast(section.writes)]
+    if section.tls:
+        lines += ["", *tls_lines(section, get_connections)]
     lines += ["", f"### Goals ({section.kind} upstreams)", ""]
     lines += goals(rows, section.writes, section.profiles)
+    if section.tls:
+        lines += tls_goals(rows, section.tls)
     return lines
 
 

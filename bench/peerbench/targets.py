@@ -10,11 +10,13 @@ target has proven it serves the expected bodies (see `verify`).
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import levee, probe
+from .tls import TlsFiles, client_context
 from .procs import Processes, Spawned
 from .replicas import key_name
 from .templates import free_port, own_user_and_group, render
@@ -67,10 +69,21 @@ class Running:
     owned: bool = True
     # levee only: its admin listener, for checking which policies ran.
     admin: tuple[str, int] | None = None
+    # TLS targets: the client context that trusts the run's certificate.
+    ssl_context: ssl.SSLContext | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+# How HAProxy and nginx pick an upstream by key. Plain rows: the `x-key`
+# header, as wrk sends it. TLS rows: the path, because h2load cannot vary a
+# header per request (see h2load.py); wrk's TLS rows send the same header
+# anyway, so their requests are the plain rows' byte for byte.
+HAPROXY_BALANCE = {False: "hdr(x-key)", True: "uri path-only"}
+NGINX_HASH_KEY = {False: "$http_x_key", True: "$request_uri"}
 
 
 def direct(ups: Upstreams) -> Running:
@@ -81,7 +94,11 @@ def direct(ups: Upstreams) -> Running:
 
 
 def haproxy_config(
-    listen: str, ups: Upstreams, threads: int, limits: ProxyLimits = PEER_LIMITS
+    listen: str,
+    ups: Upstreams,
+    threads: int,
+    limits: ProxyLimits = PEER_LIMITS,
+    tls: TlsFiles | None = None,
 ) -> str:
     servers = "\n".join(
         f"    server {member.name} {member.host}:{member.port}" for member in ups.members
@@ -98,23 +115,55 @@ def haproxy_config(
             "keepalive_timeout": f"{keepalive_s}s",
             "server_timeout": f"{limits.response_timeout_s}s",
             "strict_limits": "strict-limits" if limits.haproxy_strict_limits else "no strict-limits",
+            "bind_tls": f" ssl crt {tls.combined} alpn h2,http/1.1" if tls else "",
+            "balance": HAPROXY_BALANCE[tls is not None],
         },
     )
 
 
 def haproxy(
-    procs, ups: Upstreams, work_dir: Path, cpus, threads: int, limits: ProxyLimits = PEER_LIMITS
+    procs,
+    ups: Upstreams,
+    work_dir: Path,
+    cpus,
+    threads: int,
+    limits: ProxyLimits = PEER_LIMITS,
+    tls: TlsFiles | None = None,
+    name: str = "haproxy",
 ) -> Running:
     port = free_port()
-    config_path = work_dir / "haproxy.cfg"
-    config_path.write_text(haproxy_config(f"127.0.0.1:{port}", ups, threads, limits))
+    config_path = work_dir / f"{name}.cfg"
+    config_path.write_text(haproxy_config(f"127.0.0.1:{port}", ups, threads, limits, tls))
     # -db: stay in the foreground, so the PID we hold is the one serving.
-    spawned = procs.spawn("haproxy", ["haproxy", "-db", "-f", str(config_path)], cpus=cpus)
-    return _await_serving(Running("haproxy", "127.0.0.1", port, "/kv/", spawned), ups.expected_of)
+    spawned = procs.spawn(name, ["haproxy", "-db", "-f", str(config_path)], cpus=cpus)
+    running = Running(name, "127.0.0.1", port, "/kv/", spawned, ssl_context=_context(tls))
+    return _await_serving(running, ups.expected_of)
+
+
+def _context(tls: TlsFiles | None) -> ssl.SSLContext | None:
+    return client_context(tls) if tls else None
+
+
+def nginx_tls_settings(tls: TlsFiles | None) -> str:
+    """The server block's TLS lines. TLS 1.2 and 1.3, as HAProxy 2.6 and
+    rustls offer by default (nginx 1.22's default has no 1.3 but 1.0 and
+    1.1); everything else is nginx's default."""
+    if not tls:
+        return ""
+    return (
+        f"        ssl_certificate {tls.cert};\n"
+        f"        ssl_certificate_key {tls.key};\n"
+        f"        ssl_protocols TLSv1.2 TLSv1.3;\n"
+    )
 
 
 def nginx_config(
-    listen: str, ups: Upstreams, prefix: Path, workers: int, limits: ProxyLimits = PEER_LIMITS
+    listen: str,
+    ups: Upstreams,
+    prefix: Path,
+    workers: int,
+    limits: ProxyLimits = PEER_LIMITS,
+    tls: TlsFiles | None = None,
 ) -> str:
     servers = "\n".join(
         f"        server {member.host}:{member.port} max_fails=3 fail_timeout=10s;"
@@ -131,22 +180,33 @@ def nginx_config(
             "worker_connections": str(limits.connections_max),
             "keepalive_timeout": f"{limits.keepalive_timeout_s or NGINX_KEEPALIVE_TIMEOUT_S}s",
             "read_timeout": f"{limits.response_timeout_s}s",
+            "listen_tls": " ssl http2" if tls else "",
+            "tls_settings": nginx_tls_settings(tls),
+            "hash_key": NGINX_HASH_KEY[tls is not None],
         },
     )
 
 
 def nginx(
-    procs, ups: Upstreams, work_dir: Path, cpus, workers: int, limits: ProxyLimits = PEER_LIMITS
+    procs,
+    ups: Upstreams,
+    work_dir: Path,
+    cpus,
+    workers: int,
+    limits: ProxyLimits = PEER_LIMITS,
+    tls: TlsFiles | None = None,
+    name: str = "nginx",
 ) -> Running:
     port = free_port()
-    prefix = work_dir / "nginx"
+    prefix = work_dir / name
     prefix.mkdir(exist_ok=True)
     config_path = prefix / "nginx.conf"
-    config_path.write_text(nginx_config(f"127.0.0.1:{port}", ups, prefix, workers, limits))
+    config_path.write_text(nginx_config(f"127.0.0.1:{port}", ups, prefix, workers, limits, tls))
     spawned = procs.spawn(
-        "nginx", ["nginx", "-p", str(prefix), "-c", str(config_path)], cpus=cpus
+        name, ["nginx", "-p", str(prefix), "-c", str(config_path)], cpus=cpus
     )
-    return _await_serving(Running("nginx", "127.0.0.1", port, "/kv/", spawned), ups.expected_of)
+    running = Running(name, "127.0.0.1", port, "/kv/", spawned, ssl_context=_context(tls))
+    return _await_serving(running, ups.expected_of)
 
 
 def levee_target(
@@ -160,14 +220,18 @@ def levee_target(
     flavour: str,
     name: str,
     overrides: levee.Overrides | None = None,
+    tls: TlsFiles | None = None,
 ) -> Running:
     """levee serving one service over the three upstreams; `flavour` picks
     the policy set (see `levee.FLAVOURS`), `name` its process and dir,
-    `overrides` changes server limits and service fields (conns.py)."""
+    `overrides` changes server limits and service fields (conns.py), `tls`
+    makes the data listener terminate TLS with HTTP/2 by ALPN."""
     instance_dir = work_dir / name
     instance_dir.mkdir()
     config_path = instance_dir / "levee.json"
-    config = levee.config(flavour, ups.members, instance_dir, plugin_dir, overrides=overrides)
+    config = levee.config(
+        flavour, ups.members, instance_dir, plugin_dir, overrides=overrides, tls=tls
+    )
     config_path.write_text(json.dumps(config, indent=2))
     spawned = procs.spawn(
         name,
@@ -179,8 +243,11 @@ def levee_target(
     match = spawned.wait_for_line(levee.LISTENING_PATTERN, START_TIMEOUT_S)
     host, port = match.group(1), int(match.group(2))
     admin = (match.group(3), int(match.group(4)))
-    probe.wait_status(host, port, levee.READY_PATH, 200, START_TIMEOUT_S)
-    running = Running(name, host, port, levee.path_prefix(), spawned, admin=admin)
+    context = _context(tls)
+    probe.wait_status(host, port, levee.READY_PATH, 200, START_TIMEOUT_S, context)
+    running = Running(
+        name, host, port, levee.path_prefix(), spawned, admin=admin, ssl_context=context
+    )
     levee.check_bindings(flavour, admin)
     return _await_serving(running, ups.expected_of)
 
@@ -189,7 +256,9 @@ def _await_serving(running: Running, expected_of: Callable[[int], bytes]) -> Run
     """Bounded wait until the first key comes back, then the full check."""
     first_key_path = f"{running.path_prefix}{key_name(0)}"
     try:
-        probe.wait_status(running.host, running.port, first_key_path, 200, START_TIMEOUT_S)
+        probe.wait_status(
+            running.host, running.port, first_key_path, 200, START_TIMEOUT_S, running.ssl_context
+        )
     except probe.ProbeError as error:
         raise probe.ProbeError(f"{running.name}: {error}\n{running.process.log_tail()}") from error
     verify(running, expected_of)
@@ -216,7 +285,7 @@ def verify_written(running: Running):
 
 
 def _verify_bodies(running: Running, expected_of):
-    conn = probe.Connection(running.host, running.port)
+    conn = probe.Connection(running.host, running.port, running.ssl_context)
     try:
         for index in range(0, VERIFY_KEYS_SPAN, VERIFY_STEP):
             key = key_name(index)
