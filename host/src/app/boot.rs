@@ -11,17 +11,21 @@
 //! - anything else → 503 `{"error": "unavailable", "reason": "starting: ..."}`.
 //!
 //! Every answer carries `Connection: close`, so a client polling with
-//! keep-alive reconnects and reaches the real router once it is up.
+//! keep-alive reconnects and reaches the real router once it is up. An
+//! admin listener with TLS does its handshake here too, and a client may
+//! speak HTTP/2 (by ALPN, or h2c) as well as HTTP/1.1.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -33,6 +37,7 @@ const HEADER_READ_TIMEOUT_MS: u64 = 5_000;
 /// then returns the listener.
 pub fn serve_while_booting(
     listener: TcpListener,
+    tls: Option<Arc<super::tls::Terminator>>,
     booted: oneshot::Receiver<()>,
 ) -> JoinHandle<TcpListener> {
     tokio::spawn(async move {
@@ -42,7 +47,7 @@ pub fn serve_while_booting(
                 _ = &mut booted => return listener,
                 accepted = listener.accept() => {
                     if let Ok((stream, _peer)) = accepted {
-                        tokio::spawn(answer_connection(stream));
+                        tokio::spawn(answer_connection(stream, tls.clone()));
                     }
                 }
             }
@@ -50,16 +55,41 @@ pub fn serve_while_booting(
     })
 }
 
-async fn answer_connection(stream: tokio::net::TcpStream) {
-    let mut builder = http1::Builder::new();
+async fn answer_connection(
+    stream: tokio::net::TcpStream,
+    tls: Option<Arc<super::tls::Terminator>>,
+) {
+    let limit = Duration::from_millis(HEADER_READ_TIMEOUT_MS);
+    match tls {
+        None => answer_on(stream).await,
+        Some(tls) => {
+            if let Ok(Ok(stream)) = tokio::time::timeout(limit, tls.acceptor().accept(stream)).await
+            {
+                answer_on(stream).await;
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 or HTTP/2 (sniffed), one answer per connection.
+async fn answer_on<I>(io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
         .keep_alive(false);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(4);
+    let serving = builder.serve_connection(TokioIo::new(io), service_fn(answer));
     // Errors are the client's (reset, timeout); there is nothing to do.
-    let _ = builder
-        .serve_connection(TokioIo::new(stream), service_fn(answer))
-        .await;
+    // Bounded: an HTTP/2 client may keep its connection, not past this.
+    let _ = tokio::time::timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS), serving).await;
 }
 
 async fn answer(

@@ -16,7 +16,7 @@
 //!    keeps the socket busy, pipelining included.
 //! 3. **Shed**: when hyper has handed every response to the socket, its
 //!    next read finds nothing and no request began for
-//!    [`SHED_AFTER_IDLE_MS`], levee asks hyper for a graceful end (on an
+//!    [`SHED_AFTER_IDLE_MS`](super::settings::SHED_AFTER_IDLE_MS), levee asks hyper for a graceful end (on an
 //!    idle hyper connection that ends it at once, with no bytes written),
 //!    takes the socket back with whatever hyper had read but not parsed (a
 //!    partial next request head) and returns to 1.
@@ -54,41 +54,16 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::memory::Gauge;
-
-/// How long an idle connection keeps its hyper connection (and buffers)
-/// in case the next request follows at once: back-to-back requests must
-/// not pay a rebuild each. An idle connection sheds after this and before
-/// twice this.
-pub const SHED_AFTER_IDLE_MS: u64 = 50;
-
-/// What every connection of a listener shares (one `Arc` per listener, so
-/// an idle connection's task holds a pointer, not copies).
-#[derive(Debug)]
-pub struct Settings {
-    pub http1: http1::Builder,
-    pub idle: IdleLimits,
-}
-
-/// How long a connection may wait for bytes before levee closes it, and
-/// when it sheds its buffers.
-#[derive(Debug, Clone, Copy)]
-pub struct IdleLimits {
-    /// Before the first request: the header read timeout (a client that
-    /// connects and says nothing is a slowloris, not a keep-alive client).
-    pub first_request: Duration,
-    /// Between requests: the keep-alive timeout.
-    pub between_requests: Duration,
-    /// Idle time before the hyper connection is shed
-    /// ([`SHED_AFTER_IDLE_MS`]; tests use less).
-    pub shed_after: Duration,
-}
+#[cfg(test)]
+use super::settings::IdleLimits;
+pub use super::settings::Settings;
 
 /// What the socket, the service and the drive loop tell each other about
 /// one hyper connection. One per client connection (not per request);
 /// atomics only because hyper's parts must be `Send`; everything runs on
 /// the connection's own task.
 #[derive(Debug, Default)]
-struct Activity {
+pub(super) struct Activity {
     /// Requests whose response body hyper has not yet dropped.
     in_flight: AtomicU32,
     /// Requests the current hyper connection has begun. A hyper connection
@@ -108,6 +83,16 @@ struct Activity {
 }
 
 impl Activity {
+    /// Requests begun and not yet answered to the end.
+    pub(super) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Requests (streams) begun on this connection so far.
+    pub(super) fn begun(&self) -> u32 {
+        self.begun.load(Relaxed)
+    }
+
     /// Ready to shed: nothing in progress, every byte written, nothing to read.
     fn idle(&self) -> bool {
         self.in_flight.load(Relaxed) == 0
@@ -211,10 +196,16 @@ impl AsyncWrite for Socket {
 }
 
 /// The service, counting requests in and response bodies out.
-#[derive(Debug)]
-struct Tracked<S> {
+#[derive(Debug, Clone)]
+pub(super) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    pub(super) fn new(inner: S, activity: Arc<Activity>) -> Tracked<S> {
+        Tracked { inner, activity }
+    }
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for Tracked<S>
@@ -248,7 +239,7 @@ impl Drop for InFlight {
 
 pin_project_lite::pin_project! {
     /// The service's future, handing its [`InFlight`] to the response body.
-    struct TrackedFuture<F> {
+    pub(super) struct TrackedFuture<F> {
         #[pin]
         inner: F,
         guard: Option<InFlight>,
@@ -275,7 +266,7 @@ where
 }
 
 /// A response body that ends the request's [`InFlight`] when hyper drops it.
-struct TrackedBody {
+pub(super) struct TrackedBody {
     inner: Body,
     _guard: Option<InFlight>,
 }
@@ -316,6 +307,29 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if settings.h2c {
+        match super::h2c::sniff(&stream, settings.idle.first_request, &mut shutdown).await {
+            super::h2c::Opening::Http2 => {
+                crate::base::metrics::connection_served(settings.listener, "h2c");
+                busy.up();
+                // Boxed: an HTTP/2 connection's future would otherwise
+                // grow every idle HTTP/1 connection's task.
+                Box::pin(super::session::serve(
+                    stream,
+                    &settings.http2,
+                    service,
+                    settings,
+                    shutdown,
+                ))
+                .await;
+                busy.down();
+                return;
+            }
+            super::h2c::Opening::Http1 => {}
+            super::h2c::Opening::Gone => return,
+        }
+    }
+    crate::base::metrics::connection_served(settings.listener, "http1");
     let activity = Arc::new(Activity::default());
     let mut socket = Socket {
         stream,

@@ -52,7 +52,7 @@ async fn start(idle: IdleLimits) -> Server {
     tokio::spawn(async move {
         let mut http1 = http1::Builder::new();
         http1.timer(hyper_util::rt::TokioTimer::new());
-        let settings = std::sync::Arc::new(Settings { http1, idle });
+        let settings = std::sync::Arc::new(Settings::plain(http1, idle));
         // Bounded by the test: the runtime ends with it.
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -240,10 +240,7 @@ fn an_idle_connection_future_is_small() {
         stream.set_nonblocking(true).unwrap();
         let stream = TcpStream::from_std(stream).unwrap();
         let (_stop, shutdown) = watch::channel(false);
-        let settings = Settings {
-            http1: http1::Builder::new(),
-            idle: limits_ms(1, 1),
-        };
+        let settings = Settings::plain(http1::Builder::new(), limits_ms(1, 1));
         let service = hyper::service::service_fn(handler);
         let busy = crate::app::memory::Gauge::default();
         let future = serve(stream, service, &settings, &busy, shutdown);

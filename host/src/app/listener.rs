@@ -10,7 +10,7 @@
 //!   `keepalive_timeout_ms`; while idle it holds no HTTP buffers (see
 //!   [`connection`](super::connection)).
 //! - **Bounded buffers**: hyper's read buffer grows to at most
-//!   [`READ_BUFFER_BYTES_MAX`] (a longer request head gets 431).
+//!   [`READ_BUFFER_BYTES_MAX`](super::settings::READ_BUFFER_BYTES_MAX) (a longer request head gets 431).
 //! - **Connection cap**: at most `connections_max` open connections; beyond
 //!   that, accepting waits (the kernel backlog absorbs the burst) instead of
 //!   exhausting file descriptors.
@@ -19,8 +19,15 @@
 //!   finish (their responses say `Connection: close`), bounded by
 //!   `drain_ms`.
 //!
-//! HTTP/1.1 only: it is what load balancers and benchmarks speak to a proxy,
-//! and skipping protocol sniffing keeps the accept path lean.
+//! - **TLS** (opt-in per listener, see [`tls`](super::tls)): the handshake
+//!   is bounded by the header read timeout, then ALPN picks HTTP/2 or
+//!   HTTP/1.1 ([`secure`](super::secure)).
+//! - **h2c** (opt-in, `server.http2.h2c`): a plain connection that opens
+//!   with the HTTP/2 preface is served as HTTP/2 ([`h2c`](super::h2c));
+//!   otherwise plain connections are HTTP/1.1, served only while busy.
+//!
+//! Every protocol reaches the same service, so an HTTP/2 stream takes the
+//! same inbound, routing, retry and fan-out path as an HTTP/1 request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,14 +36,14 @@ use axum::Router;
 use axum::response::Response;
 use hyper::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use super::connection::{self, IdleLimits, Settings};
+use super::connection;
 use super::memory::ConnectionCounts;
+use super::settings::Settings;
+use super::tls::Terminator;
 use crate::config::ServerLimits;
 
 /// An axum `Router` as a hyper service, for [`serve`].
@@ -48,17 +55,20 @@ pub fn router(router: Router) -> TowerToHyperService<Router> {
 /// does not spin.
 const ACCEPT_ERROR_PAUSE_MS: u64 = 50;
 
-/// The most a connection's read buffer grows to while hyper parses a
-/// request head or reads a body (hyper's default is ~400 KiB). A head
-/// longer than this is refused with 431; nginx allows 4 × 8 KiB, HAProxy
-/// 16 KiB.
-pub const READ_BUFFER_BYTES_MAX: usize = 64 * 1024;
+/// One listener: its socket, its name (`data` or `admin`) and its TLS, if
+/// it terminates TLS.
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: TcpListener,
+    pub name: &'static str,
+    pub tls: Option<Arc<Terminator>>,
+}
 
 /// Serves `service` until `shutdown` turns true, then drains for up to
 /// `drain_ms`. Any hyper service: the data plane's own (no router: see
 /// `api::data`), or an axum `Router` through [`router`].
 pub async fn serve<S>(
-    listener: TcpListener,
+    listener: Listener,
     service: S,
     limits: &ServerLimits,
     counts: Arc<ConnectionCounts>,
@@ -73,14 +83,15 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let settings = Arc::new(Settings {
-        http1: http1_builder(limits),
-        idle: IdleLimits {
-            first_request: Duration::from_millis(limits.header_read_timeout_ms),
-            between_requests: Duration::from_millis(limits.keepalive_timeout_ms),
-            shed_after: Duration::from_millis(connection::SHED_AFTER_IDLE_MS),
-        },
-    });
+    let Listener {
+        socket: listener,
+        name,
+        tls,
+    } = listener;
+    let settings = Arc::new(Settings::new(name, limits));
+    if let Some(tls) = &tls {
+        tls.spawn_reload(shutdown.clone());
+    }
     let connections_max = limits.connections_max;
     let connections = Arc::new(Semaphore::new(connections_max as usize));
     loop {
@@ -108,11 +119,22 @@ pub async fn serve<S>(
             Arc::clone(&counts),
         );
         counts.open.up();
-        tokio::spawn(async move {
-            connection::serve(stream, service, &settings, &counts.busy, shutdown).await;
-            counts.open.down();
-            drop(permit);
-        });
+        match &tls {
+            None => tokio::spawn(async move {
+                connection::serve(stream, service, &settings, &counts.busy, shutdown).await;
+                counts.open.down();
+                drop(permit);
+            }),
+            Some(tls) => {
+                let tls = Arc::clone(tls);
+                tokio::spawn(async move {
+                    let busy = &counts.busy;
+                    super::secure::serve(stream, &tls, service, &settings, busy, shutdown).await;
+                    counts.open.down();
+                    drop(permit);
+                })
+            }
+        };
     }
     drop(listener);
     // Every connection holds a permit until it ends: all of them back
@@ -125,15 +147,4 @@ pub async fn serve<S>(
     if drained.is_err() {
         tracing::warn!(drain_ms, "connections still open after the drain period");
     }
-}
-
-/// hyper's HTTP/1 settings, shared by every connection of a listener.
-fn http1_builder(limits: &ServerLimits) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-        .max_buf_size(READ_BUFFER_BYTES_MAX)
-        .keep_alive(true);
-    builder
 }

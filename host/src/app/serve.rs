@@ -8,7 +8,11 @@
 use std::io::Write;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use crate::api::state::AppState;
+use crate::app::listener::Listener;
+use crate::app::tls::Terminator;
 use crate::config::Config;
 
 /// `levee serve --repair`: start-up cuts a corrupt log at its first damage
@@ -38,6 +42,14 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         config.admin_token.as_deref(),
         config.listeners.admin,
     )?;
+    crate::control::auth::check_admin_transport(
+        config.listeners.admin,
+        config.listeners.tls.admin.is_some(),
+        config.listeners.insecure_admin_token_over_plain_http,
+    )?;
+    // Certificates are read (and a bad file refused, naming it) before
+    // anything is bound or recovered.
+    let (data_tls, admin_tls) = terminators(&config)?;
     let data = tokio::net::TcpListener::bind(config.listeners.data).await?;
     let admin = tokio::net::TcpListener::bind(config.listeners.admin).await?;
     {
@@ -52,7 +64,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     }
     // Probes get an answer ("alive, not ready") while recovery runs.
     let (booted, boot_done) = tokio::sync::oneshot::channel();
-    let booting = crate::app::boot::serve_while_booting(admin, boot_done);
+    let booting = crate::app::boot::serve_while_booting(admin, admin_tls.clone(), boot_done);
     let state = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || AppState::new(config)).await??
@@ -96,6 +108,16 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
             shutdown.requested().await
         }))
     };
+    let data = Listener {
+        socket: data,
+        name: "data",
+        tls: data_tls,
+    };
+    let admin = Listener {
+        socket: admin,
+        name: "admin",
+        tls: admin_tls,
+    };
     let data_loop = crate::app::listener::serve(
         data,
         crate::api::data_app(state.clone()),
@@ -118,6 +140,22 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     crate::app::shutdown::finish(&state, write_tasks).await;
     let _ = upkeep.await;
     Ok(())
+}
+
+/// Each listener's TLS, loaded from its files, if it has one.
+type ListenerTls = Option<Arc<Terminator>>;
+
+fn terminators(config: &Config) -> anyhow::Result<(ListenerTls, ListenerTls)> {
+    let http2 = config.server.http2.enabled;
+    let load = |name, spec: &Option<crate::config::ListenerTls>| {
+        spec.as_ref()
+            .map(|spec| Terminator::load(name, spec, http2))
+            .transpose()
+    };
+    Ok((
+        load("data", &config.listeners.tls.data)?,
+        load("admin", &config.listeners.tls.admin)?,
+    ))
 }
 
 /// Resolves on SIGINT or SIGTERM.

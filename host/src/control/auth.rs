@@ -72,6 +72,33 @@ pub enum AuthConfigError {
         source_name: &'static str,
         token_bytes: usize,
     },
+    #[error(
+        "refusing to start: the admin listener {addr} is not a loopback address and speaks plain HTTP, \
+         so the admin token would cross the network in clear text; set listeners.tls.admin \
+         (or, on a network you trust, listeners.insecure_admin_token_over_plain_http: true)"
+    )]
+    TokenInClearText { addr: SocketAddr },
+}
+
+/// Refuses a token-guarded admin listener other machines can reach over
+/// plain HTTP, unless the operator said `insecure` out loud. (Any admin
+/// listener off loopback needs a token: see [`AdminAuth::new`].)
+pub fn check_admin_transport(
+    addr: SocketAddr,
+    tls: bool,
+    insecure_override: bool,
+) -> Result<(), AuthConfigError> {
+    if addr.ip().is_loopback() || tls {
+        return Ok(());
+    }
+    if insecure_override {
+        tracing::warn!(
+            %addr,
+            "listeners.insecure_admin_token_over_plain_http is set: the admin token crosses the network in clear text"
+        );
+        return Ok(());
+    }
+    Err(AuthConfigError::TokenInClearText { addr })
 }
 
 /// The admin listener's authentication settings. Cheap to clone.
@@ -209,6 +236,28 @@ fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
         .fold(0u8, |acc, (x, y)| acc | (x ^ y));
     // black_box keeps the optimizer from turning the fold into an early exit.
     std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_crosses_a_network_only_over_tls_or_when_told_to() {
+        let public: SocketAddr = "0.0.0.0:9901".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:9901".parse().unwrap();
+        assert!(check_admin_transport(loopback, false, false).is_ok());
+        assert!(check_admin_transport(public, true, false).is_ok());
+        assert!(check_admin_transport(public, false, true).is_ok());
+        let refused = check_admin_transport(public, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("listeners.tls.admin"), "{refused}");
+        assert!(
+            refused.contains("insecure_admin_token_over_plain_http"),
+            "{refused}"
+        );
+    }
 }
 
 #[cfg(test)]

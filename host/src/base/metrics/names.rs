@@ -76,6 +76,17 @@ pub const CHECKPOINTS_TOTAL: &str = "levee_checkpoints_total";
 /// Counter: admin requests refused for a missing or wrong token.
 pub const ADMIN_AUTH_FAILURES_TOTAL: &str = "levee_admin_auth_failures_total";
 
+// ---- Listeners --------------------------------------------------------------
+
+/// Counter: TLS certificate reloads, by `listener` (`data`, `admin`) and
+/// `result` (`ok`, `error`: the previous certificate keeps serving).
+pub const TLS_RELOADS_TOTAL: &str = "levee_tls_reloads_total";
+/// Counter: client TLS handshakes that failed or timed out, by `listener`.
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "levee_tls_handshake_failures_total";
+/// Counter: client connections served, by `listener` and `protocol`
+/// (`http1`, `h2`, `h2c`, each over `tls` or not).
+pub const CONNECTIONS_TOTAL: &str = "levee_connections_total";
+
 /// Every family name, for documentation and for the `/metrics` test.
 #[cfg(test)] // only tests ask
 pub const ALL_FAMILIES: &[&str] = &[
@@ -106,6 +117,9 @@ pub const ALL_FAMILIES: &[&str] = &[
     LOG_BYTES,
     CHECKPOINTS_TOTAL,
     ADMIN_AUTH_FAILURES_TOTAL,
+    TLS_RELOADS_TOTAL,
+    TLS_HANDSHAKE_FAILURES_TOTAL,
+    CONNECTIONS_TOTAL,
 ];
 
 /// Tells the recorder what each family means (the `# HELP` lines).
@@ -192,6 +206,18 @@ pub(super) fn describe_all() {
     describe_counter!(
         ADMIN_AUTH_FAILURES_TOTAL,
         "Admin requests refused for a missing or wrong token."
+    );
+    describe_counter!(
+        TLS_RELOADS_TOTAL,
+        "TLS certificate reloads, by listener and result."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES_TOTAL,
+        "Client TLS handshakes that failed or timed out, by listener."
+    );
+    describe_counter!(
+        CONNECTIONS_TOTAL,
+        "Client connections served, by listener and protocol."
     );
 }
 

@@ -328,3 +328,19 @@ pub fn version_too_far_ahead() {
 pub fn admin_auth_failed() {
     counter!(ADMIN_AUTH_FAILURES_TOTAL).increment(1);
 }
+
+/// A listener's certificate files changed and were (or were not) reloaded.
+pub fn tls_reloaded(listener: &'static str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    counter!(TLS_RELOADS_TOTAL, "listener" => listener, "result" => result).increment(1);
+}
+
+/// A client's TLS handshake failed or timed out.
+pub fn tls_handshake_failed(listener: &'static str) {
+    counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "listener" => listener).increment(1);
+}
+
+/// A client connection began to be served with `protocol`.
+pub fn connection_served(listener: &'static str, protocol: &'static str) {
+    counter!(CONNECTIONS_TOTAL, "listener" => listener, "protocol" => protocol).increment(1);
+}
