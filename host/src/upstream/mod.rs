@@ -20,12 +20,24 @@
 //!   `HttpInfo` (peer and local address): the pooled client copies a
 //!   connection's extras into the extensions of every response, three
 //!   allocations per request that nothing in levee reads.
+//! - **`http://` and `https://` nodes alike.** One client, one pool: the
+//!   TCP connector is wrapped in hyper-rustls, which leaves `http://`
+//!   connections as they are and does the TLS handshake for `https://`
+//!   ones with the config of [`tls`] (trust, client certificate, ALPN
+//!   `http/1.1`). The pool keys connections by scheme and authority, so a
+//!   TLS connection is reused like a plain one, handshake paid once.
 //!
-//! Errors are classified into the WIT `error-kind`s the retry policy sees.
+//! Errors are classified into the WIT `error-kind`s the retry policy sees;
+//! a failed TLS handshake is a `connect` failure, logged at debug with its
+//! reason.
+
+pub mod tls;
 
 use std::error::Error as _;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,10 +47,14 @@ use http_body_util::{Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use levee_policy::ErrorKind;
+
+use crate::config::UpstreamTlsSpec;
+pub use tls::UpstreamTlsError;
 
 /// Idle pooled connections kept per replica.
 pub const POOL_IDLE_PER_HOST_MAX: usize = 512;
@@ -54,10 +70,10 @@ pub const RESPONSE_BODY_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// retry or a fan-out can send them again.
 pub type UpstreamBody = Full<Bytes>;
 
-/// The shared pooled client.
+/// The shared pooled client, for `http://` and `https://` nodes.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<Connector, UpstreamBody>,
+    client: Client<HttpsConnector<Connector>, UpstreamBody>,
 }
 
 /// Why an attempt produced no usable HTTP response.
@@ -73,17 +89,36 @@ impl Default for UpstreamClient {
 }
 
 impl UpstreamClient {
+    /// The plain default: `https://` nodes are verified against the
+    /// system's roots (loaded once per process), no client certificate.
     pub fn new() -> UpstreamClient {
+        UpstreamClient::with_tls(tls::default_client_config())
+    }
+
+    /// The client `upstream_tls` asks for; an unusable file is refused
+    /// here, naming the field and the file.
+    pub fn from_spec(spec: &UpstreamTlsSpec) -> Result<UpstreamClient, UpstreamTlsError> {
+        if spec.is_default() {
+            return Ok(UpstreamClient::new());
+        }
+        Ok(UpstreamClient::with_tls(tls::client_config(spec)?))
+    }
+
+    fn with_tls(config: Arc<rustls::ClientConfig>) -> UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(30)));
-        connector.enforce_http(true);
+        // `https://` URIs reach the TCP connector too (under the TLS one,
+        // which refuses any other scheme).
+        connector.enforce_http(false);
+        // The server name is the URI's host (hyper-rustls' default).
+        let connector = HttpsConnector::from((Connector(connector), config));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(Connector(connector));
+            .build(connector);
         UpstreamClient { client }
     }
 
@@ -97,7 +132,14 @@ impl UpstreamClient {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => {
                 let kind = classify(&error);
-                tracing::debug!(?kind, %error, "upstream attempt failed");
+                match tls_failure(&error) {
+                    Some(reason) => {
+                        tracing::debug!(?kind, %reason, "upstream TLS handshake failed");
+                    }
+                    None => {
+                        tracing::debug!(?kind, error = %Chain(&error), "upstream attempt failed")
+                    }
+                }
                 Err(AttemptError { kind })
             }
             Err(_elapsed) => Err(AttemptError {
@@ -105,6 +147,37 @@ impl UpstreamClient {
             }),
         }
     }
+}
+
+/// An error and its sources, `: `-separated, for logs.
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        // Bounded: error chains are short, but never trust a cycle.
+        for _ in 0..16 {
+            let Some(current) = source else { break };
+            write!(f, ": {current}")?;
+            source = current.source();
+        }
+        Ok(())
+    }
+}
+
+/// The TLS error of a failed handshake somewhere in `error`'s sources.
+fn tls_failure(error: &hyper_util::client::legacy::Error) -> Option<&rustls::Error> {
+    let mut source = error.source();
+    // Bounded: error chains are short, but never trust a cycle.
+    for _ in 0..16 {
+        let current = source?;
+        if let Some(tls) = tls::handshake_failure(current, error.is_connect()) {
+            return Some(tls);
+        }
+        source = current.source();
+    }
+    None
 }
 
 /// The TCP connector, minus the `HttpInfo` extra (see the module doc).
@@ -186,8 +259,11 @@ impl hyper::rt::Write for Plain {
 }
 
 /// Maps a client error to the WIT error kind by walking its source chain.
+/// Whatever fails while connecting (TCP or the TLS handshake) is
+/// `connect`, and so is a handshake the replica refuses afterwards (TLS
+/// 1.3's late refusal of a client certificate, see [`tls`]).
 pub fn classify(error: &hyper_util::client::legacy::Error) -> ErrorKind {
-    if error.is_connect() {
+    if error.is_connect() || tls_failure(error).is_some() {
         return ErrorKind::Connect;
     }
     let mut source = error.source();
