@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::control::{ControlError, ControlPlane};
 use crate::replication::service_changes::ChangeError;
 use crate::replication::{WritePlane, WriteSetupError};
-use crate::upstream::UpstreamClient;
+use crate::upstream::{UpstreamClient, UpstreamTlsError};
 
 /// Why the state could not be built at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub enum StateError {
     ServiceChanges(#[from] ChangeError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    UpstreamTls(#[from] UpstreamTlsError),
 }
 
 /// Shared application state; clone freely.
@@ -72,10 +74,13 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state from a validated configuration: plugin runtime,
-    /// control plane, the log (recovering the admin API's service changes
-    /// and the hint ledger from it), then the services.
+    /// Builds the state from a validated configuration: the upstream
+    /// client (its `upstream_tls` files read first, so a wrong one stops
+    /// start-up before anything else is opened), plugin runtime, control
+    /// plane, the log (recovering the admin API's service changes and the
+    /// hint ledger from it), then the services.
     pub fn new(config: Config) -> Result<AppState, StateError> {
+        let client = UpstreamClient::from_spec(&config.upstream_tls)?;
         let runtime = levee_plugin::Runtime::new(levee_plugin::RuntimeOptions::for_data_dir(
             &config.data_dir,
         ))?;
@@ -88,7 +93,7 @@ impl AppState {
         let control = ControlPlane::new(&config, &runtime, directory.clone(), writes.clone())?;
         Ok(AppState(Arc::new(AppInner {
             directory,
-            client: UpstreamClient::new(),
+            client,
             runtime,
             writes,
             control,
