@@ -5,6 +5,9 @@
 //! written atomically (temp file, fsync, rename, fsync of the directory), so
 //! a killed replica keeps what it acknowledged and replicas can be compared
 //! byte-for-byte. It prints `listening <addr>` as its first stdout line.
+//! It speaks plain HTTP unless given a certificate ([`tls`]: `--tls-cert`,
+//! `--tls-key`, optionally `--tls-client-ca` to require client
+//! certificates), then HTTPS only.
 //!
 //! # API
 //! - `PUT|POST /kv/{key}` stores the body. `DELETE /kv/{key}` deletes it
@@ -44,7 +47,9 @@
 //!   `methods` (all, when absent) answer `fail_status` (with `Retry-After`
 //!   when `retry_after_s` is set) without touching the store.
 //!   `DELETE /_fault` clears them; `GET /_fault` shows them.
-//! - `GET /_stats`: `{"kv_requests", "injected_failures", "by_method"}`.
+//! - `GET /_stats`: `{"kv_requests", "injected_failures", "by_method",
+//!   "healthz_requests", "connections", "tls_handshake_failures"}`
+//!   (`connections`: accepted, after the TLS handshake when serving TLS).
 //! - `GET /_log`: the last 4096 `/kv` requests, oldest first:
 //!   `[{"seq", "method", "path", "at_ms", "status", "request_id",
 //!   "header_names"}]`
@@ -81,6 +86,10 @@ use axum::routing::get;
 use levee_version::{HELD_VERSION_HEADER, InstanceId, VERSION_HEADER, Version};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub mod tls;
+
+pub use tls::TlsFiles;
 
 /// Bytes of a key (its hex file name must fit in 255 bytes).
 pub const KEY_BYTES_MAX: usize = 120;
@@ -145,6 +154,10 @@ pub struct Replica {
     by_method: Mutex<BTreeMap<String, u64>>,
     kv_requests: AtomicU64,
     injected_failures: AtomicU64,
+    healthz_requests: AtomicU64,
+    /// Connections accepted (TLS: handshakes completed).
+    connections: AtomicU64,
+    tls_handshake_failures: AtomicU64,
     temp_counter: AtomicU64,
     locks: Vec<Mutex<()>>,
 }
@@ -167,6 +180,9 @@ impl Replica {
             by_method: Mutex::default(),
             kv_requests: AtomicU64::new(0),
             injected_failures: AtomicU64::new(0),
+            healthz_requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
             temp_counter: AtomicU64::new(0),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }))
@@ -601,6 +617,7 @@ fn write_response(applied: Applied) -> Response {
 }
 
 async fn healthz(State(replica): State<Arc<Replica>>) -> Response {
+    replica.healthz_requests.fetch_add(1, Ordering::AcqRel);
     let status = replica.faults.lock().expect("faults lock").healthz_status;
     match status.and_then(|s| StatusCode::from_u16(s).ok()) {
         Some(status) => text(status, "injected\n"),
@@ -647,6 +664,9 @@ async fn stats(State(replica): State<Arc<Replica>>) -> Response {
         "kv_requests": replica.kv_requests.load(Ordering::Acquire),
         "injected_failures": replica.injected_failures.load(Ordering::Acquire),
         "by_method": by_method,
+        "healthz_requests": replica.healthz_requests.load(Ordering::Acquire),
+        "connections": replica.connections.load(Ordering::Acquire),
+        "tls_handshake_failures": replica.tls_handshake_failures.load(Ordering::Acquire),
     }))
     .into_response()
 }
@@ -739,13 +759,16 @@ fn stripe_of(key: &[u8]) -> usize {
 }
 
 /// Runs a replica until `stop` resolves (the `levee kv-replica` command
-/// passes SIGINT/SIGTERM); prints `listening <addr>` first.
+/// passes SIGINT/SIGTERM), over TLS when given `tls` files (read before
+/// binding: a wrong one stops it first); prints `listening <addr>` first.
 pub async fn run(
     listen: SocketAddr,
     data_dir: &Path,
+    tls: Option<&TlsFiles>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let replica = Replica::open(data_dir)?;
+    let tls = tls.map(tls::server_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     {
@@ -753,9 +776,24 @@ pub async fn run(
         writeln!(stdout, "listening {address}")?;
         stdout.flush()?;
     }
-    axum::serve(listener, router(replica))
-        .with_graceful_shutdown(stop)
-        .await?;
+    let app = router(Arc::clone(&replica));
+    match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config, replica)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?;
+        }
+        None => {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(move |_| {
+                replica.connections.fetch_add(1, Ordering::AcqRel);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?;
+        }
+    }
     Ok(())
 }
 

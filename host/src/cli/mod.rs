@@ -12,9 +12,10 @@
 //!   ([`plugin_new`]).
 //! - `levee log inspect DIR`, `levee log dump DIR --from LSN [--limit N]`:
 //!   read a durable log offline; non-zero exit on corruption.
-//! - `levee kv-replica --listen ADDR --data-dir DIR` (hidden): the small
-//!   key-value server used as upstream by the demo and the tests (the
-//!   `levee-kv-replica` crate).
+//! - `levee kv-replica --listen ADDR --data-dir DIR [--tls-cert FILE
+//!   --tls-key FILE [--tls-client-ca FILE]]` (hidden): the small key-value
+//!   server used as upstream by the demo and the tests (the
+//!   `levee-kv-replica` crate), over HTTPS when given a certificate.
 //!
 //! This module and [`demo`] are the binary's, not the library's: the
 //! library (`levee::`) is the product; the command line only parses and
@@ -92,6 +93,15 @@ pub enum Command {
         listen: SocketAddr,
         #[arg(long)]
         data_dir: PathBuf,
+        /// Serve HTTPS with this certificate chain (PEM), with `--tls-key`.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of `--tls-cert`.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates chaining to these CAs (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
     },
 }
 
@@ -184,8 +194,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }
-        Command::KvReplica { listen, data_dir } => {
-            levee_kv_replica::run(listen, &data_dir, levee::app::serve::termination())
+        Command::KvReplica {
+            listen,
+            data_dir,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+        } => {
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| levee_kv_replica::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: tls_client_ca,
+                });
+            let stop = levee::app::serve::termination();
+            levee_kv_replica::run(listen, &data_dir, tls.as_ref(), stop)
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }
