@@ -7,10 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Packages the tests use: chromium for the status-page check, g++ for
+# Packages the tests use: chromium for the status-page check, curl and
+# nghttp2-client (nghttp) as TLS and HTTP/2 clients, g++ for
 # libFuzzer (scripts/fuzz.sh), sqlite is bundled by rusqlite, the wasm
 # toolchain is handled by build-plugins.sh.
-bash scripts/ensure-apt.sh chromium ca-certificates g++
+bash scripts/ensure-apt.sh chromium ca-certificates g++ curl nghttp2-client
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
