@@ -12,14 +12,14 @@
 //! |---|---|
 //! | [`base`] | the clock, metric families, the shutdown signal |
 //! | [`config`] | the configuration file: serde data and validation with field paths |
-//! | [`upstream`] | the pooled HTTP client, hop-by-hop hygiene, attempt error classes |
+//! | [`upstream`] | the pooled HTTP client (plain and TLS), hop-by-hop hygiene, attempt error classes |
 //! | [`cluster`] | the SHA-1 [`cluster::ring`], node [`cluster::health`], the one probe rule ([`cluster::probe`]), retry [`cluster::budget`], a built [`cluster::service::Service`], the [`cluster::directory`] of services |
 //! | [`policy`] | binding plugins or native policies to services, the policy-version header |
 //! | [`replication`] | the write plane over `levee_log`: records, hints, handoff, checkpoints, snapshots, service-change records |
 //! | [`dataplane`] | inbound validation, the one attempt path and retry gate, the read proxy, the write fan-out, `AppError` |
 //! | [`control`] | admin auth rules, the plugin host and store, the drop-in watch, the service-change transaction |
 //! | [`api`] | HTTP adapters only: data plane, admin API, status page |
-//! | [`app`] | `AppState`, start-up, listeners, the tasks it owns, shutdown |
+//! | [`app`] | `AppState`, start-up, listeners (TLS termination and reload, HTTP/1.1, HTTP/2, h2c), the tasks it owns, shutdown |
 //!
 //! The crates below the host: `levee_policy` (policy semantics in plain
 //! Rust, the native fallbacks), `levee_plugin` (the wasmtime runtime that
@@ -45,6 +45,9 @@
 //!   [`replication::deliver`]).
 //!
 //! # A request's way
+//! 0. [`app::listener`] accepts; a TLS listener's [`app::secure`] does the
+//!    handshake and picks HTTP/2 or HTTP/1.1 by ALPN; every protocol hands
+//!    each request (or stream) to the same data-plane service.
 //! 1. [`api::data`] splits `/{service}/{rest}` and finds the service.
 //! 2. [`dataplane::inbound::Inbound::read`]: canonical path and routing
 //!    key (400), body read within its size, time and buffered-bytes limits
