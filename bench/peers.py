@@ -638,13 +638,18 @@ def default_out(results_dir: Path, today: str) -> Path:
 
 
 def private_plugins(plugins_dir: Path, work_dir: Path) -> Path:
-    """A private copy of the two plugins the Wasm flavour binds: levee
-    watches its plugin directory, and others rebuilding plugins/dist
-    mid-run must not swap a plugin between rounds."""
+    """A private copy of the two plugins the Wasm flavour binds (those of
+    them that exist): levee watches its plugin directory, and others
+    rebuilding plugins/dist mid-run must not swap a plugin between rounds.
+    Every levee of the run gets this directory, a native one too: levee
+    loads whatever its plugin directory holds, and plugins/dist also holds
+    JavaScript and Python components whose first compile outlasts the
+    readiness wait."""
     copy = work_dir / "plugins"
     copy.mkdir()
     for name in levee.plugin_files():
-        shutil.copy2(plugins_dir / name, copy / name)
+        if (plugins_dir / name).is_file():
+            shutil.copy2(plugins_dir / name, copy / name)
     return copy
 
 
@@ -673,7 +678,6 @@ def main() -> int:
             # not change the binary between the targets of one run.
             args.levee_bin = Path(shutil.copy2(args.levee_bin, work_dir / "levee"))
             origin = levee_origin(args, original_bin)
-        if wasm_targets(args):
             args.plugins_dir = private_plugins(args.plugins_dir, work_dir)
         sections = [run_mode(kind, args, layout, work_dir) for kind in args.upstream]
     elapsed_s = time.monotonic() - started
