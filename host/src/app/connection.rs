@@ -310,7 +310,7 @@ pub async fn serve<S>(
     if settings.h2c {
         match super::h2c::sniff(&stream, settings.idle.first_request, &mut shutdown).await {
             super::h2c::Opening::Http2 => {
-                crate::base::metrics::connection_served(settings.listener, "h2c");
+                settings.served.h2c.increment(1);
                 busy.up();
                 // Boxed: an HTTP/2 connection's future would otherwise
                 // grow every idle HTTP/1 connection's task.
@@ -329,7 +329,7 @@ pub async fn serve<S>(
             super::h2c::Opening::Gone => return,
         }
     }
-    crate::base::metrics::connection_served(settings.listener, "http1");
+    settings.served.http1.increment(1);
     let activity = Arc::new(Activity::default());
     let mut socket = Socket {
         stream,

@@ -44,12 +44,12 @@ pub async fn serve<S>(
         }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-    let (builder, protocol) = if h2 {
-        (&settings.http2, "h2")
+    let (builder, served) = if h2 {
+        (&settings.http2, &settings.served.h2)
     } else {
-        (&settings.http1_whole, "http1-tls")
+        (&settings.http1_whole, &settings.served.http1_tls)
     };
-    crate::base::metrics::connection_served(settings.listener, protocol);
+    served.increment(1);
     busy.up();
     super::session::serve(tls, builder, service, settings, shutdown).await;
     busy.down();

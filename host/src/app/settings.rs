@@ -25,8 +25,6 @@ pub const SHED_AFTER_IDLE_MS: u64 = 50;
 /// One listener's connection settings.
 #[derive(Debug)]
 pub struct Settings {
-    /// `data` or `admin`, for metrics and logs.
-    pub listener: &'static str,
     /// Plain HTTP/1 connections (served only while busy).
     pub http1: http1::Builder,
     /// HTTP/1 over TLS: served for the connection's whole life.
@@ -37,6 +35,29 @@ pub struct Settings {
     /// HTTP/2 (prior knowledge); otherwise it is an HTTP/1 client.
     pub h2c: bool,
     pub idle: IdleLimits,
+    /// Connections served, per protocol (`levee_connections_total`).
+    pub served: Served,
+}
+
+/// One registered counter per protocol a listener serves.
+#[derive(Debug)]
+pub struct Served {
+    pub http1: metrics::Counter,
+    pub h2c: metrics::Counter,
+    pub http1_tls: metrics::Counter,
+    pub h2: metrics::Counter,
+}
+
+impl Served {
+    fn register(listener: &'static str) -> Served {
+        use crate::base::metrics::connections_served;
+        Served {
+            http1: connections_served(listener, "http1"),
+            h2c: connections_served(listener, "h2c"),
+            http1_tls: connections_served(listener, "http1-tls"),
+            h2: connections_served(listener, "h2"),
+        }
+    }
 }
 
 /// How long a connection may wait for bytes before levee closes it, and
@@ -86,7 +107,7 @@ impl Settings {
             // Rapid-reset bound (CVE-2023-44487): hyper's default, named.
             .max_pending_accept_reset_streams(Some(20));
         Settings {
-            listener,
+            served: Served::register(listener),
             http1,
             http1_whole,
             http2,

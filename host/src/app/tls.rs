@@ -18,37 +18,21 @@
 //! enabled) then `http/1.1`. With a `client_ca_file`, a client must present
 //! a certificate chaining to one of those CAs (mutual TLS).
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+pub use crate::base::pem::TlsFileError;
+use crate::base::pem::{read_certificates, read_key};
 use crate::config::ListenerTls;
 
 /// How often the certificate files are checked for a change.
 pub const RELOAD_CHECK_MS: u64 = 1_000;
-/// Largest certificate, key or CA file read (a CA bundle of a few hundred
-/// roots is ~250 KiB).
-pub const TLS_FILE_BYTES_MAX: u64 = 1024 * 1024;
-/// Most certificates in a chain or CA file.
-pub const CERTIFICATES_PER_FILE_MAX: usize = 1024;
-
-/// A certificate, key or CA file that could not be used, naming the
-/// config field and the file.
-#[derive(Debug, thiserror::Error)]
-#[error("{field} {}: {reason}", file.display())]
-pub struct TlsFileError {
-    pub field: String,
-    pub file: PathBuf,
-    pub reason: String,
-}
 
 /// One listener's TLS: the current server config and how to rebuild it.
 pub struct Terminator {
@@ -199,10 +183,12 @@ fn build(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(|e| TlsFileError {
-            field: field("cert_chain_file"),
-            file: spec.cert_chain_file.clone(),
-            reason: e.to_string(),
+        .map_err(|e| {
+            TlsFileError::new(
+                &field("cert_chain_file"),
+                &spec.cert_chain_file,
+                e.to_string(),
+            )
         })?;
     let builder = match &spec.client_ca_file {
         None => builder.with_no_client_auth(),
@@ -210,19 +196,17 @@ fn build(
             let ca_field = field("client_ca_file");
             let mut roots = rustls::RootCertStore::empty();
             for certificate in read_certificates(&ca_field, ca_file)? {
-                roots.add(certificate).map_err(|e| TlsFileError {
-                    field: ca_field.clone(),
-                    file: ca_file.clone(),
-                    reason: format!("not a usable CA certificate: {e}"),
+                roots.add(certificate).map_err(|e| {
+                    TlsFileError::new(
+                        &ca_field,
+                        ca_file,
+                        format!("not a usable CA certificate: {e}"),
+                    )
                 })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .map_err(|e| TlsFileError {
-                    field: ca_field,
-                    file: ca_file.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| TlsFileError::new(&ca_field, ca_file, e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -235,60 +219,6 @@ fn build(
         })?;
     config.alpn_protocols = alpn.to_vec();
     Ok(config)
-}
-
-/// Reads a file of at most [`TLS_FILE_BYTES_MAX`] bytes.
-fn read_bounded(field: &str, path: &Path) -> Result<Vec<u8>, TlsFileError> {
-    let error = |reason: String| TlsFileError {
-        field: field.to_string(),
-        file: path.to_owned(),
-        reason,
-    };
-    let bytes = std::fs::metadata(path)
-        .map_err(|e| error(e.to_string()))?
-        .len();
-    if bytes > TLS_FILE_BYTES_MAX {
-        return Err(error(format!(
-            "{bytes} bytes, more than the {TLS_FILE_BYTES_MAX} accepted"
-        )));
-    }
-    std::fs::read(path).map_err(|e| error(e.to_string()))
-}
-
-/// Every certificate of a PEM file; at least one.
-pub fn read_certificates(
-    field: &str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
-    let error = |reason: String| TlsFileError {
-        field: field.to_string(),
-        file: path.to_owned(),
-        reason,
-    };
-    let pem = read_bounded(field, path)?;
-    let mut certificates = Vec::new();
-    for certificate in CertificateDer::pem_slice_iter(&pem).take(CERTIFICATES_PER_FILE_MAX + 1) {
-        certificates.push(certificate.map_err(|e| error(format!("not PEM certificates: {e}")))?);
-    }
-    if certificates.len() > CERTIFICATES_PER_FILE_MAX {
-        return Err(error(format!(
-            "more than {CERTIFICATES_PER_FILE_MAX} certificates"
-        )));
-    }
-    if certificates.is_empty() {
-        return Err(error("holds no PEM certificate".to_string()));
-    }
-    Ok(certificates)
-}
-
-/// The first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn read_key(field: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsFileError> {
-    let pem = read_bounded(field, path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsFileError {
-        field: field.to_string(),
-        file: path.to_owned(),
-        reason: format!("holds no usable PEM private key ({e})"),
-    })
 }
 
 #[cfg(test)]

@@ -32,28 +32,16 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::{AlertDescription, ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::base::pem::{TlsFileError, read_certificates, read_key};
 use crate::config::UpstreamTlsSpec;
 
-/// Largest certificate, key or CA file read (a CA bundle of a few hundred
-/// roots is ~250 KiB).
-pub const TLS_FILE_BYTES_MAX: u64 = 1024 * 1024;
-/// Most certificates in a chain or CA file.
-pub const CERTIFICATES_PER_FILE_MAX: usize = 1024;
 /// The only protocol offered to replicas by ALPN.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// An `upstream_tls` file that could not be used, naming the config field
 /// and the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} {}: {reason}", file.display())]
-pub struct UpstreamTlsError {
-    pub field: &'static str,
-    pub file: std::path::PathBuf,
-    pub reason: String,
-}
+pub type UpstreamTlsError = TlsFileError;
 
 /// The client config for `spec`: its CA bundle or the system's roots, its
 /// client certificate if any, ALPN `http/1.1`.
@@ -71,16 +59,16 @@ pub fn client_config(spec: &UpstreamTlsSpec) -> Result<Arc<ClientConfig>, Upstre
         (Some(chain_file), Some(key_file)) => {
             let chain = read_certificates("upstream_tls.client_cert_chain_file", chain_file)?;
             let key = read_key("upstream_tls.client_key_file", key_file)?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| UpstreamTlsError {
-                    field: "upstream_tls.client_key_file",
-                    file: key_file.clone(),
-                    reason: format!(
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                TlsFileError::new(
+                    "upstream_tls.client_key_file",
+                    key_file,
+                    format!(
                         "does not go with upstream_tls.client_cert_chain_file {} ({e})",
                         chain_file.display()
                     ),
-                })?
+                )
+            })?
         }
         // The config refuses one without the other; levee presents none.
         _ => builder.with_no_client_auth(),
@@ -125,67 +113,11 @@ fn ca_roots(ca_file: &Path) -> Result<RootCertStore, UpstreamTlsError> {
     let field = "upstream_tls.ca_file";
     let mut roots = RootCertStore::empty();
     for certificate in read_certificates(field, ca_file)? {
-        roots.add(certificate).map_err(|e| UpstreamTlsError {
-            field,
-            file: ca_file.to_owned(),
-            reason: format!("not a usable CA certificate: {e}"),
+        roots.add(certificate).map_err(|e| {
+            TlsFileError::new(field, ca_file, format!("not a usable CA certificate: {e}"))
         })?;
     }
     Ok(roots)
-}
-
-/// Reads a file of at most [`TLS_FILE_BYTES_MAX`] bytes.
-fn read_bounded(field: &'static str, path: &Path) -> Result<Vec<u8>, UpstreamTlsError> {
-    let error = |reason: String| UpstreamTlsError {
-        field,
-        file: path.to_owned(),
-        reason,
-    };
-    let bytes = std::fs::metadata(path)
-        .map_err(|e| error(e.to_string()))?
-        .len();
-    if bytes > TLS_FILE_BYTES_MAX {
-        return Err(error(format!(
-            "{bytes} bytes, more than the {TLS_FILE_BYTES_MAX} accepted"
-        )));
-    }
-    std::fs::read(path).map_err(|e| error(e.to_string()))
-}
-
-/// Every certificate of a PEM file; at least one.
-fn read_certificates(
-    field: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, UpstreamTlsError> {
-    let error = |reason: String| UpstreamTlsError {
-        field,
-        file: path.to_owned(),
-        reason,
-    };
-    let pem = read_bounded(field, path)?;
-    let mut certificates = Vec::new();
-    for certificate in CertificateDer::pem_slice_iter(&pem).take(CERTIFICATES_PER_FILE_MAX + 1) {
-        certificates.push(certificate.map_err(|e| error(format!("not PEM certificates: {e}")))?);
-    }
-    if certificates.len() > CERTIFICATES_PER_FILE_MAX {
-        return Err(error(format!(
-            "more than {CERTIFICATES_PER_FILE_MAX} certificates"
-        )));
-    }
-    if certificates.is_empty() {
-        return Err(error("holds no PEM certificate".to_string()));
-    }
-    Ok(certificates)
-}
-
-/// The first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-fn read_key(field: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, UpstreamTlsError> {
-    let pem = read_bounded(field, path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| UpstreamTlsError {
-        field,
-        file: path.to_owned(),
-        reason: format!("holds no usable PEM private key ({e})"),
-    })
 }
 
 /// The TLS error in `error`, if it is a failed handshake: any rustls error

@@ -340,7 +340,8 @@ pub fn tls_handshake_failed(listener: &'static str) {
     counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "listener" => listener).increment(1);
 }
 
-/// A client connection began to be served with `protocol`.
-pub fn connection_served(listener: &'static str, protocol: &'static str) {
-    counter!(CONNECTIONS_TOTAL, "listener" => listener, "protocol" => protocol).increment(1);
+/// The counter of connections a listener serves with `protocol`; register
+/// once per listener and keep it (a lookup per connection would allocate).
+pub fn connections_served(listener: &'static str, protocol: &'static str) -> Counter {
+    counter!(CONNECTIONS_TOTAL, "listener" => listener, "protocol" => protocol)
 }
