@@ -19,7 +19,7 @@ for arg in "$@"; do
 done
 
 # shellcheck disable=SC2086 # one word per package
-bash scripts/ensure-apt.sh $packages
+bash scripts/ensure-apt.sh $packages protobuf-compiler
 if [ "$build_plugins" = 1 ]; then
   echo "==> building the policy plugins (Wasm components)"
   bash scripts/build-plugins.sh

@@ -10,6 +10,8 @@
 # Extra arguments go to `levee demo` (e.g. --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# protoc: etcd-client's build script compiles etcd's gRPC definitions.
+bash scripts/ensure-apt.sh protobuf-compiler
 bash scripts/build-plugins.sh
 cargo build --release --locked -p levee
 exec target/release/levee demo --plugin-dir plugins/dist "$@"

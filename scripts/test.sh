@@ -10,8 +10,11 @@ cd "$(dirname "$0")/.."
 # Packages the tests use: chromium for the status-page check, curl and
 # nghttp2-client (nghttp) as TLS and HTTP/2 clients, g++ for
 # libFuzzer (scripts/fuzz.sh), sqlite is bundled by rusqlite, the wasm
-# toolchain is handled by build-plugins.sh.
-bash scripts/ensure-apt.sh chromium ca-certificates g++ curl nghttp2-client
+# toolchain is handled by build-plugins.sh; protobuf-compiler (protoc) for
+# etcd-client's build script, etcd-server for the cluster-mode tests (they
+# start their own etcd processes on loopback; the package's own service is
+# not used).
+bash scripts/ensure-apt.sh chromium ca-certificates g++ curl nghttp2-client protobuf-compiler etcd-server
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 

@@ -26,6 +26,7 @@
 //! - `policy`: plugin bindings: a service's [`PoliciesSpec`] (retry,
 //!   routing), the process's checkpoint binding (top-level `checkpoint`),
 //!   both [`PolicyRef`]s.
+//! - `cluster`: [`ClusterSpec`], cluster mode on etcd (opt-in).
 //! - `durability`: [`FsyncMode`].
 //! - `tls`: TLS on the listeners ([`ListenersTls`]), HTTP/2 towards
 //!   clients ([`Http2Spec`]) and TLS towards replicas ([`UpstreamTlsSpec`]).
@@ -45,6 +46,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod admin;
+mod cluster;
 mod durability;
 mod error;
 pub mod hints;
@@ -55,6 +57,10 @@ mod tls;
 mod versions;
 
 pub use admin::validate_admin_host;
+pub use cluster::{
+    CLUSTER_PREFIX_BYTES_MAX, ClusterSpec, ETCD_ENDPOINTS_MAX, INSTANCE_ID_BYTES_MAX,
+    LEASE_TTL_S_MAX, LEASE_TTL_S_MIN, validate_instance_id,
+};
 pub use durability::{FSYNC_EVERY_MS_MAX, FsyncMode};
 pub use error::{ConfigError, FieldError};
 pub use names::{parse_node_url, validate_plugin_name, validate_service_name};
@@ -162,6 +168,9 @@ pub struct Config {
     /// TLS towards `https://` replicas (see `tls`).
     #[serde(default, skip_serializing_if = "UpstreamTlsSpec::is_default")]
     pub upstream_tls: UpstreamTlsSpec,
+    /// Cluster mode on etcd (see `cluster`); absent: a single instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSpec>,
 }
 
 /// Where levee listens. Port 0 lets the OS pick (the bound addresses are
@@ -293,6 +302,9 @@ impl Config {
         self.listeners.tls.validate_into(&mut errors);
         self.server.http2.validate_into(&mut errors);
         self.upstream_tls.validate_into(&mut errors);
+        if let Some(cluster) = &self.cluster {
+            cluster.validate_into(&mut errors);
+        }
         if let Some(token) = &self.admin_token
             && !(ADMIN_TOKEN_BYTES_MIN..=ADMIN_TOKEN_BYTES_MAX).contains(&token.len())
         {
