@@ -58,6 +58,11 @@ pub async fn put(
     check_name(&name)?;
     let bytes = read_body(&headers, body, SERVICE_BODY_BYTES_MAX).await?;
     let spec = parse_spec(&name, &bytes)?;
+    if state.cluster().is_some() {
+        return crate::api::admin_cluster::put_service(&state, spec.clone(), &headers)
+            .await?
+            .map_err(|refused| refusal(&spec, refused));
+    }
     let change = spec.clone();
     let (service, added) = to_the_end(
         &state,
@@ -78,8 +83,12 @@ pub async fn put(
 pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, AdminError> {
     check_name(&name)?;
+    if state.cluster().is_some() {
+        return crate::api::admin_cluster::delete_service(&state, &name, &headers).await;
+    }
     let deleted = name.clone();
     to_the_end(&state, |state| async move {
         changes(&state).delete(&deleted).await
@@ -118,13 +127,7 @@ where
 
 /// The control plane's service-change transaction over this state's parts.
 fn changes(state: &AppState) -> ChangeContext<'_> {
-    ChangeContext {
-        host: &state.control.plugins,
-        runtime: &state.runtime,
-        writes: &state.writes,
-        client: &state.client,
-        shutdown: &state.shutdown,
-    }
+    state.service_changes()
 }
 
 /// A refused `PUT` as the admin API reports it.

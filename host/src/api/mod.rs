@@ -9,8 +9,11 @@
 //!   token; [`admin_error`]: `AdminError` (JSON, 422 with field errors).
 //! - [`admin_plugins`], [`admin_services`], [`admin_log`]: the admin API.
 //! - [`admin_state`]: `GET /admin/state`; [`status_page`]: `GET /admin/`.
+//! - [`admin_cluster`]: `GET /admin/cluster` and service changes in
+//!   cluster mode (written to etcd).
 
 pub mod admin;
+pub mod admin_cluster;
 pub mod admin_error;
 pub mod admin_log;
 pub mod admin_plugins;

@@ -19,6 +19,8 @@ use crate::base::shutdown::Shutdown;
 use crate::cluster::directory::Directory;
 use crate::cluster::service::{Service, ServiceError};
 use crate::config::Config;
+use crate::control::etcd::ClusterMode;
+use crate::control::service_change::ChangeContext;
 use crate::control::{ControlError, ControlPlane};
 use crate::replication::service_changes::ChangeError;
 use crate::replication::{WritePlane, WriteSetupError};
@@ -64,6 +66,8 @@ pub struct AppInner {
     ready: AtomicBool,
     /// Flips once when shutdown starts.
     pub shutdown: Shutdown,
+    /// Cluster mode on etcd, once connected (never, without `cluster`).
+    cluster: std::sync::OnceLock<Arc<ClusterMode>>,
 }
 
 impl Deref for AppState {
@@ -99,7 +103,29 @@ impl AppState {
             control,
             ready: AtomicBool::new(false),
             shutdown: Shutdown::new(),
+            cluster: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// Cluster mode, once connected: admin changes go to etcd.
+    pub fn cluster(&self) -> Option<&Arc<ClusterMode>> {
+        self.cluster.get()
+    }
+
+    /// Enters cluster mode (once, at start).
+    pub fn set_cluster(&self, mode: Arc<ClusterMode>) {
+        let _ = self.cluster.set(mode);
+    }
+
+    /// The service-change transaction over this state's parts.
+    pub fn service_changes(&self) -> ChangeContext<'_> {
+        ChangeContext {
+            host: &self.control.plugins,
+            runtime: &self.runtime,
+            writes: &self.writes,
+            client: &self.client,
+            shutdown: &self.shutdown,
+        }
     }
 
     /// The service of this name in the current table.

@@ -7,6 +7,7 @@
 //! life, the process's [`memory`] and file limits, and [`shutdown`].
 
 pub(crate) mod boot;
+pub(crate) mod cluster;
 pub(crate) mod connection;
 pub(crate) mod h2c;
 pub(crate) mod listener;

@@ -52,6 +52,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let (data_tls, admin_tls) = terminators(&config)?;
     let data = tokio::net::TcpListener::bind(config.listeners.data).await?;
     let admin = tokio::net::TcpListener::bind(config.listeners.admin).await?;
+    let (data_address, admin_address) = (data.local_addr()?, admin.local_addr()?);
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(
@@ -76,6 +77,13 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
             state.client.clone(),
             state.shutdown_signal(),
         );
+    }
+    // Cluster mode: etcd's services replace the file's (seeding etcd when
+    // it holds none), each through the service-change transaction as an
+    // admin change would be, before the instance is ready; bounded, so an
+    // etcd outage delays readiness, never prevents it.
+    if let Some(cluster) = &config.cluster {
+        crate::app::cluster::start(&state, cluster, data_address, admin_address).await?;
     }
     // Histogram samples are buffered until drained: drain them on a timer
     // too, so memory stays bounded when nobody scrapes `/metrics`.

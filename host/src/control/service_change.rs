@@ -95,6 +95,25 @@ impl ChangeContext<'_> {
         Ok((service, added))
     }
 
+    /// Checks `spec` as [`ChangeContext::put`] would (the configuration
+    /// after it validates, its plugins bind, it builds) and changes
+    /// nothing: cluster mode checks a change before writing it to etcd.
+    pub async fn check_put(&self, spec: &ServiceSpec) -> Result<(), ChangeRefused> {
+        let change = ServiceChange::Put {
+            spec: Box::new(spec.clone()),
+        };
+        apply_to_config(&self.directory().config.load(), &change)
+            .validate()
+            .map_err(ChangeRefused::Invalid)?;
+        self.host
+            .bind_for(spec)
+            .await
+            .map_err(ChangeRefused::Plugin)?;
+        Service::build(spec.clone(), self.runtime)
+            .map_err(|error| ChangeRefused::Build(error.to_string()))?;
+        Ok(())
+    }
+
     /// Removes the service `name`.
     pub async fn delete(&self, name: &str) -> Result<(), ChangeRefused> {
         let _changes = self.host.lock().await;
