@@ -66,7 +66,8 @@ pub use error::{ConfigError, FieldError};
 pub use names::{parse_node_url, validate_plugin_name, validate_service_name};
 pub use policy::{CHECKPOINT_MOVED, PoliciesSpec, PolicyRef};
 pub use service::{
-    HealthCheckSpec, KeyRule, NodeSpec, OutlierSpec, RetryBudgetSpec, ServiceSpec, Timeouts,
+    HealthCheckSpec, KeyRule, NodeSpec, OutlierSpec, Placement, READ_BALANCE_FACTOR_PERCENT_MAX,
+    RENDEZVOUS_WEIGHT_TOTAL_MAX, RetryBudgetSpec, ServiceSpec, Timeouts,
 };
 pub use tls::{
     HTTP2_HEADER_LIST_BYTES_MAX_LIMIT, HTTP2_STREAMS_MAX_LIMIT, HTTP2_WINDOW_BYTES_MAX,

@@ -80,14 +80,64 @@ pub struct ServiceSpec {
     /// Requests in flight for this service (503 beyond). Default 1024.
     #[serde(default = "default_concurrency_max")]
     pub concurrency_max: u32,
-    /// Ring virtual nodes per unit of node weight. Default 160.
+    /// Ring virtual nodes per unit of node weight (`placement: "ring"`
+    /// only). Default 160.
     #[serde(default = "default_vnodes_per_weight")]
     pub vnodes_per_weight: u32,
+    /// How a key's replicas are chosen from the nodes: `"ring"` (the SHA-1
+    /// consistent-hash ring, the default) or `"rendezvous"` (weighted
+    /// rendezvous hashing: balanced to the keys' own noise, optimal key
+    /// movement). Changing it on a live service moves most keys to other
+    /// replicas: see the README, *Placement*.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Bounded loads for reads (HAProxy's `hash-balance-factor`): a replica
+    /// whose requests in flight reach this percentage of its weighted share
+    /// of the service's in-flight requests is tried after the others for a
+    /// read. Never changes where data lives or where writes go. 0 (the
+    /// default) is off; otherwise more than 100, e.g. 125 for 1.25×.
+    #[serde(default)]
+    pub read_balance_factor_percent: u32,
     /// Bounds on hinted writes kept for a replica that missed them
     /// (`age_ms_max`, `bytes_max`); see [`HintLimits`].
     #[serde(default)]
     pub hints: HintLimits,
 }
+
+/// How a service places keys on its nodes (`services[].placement`).
+///
+/// The default stays `ring` on purpose: a service that changed placement
+/// would find most of its keys on replicas that never received them (reads
+/// miss until the data is rewritten or copied over), so only a new service,
+/// or an operator who moves the data, should choose `rendezvous`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// The SHA-1 consistent-hash ring (`vnodes_per_weight` points per unit
+    /// of weight).
+    #[default]
+    Ring,
+    /// Weighted rendezvous (highest random weight) hashing over the key's
+    /// SHA-1 position.
+    Rendezvous,
+}
+
+impl Placement {
+    /// The name as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Ring => "ring",
+            Placement::Rendezvous => "rendezvous",
+        }
+    }
+}
+
+/// Most total node weight a `rendezvous` service may have: a lookup scores
+/// every unit of weight, so this bounds its cost (about 1.5 ns a unit).
+pub const RENDEZVOUS_WEIGHT_TOTAL_MAX: u64 = 1024;
+
+/// Largest `read_balance_factor_percent` (100×).
+pub const READ_BALANCE_FACTOR_PERCENT_MAX: u32 = 10_000;
 
 /// One replica of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,10 +381,23 @@ impl ServiceSpec {
         self.validate_ring(path, errors);
     }
 
-    /// The ring's size: `vnodes_per_weight` in range, and the points it
-    /// makes (total node weight × `vnodes_per_weight`) at most
-    /// [`RING_POINTS_MAX`], the bound the host's ring enforces.
+    /// The placement's size: for the ring, `vnodes_per_weight` in range
+    /// and the points it makes (total node weight × `vnodes_per_weight`) at
+    /// most [`RING_POINTS_MAX`], the bound the host's ring enforces; for
+    /// rendezvous, the total node weight at most
+    /// [`RENDEZVOUS_WEIGHT_TOTAL_MAX`]. And the read balance factor: 0 or
+    /// more than 100 (HAProxy's rule).
     fn validate_ring(&self, path: &str, errors: &mut Errors) {
+        let factor = self.read_balance_factor_percent;
+        if factor != 0 && !(101..=READ_BALANCE_FACTOR_PERCENT_MAX).contains(&factor) {
+            errors.add(
+                format!("{path}.read_balance_factor_percent"),
+                format!(
+                    "must be 0 (off) or between 101 and {READ_BALANCE_FACTOR_PERCENT_MAX}, \
+                     got {factor}"
+                ),
+            );
+        }
         errors.range(
             &format!("{path}.vnodes_per_weight"),
             self.vnodes_per_weight.into(),
@@ -342,6 +405,18 @@ impl ServiceSpec {
             VNODES_PER_WEIGHT_MAX.into(),
         );
         let weight: u64 = self.nodes.iter().map(|node| u64::from(node.weight)).sum();
+        if self.placement == Placement::Rendezvous {
+            if weight > RENDEZVOUS_WEIGHT_TOTAL_MAX {
+                errors.add(
+                    format!("{path}.placement"),
+                    format!(
+                        "rendezvous scores every unit of node weight per lookup: total node \
+                         weight {weight} is more than {RENDEZVOUS_WEIGHT_TOTAL_MAX}"
+                    ),
+                );
+            }
+            return;
+        }
         let points = weight.saturating_mul(self.vnodes_per_weight.into());
         if points > RING_POINTS_MAX {
             errors.add(
@@ -690,6 +765,76 @@ mod tests {
         );
         big["vnodes_per_weight"] = json!(40);
         assert!(Config::from_json(&with_service(big)).is_ok());
+    }
+
+    #[test]
+    fn placement_defaults_to_the_ring_and_rendezvous_bounds_the_weight() {
+        let spec = &Config::from_json(&with_service(service(3)))
+            .unwrap()
+            .services[0];
+        assert_eq!(
+            (spec.placement, spec.read_balance_factor_percent),
+            (Placement::Ring, 0)
+        );
+        let mut chosen = service(3);
+        chosen["placement"] = json!("rendezvous");
+        chosen["read_balance_factor_percent"] = json!(125);
+        let spec = &Config::from_json(&with_service(chosen.clone()))
+            .unwrap()
+            .services[0];
+        assert_eq!(
+            (spec.placement, spec.read_balance_factor_percent),
+            (Placement::Rendezvous, 125)
+        );
+        for node in chosen["nodes"].as_array_mut().unwrap() {
+            node["weight"] = json!(100);
+        }
+        assert!(Config::from_json(&with_service(chosen.clone())).is_ok());
+        let mut heavy = service(11);
+        heavy["placement"] = json!("rendezvous");
+        for node in heavy["nodes"].as_array_mut().unwrap() {
+            node["weight"] = json!(100);
+        }
+        assert_eq!(
+            messages(Config::from_json(&with_service(heavy)).unwrap_err()),
+            [
+                "services[0].placement: rendezvous scores every unit of node weight per \
+                 lookup: total node weight 1100 is more than 1024"
+            ]
+        );
+        let mut unknown = service(3);
+        unknown["placement"] = json!("maglev");
+        let message = messages(Config::from_json(&with_service(unknown)).unwrap_err()).join("");
+        assert!(
+            message.starts_with("services[0].placement: unknown variant `maglev`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn read_balance_factor_is_off_or_above_100() {
+        for (factor, ok) in [
+            (0, true),
+            (100, false),
+            (101, true),
+            (125, true),
+            (10_001, false),
+        ] {
+            let mut spec = service(3);
+            spec["read_balance_factor_percent"] = json!(factor);
+            let result = Config::from_json(&with_service(spec));
+            if ok {
+                assert!(result.is_ok(), "{factor}");
+            } else {
+                assert_eq!(
+                    messages(result.unwrap_err()),
+                    [format!(
+                        "services[0].read_balance_factor_percent: must be 0 (off) or between \
+                         101 and 10000, got {factor}"
+                    )]
+                );
+            }
+        }
     }
 
     #[test]
