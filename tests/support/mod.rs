@@ -322,12 +322,29 @@ impl Cluster {
     }
 
     /// The replicas of `key` in preference order, computed the documented
-    /// way (so the tests also check placement is reproducible).
+    /// way (so the tests also check placement is reproducible) from the
+    /// service as levee was started with it: its `placement` (the ring
+    /// unless the test chose `rendezvous`), `vnodes_per_weight` and node
+    /// weights.
     pub fn preference(&self, key: &str, replicas: usize) -> Vec<usize> {
-        let ring =
-            levee::cluster::ring::Ring::new(self.replicas.iter().map(|r| (r.id.as_str(), 1)), 160)
-                .unwrap();
-        ring.preference(key.as_bytes(), replicas).iter().collect()
+        let config: Value =
+            serde_json::from_slice(&std::fs::read(&self.levee.config_path).expect("config file"))
+                .expect("config json");
+        let spec = &config["services"][0];
+        let kind: levee::cluster::placement::PlacementKind =
+            serde_json::from_value(spec["placement"].clone()).unwrap_or_default();
+        let vnodes = spec["vnodes_per_weight"].as_u64().unwrap_or(160) as u32;
+        let weight = |id: &str| {
+            let nodes = spec["nodes"].as_array().expect("nodes");
+            let node = nodes.iter().find(|n| n["id"] == id).expect("node");
+            node["weight"].as_u64().unwrap_or(1) as u32
+        };
+        let nodes = self.replicas.iter().map(|r| (r.id.as_str(), weight(&r.id)));
+        let placement = levee::cluster::placement::Placement::new(kind, nodes, vnodes).unwrap();
+        placement
+            .preference(key.as_bytes(), replicas)
+            .iter()
+            .collect()
     }
 
     /// Sum of `/kv` requests over all live replicas.

@@ -1,4 +1,5 @@
-//! The replicas behind each service: the SHA-1 [`ring`], per-node
+//! The replicas behind each service: the SHA-1 [`ring`] or rendezvous
+//! [`placement`] (with the node set's fingerprint), per-node
 //! [`health`] (passive ejection, active-check streaks), the one [`probe`]
 //! rule and the active checks that run it (the handoff asks the same rule),
 //! the retry [`budget`], a built [`service::Service`], and the
@@ -7,6 +8,7 @@
 pub(crate) mod budget;
 pub(crate) mod directory;
 pub(crate) mod health;
+pub mod placement;
 pub(crate) mod probe;
 pub mod ring;
 pub(crate) mod service;

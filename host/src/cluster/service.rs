@@ -24,7 +24,8 @@ use levee_policy::{
 
 use crate::cluster::budget::RetryBudget;
 use crate::cluster::health::NodeHealth;
-use crate::cluster::ring::{Preference, Ring, RingError};
+use crate::cluster::placement::Placement;
+use crate::cluster::ring::{Preference, RingError};
 use crate::config::{KeyRule, NodeSpec, ServiceSpec, parse_node_url};
 
 /// Why a service could not be built from a (validated) spec.
@@ -62,7 +63,9 @@ pub struct ServiceNode {
 #[derive(Debug)]
 pub struct Service {
     pub spec: ServiceSpec,
-    pub ring: Ring,
+    /// Where keys live: the ring or rendezvous, as `spec.placement` says
+    /// (the field kept its name from when the ring was the only rule).
+    pub ring: Placement,
     /// Indexed like the ring's node indices (the order of `spec.nodes`).
     pub nodes: Vec<ServiceNode>,
     /// `nodes` as the policies see them (ids, urls, zones, weights), in
@@ -82,7 +85,8 @@ impl Service {
         spec: ServiceSpec,
         runtime: &levee_plugin::Runtime,
     ) -> Result<Service, ServiceError> {
-        let ring = Ring::new(
+        let ring = Placement::new(
+            spec.placement,
             spec.nodes.iter().map(|n| (n.id.as_str(), n.weight)),
             spec.vnodes_per_weight,
         )
@@ -128,7 +132,7 @@ impl Service {
         self.spec.replicas() as usize
     }
 
-    /// The key's replicas in ring order.
+    /// The key's replicas in placement order (primary first).
     pub fn preference(&self, routing_key: &[u8]) -> Preference {
         self.ring.preference(routing_key, self.replicas())
     }
