@@ -50,6 +50,22 @@ pub struct NodeHealth {
     failure_rate_permille: AtomicU32,
     latency_ms: AtomicU32,
     ejections_total: AtomicU64,
+    /// Attempts (reads and writes) sent to the node and not finished: the
+    /// load the read balance factor bounds ([`NodeHealth::start_attempt`]).
+    in_flight: AtomicU32,
+}
+
+/// One attempt in flight on a node; the count drops with it (also when a
+/// hedge or a timeout cancels the attempt's future).
+#[derive(Debug)]
+pub struct AttemptInFlight<'a> {
+    health: &'a NodeHealth,
+}
+
+impl Drop for AttemptInFlight<'_> {
+    fn drop(&mut self) {
+        self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What happened to an attempt, from the node's point of view.
@@ -72,7 +88,19 @@ impl NodeHealth {
             failure_rate_permille: AtomicU32::new(0),
             latency_ms: AtomicU32::new(0),
             ejections_total: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
         }
+    }
+
+    /// Counts an attempt in flight on the node until the guard drops.
+    pub fn start_attempt(&self) -> AttemptInFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        AttemptInFlight { health: self }
+    }
+
+    /// Attempts in flight on the node now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Healthy as shown to routing policies: not ejected (a half-open node

@@ -66,6 +66,9 @@ where
     Fut: Future<Output = T>,
 {
     let started_ms = clock::now_ms();
+    // Counted while the attempt runs, whether it finishes or is dropped
+    // (a lost hedge): the node's load for the read balance factor.
+    let _in_flight = service.nodes[node].health.start_attempt();
     metrics::attempt_sent(service.name(), &service.nodes[node].spec.id);
     let timeout_ms = per_try_timeout_ms(service, deadline_ms, started_ms).max(1);
     let result = send(Duration::from_millis(timeout_ms)).await;

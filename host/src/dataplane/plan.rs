@@ -243,6 +243,52 @@ pub(super) fn plugin_plan(
     plan
 }
 
+/// Bounded loads for reads (Mirrokni, Thorup & Zadimoghaddam 2016,
+/// *Consistent Hashing with Bounded Loads*; HAProxy's
+/// `hash-balance-factor`): with `read_balance_factor_percent` = `f` (0 is
+/// off), a node of weight `w` may take a read while its attempts in flight
+/// are under `max(1, ceil((T + 1) × f/100 × w / W))`, where `T` is the
+/// service's attempts in flight over all its nodes and `W` their total
+/// weight. The plan's nodes over that bound move after the others, each
+/// group keeping its order, so a replica piling up slow reads is asked
+/// last instead of first. Reads (GET, HEAD) only: where a key lives and
+/// where its writes go never change. When every node of the plan is over,
+/// the order stays. `O(nodes)` relaxed loads, only when enabled.
+pub(super) fn bound_loads(service: &Service, inbound: &Inbound, plan: &mut Plan) {
+    let factor = u64::from(service.spec.read_balance_factor_percent);
+    if factor == 0 || plan.len < 2 || !inbound.is_read() {
+        return;
+    }
+    let mut total = 0u64;
+    let mut weight_total = 0u64;
+    for node in &service.nodes {
+        total += u64::from(node.health.in_flight());
+        weight_total += u64::from(node.spec.weight);
+    }
+    let over = |node: usize| {
+        let node = &service.nodes[node];
+        let share = (total + 1) * factor * u64::from(node.spec.weight);
+        let bound = share.div_ceil(100 * weight_total.max(1)).max(1);
+        u64::from(node.health.in_flight()) >= bound
+    };
+    let mut within = Plan::empty();
+    let mut later = Plan::empty();
+    for &node in plan.indexes() {
+        if over(node as usize) {
+            later.push(node as usize);
+        } else {
+            within.push(node as usize);
+        }
+    }
+    if later.len == 0 || within.len == 0 {
+        return;
+    }
+    for &node in later.indexes() {
+        within.push(node as usize);
+    }
+    plan.nodes = within.nodes;
+}
+
 #[cfg(test)]
 mod native_plan_tests {
     use super::*;
@@ -488,6 +534,64 @@ mod request_view_tests {
             (15, 5, 0)
         );
         assert_eq!(counters.node_tables_given, 1);
+    }
+
+    /// The read balance factor moves a replica over its bound of attempts
+    /// in flight after the others, for reads only, and only while it is.
+    #[tokio::test]
+    async fn bounded_loads_move_a_loaded_replica_last_for_reads_only() {
+        let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+        let spec: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "kv",
+            "nodes": (0..3)
+                .map(|i| serde_json::json!({"id": format!("n{i}"), "url": format!("http://127.0.0.1:{}", 1 + i)}))
+                .collect::<Vec<_>>(),
+            "key": {"path_segment": 1},
+            "read_balance_factor_percent": 150,
+        }))
+        .unwrap();
+        spec.validate().unwrap();
+        let service = Arc::new(Service::build(spec, &runtime).unwrap());
+        let ledger = HintLedger::new(0);
+        let plan_of = |inbound: &Inbound| {
+            let mut plan = native_plan(&service, inbound, clock::now_ms(), &ledger);
+            bound_loads(&service, inbound, &mut plan);
+            plan.indexes().to_vec()
+        };
+        let get = read_inbound(
+            &service,
+            Request::get("/kv/k/alice").body(Body::empty()).unwrap(),
+        )
+        .await;
+        let put = read_inbound(
+            &service,
+            Request::put("/kv/k/alice").body(Body::empty()).unwrap(),
+        )
+        .await;
+        let ring: Vec<NodeIndex> = service
+            .preference(b"alice")
+            .iter()
+            .map(|n| n as NodeIndex)
+            .collect();
+        assert_eq!(plan_of(&get), ring, "nothing in flight: ring order");
+        let primary = ring[0] as usize;
+        // One attempt on the primary: its bound is ceil(2 × 1.5 / 3) = 1.
+        let first = service.nodes[primary].health.start_attempt();
+        let mut moved = ring.clone();
+        moved.rotate_left(1);
+        assert_eq!(plan_of(&get), moved);
+        assert_eq!(plan_of(&put), ring, "writes never move");
+        // Load elsewhere raises the bound: 2 on the primary, 4 in all,
+        // bound ceil(5 × 1.5 / 3) = 3.
+        let second = service.nodes[primary].health.start_attempt();
+        let others: Vec<_> = ring[1..]
+            .iter()
+            .map(|&n| service.nodes[n as usize].health.start_attempt())
+            .collect();
+        assert_eq!(plan_of(&get), ring);
+        drop((first, second, others));
+        assert_eq!(service.nodes[primary].health.in_flight(), 0);
+        assert_eq!(plan_of(&get), ring);
     }
 
     #[tokio::test]

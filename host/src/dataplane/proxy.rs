@@ -6,7 +6,8 @@
 //!    those that still owe a write to the key (the hint ledger's lag index)
 //!    are left out unless all do; the routing policy orders the rest (the
 //!    native `route-affinity` keeps ring order and skips unhealthy nodes)
-//!    and may ask for a hedge. The plan is built in
+//!    and may ask for a hedge; with a read balance factor, replicas over
+//!    their bound of in-flight attempts go last. The plan is built in
 //!    [`crate::dataplane::plan`].
 //! 2. Attempt the first node. A response that is not 5xx or 429 is final
 //!    and streamed back. For GET/HEAD with a hedge delay, if the first
@@ -54,7 +55,7 @@ use crate::config::ATTEMPTS_MAX;
 use crate::dataplane::attempt::{self, Attempted, Failed, RetryGate};
 use crate::dataplane::error::AppError;
 use crate::dataplane::inbound::{Inbound, X_REQUEST_ID};
-use crate::dataplane::plan::{Plan, native_plan, plugin_plan, request_facts};
+use crate::dataplane::plan::{Plan, bound_loads, native_plan, plugin_plan, request_facts};
 use crate::replication::WritePlane;
 use crate::replication::recent::{Freshness, Known};
 use crate::upstream::{self, AttemptError, RESPONSE_BODY_BYTES_MAX, UpstreamBody, UpstreamClient};
@@ -137,7 +138,9 @@ pub async fn forward(
     run.respond(last)
 }
 
-/// The plan of `inbound`: by the bound routing plugin, else natively.
+/// The plan of `inbound`: by the bound routing plugin, else natively;
+/// then, for a read, replicas over the read balance factor's bound moved
+/// last ([`bound_loads`]).
 pub(super) fn read_plan(
     service: &Service,
     inbound: &Inbound,
@@ -145,11 +148,13 @@ pub(super) fn read_plan(
     now_ms: u64,
     plane: &WritePlane,
 ) -> Plan {
-    if service.policies.routing.plugin().is_some() {
+    let mut plan = if service.policies.routing.plugin().is_some() {
         plugin_plan(service, inbound, facts, now_ms, &plane.ledger)
     } else {
         native_plan(service, inbound, now_ms, &plane.ledger)
-    }
+    };
+    bound_loads(service, inbound, &mut plan);
+    plan
 }
 
 /// How an answer ranks for freshness: by its version, a versioned answer
