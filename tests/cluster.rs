@@ -161,6 +161,24 @@ async fn a_fleet_on_etcd_agrees_and_rides_out_etcd_and_instance_failures() {
     assert_eq!(status, StatusCode::OK);
     let (status, _, body) = call(Method::GET, &fleet[2].url("/orders/kv/a"), &[], "").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "one"));
+    // Everyone on the revision places keys alike (one placement epoch),
+    // and writes carry it to the replicas.
+    let (_, view) = admin(&fleet[2], Method::GET, "/admin/cluster", Value::Null).await;
+    assert_eq!(view["epochs_agree"], json!(true), "{view}");
+    let epochs: Vec<&Value> = view["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["status"]["epochs"]["orders"])
+        .collect();
+    assert!(epochs.iter().all(|e| e.is_string() && *e == epochs[0]), "{view}");
+    let log = replicas[0].request_log().await;
+    let write = log
+        .iter()
+        .find(|entry| entry["method"] == "PUT" && entry["path"] == "/kv/a")
+        .unwrap_or_else(|| panic!("the write reached r0: {log:?}"));
+    let names = write["header_names"].to_string();
+    assert!(names.contains("x-levee-ring-epoch"), "{names}");
 
     // One etcd member SIGKILLed: writes and reads go on.
     etcd.members[0].kill();

@@ -50,6 +50,9 @@ pub struct ClusterView {
     pub revision: i64,
     /// E.g. `3/3 on revision 42`.
     pub summary: String,
+    /// Whether every instance on the current revision reports the same
+    /// placement epoch for every service (see `cluster::placement`).
+    pub epochs_agree: bool,
     pub instances: Vec<InstanceView>,
 }
 
@@ -75,9 +78,18 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<ClusterView>, Adm
         })
         .collect();
     let on = instances.iter().filter(|i| i.on_revision).count();
+    let current: Vec<&Status> = instances
+        .iter()
+        .filter(|i| i.on_revision)
+        .filter_map(|i| i.status.as_ref())
+        .collect();
+    let epochs_agree = current
+        .iter()
+        .all(|a| current.iter().all(|b| a.epoch_mismatches(b).is_empty()));
     Ok(Json(ClusterView {
         instance_id: mode.instance_id.clone(),
         revision,
+        epochs_agree,
         summary: format!("{on}/{} on revision {revision}", instances.len()),
         instances,
     }))

@@ -89,7 +89,33 @@ fn status(state: &AppState) -> Status {
         services: state.directory.config.load().services.len(),
         plugins,
         error: mode.follower.error(),
+        epochs: state
+            .directory
+            .services
+            .load()
+            .values()
+            .map(|s| (s.name().to_string(), format!("{:016x}", s.ring.epoch())))
+            .collect(),
         updated_ms: crate::base::clock::unix_ms(),
+    }
+}
+
+/// Another instance on this one's revision that places a service's keys
+/// differently (a different node set or rule: a bug or a skewed build) is
+/// counted and logged.
+fn compare_epochs(state: &AppState, mode: &ClusterMode, other: &Status) {
+    if other.instance_id == mode.instance_id || other.revision != mode.follower.applied() {
+        return;
+    }
+    let mine = status(state);
+    for service in mine.epoch_mismatches(other) {
+        crate::base::metrics::ring_epoch_mismatch();
+        tracing::warn!(
+            %service,
+            other = %other.instance_id,
+            revision = other.revision,
+            "cluster: another instance on this revision places the service's keys differently (ring epoch mismatch)"
+        );
     }
 }
 
@@ -159,6 +185,7 @@ async fn sync_and_watch(state: &AppState, mode: &ClusterMode) -> Result<(), Stri
         for event in response.events() {
             match change_of(keys, event) {
                 Ok(Change::Revision(at)) => revision = Some(at),
+                Ok(Change::Status(other)) => compare_epochs(state, mode, &other),
                 Ok(change) => problems.extend(apply_change(&state.service_changes(), change).await),
                 Err(problem) => problems.push(problem),
             }

@@ -239,6 +239,7 @@ pub(crate) mod testing {
             scheme: Scheme::HTTP,
             authority: address.to_string().parse::<Authority>().unwrap(),
             host: hyper::header::HeaderValue::from_str(&address.to_string()).unwrap(),
+            ring_epoch: crate::cluster::service::epoch_header(0),
             health: NodeHealth::new(OutlierSpec::default()),
         }
     }

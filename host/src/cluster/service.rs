@@ -56,6 +56,9 @@ pub struct ServiceNode {
     /// The `Host` header of requests to this node (its authority), built
     /// once so that no attempt formats it.
     pub host: HeaderValue,
+    /// The service's placement epoch (hex), sent with every write to this
+    /// node as `x-levee-ring-epoch`: which node set placed the write.
+    pub ring_epoch: HeaderValue,
     pub health: NodeHealth,
 }
 
@@ -97,7 +100,7 @@ impl Service {
         let nodes = spec
             .nodes
             .iter()
-            .map(|node| build_node(&spec, node))
+            .map(|node| build_node(&spec, node, ring.epoch()))
             .collect::<Result<Vec<_>, _>>()?;
         let node_table = node_table(&spec)?;
         let policies = Policies::build(&spec, runtime)?;
@@ -199,7 +202,11 @@ fn node_table(spec: &ServiceSpec) -> Result<Arc<NodeTable>, ServiceError> {
     Ok(Arc::new(table))
 }
 
-fn build_node(spec: &ServiceSpec, node: &NodeSpec) -> Result<ServiceNode, ServiceError> {
+fn build_node(
+    spec: &ServiceSpec,
+    node: &NodeSpec,
+    epoch: u64,
+) -> Result<ServiceNode, ServiceError> {
     let error = |reason: String| ServiceError::Node {
         service: spec.name.clone(),
         node: node.id.clone(),
@@ -221,8 +228,14 @@ fn build_node(spec: &ServiceSpec, node: &NodeSpec) -> Result<ServiceNode, Servic
         scheme,
         authority,
         host,
+        ring_epoch: epoch_header(epoch),
         health: NodeHealth::new(spec.outlier.clone()),
     })
+}
+
+/// A placement epoch as its header value: 16 hex digits.
+pub fn epoch_header(epoch: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("{epoch:016x}")).expect("hex digits")
 }
 
 /// An in-flight slot of a service; released on drop.

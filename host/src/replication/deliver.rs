@@ -158,6 +158,11 @@ fn held_version(answer: &Answer) -> Option<Version> {
     Version::parse(text).ok()
 }
 
+/// The placement epoch of the sending levee's service (see
+/// `cluster::placement`): instances that disagree on it place keys
+/// differently; `x-levee-ring-epoch` lets a replica's logs show it.
+pub const RING_EPOCH_HEADER: &str = "x-levee-ring-epoch";
+
 /// The request for one send, built from the log record alone.
 fn build_request(
     node: &ServiceNode,
@@ -182,6 +187,7 @@ fn build_request(
     let version = HeaderValue::from_str(&header.version.to_string()).map_err(|e| e.to_string())?;
     headers.insert(VERSION_HEADER, version);
     headers.insert(LSN_HEADER, HeaderValue::from(lsn));
+    headers.insert(RING_EPOCH_HEADER, node.ring_epoch.clone());
     if !header.request_id.is_empty()
         && let Ok(value) = HeaderValue::from_str(&header.request_id)
     {

@@ -76,6 +76,10 @@ pub const CHECKPOINTS_TOTAL: &str = "levee_checkpoints_total";
 /// Counter: admin requests refused for a missing or wrong token.
 pub const ADMIN_AUTH_FAILURES_TOTAL: &str = "levee_admin_auth_failures_total";
 
+/// Counter: another cluster instance on the same configuration revision
+/// reported a different placement epoch for a service.
+pub const RING_EPOCH_MISMATCHES_TOTAL: &str = "levee_ring_epoch_mismatches_total";
+
 // ---- Listeners --------------------------------------------------------------
 
 /// Counter: TLS certificate reloads, by `listener` (`data`, `admin`) and
@@ -117,6 +121,7 @@ pub const ALL_FAMILIES: &[&str] = &[
     LOG_BYTES,
     CHECKPOINTS_TOTAL,
     ADMIN_AUTH_FAILURES_TOTAL,
+    RING_EPOCH_MISMATCHES_TOTAL,
     TLS_RELOADS_TOTAL,
     TLS_HANDSHAKE_FAILURES_TOTAL,
     CONNECTIONS_TOTAL,
@@ -206,6 +211,10 @@ pub(super) fn describe_all() {
     describe_counter!(
         ADMIN_AUTH_FAILURES_TOTAL,
         "Admin requests refused for a missing or wrong token."
+    );
+    describe_counter!(
+        RING_EPOCH_MISMATCHES_TOTAL,
+        "Cluster instances on one revision placing a service's keys differently."
     );
     describe_counter!(
         TLS_RELOADS_TOTAL,

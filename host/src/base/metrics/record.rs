@@ -329,6 +329,11 @@ pub fn admin_auth_failed() {
     counter!(ADMIN_AUTH_FAILURES_TOTAL).increment(1);
 }
 
+/// Another instance on this revision places a service's keys differently.
+pub fn ring_epoch_mismatch() {
+    counter!(RING_EPOCH_MISMATCHES_TOTAL).increment(1);
+}
+
 /// A listener's certificate files changed and were (or were not) reloaded.
 pub fn tls_reloaded(listener: &'static str, ok: bool) {
     let result = if ok { "ok" } else { "error" };

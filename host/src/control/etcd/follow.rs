@@ -15,7 +15,7 @@ use std::time::Duration;
 use etcd_client::{Event, EventType};
 use tokio::sync::Notify;
 
-use super::store::{Keys, Snapshot, decode};
+use super::store::{Keys, Snapshot, Status, decode};
 use crate::config::ServiceSpec;
 use crate::control::service_change::{ChangeContext, ChangeRefused};
 
@@ -99,6 +99,8 @@ pub enum Change {
     Delete(String),
     /// The configuration revision moved (`revision` key): apply nothing.
     Revision(i64),
+    /// An instance's status was written.
+    Status(Box<Status>),
     /// Not a service key (membership, status).
     Other,
 }
@@ -111,6 +113,11 @@ pub fn change_of(keys: &Keys, event: &Event) -> Result<Change, String> {
     let key = String::from_utf8_lossy(kv.key());
     if key == keys.revision() {
         return Ok(Change::Revision(kv.mod_revision()));
+    }
+    if key.starts_with(&keys.statuses()) && event.event_type() == EventType::Put {
+        return decode::<Status>(&key, kv.value())
+            .map(|status| Change::Status(Box::new(status)))
+            .map_err(|e| e.to_string());
     }
     let Some(name) = key.strip_prefix(&keys.services()) else {
         return Ok(Change::Other);
@@ -141,6 +148,6 @@ pub async fn apply_change(ctx: &ChangeContext<'_>, change: Change) -> Option<Str
             Ok(()) | Err(ChangeRefused::NotFound(_)) => None,
             Err(refused) => Some(format!("service {name}: {refused}")),
         },
-        Change::Revision(_) | Change::Other => None,
+        Change::Revision(_) | Change::Status(_) | Change::Other => None,
     }
 }

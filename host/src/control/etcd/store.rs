@@ -112,7 +112,22 @@ pub struct Status {
     pub plugins: std::collections::BTreeMap<String, String>,
     /// What stopped it from applying a change, if something did.
     pub error: Option<String>,
+    /// Each service's placement epoch (hex): instances on one revision
+    /// must agree on them, or they place keys differently.
+    #[serde(default)]
+    pub epochs: std::collections::BTreeMap<String, String>,
     pub updated_ms: u64,
+}
+
+impl Status {
+    /// The services on which `self` and `other` place keys differently.
+    pub fn epoch_mismatches(&self, other: &Status) -> Vec<String> {
+        self.epochs
+            .iter()
+            .filter(|(service, epoch)| other.epochs.get(*service).is_some_and(|e| e != *epoch))
+            .map(|(service, _)| service.clone())
+            .collect()
+    }
 }
 
 /// A connection to etcd with levee's key layout and time bound.
