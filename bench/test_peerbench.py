@@ -538,17 +538,26 @@ class TlsReport(unittest.TestCase):
         self.assertAlmostEqual(ratios["TLS + HTTP/1.1"], 2 / 3)
         self.assertAlmostEqual(ratios["HTTP/2 over TLS"], 0.75)
         table = "\n".join(report.tls_ratio_table(self.plain(), self.part()))
-        self.assertIn("| levee-native | haproxy | 0.50× | 0.67× | 0.75× | 1.33× | 1.50× |", table)
+        self.assertIn("| levee-native | haproxy, throughput | 0.50× | 0.67× | 0.75× | 1.33× | 1.50× |",
+                      table)
+        # By CPU: haproxy 10 / 20 / 15 µs per request, levee-native 40 / 40 / 26.7.
+        self.assertIn("| levee-native | haproxy, CPU per request | 0.25× | 0.50× | 0.56× | 2.00× "
+                      "| 2.25× |", table)
 
     def test_goal_met_only_without_extra_relative_loss(self):
         lines = "\n".join(report.tls_goals(self.plain(), self.part()))
-        self.assertRegex(lines, r"to haproxy, TLS \+ HTTP/1\.1, .*\(1\.33\) \| \*\*met\*\*")
-        # 0.96 of the plain ratio: within the allowance; 0.90: not.
+        self.assertRegex(lines, r"CPU per request ratio to haproxy, TLS \+ HTTP/1\.1, .*\(2\.00\) "
+                         r"\| \*\*met\*\*")
+        self.assertRegex(lines, r"throughput ratio to haproxy, TLS \+ HTTP/1\.1, .*\(1\.33\) \| \*\*met\*\*")
+        # 0.96 of the plain ratio: within the allowance; 0.92: not.
         lines = "\n".join(report.tls_goals(self.plain(), self.part(native_h1=14_400,
                                                                    native_h2=27_000)))
-        self.assertRegex(lines, r"to haproxy, TLS \+ HTTP/1\.1, .*\(0\.96\) \| \*\*met")
-        self.assertRegex(lines, r"to haproxy, HTTP/2 over TLS, .*\(1\.35\) \| \*\*met")
-        self.assertRegex(lines, r"to nginx, TLS \+ HTTP/1\.1, .*\(0\.92\) \| \*\*not met")
+        self.assertRegex(lines, r"throughput ratio to haproxy, TLS \+ HTTP/1\.1, .*\(0\.96\) \| "
+                         r"\*\*met")
+        self.assertRegex(lines, r"throughput ratio to haproxy, HTTP/2 over TLS, .*\(1\.35\) \| "
+                         r"\*\*met")
+        self.assertRegex(lines, r"throughput ratio to nginx, TLS \+ HTTP/1\.1, .*\(0\.92\) \| "
+                         r"\*\*not met")
 
     def test_cpu_added_by_tls(self):
         table = "\n".join(report.tls_cost_table(self.plain(), self.part()))
