@@ -17,7 +17,7 @@
 //! | [`policy`] | binding plugins or native policies to services, the policy-version header |
 //! | [`replication`] | the write plane over `levee_log`: records, hints, handoff, checkpoints, snapshots, service-change records |
 //! | [`dataplane`] | inbound validation, the one attempt path and retry gate, the read proxy, the write fan-out, `AppError` |
-//! | [`control`] | admin auth rules, the plugin host and store, the drop-in watch, the service-change transaction |
+//! | [`control`] | admin auth rules, the plugin host and store, the drop-in watch, the service-change transaction, plugins from an OCI registry ([`control::oci`]: push, pull by digest, the cache) |
 //! | [`api`] | HTTP adapters only: data plane, admin API, status page |
 //! | [`app`] | `AppState`, start-up, listeners (TLS termination and reload, HTTP/1.1, HTTP/2, h2c), the tasks it owns, shutdown |
 //!
@@ -66,7 +66,8 @@
 //! listeners and owns every background task.
 
 // Most layers are crate-private (the binary, the tests and the benches use
-// only `app::serve`, `cluster::ring` and `upstream`); the layout above names
+// only `app::serve`, `cluster::ring`, `upstream` and, for `levee plugin
+// push`, `oci` (`control::oci`)); the layout above names
 // them anyway, for `cargo doc --document-private-items`.
 #![allow(rustdoc::private_intra_doc_links)]
 
@@ -80,4 +81,6 @@ pub(crate) mod policy;
 pub(crate) mod replication;
 pub mod upstream;
 
+/// Plugins in an OCI registry (`levee plugin push`).
+pub use control::oci;
 pub(crate) use levee_config as config;

@@ -12,6 +12,7 @@
 //! PUT    /admin/plugins/{name}             upload a component (body: the bytes)
 //! DELETE /admin/plugins/{name}             also deletes its drop-in file; 409 while a service uses it
 //! POST   /admin/plugins/{name}/rollback    back to the previous version
+//! PUT    /admin/plugins/{name}/oci         pull by digest from an OCI registry (body: {"reference"})
 //! GET    /admin/cluster                    cluster mode: every instance and its revision
 //! GET    /admin/services                   every service spec
 //! GET    /admin/services/{name}            one service: spec and node health
@@ -37,13 +38,13 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::api::admin_error::AdminError;
 use crate::api::state::AppState;
 use crate::api::{
-    admin_cluster, admin_log, admin_plugins, admin_services, admin_shadow, admin_state, auth,
-    status_page,
+    admin_cluster, admin_log, admin_oci, admin_plugins, admin_services, admin_shadow, admin_state,
+    auth, status_page,
 };
 
 /// The admin router.
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(admin_shadow::delete),
         )
         .route("/admin/plugins/{name}/promote", post(admin_shadow::promote))
+        .route("/admin/plugins/{name}/oci", put(admin_oci::put))
         .route("/admin/plugins/{name}/trial", post(admin_shadow::trial))
         .route("/admin/cluster", get(admin_cluster::get))
         .route("/admin/services", get(admin_services::list))

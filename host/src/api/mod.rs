@@ -7,7 +7,8 @@
 //! The admin listener (control plane):
 //! - [`admin`]: the admin router, probes and metrics; [`auth`]: bearer
 //!   token; [`admin_error`]: `AdminError` (JSON, 422 with field errors).
-//! - [`admin_plugins`], [`admin_services`], [`admin_log`]: the admin API.
+//! - [`admin_plugins`], [`admin_services`], [`admin_log`]: the admin API;
+//!   [`admin_oci`]: a plugin version pulled from an OCI registry.
 //! - [`admin_state`]: `GET /admin/state`; [`status_page`]: `GET /admin/`.
 //! - [`admin_cluster`]: `GET /admin/cluster` and service changes in
 //!   cluster mode (written to etcd).
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod admin_cluster;
 pub mod admin_error;
 pub mod admin_log;
+pub mod admin_oci;
 pub mod admin_plugins;
 pub mod admin_services;
 pub mod admin_shadow;

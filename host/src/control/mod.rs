@@ -18,6 +18,7 @@ pub mod admin_origin;
 pub mod auth;
 pub mod drop_in;
 pub mod etcd;
+pub mod oci;
 pub mod plugin_bindings;
 pub mod plugin_error;
 pub mod plugin_host;

@@ -230,6 +230,8 @@ pub enum LoadSource {
     Restart,
     /// A shadow version made live (`POST /admin/plugins/NAME/promote`).
     Promote,
+    /// Pulled from an OCI registry by digest (`PUT /admin/plugins/NAME/oci`).
+    Oci,
 }
 
 impl LoadSource {
@@ -240,6 +242,7 @@ impl LoadSource {
             LoadSource::Rollback => "rollback",
             LoadSource::Restart => "restart",
             LoadSource::Promote => "promote",
+            LoadSource::Oci => "oci",
         }
     }
 }
