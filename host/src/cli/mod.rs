@@ -7,6 +7,9 @@
 //!   first damage instead of refusing to start.
 //! - `levee demo [--keep]`: the self-contained demonstration.
 //! - `levee plugin check FILE [--config JSON]`: validate a policy plugin.
+//! - `levee plugin push FILE REGISTRY/REPOSITORY:TAG [--plain-http]`:
+//!   validate a plugin and push it to an OCI registry, printing its
+//!   digest ([`plugin_push`]).
 //! - `levee plugin new NAME --lang rust|js|python --world
 //!   retry|routing|checkpoint|write [--dir PATH]`: scaffold a plugin
 //!   ([`plugin_new`]).
@@ -23,6 +26,7 @@
 
 mod demo;
 mod plugin_new;
+mod plugin_push;
 mod tools;
 
 use std::net::SocketAddr;
@@ -131,6 +135,23 @@ pub enum PluginCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Validate a plugin (as `check` does) and push it to an OCI registry
+    /// as a Wasm artifact; prints the digest to bind (pulls name digests).
+    Push {
+        file: PathBuf,
+        /// REGISTRY/REPOSITORY:TAG, e.g. 127.0.0.1:5000/levee/retry:v1.
+        target: String,
+        /// Plain HTTP to a registry that is not on loopback (loopback ones
+        /// always are; every other registry is spoken to over TLS).
+        #[arg(long)]
+        plain_http: bool,
+        /// A JSON `config` that `configure` must accept before the push.
+        #[arg(long)]
+        config: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +259,25 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     dir,
                 },
         } => plugin_new::plugin_new(&name, lang, world, dir),
+        Command::Plugin {
+            command:
+                PluginCommand::Push {
+                    file,
+                    target,
+                    plain_http,
+                    config,
+                    json,
+                },
+        } => {
+            let args = plugin_push::PushArgs {
+                file,
+                target,
+                plain_http,
+                config,
+                json,
+            };
+            plugin_push::plugin_push(args).await
+        }
         Command::Log {
             command: LogCommand::Inspect { dir, json },
         } => tools::log_inspect(&dir, json),
