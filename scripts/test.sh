@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 # start their own etcd processes on loopback; the package's own service is
 # not used).
 bash scripts/ensure-apt.sh chromium ca-certificates g++ curl nghttp2-client protobuf-compiler etcd-server
+bash scripts/ensure-registry.sh  # docker-registry for tests/oci.rs (it runs its own registry)
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
