@@ -22,9 +22,8 @@
 //!   as the kubelet asks it (no token, no client certificate), serves the
 //!   sample service, fails readiness on SIGTERM while the request in
 //!   flight finishes, and exits 0 within the pod's grace period. It also
-//!   checks why the probes are not the admin `/healthz` and `/readyz`:
-//!   off loopback those answer 401 without the token (if that changes,
-//!   this test says the manifest may probe them).
+//!   checks the probes are the admin `/healthz` and `/readyz`, open
+//!   without the token off loopback while `/metrics` is not.
 
 mod support;
 
@@ -847,9 +846,21 @@ async fn a_levee_run_as_the_pod_runs_it_answers_the_probes_and_drains() {
         assert!(succeeded(&outcome), "{which}: {outcome:?}");
     }
 
-    // Why the probes are not the admin /healthz and /readyz: off loopback
-    // those need the token, which a probe cannot send from a Secret. The
-    // token from the environment opens them.
+    // The probes are levee's admin /healthz and /readyz, open without the
+    // token off loopback (a kubelet cannot send one); /metrics is not.
+    let paths: Vec<(&str, &str)> = manifests
+        .probes()
+        .into_iter()
+        .map(|(which, get)| (which, get["path"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("startupProbe", "/readyz"),
+            ("readinessProbe", "/readyz"),
+            ("livenessProbe", "/healthz")
+        ]
+    );
     let admin = pod.address("admin");
     let scheme = if config.listeners.tls.admin.is_some() {
         "HTTPS"
@@ -859,19 +870,14 @@ async fn a_levee_run_as_the_pod_runs_it_answers_the_probes_and_drains() {
     let second = Duration::from_secs(5);
     for path in ["/healthz", "/readyz"] {
         let without = probe_get(admin, scheme, path, second, &ca, None).await;
-        assert_eq!(
-            without,
-            Ok(StatusCode::UNAUTHORIZED),
-            "admin {path} without a token off loopback: if it is open now, \
-             statefulset.yaml can probe /healthz and /readyz on the admin port"
-        );
-        let with = probe_get(admin, scheme, path, second, &ca, Some(TOKEN)).await;
-        assert_eq!(
-            with,
-            Ok(StatusCode::OK),
-            "admin {path} with the token from {TOKEN_ENV}"
-        );
+        assert_eq!(without, Ok(StatusCode::OK), "admin {path} without a token");
     }
+    let metrics = probe_get(admin, scheme, "/metrics", second, &ca, None).await;
+    assert_eq!(
+        metrics,
+        Ok(StatusCode::UNAUTHORIZED),
+        "/metrics off loopback needs {TOKEN_ENV}'s token"
+    );
 
     // The sample service answers through the data port.
     let service = &config.services[0].name;

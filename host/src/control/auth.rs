@@ -52,9 +52,12 @@ pub const TOKEN_BYTES_MAX: usize = ADMIN_TOKEN_BYTES_MAX;
 pub const TOKEN_BYTES_MIN: usize = ADMIN_TOKEN_BYTES_MIN;
 
 /// Paths that skip the token on a loopback admin listener.
-const LOOPBACK_OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
-/// Paths that never need the token: the status page shell, which holds no data.
-const ALWAYS_OPEN_PATHS: &[&str] = &["/admin", "/admin/"];
+const LOOPBACK_OPEN_PATHS: &[&str] = &["/metrics"];
+/// Paths that never need the token: the probes (alive, ready: what an
+/// orchestrator's kubelet asks, which cannot send a token; Kubernetes' own
+/// API server leaves its `/healthz` and `/readyz` open the same way) and
+/// the status page shell, which holds no data.
+const ALWAYS_OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/admin", "/admin/"];
 
 /// Why the admin listener may not start as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -370,9 +373,12 @@ mod tests {
     }
 
     #[test]
-    fn probes_are_open_only_on_loopback() {
+    fn probes_are_open_and_metrics_only_on_loopback() {
         let local = with_token(loopback());
         let remote = with_token(exposed());
+        for path in ["/healthz", "/readyz"] {
+            assert_eq!(remote.check(path, &HeaderMap::new()), Ok(()), "{path}");
+        }
         for path in LOOPBACK_OPEN_PATHS {
             assert_eq!(local.check(path, &HeaderMap::new()), Ok(()), "{path}");
             assert_eq!(
