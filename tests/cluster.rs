@@ -15,6 +15,8 @@
 
 #[path = "cluster/etcd.rs"]
 mod etcd;
+#[path = "oci/registry.rs"]
+mod registry;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -171,7 +173,10 @@ async fn a_fleet_on_etcd_agrees_and_rides_out_etcd_and_instance_failures() {
         .iter()
         .map(|i| &i["status"]["epochs"]["orders"])
         .collect();
-    assert!(epochs.iter().all(|e| e.is_string() && *e == epochs[0]), "{view}");
+    assert!(
+        epochs.iter().all(|e| e.is_string() && *e == epochs[0]),
+        "{view}"
+    );
     let log = replicas[0].request_log().await;
     let write = log
         .iter()
@@ -179,6 +184,36 @@ async fn a_fleet_on_etcd_agrees_and_rides_out_etcd_and_instance_failures() {
         .unwrap_or_else(|| panic!("the write reached r0: {log:?}"));
     let names = write["header_names"].to_string();
     assert!(names.contains("x-levee-ring-epoch"), "{names}");
+
+    // A plugin pushed to a registry and bound through instance 1 by digest
+    // is pulled and served by all three.
+    let registry = registry::Registry::start();
+    registry.wait_ready().await;
+    let plugin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/retry-backoff.wasm");
+    let reference = registry::push(
+        &plugin,
+        &format!("{}/levee/retry-backoff:v1", registry.host),
+    );
+    let (status, bound) = admin(
+        &fleet[1],
+        Method::PUT,
+        "/admin/plugins/retry-backoff/oci",
+        json!({"reference": reference}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{bound}");
+    let layer = bound["layer_digest"].as_str().unwrap().to_string();
+    let expected = format!("3/3 on revision {}", bound["revision"]);
+    eventually("the plugin digest served by all three", || async {
+        let (_, view) = admin(&fleet[0], Method::GET, "/admin/cluster", Value::Null).await;
+        view["summary"] == expected.as_str()
+            && view["instances"].as_array().is_some_and(|all| {
+                all.iter()
+                    .all(|i| i["status"]["plugins"]["retry-backoff"] == layer.as_str())
+            })
+    })
+    .await;
 
     // One etcd member SIGKILLed: writes and reads go on.
     etcd.members[0].kill();

@@ -22,7 +22,7 @@ use crate::api::admin_error::AdminError;
 use crate::api::state::AppState;
 use crate::api::views::state::service_view;
 use crate::config::ServiceSpec;
-use crate::control::etcd::store::{Member, Status};
+use crate::control::etcd::store::{Member, PluginBinding, Status};
 use crate::control::etcd::{ClusterMode, StoreError};
 
 /// Longest a change's answer waits for this instance to apply it.
@@ -159,6 +159,32 @@ pub async fn put_service(
         StatusCode::OK
     };
     Ok(Ok(with_revision(status, body, revision)))
+}
+
+/// Binds plugin `name` to a version this instance loaded, cluster-wide;
+/// the configuration's new revision, once applied here.
+pub async fn bind_plugin(
+    state: &AppState,
+    name: &str,
+    reference: &str,
+    layer_digest: &str,
+    plain_http: bool,
+) -> Result<i64, AdminError> {
+    let mode = mode(state)?;
+    let binding = PluginBinding {
+        reference: reference.to_string(),
+        layer_digest: layer_digest.to_string(),
+        plain_http,
+    };
+    let revision = mode.store.put_plugin(name, &binding).await.map_err(|error| {
+        AdminError::Unavailable(format!(
+            "{name} {layer_digest} serves on this instance but is not bound cluster-wide: {error}"
+        ))
+    })?;
+    mode.follower
+        .wait_for(revision, Duration::from_millis(APPLY_WAIT_MS))
+        .await;
+    Ok(revision)
 }
 
 /// `DELETE /admin/services/{name}` in cluster mode.

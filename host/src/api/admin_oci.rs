@@ -16,6 +16,12 @@
 //! levee can load (no `application/wasm` layer, a refused component, a
 //! binding's config rejected). Every refusal keeps the previous version
 //! serving and is recorded as the plugin's `last_error`.
+//!
+//! In cluster mode a version this instance loaded is then bound
+//! cluster-wide in etcd (`plugins/NAME`); every other instance pulls and
+//! loads the same digest from its watch, and a pull or load that fails on
+//! one of them shows in its status only. The answer adds `revision`; etcd
+//! down is a 503 saying the version serves here but is not bound.
 
 use axum::Json;
 use axum::body::Body;
@@ -58,7 +64,22 @@ pub async fn put(
         plain_http: request.plain_http,
     };
     match install(&state.control.plugins, &name, &request.reference, &options).await {
-        Ok(installed) => Ok(Json(installed).into_response()),
+        Ok(installed) => match state.cluster() {
+            None => Ok(Json(installed).into_response()),
+            Some(_) => {
+                let revision = crate::api::admin_cluster::bind_plugin(
+                    &state,
+                    &name,
+                    &installed.reference,
+                    &installed.layer_digest,
+                    request.plain_http,
+                )
+                .await?;
+                let mut body = serde_json::to_value(&installed).unwrap_or_default();
+                body["revision"] = serde_json::json!(revision);
+                Ok(Json(body).into_response())
+            }
+        },
         Err(OciInstallError::Plugin(error)) => Err(error.into()),
         Err(OciInstallError::Pull(error)) if error.is_registry_fault() => Ok(bad_gateway(&error)),
         Err(OciInstallError::Pull(OciError::Reference(reason))) => {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use etcd_client::{Event, EventType};
 use tokio::sync::Notify;
 
-use super::store::{Keys, Snapshot, Status, decode};
+use super::store::{Keys, PluginBinding, Snapshot, Status, decode};
 use crate::config::ServiceSpec;
 use crate::control::service_change::{ChangeContext, ChangeRefused};
 
@@ -67,12 +67,43 @@ impl Follower {
     }
 }
 
-/// Brings the local services to `snapshot`'s: each that differs is put,
-/// each etcd lacks is deleted. Every refusal is reported; the rest still
-/// apply.
+/// Serves `binding` as plugin `name` unless it already does: pulls by
+/// digest (the instance's OCI cache first), validates and swaps through
+/// the ordinary load path. A failure keeps the last good version serving
+/// and is this instance's problem to report, never the others'.
+pub async fn bind_plugin(
+    ctx: &ChangeContext<'_>,
+    name: &str,
+    binding: &PluginBinding,
+) -> Option<String> {
+    let serving = ctx
+        .host
+        .registry()
+        .info(name)
+        .and_then(|info| info.current)
+        .map(|current| format!("sha256:{}", current.version));
+    if serving.as_deref() == Some(binding.layer_digest.as_str()) {
+        return None;
+    }
+    let options = crate::control::oci::Options {
+        plain_http: binding.plain_http,
+    };
+    match crate::control::oci::install::install(ctx.host, name, &binding.reference, &options).await
+    {
+        Ok(_) => None,
+        Err(error) => Some(format!("plugin {name} ({}): {error}", binding.reference)),
+    }
+}
+
+/// Brings the local plugins and services to `snapshot`'s: plugins first
+/// (services may name them), each service that differs is put, each etcd
+/// lacks is deleted. Every refusal is reported; the rest still apply.
 pub async fn apply_snapshot(ctx: &ChangeContext<'_>, snapshot: &Snapshot) -> Option<String> {
     let local = ctx.host.directory().config.load_full();
     let mut problems = Vec::new();
+    for (name, binding) in &snapshot.plugins {
+        problems.extend(bind_plugin(ctx, name, binding).await);
+    }
     for (spec, _) in &snapshot.services {
         if local.service(&spec.name) != Some(spec)
             && let Err(refused) = ctx.put(spec.clone()).await
@@ -101,6 +132,8 @@ pub enum Change {
     Revision(i64),
     /// An instance's status was written.
     Status(Box<Status>),
+    /// A plugin version was bound cluster-wide.
+    Plugin(String, PluginBinding),
     /// Not a service key (membership, status).
     Other,
 }
@@ -117,6 +150,13 @@ pub fn change_of(keys: &Keys, event: &Event) -> Result<Change, String> {
     if key.starts_with(&keys.statuses()) && event.event_type() == EventType::Put {
         return decode::<Status>(&key, kv.value())
             .map(|status| Change::Status(Box::new(status)))
+            .map_err(|e| e.to_string());
+    }
+    if let Some(name) = key.strip_prefix(&keys.plugins())
+        && event.event_type() == EventType::Put
+    {
+        return decode::<PluginBinding>(&key, kv.value())
+            .map(|binding| Change::Plugin(name.to_string(), binding))
             .map_err(|e| e.to_string());
     }
     let Some(name) = key.strip_prefix(&keys.services()) else {
@@ -148,6 +188,7 @@ pub async fn apply_change(ctx: &ChangeContext<'_>, change: Change) -> Option<Str
             Ok(()) | Err(ChangeRefused::NotFound(_)) => None,
             Err(refused) => Some(format!("service {name}: {refused}")),
         },
+        Change::Plugin(name, binding) => bind_plugin(ctx, &name, &binding).await,
         Change::Revision(_) | Change::Status(_) | Change::Other => None,
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! Under the cluster's `prefix` (default `/levee/`):
 //! - `services/<name>`: a service, the configuration file's JSON object.
+//! - `plugins/<name>`: the plugin version every instance serves, by
+//!   digest (`{"reference": "REGISTRY/REPO@sha256:...", "layer_digest",
+//!   "plain_http"}`), pulled from the registry by each instance.
 //! - `revision`: written in the same transaction as every service change,
 //!   so its `mod_revision` is the configuration's revision R, the one
 //!   `GET /admin/cluster` asks every instance to be on (a deletion leaves
@@ -62,6 +65,12 @@ impl Keys {
     pub fn service(&self, name: &str) -> String {
         format!("{}services/{name}", self.prefix)
     }
+    pub fn plugins(&self) -> String {
+        format!("{}plugins/", self.prefix)
+    }
+    pub fn plugin(&self, name: &str) -> String {
+        format!("{}plugins/{name}", self.prefix)
+    }
     pub fn revision(&self) -> String {
         format!("{}revision", self.prefix)
     }
@@ -79,9 +88,22 @@ impl Keys {
     }
 }
 
+/// A plugin version bound cluster-wide, by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginBinding {
+    /// `REGISTRY/REPOSITORY@sha256:...` (the manifest's digest).
+    pub reference: String,
+    /// The component layer's digest: `sha256:` + the version it loads as.
+    pub layer_digest: String,
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
 /// The services etcd holds, read in one range.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// Each plugin binding, by plugin name.
+    pub plugins: Vec<(String, PluginBinding)>,
     /// Each service with the revision it was last changed at.
     pub services: Vec<(ServiceSpec, i64)>,
     /// The configuration's revision R (0: never written).
@@ -193,6 +215,7 @@ impl Store {
     /// Every service and the configuration's revision, in one range read.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let (services, revision_key) = (self.keys.services(), self.keys.revision());
+        let plugins = self.keys.plugins();
         let prefix = self.keys.all().to_string();
         let response = self
             .bounded(|mut client| async move {
@@ -212,6 +235,9 @@ impl Store {
             } else if key.starts_with(&services) {
                 let spec = decode::<ServiceSpec>(&key, kv.value())?;
                 snapshot.services.push((spec, kv.mod_revision()));
+            } else if let Some(name) = key.strip_prefix(&plugins) {
+                let binding = decode::<PluginBinding>(&key, kv.value())?;
+                snapshot.plugins.push((name.to_string(), binding));
             }
         }
         Ok(snapshot)
@@ -233,6 +259,21 @@ impl Store {
         let key = self.keys.service(&spec.name);
         self.change(key.clone(), based_on, TxnOp::put(key, value, None))
             .await
+    }
+
+    /// Binds plugin `name` to `binding` cluster-wide; returns the
+    /// configuration's new revision.
+    pub async fn put_plugin(&self, name: &str, binding: &PluginBinding) -> Result<i64, StoreError> {
+        let value = serde_json::to_vec(binding).map_err(unavailable)?;
+        let key = self.keys.plugin(name);
+        let txn = Txn::new().and_then([
+            TxnOp::put(key, value, None),
+            TxnOp::put(self.keys.revision(), "", None),
+        ]);
+        let response = self
+            .bounded(|mut client| async move { client.txn(txn).await })
+            .await?;
+        Ok(response.header().map_or(0, |h| h.revision()))
     }
 
     /// Deletes `name` if its key is still at `based_on`.
