@@ -13,7 +13,7 @@
 //! | [`base`] | the clock, metric families, the shutdown signal |
 //! | [`config`] | the configuration file: serde data and validation with field paths |
 //! | [`upstream`] | the pooled HTTP client (plain and TLS), hop-by-hop hygiene, attempt error classes |
-//! | [`cluster`] | the SHA-1 [`cluster::ring`], node [`cluster::health`], the one probe rule ([`cluster::probe`]), retry [`cluster::budget`], a built [`cluster::service::Service`], the [`cluster::directory`] of services |
+//! | [`cluster`] | the SHA-1 [`cluster::ring`] or rendezvous [`cluster::placement`] and the node set's epoch, node [`cluster::health`], the one probe rule ([`cluster::probe`]), retry [`cluster::budget`], a built [`cluster::service::Service`], the [`cluster::directory`] of services |
 //! | [`policy`] | binding plugins or native policies to services, the policy-version header |
 //! | [`replication`] | the write plane over `levee_log`: records, hints, handoff, checkpoints, snapshots, service-change records |
 //! | [`dataplane`] | inbound validation, the one attempt path and retry gate, the read proxy, the write fan-out, `AppError` |
@@ -36,7 +36,9 @@
 //!   bound component through its instance pool, fenced by CPU, memory and
 //!   output limits; native on any failure).
 //! - **The ring lookup**: [`cluster::service::Service::preference`] →
-//!   [`cluster::ring::Ring::preference`].
+//!   [`cluster::placement::Placement::preference`] (the ring's
+//!   [`cluster::ring::Ring::preference`] or rendezvous'); the read balance
+//!   factor reorders a read's plan in [`dataplane::plan::bound_loads`].
 //! - **The append + fsync of an acknowledged write**:
 //!   [`dataplane::fanout::write`] → `levee_log::Log::append` (group commit;
 //!   returns once the record is fdatasynced).
