@@ -39,7 +39,11 @@ fn url(text: &str) {
     let Ok(uri) = parse_node_url(text) else {
         return;
     };
-    assert_eq!(uri.scheme_str(), Some("http"), "{text:?}");
+    // http:// or https:// (TLS per upstream_tls), nothing else.
+    assert!(
+        matches!(uri.scheme_str(), Some("http" | "https")),
+        "{text:?}"
+    );
     assert!(matches!(uri.path(), "" | "/"), "{text:?}");
     assert!(uri.query().is_none(), "{text:?}");
     let authority = uri.authority().expect("an accepted URL has a host");
